@@ -1,0 +1,457 @@
+"""The training engine shared by every experiment that trains (fine-tuning, QA, masked-LM pretraining).
+
+One loop you can read top to bottom (`train`), in the spirit of nanoGPT:
+    batches -> forward under autocast -> loss / grad_accum -> backward -> clip -> AdamW step -> LR schedule
+    -> every `eval_every` steps: evaluate, keep the best weights, early-stop, checkpoint.
+
+What it guarantees:
+- Dynamic padding and length-bucketed batches (`length_batches`, `pad_batch`): little compute goes to padding.
+- `--precision bf16`: autocast with fp32 master weights.
+- Checkpoints are written atomically (a new directory renamed into place) and hold the model, optimizer,
+  scheduler, every RNG state and the data position, so `resume=True` continues a run killed at any moment
+  (SIGKILL included) and reaches the same weights as a run never interrupted.
+- Multi-process: run the same command under `torchrun`; each rank gets its slice of every batch list
+  (`Batches.__call__(epoch, rank, world)`), DDP averages gradients, only rank 0 writes.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import random
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable, Protocol, Sequence
+
+import numpy as np
+import torch
+
+from .models import autocast, check_precision, pick_device
+from .storage import atomic_write_text
+
+
+# --------------------------------------------------------------------------------------------- batching
+def length_batches(lengths: Sequence[int], batch_size: int, shuffle: bool, seed: int = 0,
+                   bucket_factor: int = 50) -> list[list[int]]:
+    """Group example indices into batches of similar length.
+
+    With shuffle: indices are shuffled, cut into chunks of `bucket_factor` batches, each chunk sorted by
+    length and cut into batches, then the batch order is shuffled — random, yet little padding. Without
+    shuffle (inference): all examples sorted by length, longest first (so memory peaks come early).
+    """
+    idx = list(range(len(lengths)))
+    if not shuffle:
+        idx.sort(key=lambda i: -lengths[i])
+        return [idx[i:i + batch_size] for i in range(0, len(idx), batch_size)]
+    rng = random.Random(seed)
+    rng.shuffle(idx)
+    chunk = batch_size * bucket_factor
+    batches = []
+    for c in range(0, len(idx), chunk):
+        part = sorted(idx[c:c + chunk], key=lambda i: lengths[i])
+        batches += [part[i:i + batch_size] for i in range(0, len(part), batch_size)]
+    rng.shuffle(batches)
+    return batches
+
+
+def pad_batch(examples: Sequence[dict[str, Any]], pad_id: int = 0, label_pad: int = -100) -> dict[str, torch.Tensor]:
+    """Pad a list of tokenised examples to the longest one in the batch (dynamic padding).
+
+    List-valued fields are padded: `input_ids` with `pad_id`, `labels` with `label_pad` when they are
+    per-token, `token_type_ids` with 0; `attention_mask` is built if absent. Scalars are stacked.
+    """
+    out: dict[str, torch.Tensor] = {}
+    width = max(len(e["input_ids"]) for e in examples)
+    for key in examples[0]:
+        vals = [e[key] for e in examples]
+        if isinstance(vals[0], (list, tuple, np.ndarray, torch.Tensor)) and len(vals[0]) == len(examples[0]["input_ids"]):
+            fill = pad_id if key == "input_ids" else (label_pad if key == "labels" else 0)
+            arr = torch.full((len(vals), width), fill, dtype=torch.long)
+            for i, v in enumerate(vals):
+                arr[i, :len(v)] = torch.as_tensor(v, dtype=torch.long)
+            out[key] = arr
+        else:
+            out[key] = torch.as_tensor(vals)
+    if "attention_mask" not in out:
+        mask = torch.zeros((len(examples), width), dtype=torch.long)
+        for i, e in enumerate(examples):
+            mask[i, :len(e["input_ids"])] = 1
+        out["attention_mask"] = mask
+    return out
+
+
+class Batches(Protocol):
+    """What `train` consumes: for an epoch (and this process's rank), the list of batches, deterministic in
+    (seed, epoch) so that a resumed run can skip exactly the batches already done."""
+
+    def __call__(self, epoch: int, rank: int = 0, world: int = 1) -> Sequence[dict[str, torch.Tensor]]: ...
+
+
+@dataclass
+class ExampleBatches:
+    """`Batches` over a list of tokenised examples: length-bucketed, shuffled per epoch, padded on demand."""
+
+    examples: Sequence[dict[str, Any]]
+    batch_size: int
+    seed: int = 0
+    pad_id: int = 0
+
+    def __call__(self, epoch: int, rank: int = 0, world: int = 1):
+        lengths = [len(e["input_ids"]) for e in self.examples]
+        groups = length_batches(lengths, self.batch_size * world, shuffle=True, seed=self.seed * 100003 + epoch)
+        # Each rank takes a strided slice of every global batch, so world×B per step whatever the world size.
+        return _LazyBatches([[self.examples[i] for i in g[rank::world]] for g in groups if len(g[rank::world])],
+                            self.pad_id)
+
+
+class _LazyBatches(Sequence):
+    def __init__(self, groups, pad_id):
+        self.groups, self.pad_id = groups, pad_id
+
+    def __len__(self):
+        return len(self.groups)
+
+    def __getitem__(self, i):
+        return pad_batch(self.groups[i], self.pad_id)
+
+
+# --------------------------------------------------------------------------------------------- config / result
+@dataclass
+class TrainConfig:
+    out_dir: str | Path | None = None     # checkpoints and log.jsonl; None: nothing written
+    lr: float = 5e-5
+    weight_decay: float = 0.01
+    warmup: float = 0.1                   # < 1: fraction of total steps; >= 1: number of steps
+    epochs: float = 3.0
+    max_steps: int | None = None          # overrides epochs when set
+    grad_accum: int = 1
+    clip: float = 1.0
+    precision: str = "fp32"
+    seed: int = 0
+    eval_every: int | None = None         # optimizer steps between evaluations; None: once per epoch
+    checkpoint_every: int | None = None   # optimizer steps between checkpoints; None: at every evaluation
+    metric: str = "loss"                  # key of evaluate()'s dict that decides the best model
+    greater_is_better: bool = False
+    patience: int | None = None           # early stopping: evaluations without improvement
+    restore_best: bool = True             # load the best weights at the end
+    resume: bool = False
+    progress: bool = True
+    device: str | None = None
+    log_every: int = 10
+
+
+@dataclass
+class TrainResult:
+    steps: int
+    epochs_done: float
+    best_step: int | None
+    best_metric: float | None
+    history: list[dict] = field(default_factory=list)   # one entry per evaluation
+    train_log: list[dict] = field(default_factory=list) # one entry per `log_every` steps
+    wall_time: float = 0.0
+    tokens: int = 0
+    examples: int = 0
+    stopped_early: bool = False
+
+
+# --------------------------------------------------------------------------------------------- distributed
+def dist_info() -> tuple[int, int]:
+    """(rank, world size) from torchrun's environment; (0, 1) in a plain process."""
+    return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
+
+
+def init_distributed(device: torch.device) -> tuple[int, int]:
+    rank, world = dist_info()
+    if world > 1 and not torch.distributed.is_initialized():
+        backend = "nccl" if device.type == "cuda" else "gloo"
+        torch.distributed.init_process_group(backend)
+    return rank, world
+
+
+def shutdown_distributed() -> None:
+    """Barrier then destroy: without it 2-process gloo runs can abort at interpreter exit."""
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.barrier()
+        torch.distributed.destroy_process_group()
+
+
+# --------------------------------------------------------------------------------------------- seeds & RNG state
+def set_seed(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def _rng_state() -> dict:
+    np_state = np.random.get_state()
+    state = {"python": random.getstate(), "torch": torch.get_rng_state(),
+             "numpy": (np_state[0], torch.from_numpy(np_state[1].astype(np.int64)), *np_state[2:])}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_rng_state(state: dict) -> None:
+    py = state["python"]
+    random.setstate((py[0], tuple(py[1]), py[2]))
+    torch.set_rng_state(state["torch"])
+    n = state["numpy"]
+    np.random.set_state((n[0], n[1].numpy().astype(np.uint32), *n[2:]))
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+# --------------------------------------------------------------------------------------------- checkpoints
+def _unwrap(model):
+    return model.module if hasattr(model, "module") else model
+
+
+def save_checkpoint(out_dir: Path, model, optimizer, scheduler, state: dict) -> Path:
+    """Write out_dir/checkpoint atomically: build checkpoint.tmp, then swap it in with renames."""
+    from safetensors.torch import save_file
+
+    final, tmp, old = out_dir / "checkpoint", out_dir / "checkpoint.tmp", out_dir / "checkpoint.old"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    weights = {k: v.detach().contiguous().cpu() for k, v in _unwrap(model).state_dict().items()}
+    save_file(_dedupe_shared(weights), str(tmp / "model.safetensors"))
+    torch.save({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                "rng": _rng_state(), **state}, tmp / "state.pt")
+    with open(tmp / "state.pt", "rb") as f:
+        os.fsync(f.fileno())
+    if final.exists():
+        shutil.rmtree(old, ignore_errors=True)
+        os.replace(final, old)
+    os.replace(tmp, final)
+    shutil.rmtree(old, ignore_errors=True)
+    return final
+
+
+def _dedupe_shared(weights: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """safetensors refuses tensors that share memory (tied embeddings / decoder): store clones."""
+    seen: dict[int, str] = {}
+    out = {}
+    for k, v in weights.items():
+        ptr = v.data_ptr()
+        out[k] = v.clone() if ptr in seen else v
+        seen.setdefault(ptr, k)
+    return out
+
+
+def find_checkpoint(out_dir: Path) -> Path | None:
+    """The last complete checkpoint (a crash during the swap leaves checkpoint.old)."""
+    for name in ("checkpoint", "checkpoint.old"):
+        p = Path(out_dir) / name
+        if (p / "state.pt").exists() and (p / "model.safetensors").exists():
+            return p
+    return None
+
+
+def load_checkpoint(path: Path, model, optimizer=None, scheduler=None) -> dict:
+    from safetensors.torch import load_file
+
+    _unwrap(model).load_state_dict(load_file(str(path / "model.safetensors")), strict=False)
+    state = torch.load(path / "state.pt", weights_only=True)
+    if optimizer is not None:
+        optimizer.load_state_dict(state["optimizer"])
+    if scheduler is not None:
+        scheduler.load_state_dict(state["scheduler"])
+    return state
+
+
+# --------------------------------------------------------------------------------------------- optimizer
+def make_optimizer(model, lr: float, weight_decay: float):
+    """AdamW without weight decay on biases and LayerNorm weights (as BERT did)."""
+    decay, no_decay = [], []
+    for name, p in model.named_parameters():
+        if not p.requires_grad:
+            continue
+        (no_decay if p.ndim < 2 or "LayerNorm" in name or "layer_norm" in name else decay).append(p)
+    groups = [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    return torch.optim.AdamW(groups, lr=lr)
+
+
+def linear_warmup_decay(optimizer, warmup_steps: int, total_steps: int):
+    def factor(step: int) -> float:
+        if step < warmup_steps:
+            return (step + 1) / max(1, warmup_steps)
+        return max(0.0, (total_steps - step) / max(1, total_steps - warmup_steps))
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+# --------------------------------------------------------------------------------------------- the loop
+def train(model, batches: Batches, config: TrainConfig,
+          evaluate: Callable[[Any], dict] | None = None,
+          on_evaluate: Iterable[Callable[[Any, int, dict], dict | None]] = (),
+          loss_fn: Callable[[Any, dict], torch.Tensor] | None = None) -> TrainResult:
+    """Train `model` in place on `batches`; returns the history. See the module docstring.
+
+    evaluate(model) -> dict of metrics (computed on rank 0 only; must contain `config.metric`).
+    on_evaluate: extra hooks called as hook(model, step, metrics) at each evaluation; a returned dict is
+    merged into the metrics (this is how e.g. alignment MRR is tracked during pretraining).
+    loss_fn(model, batch) -> loss; default: `model(**batch).loss` (Hugging Face heads compute it from labels).
+    """
+    check_precision(config.precision)
+    device = pick_device(config.device)
+    rank, world = init_distributed(device)
+    is_main = rank == 0
+    out_dir = Path(config.out_dir) if config.out_dir else None
+    if out_dir and is_main:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    set_seed(config.seed + rank)
+    model.to(device)
+
+    steps_per_epoch = math.ceil(len(batches(0, rank, world)) / config.grad_accum)
+    total_steps = config.max_steps or max(1, math.ceil(steps_per_epoch * config.epochs))
+    warmup = int(config.warmup * total_steps) if config.warmup < 1 else int(config.warmup)
+    optimizer = make_optimizer(model, config.lr, config.weight_decay)
+    scheduler = linear_warmup_decay(optimizer, warmup, total_steps)
+
+    step, epoch, batch_pos = 0, 0, 0
+    best_metric, best_step, bad_evals = None, None, 0
+    history, train_log = [], []
+    tokens = examples = 0
+    elapsed_before = 0.0
+    if config.resume and out_dir and (ckpt := find_checkpoint(out_dir)):
+        state = load_checkpoint(ckpt, model, optimizer, scheduler)
+        step, epoch, batch_pos = state["step"], state["epoch"], state["batch_pos"]
+        best_metric, best_step, bad_evals = state["best_metric"], state["best_step"], state["bad_evals"]
+        history, train_log = json.loads(state["history"]), json.loads(state["train_log"])
+        tokens, examples, elapsed_before = state["tokens"], state["examples"], state["elapsed"]
+        _set_rng_state(state["rng"])
+    ddp_model = model
+    if world > 1:
+        ddp_model = torch.nn.parallel.DistributedDataParallel(model)
+
+    def run_loss(batch):
+        with autocast(config.precision, device):
+            if loss_fn is not None:
+                return loss_fn(ddp_model, batch)
+            return ddp_model(**batch).loss
+
+    def checkpoint():
+        if is_main and out_dir:
+            save_checkpoint(out_dir, model, optimizer, scheduler, {
+                "step": step, "epoch": epoch, "batch_pos": batch_pos, "best_metric": best_metric,
+                "best_step": best_step, "bad_evals": bad_evals, "history": json.dumps(history),
+                "train_log": json.dumps(train_log), "tokens": tokens, "examples": examples,
+                "elapsed": elapsed_before + time.perf_counter() - t0})
+
+    best_weights: dict | None = None
+    if out_dir and (out_dir / "best.safetensors").exists() and config.resume:
+        from safetensors.torch import load_file
+        best_weights = load_file(str(out_dir / "best.safetensors"))
+
+    def do_evaluate() -> bool:
+        """Returns True when training should stop early."""
+        nonlocal best_metric, best_step, bad_evals, best_weights
+        metrics: dict = {}
+        if evaluate is not None and is_main:
+            model.eval()
+            with torch.inference_mode(), autocast(config.precision, device):
+                metrics = dict(evaluate(model))
+            model.train()
+        for hook in on_evaluate:
+            if is_main:
+                extra = hook(model, step, metrics)
+                model.train()
+                if extra:
+                    metrics.update(extra)
+        metrics = {"step": step, "epoch": round(step / max(1, steps_per_epoch), 4), **metrics}
+        stop = False
+        if is_main and config.metric in metrics and metrics[config.metric] is not None:
+            value = float(metrics[config.metric])
+            better = best_metric is None or (value > best_metric if config.greater_is_better else value < best_metric)
+            if better:
+                best_metric, best_step, bad_evals = value, step, 0
+                best_weights = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+                if out_dir:
+                    from safetensors.torch import save_file
+                    tmp = out_dir / "best.safetensors.tmp"
+                    save_file(_dedupe_shared(best_weights), str(tmp))
+                    os.replace(tmp, out_dir / "best.safetensors")
+            else:
+                bad_evals += 1
+                stop = config.patience is not None and bad_evals >= config.patience
+        history.append(metrics)
+        if world > 1:  # every rank must agree on stopping
+            flag = torch.tensor([int(stop)], device=device)
+            torch.distributed.broadcast(flag, 0)
+            stop = bool(flag.item())
+        return stop
+
+    from tqdm.auto import tqdm
+
+    bar = tqdm(total=total_steps, initial=step, disable=not (config.progress and is_main), unit="step",
+               dynamic_ncols=True, desc="train")
+    model.train()
+    t0 = time.perf_counter()
+    stopped_early = False
+    running_loss, running_n = 0.0, 0
+    micro = 0
+    while step < total_steps and not stopped_early:
+        epoch_batches = batches(epoch, rank, world)
+        while batch_pos < len(epoch_batches) and step < total_steps:
+            batch = {k: v.to(device) for k, v in epoch_batches[batch_pos].items()}
+            batch_pos += 1
+            sync = (micro + 1) % config.grad_accum == 0 or batch_pos == len(epoch_batches)
+            ctx = ddp_model.no_sync() if (world > 1 and not sync) else _null()
+            with ctx:
+                loss = run_loss(batch)
+                (loss / config.grad_accum).backward()
+            micro += 1
+            running_loss += float(loss.detach())
+            running_n += 1
+            tokens += int(batch["attention_mask"].sum()) if "attention_mask" in batch else batch["input_ids"].numel()
+            examples += batch["input_ids"].shape[0]
+            if not sync:
+                continue
+            if config.clip:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), config.clip)
+            optimizer.step()
+            scheduler.step()
+            optimizer.zero_grad(set_to_none=True)
+            micro = 0
+            step += 1
+            bar.update(1)
+            if step % config.log_every == 0 or step == total_steps:
+                elapsed = elapsed_before + time.perf_counter() - t0
+                entry = {"step": step, "loss": running_loss / running_n, "lr": scheduler.get_last_lr()[0],
+                         "tokens_per_s": tokens * world / max(elapsed, 1e-9), "elapsed": elapsed}
+                train_log.append(entry)
+                bar.set_postfix(loss=f"{entry['loss']:.4f}")
+                if is_main and out_dir:
+                    with open(out_dir / "log.jsonl", "a", encoding="utf-8") as f:
+                        f.write(json.dumps(entry) + "\n")
+                running_loss, running_n = 0.0, 0
+            at_epoch_end = batch_pos == len(epoch_batches)
+            if (config.eval_every and step % config.eval_every == 0) or (not config.eval_every and at_epoch_end) \
+                    or step == total_steps:
+                stopped_early = do_evaluate()
+                if config.checkpoint_every is None:
+                    checkpoint()  # at an epoch's end batch_pos == len: a resumed run moves to the next epoch
+                if stopped_early:
+                    break
+            if config.checkpoint_every and step % config.checkpoint_every == 0:
+                checkpoint()
+        if batch_pos >= len(epoch_batches):
+            epoch, batch_pos = epoch + 1, 0
+    bar.close()
+    wall = elapsed_before + time.perf_counter() - t0
+    if config.restore_best and best_weights is not None:
+        model.load_state_dict(best_weights)
+    model.eval()
+    return TrainResult(steps=step, epochs_done=step / max(1, steps_per_epoch), best_step=best_step,
+                       best_metric=best_metric, history=history, train_log=train_log, wall_time=wall,
+                       tokens=tokens * world, examples=examples * world, stopped_early=stopped_early)
+
+
+class _null:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *a):
+        return False

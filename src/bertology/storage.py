@@ -1,0 +1,193 @@
+"""Files: atomic writes, versioned results.json, and finding data sets by name.
+
+Everything the toolkit writes goes through `atomic_write_*`: the bytes land in a temporary file in the same
+directory and are renamed over the target, so a reader (or a crash) never sees half a file.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import tempfile
+import urllib.request
+from dataclasses import asdict, is_dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+
+from . import __version__
+from .errors import UserError
+
+DATA_DIR_ENV = "BERTOLOGY_DATA"
+
+
+# --------------------------------------------------------------------------------------------- atomic writes
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return path
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
+    return atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def _jsonable(obj: Any) -> Any:
+    if is_dataclass(obj) and not isinstance(obj, type):
+        return _jsonable(asdict(obj))
+    if isinstance(obj, dict):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_jsonable(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return _jsonable(obj.tolist())
+    if isinstance(obj, (np.floating,)):
+        return float(obj)
+    if isinstance(obj, (np.integer,)):
+        return int(obj)
+    if isinstance(obj, float) and (obj != obj):  # NaN is not valid JSON
+        return None
+    if isinstance(obj, Path):
+        return str(obj)
+    return obj
+
+
+def atomic_write_json(path: str | os.PathLike, obj: Any) -> Path:
+    return atomic_write_text(path, json.dumps(_jsonable(obj), ensure_ascii=False, indent=2) + "\n")
+
+
+def save_results(out_dir: str | os.PathLike, schema: str, payload: dict) -> Path:
+    """Write `out_dir/results.json` as {"schema": ..., "bertology_version": ..., **payload}.
+
+    `schema` is "bertology.<experiment>/<major version>"; docs/results.md documents each one.
+    """
+    doc = {"schema": schema, "bertology_version": __version__, **_jsonable(payload)}
+    return atomic_write_json(Path(out_dir) / "results.json", doc)
+
+
+def load_results(path: str | os.PathLike, schema_prefix: str | None = None) -> dict:
+    path = Path(path)
+    if path.is_dir():
+        path = path / "results.json"
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise UserError(f"{path}: no such results file") from None
+    except json.JSONDecodeError as e:
+        raise UserError(f"{path}:{e.lineno}: not valid JSON ({e.msg})") from None
+    if schema_prefix and not str(doc.get("schema", "")).startswith(schema_prefix):
+        raise UserError(f"{path}: field 'schema' is {doc.get('schema')!r}, expected {schema_prefix}/N")
+    return doc
+
+
+# --------------------------------------------------------------------------------------------- text files
+def open_text(path: str | os.PathLike):
+    """Open a UTF-8 text file for reading, transparently gunzipping `.gz`."""
+    path = Path(path)
+    if not path.exists():
+        raise UserError(f"{path}: no such file")
+    if path.suffix == ".gz":
+        return gzip.open(path, "rt", encoding="utf-8")
+    return open(path, encoding="utf-8")
+
+
+def read_lines(path: str | os.PathLike, limit: int | None = None) -> Iterator[str]:
+    """Non-empty stripped lines of a (possibly gzipped) text file."""
+    with open_text(path) as f:
+        n = 0
+        for line in f:
+            line = line.strip()
+            if not line:
+                continue
+            yield line
+            n += 1
+            if limit is not None and n >= limit:
+                return
+
+
+# --------------------------------------------------------------------------------------------- data sets
+# Each data set the toolkit knows by name: where it lives under the data directory, and its public origin.
+# `find_dataset` looks in --data-dir / $BERTOLOGY_DATA / ./data / ../shared/data, and downloads from the
+# origin (when one exists and we are online) into the first of those directories.
+DATASETS: dict[str, tuple[str, str | None]] = {
+    "splice": ("splice/splice.csv", None),  # the UCI original is headerless `splice.data`; loaders accept both
+    "splice-uci": ("splice/splice.data",
+                   "https://archive.ics.uci.edu/ml/machine-learning-databases/molecular-biology/"
+                   "splice-junction-gene-sequences/splice.data"),
+    "multiloc": ("protein/multiloc_11class.tsv", None),
+    "composer": ("music/composer_voices.tsv.gz", None),
+    "squad-train": ("squad/squad_v1.1_train.json.gz", None),
+    "squad-train-json": ("squad/train-v1.1.json",
+                         "https://rajpurkar.github.io/SQuAD-explorer/dataset/train-v1.1.json"),
+    "squad-dev": ("squad/squad_v1.1_dev.json",
+                  None),
+    "squad-dev-json": ("squad/dev-v1.1.json", "https://rajpurkar.github.io/SQuAD-explorer/dataset/dev-v1.1.json"),
+    "drcd-dev": ("drcd/DRCD_dev.json", "https://raw.githubusercontent.com/DRCKnowledgeTeam/DRCD/master/DRCD_dev.json"),
+    "drcd-train": ("drcd/DRCD_training.json",
+                   "https://raw.githubusercontent.com/DRCKnowledgeTeam/DRCD/master/DRCD_training.json"),
+    "cmrc-trial": ("cmrc2018/cmrc2018_trial.json",
+                   "https://raw.githubusercontent.com/ymcui/cmrc2018/master/squad-style-data/cmrc2018_trial.json"),
+    "cmrc-dev": ("cmrc2018/cmrc2018_dev.json",
+                 "https://raw.githubusercontent.com/ymcui/cmrc2018/master/squad-style-data/cmrc2018_dev.json"),
+    "xquad-en": ("xquad/xquad.en.json", "https://raw.githubusercontent.com/deepmind/xquad/master/xquad.en.json"),
+    "xquad-zh": ("xquad/xquad.zh.json", "https://raw.githubusercontent.com/deepmind/xquad/master/xquad.zh.json"),
+    "muse-en-zh": ("muse/en-zh.txt", "https://dl.fbaipublicfiles.com/arrival/dictionaries/en-zh.txt"),
+    "muse-zh-en": ("muse/zh-en.txt", "https://dl.fbaipublicfiles.com/arrival/dictionaries/zh-en.txt"),
+    "cedict": ("cedict/cedict_1_0_ts_utf-8_mdbg.zip", None),
+    "tatoeba-cmn-eng": ("tatoeba/cmn-eng.txt", None),
+    "corpus-en": ("corpora/en", None),
+    "corpus-zh": ("corpora/zh", None),
+}
+
+
+def data_dirs(data_dir: str | os.PathLike | None = None) -> list[Path]:
+    """Candidate data directories, most specific first."""
+    dirs: list[Path] = []
+    if data_dir:
+        dirs.append(Path(data_dir))
+    if os.environ.get(DATA_DIR_ENV):
+        dirs.append(Path(os.environ[DATA_DIR_ENV]))
+    dirs += [Path("data"), Path("../shared/data")]
+    return dirs
+
+
+def find_dataset(name_or_path: str | os.PathLike, data_dir: str | os.PathLike | None = None,
+                 download: bool = True) -> Path:
+    """Resolve a data set name (see DATASETS) or a path to an existing file/directory."""
+    p = Path(name_or_path)
+    if p.exists():
+        return p
+    name = str(name_or_path)
+    if name not in DATASETS:
+        raise UserError(f"{name}: no such file, and not a known data set name "
+                        f"(known: {', '.join(sorted(DATASETS))})")
+    rel, url = DATASETS[name]
+    tried = []
+    for d in data_dirs(data_dir):
+        cand = d / rel
+        tried.append(str(cand))
+        if cand.exists():
+            return cand
+    if download and url:
+        target = data_dirs(data_dir)[0] / rel
+        try:
+            with urllib.request.urlopen(url, timeout=30) as r:
+                atomic_write_bytes(target, r.read())
+            return target
+        except OSError as e:
+            tried.append(f"{url} ({e.__class__.__name__})")
+    raise UserError(f"data set {name!r} not found; tried {', '.join(tried)}. "
+                    f"Point --data-dir or ${DATA_DIR_ENV} at a directory holding {rel}")
