@@ -1,0 +1,135 @@
+"""`bertology report`: run every experiment on one model and write a self-contained index.html.
+
+Each experiment module provides `report_section(ctx: ReportContext) -> Section`. The report runs them in
+order; a section that raises `UserError` (e.g. Chinese on an English-only vocabulary, no MLM head) appears
+with the reason instead of crashing the report. Figures are embedded as base64 PNGs, so the single HTML
+file can be mailed or opened anywhere.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import importlib
+import time
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from .errors import UserError
+from .storage import atomic_write_text, save_results
+
+
+@dataclass
+class ReportContext:
+    model: str
+    out_dir: Path            # this section's own directory (results.json, figures)
+    data_dir: str | None
+    precision: str = "fp32"
+    seed: int = 0
+    quick: bool = True       # small, minutes-scale settings; --full for the paper-scale ones
+    trust_remote_code: bool = False
+
+
+@dataclass
+class Section:
+    title: str
+    explanation: str = ""                       # a short paragraph (HTML allowed) saying what to look at
+    figures: list[Path] = field(default_factory=list)
+    tables: list[tuple[str, list[dict]]] = field(default_factory=list)   # (caption, rows)
+    error: str | None = None                    # why the model could not run this experiment
+    seconds: float = 0.0
+
+
+# (module, title used when the section fails before producing its own). Order = order in the report.
+SECTIONS: list[tuple[str, str]] = [
+    ("bertology.senses", "Contextual embeddings: word senses"),
+    ("bertology.cbow", "Static baseline: word2vec CBOW"),
+    ("bertology.pretrain", "Masked-LM: fill in the blank"),
+    ("bertology.crossdomain", "Cross-disciplinary transfer: DNA, protein, music"),
+    ("bertology.qa", "Cross-lingual zero-shot QA"),
+    ("bertology.align", "Cross-lingual alignment and language vectors"),
+]
+
+
+def run_section(module: str, title: str, ctx: ReportContext) -> Section:
+    t0 = time.perf_counter()
+    try:
+        fn: Callable[[ReportContext], Section] = importlib.import_module(module).report_section
+    except (ImportError, AttributeError) as e:
+        return Section(title, error=f"not available in this version ({e.__class__.__name__})")
+    ctx.out_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        sec = fn(ctx)
+    except UserError as e:
+        sec = Section(title, error=str(e))
+    except Exception as e:  # a bug in one section must not lose the others; keep the traceback visible
+        sec = Section(title, error=f"failed: {e.__class__.__name__}: {e}\n{traceback.format_exc()}")
+    sec.seconds = time.perf_counter() - t0
+    return sec
+
+
+def _table_html(rows: list[dict]) -> str:
+    if not rows:
+        return ""
+    cols = list(rows[0])
+    head = "".join(f"<th>{html.escape(str(c))}</th>" for c in cols)
+
+    def fmt(v):
+        return f"{v:.3f}" if isinstance(v, float) else html.escape(str(v))
+    body = "".join("<tr>" + "".join(f"<td>{fmt(r.get(c, ''))}</td>" for c in cols) + "</tr>" for r in rows)
+    return f"<table><tr>{head}</tr>{body}</table>"
+
+
+def render_html(model: str, sections: list[Section]) -> str:
+    parts = []
+    for i, s in enumerate(sections, 1):
+        body = [f"<h2 id='s{i}'>{i}. {html.escape(s.title)}</h2>"]
+        if s.error:
+            body.append(f"<p class='skip'>Not run on this model: {html.escape(s.error.splitlines()[0])}</p>")
+            if len(s.error.splitlines()) > 1:
+                body.append(f"<pre>{html.escape(s.error)}</pre>")
+        if s.explanation:
+            body.append(f"<p>{s.explanation}</p>")
+        for caption, rows in s.tables:
+            body.append(f"<p class='cap'>{html.escape(caption)}</p>{_table_html(rows)}")
+        for fig in s.figures:
+            data = base64.b64encode(Path(fig).read_bytes()).decode()
+            body.append(f"<figure><img src='data:image/png;base64,{data}' alt='{html.escape(Path(fig).name)}'>"
+                        f"<figcaption>{html.escape(Path(fig).name)}</figcaption></figure>")
+        body.append(f"<p class='time'>{s.seconds:.1f} s</p>")
+        parts.append("<section>" + "\n".join(body) + "</section>")
+    toc = "".join(f"<li><a href='#s{i}'>{html.escape(s.title)}</a>{' (not run)' if s.error else ''}</li>"
+                  for i, s in enumerate(sections, 1))
+    return f"""<!doctype html><html lang="en"><head><meta charset="utf-8">
+<title>bertology report: {html.escape(model)}</title>
+<style>body{{font-family:system-ui,sans-serif;max-width:60rem;margin:2rem auto;padding:0 1rem;line-height:1.5}}
+img{{max-width:100%}} table{{border-collapse:collapse;margin:.5rem 0}} td,th{{border:1px solid #ccc;padding:.2rem .5rem;
+text-align:right}} .skip{{color:#a00}} .time,.cap{{color:#666;font-size:.9em}} pre{{white-space:pre-wrap;font-size:.8em}}</style>
+</head><body><h1>Why BERT works — {html.escape(model)}</h1>
+<p>Generated by bertology: the experiments of Hung-yi Lee's lecture "Self-supervised learning: BERT explained"
+(ML 2021) and the papers behind it, run on this model.</p><ol>{toc}</ol>
+{''.join(parts)}</body></html>"""
+
+
+def build_report(model: str, out_dir: str | Path, data_dir: str | None = None, precision: str = "fp32",
+                 seed: int = 0, quick: bool = True, only: list[str] | None = None,
+                 trust_remote_code: bool = False) -> tuple[Path, list[Section]]:
+    """Run every section and write out_dir/index.html (+ each section's results under out_dir/<name>/)."""
+    out_dir = Path(out_dir)
+    sections = []
+    for module, title in SECTIONS:
+        short = module.rsplit(".", 1)[-1]
+        if only and short not in only:
+            continue
+        ctx = ReportContext(model=model, out_dir=out_dir / short, data_dir=data_dir, precision=precision,
+                            seed=seed, quick=quick, trust_remote_code=trust_remote_code)
+        sections.append(run_section(module, title, ctx))
+    page = atomic_write_text(out_dir / "index.html", render_html(model, sections))
+    save_results(out_dir, "bertology.report/1", {
+        "model": model, "quick": quick,
+        "sections": [{"title": s.title, "error": s.error, "seconds": s.seconds,
+                      "figures": [str(Path(f).relative_to(out_dir)) if Path(f).is_relative_to(out_dir) else str(f)
+                                  for f in s.figures]} for s in sections]})
+    return page, sections
