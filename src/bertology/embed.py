@@ -1,0 +1,237 @@
+"""The embedding engine: contextual vectors of target words at every layer, and sentence mean vectors.
+
+Layer indexing follows `output_hidden_states`: index 0 is the embedding output, index L the last layer.
+
+How a target becomes one vector per occurrence:
+1. `find_occurrences` locates the target in each raw sentence by character offsets (case-insensitive; an
+   alphanumeric target must stand as a whole word, so "apple" does not match inside "pineapple"; a CJK target
+   matches anywhere, since Chinese has no spaces).
+2. The sentence is tokenised once with offset mappings; the sub-tokens whose character span overlaps the
+   occurrence are the target's tokens. A target that tokenises to [UNK] is an error: its vector would be the
+   same for every unknown word.
+3. Sentences are batched by length and padded dynamically; one forward pass gives all layers; the target's
+   sub-tokens are pooled (mean, or the first sub-token) into one vector per occurrence per layer.
+A sentence longer than the model's limit is cut into a window centred on each occurrence (never truncating the
+target away).
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+import torch
+
+from .engine import length_batches
+from .errors import UserError
+from .models import check_precision, load_model, load_tokenizer, pick_device
+
+POOLINGS = ("mean", "first")
+
+
+@dataclass(frozen=True)
+class Occurrence:
+    sentence: int      # index into the sentence list
+    start: int         # character span [start, end) in that sentence
+    end: int
+    label: str = ""
+
+
+def _is_cjk(ch: str) -> bool:
+    return "CJK" in unicodedata.name(ch, "")
+
+
+def target_pattern(target: str) -> re.Pattern:
+    """Regex for a target: case-insensitive, whole-word at alphanumeric (non-CJK) edges."""
+    if not target or not target.strip():
+        raise UserError("the target is empty")
+    core = re.escape(target)
+    left = r"(?<![^\W\d_])" if (target[0].isalnum() and not _is_cjk(target[0])) else ""
+    right = r"(?![^\W\d_])" if (target[-1].isalnum() and not _is_cjk(target[-1])) else ""
+    return re.compile(left + core + right, re.IGNORECASE)
+
+
+def find_occurrences(sentences: Sequence[str], target: str, labels: Sequence[str] | None = None,
+                     source: str = "sentences") -> list[Occurrence]:
+    """Every occurrence of `target` in every sentence; a sentence without it is a UserError naming it."""
+    pat = target_pattern(target)
+    occ: list[Occurrence] = []
+    for i, s in enumerate(sentences):
+        found = [Occurrence(i, m.start(), m.end(), labels[i] if labels else "") for m in pat.finditer(s)]
+        if not found:
+            raise UserError(f"{source}: sentence {i + 1} does not contain the target {target!r}: {s[:80]!r}")
+        occ += found
+    return occ
+
+
+@dataclass
+class _Segment:
+    """One model input: token ids plus, for each occurrence it carries, the positions of its sub-tokens."""
+    ids: list[int]
+    type_ids: list[int]
+    targets: list[tuple[int, list[int]]]   # (occurrence index, token positions)
+
+
+class Embedder:
+    """Runs a BERT-family encoder over sentences and returns hidden states of every layer.
+
+    >>> emb = Embedder("minilm", precision="bf16")
+    >>> vecs = emb.occurrence_vectors(sentences, find_occurrences(sentences, "apple"))  # [L+1, n, H]
+    """
+
+    def __init__(self, model: str | torch.nn.Module = "minilm", tokenizer=None, precision: str = "fp32",
+                 batch_size: int = 32, device: str | None = None, trust_remote_code: bool = False,
+                 max_length: int | None = None, progress: bool = True):
+        self.precision = check_precision(precision)
+        self.device = pick_device(device)
+        if isinstance(model, (str,)) or hasattr(model, "__fspath__"):
+            self.name = str(model)
+            self.tokenizer = tokenizer or load_tokenizer(self.name, trust_remote_code)
+            self.model = load_model(self.name, "base", trust_remote_code)
+        else:
+            if tokenizer is None:
+                raise ValueError("pass the tokenizer with a model object")
+            self.name = getattr(model.config, "name_or_path", "model")
+            self.model, self.tokenizer = model, tokenizer
+        # bf16 inference: cast the weights once (faster on CPU than autocast, which re-casts every matmul).
+        self.model = self.model.to(self.device, dtype=torch.bfloat16 if precision == "bf16" else torch.float32).eval()
+        limit = getattr(self.model.config, "max_position_embeddings", 512) or 512
+        tok_limit = getattr(self.tokenizer, "model_max_length", limit) or limit
+        self.max_length = min(max_length or limit, limit, tok_limit if tok_limit < 10**6 else limit)
+        self.batch_size = batch_size
+        self.progress = progress
+        self.num_layers = self.model.config.num_hidden_layers
+
+    # ----------------------------------------------------------------------------------------- tokenisation
+    def _encode(self, sentences: Sequence[str]):
+        return self.tokenizer(list(sentences), add_special_tokens=False, return_offsets_mapping=True,
+                              return_attention_mask=False, return_token_type_ids=False, verbose=False)
+
+    def _special_affixes(self) -> tuple[list[int], list[int]]:
+        """The special tokens the tokenizer puts before / after a single sentence ([CLS] / [SEP] for BERT),
+        read off by tokenising a probe with and without them (works for any fast tokenizer)."""
+        if not hasattr(self, "_affixes"):
+            probe = "a"
+            body = self.tokenizer(probe, add_special_tokens=False)["input_ids"]
+            full = self.tokenizer(probe)["input_ids"]
+            i = next(i for i in range(len(full) - len(body) + 1) if full[i:i + len(body)] == body)
+            self._affixes = (full[:i], full[i + len(body):])
+        return self._affixes
+
+    def _wrap(self, body: list[int]) -> tuple[list[int], list[int]]:
+        prefix, suffix = self._special_affixes()
+        ids = prefix + list(body) + suffix
+        return ids, [0] * len(ids)
+
+    def _segments(self, sentences: Sequence[str], occurrences: Sequence[Occurrence], target: str | None) -> list[_Segment]:
+        enc = self._encode(sentences)
+        by_sentence: dict[int, list[int]] = {}
+        for k, o in enumerate(occurrences):
+            by_sentence.setdefault(o.sentence, []).append(k)
+        prefix, suffix = self._special_affixes()
+        n_special = len(prefix) + len(suffix)
+        offset_in = len(prefix)                 # position of the first body token after [CLS]
+        room = self.max_length - n_special
+        unk = self.tokenizer.unk_token_id
+        segments: list[_Segment] = []
+        for s, ks in by_sentence.items():
+            ids, offsets = enc["input_ids"][s], enc["offset_mapping"][s]
+            spans = []
+            for k in ks:
+                o = occurrences[k]
+                pos = [t for t, (a, b) in enumerate(offsets) if a < o.end and b > o.start and b > a]
+                if not pos:
+                    raise UserError(f"sentence {s + 1}: characters {o.start}-{o.end} "
+                                    f"({sentences[s][o.start:o.end]!r}) map to no token of model {self.name!r}")
+                if unk is not None and any(ids[t] == unk for t in pos):
+                    pieces = self.tokenizer.convert_ids_to_tokens([ids[t] for t in pos])
+                    raise UserError(f"sentence {s + 1}: model {self.name!r} tokenises "
+                                    f"{sentences[s][o.start:o.end]!r} as {pieces} (unknown token): its vocabulary "
+                                    f"does not cover the target{'' if target is None else ' ' + repr(target)}")
+                spans.append((k, pos))
+            if len(ids) <= room:
+                full, types = self._wrap(ids)
+                segments.append(_Segment(full, types, [(k, [p + offset_in for p in pos]) for k, pos in spans]))
+                continue
+            for k, pos in spans:  # too long: a window of `room` tokens centred on this occurrence
+                centre = (pos[0] + pos[-1]) // 2
+                lo = max(0, min(centre - room // 2, len(ids) - room))
+                full, types = self._wrap(ids[lo:lo + room])
+                segments.append(_Segment(full, types, [(k, [p - lo + offset_in for p in pos])]))
+        return segments
+
+    # ----------------------------------------------------------------------------------------- forward
+    def _batches(self, segments: list[_Segment], desc: str):
+        from tqdm.auto import tqdm
+
+        order = length_batches([len(s.ids) for s in segments], self.batch_size, shuffle=False)
+        pad = self.tokenizer.pad_token_id or 0
+        bar = tqdm(total=len(segments), desc=desc, unit="sent", disable=not self.progress or len(segments) < 64)
+        for group in order:
+            width = max(len(segments[i].ids) for i in group)
+            ids = torch.full((len(group), width), pad, dtype=torch.long)
+            mask = torch.zeros((len(group), width), dtype=torch.long)
+            types = torch.zeros((len(group), width), dtype=torch.long)
+            for r, i in enumerate(group):
+                n = len(segments[i].ids)
+                ids[r, :n] = torch.tensor(segments[i].ids)
+                types[r, :n] = torch.tensor(segments[i].type_ids)
+                mask[r, :n] = 1
+            with torch.inference_mode():
+                kwargs = {"input_ids": ids.to(self.device), "attention_mask": mask.to(self.device)}
+                if getattr(self.model.config, "type_vocab_size", 0):
+                    kwargs["token_type_ids"] = types.to(self.device)
+                out = self.model(**kwargs, output_hidden_states=True)
+            bar.update(len(group))
+            yield group, torch.stack(out.hidden_states), mask   # [L+1, B, T, H]
+        bar.close()
+
+    def occurrence_vectors(self, sentences: Sequence[str], occurrences: Sequence[Occurrence],
+                           layers: Sequence[int] | None = None, pool: str = "mean",
+                           target: str | None = None) -> np.ndarray:
+        """float32 array [len(layers), len(occurrences), hidden]; layers default to all (0..L)."""
+        if pool not in POOLINGS:
+            raise UserError(f"--pool must be one of {', '.join(POOLINGS)}, not {pool!r}")
+        layers = self._check_layers(layers)
+        segments = self._segments(sentences, occurrences, target)
+        out = np.zeros((len(layers), len(occurrences), self.model.config.hidden_size), dtype=np.float32)
+        for group, hs, _ in self._batches(segments, "embed"):
+            hs = hs[layers].float()
+            for r, i in enumerate(group):
+                for k, pos in segments[i].targets:
+                    v = hs[:, r, pos].mean(1) if pool == "mean" else hs[:, r, pos[0]]
+                    out[:, k] = v.cpu().numpy()
+        return out
+
+    def sentence_means(self, sentences: Sequence[str], layers: Sequence[int] | None = None,
+                       include_special: bool = False) -> np.ndarray:
+        """Mean hidden state over each sentence's tokens (special tokens excluded unless asked), per layer:
+        float32 [len(layers), len(sentences), hidden]. Sentences longer than the limit are truncated here."""
+        layers = self._check_layers(layers)
+        enc = self._encode(sentences)
+        prefix, suffix = self._special_affixes()
+        room = self.max_length - len(prefix) - len(suffix)
+        segments = []
+        for ids in enc["input_ids"]:
+            full, types = self._wrap(ids[:room])
+            start = len(prefix)
+            body = list(range(len(full))) if include_special else list(range(start, start + len(ids[:room])))
+            segments.append(_Segment(full, types, [(len(segments), body)]))
+        out = np.zeros((len(layers), len(sentences), self.model.config.hidden_size), dtype=np.float32)
+        for group, hs, _ in self._batches(segments, "sentences"):
+            hs = hs[layers].float()
+            for r, i in enumerate(group):
+                k, pos = segments[i].targets[0]
+                out[:, k] = hs[:, r, pos].mean(1).cpu().numpy()
+        return out
+
+    def _check_layers(self, layers: Sequence[int] | None) -> list[int]:
+        if layers is None:
+            return list(range(self.num_layers + 1))
+        bad = [l for l in layers if not 0 <= l <= self.num_layers]
+        if bad:
+            raise UserError(f"--layer {bad[0]} is out of range: model {self.name!r} has layers 0..{self.num_layers}")
+        return list(layers)
