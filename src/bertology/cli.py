@@ -59,12 +59,516 @@ def models_cmd():
 
 
 # ==== word senses, CBOW, report (issue: core) ================================================================
+@app.command("senses")
+def senses_cmd(
+    sentences: str = typer.Option(..., "--sentences", "-s",
+                                  help="TSV with header 'label<TAB>sentence' (label may be empty), plain text "
+                                       "with one sentence a line, or a built-in set: apple-zh, apple-en."),
+    target: Optional[str] = typer.Option(None, "--target", "-t",
+                                         help="Word, string or CJK character to embed (default for built-in "
+                                              "sets: 果 / apple)."),
+    out: Path = OutOpt,
+    model: str = ModelOpt,
+    layer: Optional[int] = typer.Option(None, "--layer", help="Layer of the similarity heatmap "
+                                                              "(0 = embeddings; default: last)."),
+    pool: str = typer.Option("mean", "--pool", help="How sub-tokens become one vector: mean or first."),
+    static: Optional[Path] = typer.Option(None, "--static", help="Use a CBOW model (from `bertology cbow`) "
+                                                                 "instead of the contextual model."),
+    precision: str = PrecisionOpt,
+    batch_size: int = typer.Option(32, "--batch-size"),
+    seed: int = SeedOpt,
+    trust_remote_code: bool = TrustOpt,
+):
+    """Word senses: embed every occurrence of a target at every layer; cosine heatmap and per-layer
+    separation of the labelled senses (within-sense minus between-sense cosine, silhouette, purity)."""
+    from . import senses
+
+    sents, labels, source, target = senses.resolve_sentences(sentences, target)
+    if static is not None:
+        result = senses.static_senses(static, sents, labels, target, seed=seed, source=source)
+    else:
+        result = senses.word_senses(model, sents, labels, target, layer=layer, pool=pool, precision=precision,
+                                    batch_size=batch_size, seed=seed, trust_remote_code=trust_remote_code,
+                                    source=source)
+    senses.save(result, out)
+    for s in result.layers:
+        fmt = lambda v: "   -  " if v is None else f"{v:6.3f}"  # noqa: E731
+        typer.echo(f"layer {s.layer:2d}  within {fmt(s.within)}  between {fmt(s.between)}  "
+                   f"separation {fmt(s.separation)}  silhouette {fmt(s.silhouette)}  purity {fmt(s.purity)}")
+    if result.best_layer is not None:
+        typer.echo(f"best layer: {result.best_layer}")
+    if result.neighbours:
+        typer.echo("nearest neighbours: " + ", ".join(f"{w} {c:.2f}" for w, c in result.neighbours))
+    typer.echo(f"wrote {out}/results.json")
+
+
+@app.command("cbow")
+def cbow_cmd(
+    corpus: List[Path] = typer.Option(..., "--corpus", "-c", help="Text file(s), one sentence a line (.gz ok); "
+                                                                 "repeat for several."),
+    out: Path = OutOpt,
+    segment: str = typer.Option("char", "--segment", help="Chinese segmentation: char (each character a token, "
+                                                          "as BERT) or word (jieba)."),
+    max_lines: Optional[int] = typer.Option(None, "--max-lines", help="Read at most this many lines per file."),
+    vector_size: int = typer.Option(100, "--dim"),
+    window: int = typer.Option(5, "--window"),
+    min_count: int = typer.Option(2, "--min-count"),
+    epochs: int = typer.Option(5, "--epochs"),
+    target: List[str] = typer.Option([], "--target", "-t", help="Print and save nearest neighbours of these."),
+    seed: int = SeedOpt,
+):
+    """Train a static word2vec CBOW baseline (gensim): one vector per word, whatever its context.
+    Use it with `bertology senses --static OUT`."""
+    from . import cbow
+    from .senses import nearest_neighbours
+
+    lines = cbow.corpus_lines(corpus, max_lines)
+    result = cbow.train_cbow(lines, out, segment=segment, vector_size=vector_size, window=window,
+                             min_count=min_count, epochs=epochs, seed=seed)
+    kv, meta = cbow.load_cbow(out)
+    neighbours = {t: nearest_neighbours(kv, t, meta["segment"]) for t in target}
+    cbow.save(result, out, neighbours)
+    typer.echo(f"CBOW: {result.vocab_size:,} words from {result.sentences:,} lines in {result.seconds:.1f} s")
+    for t, near in neighbours.items():
+        typer.echo(f"{t}: " + ", ".join(f"{w} {c:.2f}" for w, c in near))
+    typer.echo(f"wrote {out}/cbow.bin and {out}/results.json")
+
+
+@app.command("report")
+def report_cmd(
+    out: Path = OutOpt,
+    model: str = ModelOpt,
+    full: bool = typer.Option(False, "--full", help="Paper-scale settings (hours on a CPU) instead of the "
+                                                    "quick ones (minutes)."),
+    only: List[str] = typer.Option([], "--only", help="Run only these sections (senses, cbow, pretrain, "
+                                                      "crossdomain, qa, align)."),
+    precision: str = PrecisionOpt,
+    data_dir: Optional[Path] = DataDirOpt,
+    seed: int = SeedOpt,
+    trust_remote_code: bool = TrustOpt,
+):
+    """Run every experiment on one model and write OUT/index.html: one self-contained page with every
+    figure, the numbers and a short explanation per section. Experiments the model cannot run (e.g.
+    Chinese on an English-only vocabulary) appear with the reason."""
+    from .models import check_precision, resolve_model
+    from .report import SECTIONS, build_report
+
+    check_precision(precision)
+    resolve_model(model)
+    known = [m.rsplit(".", 1)[-1] for m, _ in SECTIONS]
+    bad = [o for o in only if o not in known]
+    if bad:
+        raise UserError(f"--only {bad[0]!r}: unknown section (known: {', '.join(known)})")
+    page, sections = build_report(model, out, data_dir=str(data_dir) if data_dir else None, precision=precision,
+                                  seed=seed, quick=not full, only=only or None, trust_remote_code=trust_remote_code)
+    for s in sections:
+        typer.echo(f"{'skipped' if s.error else 'ok':8s} {s.seconds:7.1f} s  {s.title}"
+                   + (f"  ({s.error.splitlines()[0][:100]})" if s.error else ""))
+    typer.echo(f"wrote {page}")
 
 # ==== pretraining, tokenizer, fill-mask =======================================================================
+tokenizer_app = typer.Typer(no_args_is_help=True, help="Train WordPiece vocabularies.")
+app.add_typer(tokenizer_app, name="tokenizer")
+CorpusOpt = typer.Option(..., "--corpus", "-c",
+                         help="LANG=SOURCE[#COLUMN][@MAX_LINES], repeatable. SOURCE: a text file (one sentence or "
+                              "paragraph a line, .gz ok), a directory of them, a SQuAD JSON (its paragraphs), or a "
+                              "data set name (e.g. tatoeba-cmn-eng, squad-train, corpus-zh). #COLUMN picks a "
+                              "tab-separated column (Tatoeba: en=tatoeba-cmn-eng#0 zh=tatoeba-cmn-eng#1); "
+                              "@N keeps at most N lines of that source.")
+AlphaOpt = typer.Option(0.7, "--alpha", help="Language sampling smoothing: p ∝ share^alpha (1 proportional, "
+                                              "0 uniform; mBERT used 0.7).")
+
+
+@tokenizer_app.command("train")
+def tokenizer_train_cmd(
+    corpus: List[str] = CorpusOpt,
+    out: Path = OutOpt,
+    vocab_size: int = typer.Option(30000, "--vocab-size", help="Vocabulary size, special tokens included."),
+    lowercase: bool = typer.Option(True, "--lowercase/--cased", help="Lower-case (and strip accents) or keep case."),
+    alpha: float = AlphaOpt,
+    budget: int = typer.Option(20_000_000, "--budget-tokens",
+                               help="Approximate tokens of text sampled (over all languages) to train on."),
+    data_dir: Optional[Path] = DataDirOpt,
+    seed: int = SeedOpt,
+):
+    """Train a BERT WordPiece tokenizer (every CJK character its own token, punctuation split) with
+    language-balanced sampling; OUT loads with AutoTokenizer.from_pretrained and works as --tokenizer."""
+    from .data import read_corpora
+    from .pretrain import TOKENIZER_SCHEMA, train_tokenizer
+    from .storage import save_results
+
+    corpora = read_corpora(corpus, str(data_dir) if data_dir else None)
+    _, res = train_tokenizer(corpora, out, vocab_size, lowercase, None, alpha, budget, seed)
+    save_results(out, TOKENIZER_SCHEMA, {"corpora": corpus, **res.__dict__})
+    print(f"vocabulary of {res.vocab_size} ({res.cjk_chars_in_vocab} CJK characters) written to {out}")
+
+
+@app.command("pretrain")
+def pretrain_cmd(
+    corpus: List[str] = CorpusOpt,
+    out: Path = OutOpt,
+    tokenizer: Optional[str] = typer.Option(None, "--tokenizer", help="Tokenizer or model directory to use; "
+                                            "default: train a WordPiece vocabulary on the corpora."),
+    vocab_size: int = typer.Option(30000, "--vocab-size", help="Size of the vocabulary trained when no --tokenizer."),
+    size: str = typer.Option("mini", "--size", help="tiny 2x128, mini 4x256, small 4x512, medium 8x512, base 12x768 "
+                                                    "(layers x hidden; heads = hidden/64)."),
+    config_file: Optional[Path] = typer.Option(None, "--config", help="A BERT config.json instead of --size."),
+    max_sentences_per_lang: Optional[int] = typer.Option(None, "--max-sentences-per-lang",
+                                                         help="Keep a random N lines per language (data-scale knob)."),
+    max_steps: int = typer.Option(1000, "--max-steps", help="Optimizer steps."),
+    batch_size: int = typer.Option(64, "--batch-size", help="Sequences per step per process."),
+    grad_accum: int = typer.Option(1, "--grad-accum", help="Gradient accumulation steps."),
+    seq_len: int = typer.Option(128, "--seq-len", help="Packed sequence length in tokens."),
+    lr: float = typer.Option(5e-4, "--lr", help="Peak learning rate (AdamW, linear warm-up and decay)."),
+    warmup: float = typer.Option(0.06, "--warmup", help="Warm-up: fraction of steps (<1) or steps (>=1)."),
+    whole_word: bool = typer.Option(False, "--whole-word-mask", help="Mask whole words rather than word pieces."),
+    alpha: float = AlphaOpt,
+    dropout: float = typer.Option(0.1, "--dropout", help="Hidden and attention dropout."),
+    eval_every: int = typer.Option(500, "--eval-every",
+                                   help="Steps between held-out evaluation, export of OUT/model and checkpoint."),
+    track_alignment: Optional[Path] = typer.Option(None, "--track-alignment", metavar="DICT",
+                                                   help="Bilingual dictionary: log cross-lingual alignment (MRR) "
+                                                        "of the model at every evaluation."),
+    resume: bool = typer.Option(False, "--resume", help="Continue the run in OUT from its last checkpoint."),
+    precision: str = PrecisionOpt,
+    data_dir: Optional[Path] = DataDirOpt,
+    seed: int = SeedOpt,
+    progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
+):
+    """Pretrain a BERT with masked-LM from scratch (packed sequences, 15% 80/10/10 masking, AdamW).
+
+    Writes OUT/model (a Hugging Face directory every bertology command accepts as --model, refreshed at every
+    evaluation), OUT/checkpoint (for --resume), log.jsonl, eval.jsonl, results.json and loss_curve.png.
+    Runs unchanged under `torchrun --nproc_per_node=N` (see docs/pretrain.md).
+    """
+    from .pretrain import PretrainConfig, pretrain
+
+    ddir = str(data_dir) if data_dir else None
+    cfg = PretrainConfig(corpora=corpus, out_dir=str(out), tokenizer=tokenizer, vocab_size=vocab_size, size=size,
+                         config_file=str(config_file) if config_file else None,
+                         max_sentences_per_lang=max_sentences_per_lang, seq_len=seq_len, batch_size=batch_size,
+                         grad_accum=grad_accum, max_steps=max_steps, lr=lr, warmup=warmup, whole_word=whole_word,
+                         alpha=alpha, dropout=dropout, precision=precision, seed=seed, eval_every=eval_every,
+                         resume=resume, data_dir=ddir, progress=progress)
+    hooks = []
+    if track_alignment is not None:
+        from .data import parse_corpus_spec
+        from .pretrain import alignment_hook
+
+        hooks.append(alignment_hook(track_alignment, [parse_corpus_spec(c) for c in corpus], out, ddir))
+    res = pretrain(cfg, eval_hooks=hooks)
+    if res.final:
+        print(f"{res.steps} steps, {res.tokens_per_s:.0f} tokens/s; held-out loss {res.final.get('eval_loss', 0):.3f}, "
+              f"masked-token accuracy {res.final.get('eval_acc', 0):.3f}; model in {res.model_dir}")
+
+
+@app.command("fill-mask")
+def fill_mask_cmd(
+    texts: List[str] = typer.Argument(..., help="Texts with one or more [MASK], e.g. '今天買了蘋[MASK]來吃'."),
+    model: str = ModelOpt,
+    top_k: int = typer.Option(5, "--top-k", "-k", help="Candidates shown per mask."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Also write results.json and fill_mask.png here."),
+    precision: str = PrecisionOpt,
+    trust_remote_code: bool = TrustOpt,
+):
+    """Fill in the blank: the top-k tokens and probabilities for every [MASK] (needs a model with an MLM head)."""
+    from dataclasses import asdict
+
+    from .pretrain import FILL_MASK_SCHEMA, fill_mask
+
+    res = fill_mask(model, texts, top_k, precision, trust_remote_code)
+    for it in res.items:
+        print(it["text"])
+        for j, m in enumerate(it["masks"]):
+            print(f"  [MASK] {j + 1}: " + "  ".join(f"{c['token']} {c['prob']:.3f}" for c in m["candidates"]))
+    if out is not None:
+        from .plots import plot_fill_mask
+        from .storage import save_results
+
+        save_results(out, FILL_MASK_SCHEMA, asdict(res))
+        plot_fill_mask(res.items, out / "fill_mask.png")
+
 
 # ==== cross-disciplinary transfer =============================================================================
+@app.command("crossdomain")
+def crossdomain_cmd(
+    task: str = typer.Option("splice", "--task", "-t", help="splice | multiloc | composer, or a file: CSV/TSV of "
+                             "`sequence,label` (header optional), FASTA with `>ID LABEL` headers, splice.data."),
+    model: str = ModelOpt,
+    out: Path = OutOpt,
+    conditions: str = typer.Option("pretrained,scratch,rand-embed,shuffled,frozen", "--conditions",
+                                   help="Comma list of: pretrained, scratch (same config, random init), rand-embed "
+                                        "(pretrained body, re-initialised word embeddings), shuffled (every "
+                                        "pretrained tensor's entries permuted), frozen (linear probe)."),
+    seeds: int = typer.Option(3, "--seeds", help="Runs per condition (seeds SEED..SEED+K-1): mean ± std."),
+    epochs: int = typer.Option(5, "--epochs", help="Maximum epochs per run."),
+    patience: int = typer.Option(2, "--patience", help="Stop after this many epochs without dev improvement (0: never)."),
+    batch_size: int = typer.Option(32, "--batch-size"),
+    lr: float = typer.Option(5e-5, "--lr", help="Peak learning rate (same for every condition)."),
+    max_length: int = typer.Option(512, "--max-length", help="Tokens per window; longer sequences are cut into "
+                                   "windows whose logits are averaged."),
+    max_windows: int = typer.Option(4, "--max-windows", help="Training windows per long sequence (evenly spaced)."),
+    kmer: int = typer.Option(1, "--kmer", help="Map overlapping k-mers instead of single symbols."),
+    symbols: str = typer.Option("auto", "--symbols", help="chars | tokens | auto (tokens if whitespace appears)."),
+    limit: Optional[int] = typer.Option(None, "--limit", help="Use a fixed stratified subset of this many examples."),
+    mapping: Optional[Path] = typer.Option(None, "--mapping", help="JSON symbol->token file (or an earlier "
+                                           "results.json) instead of a fresh random mapping."),
+    skip_bad: bool = typer.Option(False, "--skip-bad", help="Skip malformed rows (counted) instead of stopping."),
+    threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads for torch (default: all)."),
+    precision: str = PrecisionOpt,
+    data_dir: Optional[str] = DataDirOpt,
+    trust_remote_code: bool = TrustOpt,
+    seed: int = SeedOpt,
+):
+    """Cross-disciplinary transfer (Kao & Lee 2021): fine-tune a text-pretrained BERT on DNA / protein / music
+    sequences written as random English words, against the same network from scratch and controls.
+
+    Writes results.json (bertology.crossdomain/1), conditions.png (bars, mean ± std over seeds) and
+    learning_curves.png. Re-running the same command resumes an interrupted experiment.
+    """
+    import torch
+
+    from .crossdomain import CrossDomainConfig, run_crossdomain, save, summary_rows
+
+    if threads:
+        torch.set_num_threads(threads)
+    cfg = CrossDomainConfig(model=model, task=task, conditions=tuple(c.strip() for c in conditions.split(",") if c.strip()),
+                            seeds=seeds, seed=seed, epochs=epochs, patience=patience or None, batch_size=batch_size,
+                            lr=lr, precision=precision, max_length=max_length, max_windows=max_windows, kmer=kmer,
+                            symbols=symbols, limit=limit, mapping=str(mapping) if mapping else None,
+                            skip_bad=skip_bad, data_dir=data_dir, trust_remote_code=trust_remote_code)
+    result = save(run_crossdomain(cfg, out), out)
+    if result.skipped_rows:
+        typer.echo(f"skipped {len(result.skipped_rows)} bad rows (listed in results.json), e.g. {result.skipped_rows[0]}",
+                   err=True)
+    for row in summary_rows(result):
+        typer.echo("  ".join(f"{k}={v}" for k, v in row.items()))
+    typer.echo(f"wrote {out / 'results.json'}")
+
 
 # ==== question answering ======================================================================================
+qa_app = typer.Typer(no_args_is_help=True, help="Extractive QA (SQuAD format) and cross-lingual zero-shot "
+                                                "transfer: fine-tune on English, answer in Chinese.")
+app.add_typer(qa_app, name="qa")
+
+_QA_DATA_HELP = ("SQuAD-format .json / .json.gz, or a data set name (squad-train, squad-dev, xquad-en, xquad-zh, "
+                 "drcd-dev, cmrc-trial).")
+_QaMaxLen = typer.Option(384, "--max-len", help="Tokens per window (clamped to the model's maximum).")
+_QaStride = typer.Option(128, "--doc-stride", help="Tokens shared by consecutive windows of a long context.")
+_QaNBest = typer.Option(20, "--n-best", help="Spans kept per question (nbest.json).")
+_QaMaxAns = typer.Option(30, "--max-answer-len", help="Longest answer, in tokens.")
+_QaBatch = typer.Option(32, "--eval-batch-size", help="Windows per inference batch.")
+_QaLang = typer.Option("auto", "--lang", help="Metric: en (SQuAD v1.1), zh (CMRC 2018, also DRCD) or auto "
+                                             "(zh when the contexts are mostly CJK).")
+_QaSkipBad = typer.Option(False, "--skip-bad", help="Skip malformed questions (counted) instead of stopping.")
+_QaLimit = typer.Option(None, "--limit", help="Use a seeded random sample of this many questions per eval set.")
+_QaMaxTrain = typer.Option(None, "--max-train", help="Train on a seeded random sample of this many questions.")
+_QaEpochs = typer.Option(2.0, "--epochs")
+_QaMaxSteps = typer.Option(None, "--max-steps", help="Stop after this many optimizer steps (overrides --epochs).")
+_QaTrainBatch = typer.Option(16, "--batch-size", help="Training windows per step.")
+_QaLr = typer.Option(5e-5, "--lr", help="Peak learning rate (linear warm-up over 10%, then linear decay).")
+_QaEvalEvery = typer.Option(None, "--eval-every", help="Steps between dev evaluations (default: each epoch).")
+_QaCkptEvery = typer.Option(200, "--checkpoint-every", help="Steps between resumable checkpoints.")
+_QaResume = typer.Option(True, "--resume/--restart", help="Continue from OUT/train/checkpoint when present.")
+_QaThreads = typer.Option(None, "--threads", help="CPU threads for torch (default: all).")
+
+
+def _qa_settings(max_len, doc_stride, n_best, max_answer_len, batch_size, precision):
+    from .models import check_precision
+    from .qa import QASettings
+
+    return QASettings(max_len=max_len, doc_stride=doc_stride, n_best=n_best, max_answer_len=max_answer_len,
+                      batch_size=batch_size, precision=check_precision(precision))
+
+
+def _qa_named(specs: List[str], what: str) -> list[tuple[str, str]]:
+    """'NAME=FILE' pairs; a bare FILE or data set name is named after itself."""
+    out = []
+    for spec in specs:
+        name, sep, value = spec.partition("=")
+        if not sep:
+            name, value = Path(spec).stem if Path(spec).exists() else spec, spec
+        if not name or not value:
+            raise UserError(f"{what} {spec!r}: expected NAME=FILE")
+        out.append((name, value))
+    return out
+
+
+def _qa_print_scores(scores) -> None:
+    for sc in scores:
+        typer.echo(f"{sc.name:28s} {sc.lang}  EM {sc.exact_match:6.2f}  F1 {sc.f1:6.2f}  "
+                   f"({sc.total} questions, {sc.missing} unanswered)")
+
+
+@qa_app.command("score")
+def qa_score_cmd(
+    data: str = typer.Option(..., "--data", "-d", help=_QA_DATA_HELP),
+    predictions: Path = typer.Option(..., "--predictions", "-p", help='Official predictions JSON: '
+                                     '{"question id": "answer text"}.'),
+    lang: str = _QaLang,
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Also write OUT/results.json."),
+    skip_bad: bool = _QaSkipBad,
+    data_dir: Optional[str] = DataDirOpt,
+):
+    """Score predictions with the official metrics: exact_match and f1 (0-100), total, missing (unanswered
+    questions count as 0)."""
+    from . import qa
+
+    ds = qa.load_data(data, data_dir, skip_bad=skip_bad)
+    sc = qa.score(ds, qa.load_predictions(predictions), lang)
+    _qa_print_scores([sc])
+    if out:
+        qa.save(qa.QAResult("score", None, None, [sc]), out)
+        typer.echo(f"wrote {out}/results.json")
+
+
+@qa_app.command("train")
+def qa_train_cmd(
+    train: List[str] = typer.Option(["squad-train"], "--train", "-t", help=_QA_DATA_HELP + " Repeat to concatenate."),
+    dev: Optional[str] = typer.Option(None, "--dev", help="Dev set for early stopping / best weights "
+                                      "(" + _QA_DATA_HELP + ")"),
+    out: Path = OutOpt,
+    model: str = ModelOpt,
+    max_train: Optional[int] = _QaMaxTrain,
+    max_dev: Optional[int] = typer.Option(500, "--max-dev", help="Dev questions used for evaluation (sampled)."),
+    epochs: float = _QaEpochs, max_steps: Optional[int] = _QaMaxSteps, batch_size: int = _QaTrainBatch,
+    lr: float = _QaLr, eval_every: Optional[int] = _QaEvalEvery, checkpoint_every: int = _QaCkptEvery,
+    patience: Optional[int] = typer.Option(None, "--patience", help="Stop after this many evaluations without "
+                                           "dev F1 improvement."),
+    resume: bool = _QaResume,
+    max_len: int = _QaMaxLen, doc_stride: int = _QaStride, n_best: int = _QaNBest,
+    max_answer_len: int = _QaMaxAns, eval_batch_size: int = _QaBatch,
+    lang: str = _QaLang, skip_bad: bool = _QaSkipBad, threads: Optional[int] = _QaThreads,
+    precision: str = PrecisionOpt, data_dir: Optional[str] = DataDirOpt, seed: int = SeedOpt,
+    trust_remote_code: bool = TrustOpt,
+):
+    """Fine-tune a span-extraction head: sliding windows over long contexts, answer span labelled in the
+    window that holds it ([CLS] elsewhere), shared engine (bf16, resume, progress). Writes OUT/model (use it as
+    --model), OUT/train/ (checkpoint, log.jsonl), results.json and qa_training.png."""
+    import torch
+
+    from . import qa
+
+    if threads:
+        torch.set_num_threads(threads)
+    s = _qa_settings(max_len, doc_stride, n_best, max_answer_len, eval_batch_size, precision)
+    t = qa.TrainSettings(epochs=epochs, max_steps=max_steps, batch_size=batch_size, lr=lr, eval_every=eval_every,
+                         checkpoint_every=checkpoint_every, patience=patience, seed=seed, resume=resume)
+    train_sets = [qa.load_data(f, data_dir, skip_bad=skip_bad).sample(max_train, seed) for f in train]
+    dev_set = qa.load_data(dev, data_dir, skip_bad=skip_bad).sample(max_dev, seed) if dev else None
+    _, _, tr = qa.train(model, train_sets, dev_set, out, s, t, dev_lang=lang, trust_remote_code=trust_remote_code)
+    qa.save(qa.QAResult("train", model, qa.asdict(s), [], tr), out)
+    typer.echo(f"{tr.steps} steps on {tr.train_windows} windows in {tr.wall_time:.0f} s"
+               + (f"; best dev F1 {tr.best_dev_f1:.2f} at step {tr.best_step}" if tr.best_dev_f1 is not None else ""))
+    typer.echo(f"wrote {tr.model_dir} and {out}/results.json")
+
+
+def _qa_predict_or_eval(command, model, data, out, lang, limit, skip_bad, settings, data_dir, seed, convert,
+                        trust_remote_code):
+    from . import qa
+
+    ds = qa.load_data(data, data_dir, skip_bad=skip_bad, require_answers=command == "eval").sample(limit, seed)
+    result = qa.predict_file(command, model, ds, settings, lang=lang, convert=convert,
+                             trust_remote_code=trust_remote_code)
+    qa.save(result, out)
+    if result.scores:
+        _qa_print_scores(result.scores)
+    typer.echo(f"{len(result.predictions)} questions answered; wrote {out}/predictions.json, nbest.json, "
+               f"results.json")
+
+
+@qa_app.command("predict")
+def qa_predict_cmd(
+    data: str = typer.Option(..., "--data", "-d", help=_QA_DATA_HELP + " Answers are not needed."),
+    out: Path = OutOpt, model: str = ModelOpt, limit: Optional[int] = _QaLimit,
+    max_len: int = _QaMaxLen, doc_stride: int = _QaStride, n_best: int = _QaNBest,
+    max_answer_len: int = _QaMaxAns, eval_batch_size: int = _QaBatch, skip_bad: bool = _QaSkipBad,
+    convert: Optional[str] = typer.Option(None, "--convert", help="t2s or s2t: convert the text with OpenCC "
+                                          "before predicting; answers are mapped back to the original text."),
+    threads: Optional[int] = _QaThreads, precision: str = PrecisionOpt, data_dir: Optional[str] = DataDirOpt,
+    seed: int = SeedOpt, trust_remote_code: bool = TrustOpt,
+):
+    """Answer questions with a QA model (e.g. OUT/model from `qa train`): n-best span search over every
+    window, answers cut from the original context. Writes predictions.json (official format) and nbest.json."""
+    import torch
+
+    if threads:
+        torch.set_num_threads(threads)
+    _qa_predict_or_eval("predict", model, data, out, "auto", limit, skip_bad,
+                        _qa_settings(max_len, doc_stride, n_best, max_answer_len, eval_batch_size, precision),
+                        data_dir, seed, convert, trust_remote_code)
+
+
+@qa_app.command("eval")
+def qa_eval_cmd(
+    data: str = typer.Option(..., "--data", "-d", help=_QA_DATA_HELP),
+    out: Path = OutOpt, model: str = ModelOpt, lang: str = _QaLang, limit: Optional[int] = _QaLimit,
+    max_len: int = _QaMaxLen, doc_stride: int = _QaStride, n_best: int = _QaNBest,
+    max_answer_len: int = _QaMaxAns, eval_batch_size: int = _QaBatch, skip_bad: bool = _QaSkipBad,
+    convert: Optional[str] = typer.Option(None, "--convert", help="t2s or s2t: also score the data after OpenCC "
+                                          "conversion (e.g. Traditional DRCD for a Simplified-trained model)."),
+    threads: Optional[int] = _QaThreads, precision: str = PrecisionOpt, data_dir: Optional[str] = DataDirOpt,
+    seed: int = SeedOpt, trust_remote_code: bool = TrustOpt,
+):
+    """Predict and score with the official metrics (SQuAD v1.1 for English, CMRC 2018 for Chinese)."""
+    import torch
+
+    if threads:
+        torch.set_num_threads(threads)
+    _qa_predict_or_eval("eval", model, data, out, lang, limit, skip_bad,
+                        _qa_settings(max_len, doc_stride, n_best, max_answer_len, eval_batch_size, precision),
+                        data_dir, seed, convert, trust_remote_code)
+
+
+@qa_app.command("crosslingual")
+def qa_crosslingual_cmd(
+    train: List[str] = typer.Option(["en=squad-train"], "--train", "-t", help="LANG=FILE training set(s), e.g. "
+                                    "en=squad-train (" + _QA_DATA_HELP + ")"),
+    eval_sets: List[str] = typer.Option(..., "--eval", "-e", help="NAME=FILE eval set; repeat, e.g. "
+                                        "--eval xquad-zh=xquad-zh --eval DRCD=drcd-dev."),
+    out: Path = OutOpt, model: str = ModelOpt,
+    dev: Optional[str] = typer.Option(None, "--dev", help="Dev set for best weights (default: none; the "
+                                      "last weights are evaluated)."),
+    max_dev: Optional[int] = typer.Option(300, "--max-dev", help="Dev questions used (sampled)."),
+    convert: Optional[str] = typer.Option(None, "--convert", help="t2s or s2t: also score each Chinese eval set "
+                                          "after OpenCC conversion (Traditional DRCD for a Simplified model)."),
+    max_train: Optional[int] = _QaMaxTrain, limit: Optional[int] = _QaLimit,
+    epochs: float = _QaEpochs, max_steps: Optional[int] = _QaMaxSteps, batch_size: int = _QaTrainBatch,
+    lr: float = _QaLr, eval_every: Optional[int] = _QaEvalEvery, checkpoint_every: int = _QaCkptEvery,
+    resume: bool = _QaResume,
+    max_len: int = _QaMaxLen, doc_stride: int = _QaStride, n_best: int = _QaNBest,
+    max_answer_len: int = _QaMaxAns, eval_batch_size: int = _QaBatch, skip_bad: bool = _QaSkipBad,
+    threads: Optional[int] = _QaThreads, precision: str = PrecisionOpt, data_dir: Optional[str] = DataDirOpt,
+    seed: int = SeedOpt, trust_remote_code: bool = TrustOpt,
+):
+    """The lecture's experiment: one fine-tuning run (e.g. English SQuAD only), evaluated zero-shot on every
+    eval set (SQuAD dev, XQuAD-en/zh, DRCD dev, CMRC trial...). Prints a table next to the lecture's
+    (mBERT en->zh DRCD 78.8 F1); writes results.json, qa_scores.png, qa_training.png, predictions_*.json."""
+    import torch
+
+    from . import qa
+
+    if threads:
+        torch.set_num_threads(threads)
+    s = _qa_settings(max_len, doc_stride, n_best, max_answer_len, eval_batch_size, precision)
+    t = qa.TrainSettings(epochs=epochs, max_steps=max_steps, batch_size=batch_size, lr=lr, eval_every=eval_every,
+                         checkpoint_every=checkpoint_every, seed=seed, resume=resume)
+    if convert not in (None, "t2s", "s2t"):
+        raise UserError(f"--convert must be t2s or s2t, not {convert!r}")
+    train_sets = {n: qa.load_data(f, data_dir, skip_bad=skip_bad).sample(max_train, seed)
+                  for n, f in _qa_named(train, "--train")}
+    evals = {n: qa.load_data(f, data_dir, skip_bad=skip_bad).sample(limit, seed) for n, f in _qa_named(eval_sets, "--eval")}
+    dev_set = qa.load_data(dev, data_dir, skip_bad=skip_bad).sample(max_dev, seed) if dev else None
+    result = qa.crosslingual(model, train_sets, evals, out, s, t, dev=dev_set, convert=convert,
+                             trust_remote_code=trust_remote_code)
+    qa.save(result, out)
+    _qa_print_scores(result.scores)
+    for k, v in qa.LECTURE_DRCD_F1.items():
+        typer.echo(f"{'lecture: ' + k:40s} F1 {v:5.1f}  (DRCD dev)")
+    for n in result.notes:
+        typer.echo(f"note: {n}")
+    typer.echo(f"wrote {out}/results.json")
+
 
 # ==== cross-lingual alignment and language vectors ============================================================
 

@@ -126,7 +126,8 @@ class Embedder:
         ids = prefix + list(body) + suffix
         return ids, [0] * len(ids)
 
-    def _segments(self, sentences: Sequence[str], occurrences: Sequence[Occurrence], target: str | None) -> list[_Segment]:
+    def _segments(self, sentences: Sequence[str], occurrences: Sequence[Occurrence], target: str | None,
+                  source: str = "sentences") -> list[_Segment]:
         enc = self._encode(sentences)
         by_sentence: dict[int, list[int]] = {}
         for k, o in enumerate(occurrences):
@@ -144,11 +145,11 @@ class Embedder:
                 o = occurrences[k]
                 pos = [t for t, (a, b) in enumerate(offsets) if a < o.end and b > o.start and b > a]
                 if not pos:
-                    raise UserError(f"sentence {s + 1}: characters {o.start}-{o.end} "
+                    raise UserError(f"{source}: sentence {s + 1}: characters {o.start}-{o.end} "
                                     f"({sentences[s][o.start:o.end]!r}) map to no token of model {self.name!r}")
                 if unk is not None and any(ids[t] == unk for t in pos):
                     pieces = self.tokenizer.convert_ids_to_tokens([ids[t] for t in pos])
-                    raise UserError(f"sentence {s + 1}: model {self.name!r} tokenises "
+                    raise UserError(f"{source}: sentence {s + 1}: model {self.name!r} tokenises "
                                     f"{sentences[s][o.start:o.end]!r} as {pieces} (unknown token): its vocabulary "
                                     f"does not cover the target{'' if target is None else ' ' + repr(target)}")
                 spans.append((k, pos))
@@ -191,12 +192,12 @@ class Embedder:
 
     def occurrence_vectors(self, sentences: Sequence[str], occurrences: Sequence[Occurrence],
                            layers: Sequence[int] | None = None, pool: str = "mean",
-                           target: str | None = None) -> np.ndarray:
+                           target: str | None = None, source: str = "sentences") -> np.ndarray:
         """float32 array [len(layers), len(occurrences), hidden]; layers default to all (0..L)."""
         if pool not in POOLINGS:
             raise UserError(f"--pool must be one of {', '.join(POOLINGS)}, not {pool!r}")
         layers = self._check_layers(layers)
-        segments = self._segments(sentences, occurrences, target)
+        segments = self._segments(sentences, occurrences, target, source)
         out = np.zeros((len(layers), len(occurrences), self.model.config.hidden_size), dtype=np.float32)
         for group, hs, _ in self._batches(segments, "embed"):
             hs = hs[layers].float()

@@ -5,9 +5,289 @@ from __future__ import annotations
 import numpy as np
 
 # ==== word senses: how well do the senses separate ============================================================
+def cosine_matrix(x: np.ndarray) -> np.ndarray:
+    """Pairwise cosine similarity of the rows of x."""
+    n = x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+    return np.clip(n @ n.T, -1.0, 1.0)
+
+
+def sense_separation(vectors: np.ndarray, labels: list[str], seed: int = 0) -> dict:
+    """How well the occurrence vectors of one layer separate by sense label.
+
+    within: mean cosine over pairs of different occurrences with the same label; between: mean cosine over
+    pairs with different labels; separation = within - between (0 for a static embedding, where every
+    occurrence has the same vector); silhouette with cosine distance (sklearn); purity of a k-means
+    clustering (k = number of labels, on unit-normalised vectors, i.e. spherical k-means) against the labels.
+    Values that need labels are None when fewer than two labels are present.
+    """
+    from sklearn.cluster import KMeans
+    from sklearn.metrics import silhouette_score
+
+    labels = np.asarray(labels)
+    kinds = sorted(set(labels.tolist()))
+    out = {"within": None, "between": None, "separation": None, "silhouette": None, "purity": None}
+    if len(kinds) < 2 or len(labels) < 3:
+        return out
+    sim = cosine_matrix(vectors)
+    same = labels[:, None] == labels[None, :]
+    off_diag = ~np.eye(len(labels), dtype=bool)
+    if (same & off_diag).any():
+        out["within"] = float(sim[same & off_diag].mean())
+    out["between"] = float(sim[~same].mean())
+    if out["within"] is not None:
+        out["separation"] = out["within"] - out["between"]
+    unit = vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
+    distinct = len(np.unique(unit.round(6), axis=0))
+    if distinct > 1 and len(labels) > len(kinds):
+        out["silhouette"] = float(silhouette_score(vectors, labels, metric="cosine"))
+    if distinct >= len(kinds):
+        assign = KMeans(n_clusters=len(kinds), n_init=10, random_state=seed).fit_predict(unit)
+        out["purity"] = float(sum(np.bincount(np.unique(labels, return_inverse=True)[1][assign == c]).max()
+                                  for c in np.unique(assign)) / len(labels))
+    else:  # identical vectors cannot be split: one cluster, purity of the majority label
+        out["purity"] = float(max((labels == k).sum() for k in kinds) / len(labels))
+    return out
 
 # ==== classification ==========================================================================================
+def classification_scores(y_true, y_pred, labels=None) -> dict:
+    """Accuracy and macro-F1 (the unweighted mean of per-class F1, so rare classes count as much as common
+    ones: what matters for the imbalanced composer and MultiLoc tasks). `labels`: every class index, so a class
+    missing from a small split still counts (with F1 0) instead of silently dropping out of the average."""
+    from sklearn.metrics import accuracy_score, f1_score
+
+    y_true, y_pred = np.asarray(y_true), np.asarray(y_pred)
+    if len(y_true) == 0:
+        return {"accuracy": float("nan"), "macro_f1": float("nan")}
+    return {"accuracy": float(accuracy_score(y_true, y_pred)),
+            "macro_f1": float(f1_score(y_true, y_pred, labels=labels, average="macro", zero_division=0))}
+
 
 # ==== extractive QA: SQuAD v1.1 (English) and CMRC 2018 / DRCD (Chinese) ======================================
+# English: the official SQuAD v1.1 evaluate-v1.1.py, re-implemented line by line.
+# Chinese: the official CMRC 2018 cmrc2018_evaluate.py (DRCD is scored with it too). Its one dependency,
+# nltk.word_tokenize for the non-CJK runs, needs a data download; `_en_words` stands in for it (words, numbers
+# with their decimal points, and every other non-space character as its own token), which only differs from
+# nltk on English punctuation the CMRC list does not already remove (e.g. "n't" is one token there, two here).
+import re as _re
+import string as _string
+from collections import Counter as _Counter
+
+_SQUAD_ARTICLES = _re.compile(r"\b(a|an|the)\b")
+_SQUAD_PUNCT = set(_string.punctuation)
+
+
+def squad_normalize(s: str) -> str:
+    """Lower-case, remove punctuation, the articles a/an/the, and extra white space (official v1.1)."""
+    s = "".join(ch for ch in s.lower() if ch not in _SQUAD_PUNCT)
+    return " ".join(_SQUAD_ARTICLES.sub(" ", s).split())
+
+
+def squad_f1(prediction: str, reference: str) -> float:
+    pred, ref = squad_normalize(prediction).split(), squad_normalize(reference).split()
+    common = _Counter(pred) & _Counter(ref)
+    same = sum(common.values())
+    if same == 0:
+        return 0.0
+    precision, recall = same / len(pred), same / len(ref)
+    return 2 * precision * recall / (precision + recall)
+
+
+def squad_em(prediction: str, reference: str) -> float:
+    return float(squad_normalize(prediction) == squad_normalize(reference))
+
+
+# The official list, verbatim: '……' is two characters long, so (as in the official script) it never matches
+# a single character; the half-width '.', ',', '?' and '!' are not in it either.
+CMRC_PUNCT = ['-', ':', '_', '*', '^', '/', '\\', '~', '`', '+', '=',
+              '，', '。', '：', '？', '！', '“', '”', '；', '’', '《', '》', '……', '·', '、',
+              '「', '」', '（', '）', '－', '～', '『', '』']
+_CMRC_PUNCT_SET = set(CMRC_PUNCT)
+_CJK = _re.compile(r"[\u4e00-\u9fa5]")
+_EN_WORD = _re.compile(r"\d+(?:[.,]\d+)+|\w+(?:'\w+)?|[^\w\s]")
+
+
+def _en_words(s: str) -> list[str]:
+    return _EN_WORD.findall(s)
+
+
+def cmrc_segment(s: str, remove_punct: bool = False) -> list[str]:
+    """CMRC 2018 "mixed segmentation": each CJK character (U+4E00–U+9FA5) and each listed punctuation mark is
+    a token; the runs in between are tokenised as English words."""
+    s = str(s).lower().strip()
+    out: list[str] = []
+    run = ""
+    for ch in s:
+        if remove_punct and ch in _CMRC_PUNCT_SET:
+            continue
+        if _CJK.match(ch) or ch in _CMRC_PUNCT_SET:
+            if run:
+                out += _en_words(run)
+                run = ""
+            out.append(ch)
+        else:
+            run += ch
+    if run:
+        out += _en_words(run)
+    return out
+
+
+def cmrc_remove_punct(s: str) -> str:
+    return "".join(ch for ch in str(s).lower().strip() if ch not in _CMRC_PUNCT_SET)
+
+
+def longest_common_run(a: list, b: list) -> int:
+    """Length of the longest common *contiguous* run of tokens (the official find_lcs)."""
+    best = 0
+    prev = [0] * (len(b) + 1)
+    for x in a:
+        cur = [0] * (len(b) + 1)
+        for j, y in enumerate(b):
+            if x == y:
+                cur[j + 1] = prev[j] + 1
+                best = max(best, cur[j + 1])
+        prev = cur
+    return best
+
+
+def cmrc_f1(prediction: str, reference: str) -> float:
+    ref, pred = cmrc_segment(reference, True), cmrc_segment(prediction, True)
+    same = longest_common_run(ref, pred)
+    if same == 0:
+        return 0.0
+    precision, recall = same / len(pred), same / len(ref)
+    return 2 * precision * recall / (precision + recall)
+
+
+def cmrc_em(prediction: str, reference: str) -> float:
+    return float(cmrc_remove_punct(prediction) == cmrc_remove_punct(reference))
+
+
+def cjk_fraction(texts) -> float:
+    """Share of characters that are CJK (U+4E00–U+9FA5) among non-space characters."""
+    cjk = total = 0
+    for t in texts:
+        cjk += len(_CJK.findall(t))
+        total += sum(1 for ch in t if not ch.isspace())
+    return cjk / total if total else 0.0
+
+
+def qa_scores(references: dict[str, list[str]], predictions: dict[str, str], lang: str) -> dict:
+    """Official EM / F1 (0-100) over every question in `references` (id -> reference answers), taking the best
+    match over references; a question without a prediction scores 0 and is counted in `missing`."""
+    if lang not in ("en", "zh"):
+        raise ValueError(f"lang must be 'en' or 'zh', not {lang!r}")
+    em_fn, f1_fn = (squad_em, squad_f1) if lang == "en" else (cmrc_em, cmrc_f1)
+    em = f1 = 0.0
+    missing = 0
+    per_question = {}
+    for qid, refs in references.items():
+        if qid not in predictions:
+            missing += 1
+            per_question[qid] = (0.0, 0.0)
+            continue
+        pred = predictions[qid]
+        e = max(em_fn(pred, r) for r in refs)
+        f = max(f1_fn(pred, r) for r in refs)
+        per_question[qid] = (e, f)
+        em, f1 = em + e, f1 + f
+    total = len(references)
+    return {"exact_match": 100.0 * em / total if total else float("nan"),
+            "f1": 100.0 * f1 / total if total else float("nan"),
+            "total": total, "missing": missing, "lang": lang, "per_question": per_question}
+
 
 # ==== retrieval: MRR, P@k, CSLS ===============================================================================
+# Word translation retrieval (Conneau et al. 2018, "Word translation without parallel data"): each query word is
+# ranked against every candidate word; a query's rank is that of its best-ranked correct translation.
+# Everything is one matrix product per chunk of queries (memory bounded by `chunk_bytes`), then a count of the
+# candidates that score strictly higher than the best gold one: no sorting, O(m) per query.
+RETRIEVAL_SCORINGS = ("cosine", "csls")
+
+
+def _unit_rows(x):
+    import torch
+
+    x = torch.as_tensor(np.asarray(x, dtype=np.float32))
+    return x / x.norm(dim=1, keepdim=True).clamp_min(1e-12)
+
+
+def _chunk_rows(n_other: int, chunk_bytes: int) -> int:
+    return max(1, chunk_bytes // (4 * max(1, n_other)))
+
+
+def knn_mean_similarity(a, b, k: int = 10, chunk_bytes: int = 1 << 27):
+    """For each row of `a`, the mean cosine to its k nearest rows of `b` (CSLS's hubness radius r)."""
+    import torch
+
+    a, b = _unit_rows(a), _unit_rows(b)
+    k = min(k, b.shape[0])
+    out = torch.empty(a.shape[0])
+    step = _chunk_rows(b.shape[0], chunk_bytes)
+    for s in range(0, a.shape[0], step):
+        out[s:s + step] = (a[s:s + step] @ b.T).topk(k, dim=1).values.mean(1)
+    return out.numpy()
+
+
+def retrieval_ranks(queries, candidates, gold: list[list[int]], scoring: str = "cosine", csls_k: int = 10,
+                    chunk_bytes: int = 1 << 27) -> np.ndarray:
+    """1-based rank of the best-ranked gold candidate for each query (ties count in the query's favour).
+
+    queries [n, d], candidates [m, d]; gold[i]: indices into candidates (non-empty).
+    scoring: cosine, or CSLS = 2 cos(x, y) - r_T(x) - r_S(y), which penalises "hub" candidates that are close
+    to everything. Work is chunked over queries so at most `chunk_bytes` of scores exist at once.
+    """
+    import torch
+
+    if scoring not in RETRIEVAL_SCORINGS:
+        raise ValueError(f"scoring must be one of {RETRIEVAL_SCORINGS}")
+    q, c = _unit_rows(queries), _unit_rows(candidates)
+    n, m = q.shape[0], c.shape[0]
+    if len(gold) != n or any(len(g) == 0 for g in gold):
+        raise ValueError("gold needs one non-empty list of candidate indices per query")
+    rows = torch.tensor([i for i, g in enumerate(gold) for _ in g], dtype=torch.long)
+    cols = torch.tensor([j for g in gold for j in g], dtype=torch.long)
+    if scoring == "csls":
+        r_q = torch.as_tensor(knn_mean_similarity(q, c, csls_k, chunk_bytes))
+        r_c = torch.as_tensor(knn_mean_similarity(c, q, csls_k, chunk_bytes))
+    ranks = np.empty(n, dtype=np.int64)
+    step = _chunk_rows(m, chunk_bytes)
+    for s in range(0, n, step):
+        e = min(n, s + step)
+        scores = q[s:e] @ c.T
+        if scoring == "csls":
+            scores = 2 * scores - r_q[s:e, None] - r_c[None, :]
+        sel = (rows >= s) & (rows < e)
+        r, col = rows[sel] - s, cols[sel]
+        best = torch.full((e - s,), -torch.inf).scatter_reduce(0, r, scores[r, col], reduce="amax")
+        ranks[s:e] = ((scores > best[:, None]).sum(1) + 1).numpy()
+    return ranks
+
+
+def ranking_scores(ranks) -> dict:
+    """MRR, P@1 and P@5 from 1-based ranks."""
+    ranks = np.asarray(ranks, dtype=np.float64)
+    if ranks.size == 0:
+        return {"mrr": float("nan"), "p_at_1": float("nan"), "p_at_5": float("nan"), "n": 0}
+    return {"mrr": float(np.mean(1.0 / ranks)), "p_at_1": float(np.mean(ranks <= 1)),
+            "p_at_5": float(np.mean(ranks <= 5)), "n": int(ranks.size)}
+
+
+def random_mrr(n_gold: list[int] | np.ndarray, n_candidates: int) -> float:
+    """Expected MRR of a random ranking: for a query with g correct among m candidates, the best gold rank r
+    has P(r) = C(m-r, g-1) / C(m, g); averaged over queries. Exact, computed in log space."""
+    from scipy.special import gammaln
+
+    m = int(n_candidates)
+    out = []
+    r = np.arange(1, m + 1, dtype=np.float64)
+    for g in np.unique(np.asarray(n_gold)):
+        g = int(min(g, m))
+        # log C(m-r, g-1) - log C(m, g), zero probability where m-r < g-1
+        valid = (m - r) >= (g - 1)
+        lp = np.full(m, -np.inf)
+        rv = r[valid]
+        lp[valid] = (gammaln(m - rv + 1) - gammaln(g) - gammaln(m - rv - g + 2)
+                     - (gammaln(m + 1) - gammaln(g + 1) - gammaln(m - g + 1)))
+        e = float(np.sum(np.exp(lp) / r))
+        out += [e] * int(np.sum(np.asarray(n_gold) == g))
+    return float(np.mean(out)) if out else float("nan")

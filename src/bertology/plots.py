@@ -55,11 +55,203 @@ def new_figure(width: float = 6.4, height: float = 4.0):
 
 
 # ==== word senses, CBOW =======================================================================================
+def _short(text: str, n: int = 22) -> str:
+    return text if len(text) <= n else text[: n - 1] + "…"
+
+
+def similarity_heatmap(result, path, title: str | None = None) -> Path:
+    """Cosine similarity of every pair of occurrences, ordered by label, sentences as tick labels."""
+    occ = result.occurrences
+    order = sorted(range(len(occ)), key=lambda i: (occ[i]["label"], i))
+    m = np.asarray(result.similarity["matrix"])[np.ix_(order, order)]
+    seen: dict[int, int] = {}
+    ticks = []
+    for i in order:
+        s = occ[i]["sentence"]
+        seen[s] = seen.get(s, 0) + 1
+        tag = f"[{occ[i]['label']}] " if occ[i]["label"] else ""
+        ticks.append(tag + _short(result.sentences[s]) + (f" #{seen[s]}" if seen[s] > 1 else ""))
+    size = max(5.0, 0.28 * len(order) + 2.5)
+    fig, ax = new_figure(size + 1.5, size)
+    im = ax.imshow(m, cmap="viridis", vmin=min(0.0, float(m.min())), vmax=1.0)
+    ax.set_xticks(range(len(ticks)), ticks, rotation=90, fontsize=7)
+    ax.set_yticks(range(len(ticks)), ticks, fontsize=7)
+    labels = [occ[i]["label"] for i in order]
+    for k in range(1, len(labels)):           # lines between the label blocks
+        if labels[k] != labels[k - 1]:
+            ax.axhline(k - 0.5, color="white", lw=1.5)
+            ax.axvline(k - 0.5, color="white", lw=1.5)
+    fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04, label="cosine similarity")
+    layer = "static" if result.static else f"layer {result.similarity['layer']}"
+    ax.set_title(f"{title or result.target}: {layer}")
+    return save_figure(fig, path)
+
+
+def separation_per_layer(result, path, title: str | None = None) -> Path:
+    """Within-sense and between-sense mean cosine, and their difference, at every layer."""
+    layers = [s.layer for s in result.layers]
+    fig, ax = new_figure(6.4, 4.0)
+    for key, style in (("within", "-o"), ("between", "-s"), ("separation", "-^")):
+        vals = [getattr(s, key) for s in result.layers]
+        if any(v is not None for v in vals):
+            ax.plot(layers, [np.nan if v is None else v for v in vals], style, label=key)
+    ax.axhline(0, color="grey", lw=0.8)
+    ax.set_xlabel("layer (0 = embedding output)")
+    ax.set_ylabel("mean cosine")
+    ax.set_xticks(layers)
+    ax.legend()
+    ax.set_title(f"{title or result.target}: how well the senses separate")
+    return save_figure(fig, path)
+
+
+def static_vs_contextual(static, contextual: dict | None, path) -> Path:
+    """Separation per layer of the contextual model next to the static CBOW baseline (always 0)."""
+    fig, ax = new_figure(6.4, 4.0)
+    if contextual:
+        layers = [l["layer"] for l in contextual["layers"]]
+        ax.plot(layers, [np.nan if l["separation"] is None else l["separation"] for l in contextual["layers"]],
+                "-o", label=f"contextual ({_short(str(contextual['model']), 30)})")
+        ax.set_xticks(layers)
+    sep = static.layers[0].separation
+    ax.axhline(0.0 if sep is None else sep, color="C3", ls="--", label="CBOW (static): every occurrence identical")
+    ax.set_xlabel("layer")
+    ax.set_ylabel("separation (within − between cosine)")
+    ax.legend()
+    ax.set_title(f"{static.target}: contextual vs static")
+    return save_figure(fig, path)
 
 # ==== pretraining =============================================================================================
+def plot_pretrain_curves(train_log: list[dict], history: list[dict], path: str | Path) -> Path:
+    """Masked-LM loss over steps: training loss (every log interval), held-out loss, and held-out
+    masked-token accuracy (right axis)."""
+    fig, ax = new_figure(7, 4)
+    by_step = {e["step"]: e for e in train_log}          # a resumed run may log a step twice: keep the last
+    steps = sorted(by_step)
+    ax.plot(steps, [by_step[s]["loss"] for s in steps], lw=1, alpha=0.7, label="train loss")
+    ev = sorted({h["step"]: h for h in history if h.get("eval_loss") is not None}.values(), key=lambda h: h["step"])
+    if ev:
+        ax.plot([h["step"] for h in ev], [h["eval_loss"] for h in ev], "o-", label="held-out loss")
+        ax2 = ax.twinx()
+        ax2.plot([h["step"] for h in ev], [h["eval_acc"] for h in ev], "s--", color="tab:green",
+                 label="held-out masked-token accuracy")
+        ax2.set_ylabel("masked-token accuracy")
+        ax2.set_ylim(0, 1)
+        ax2.legend(loc="center right", fontsize=8)
+    ax.set_xlabel("optimizer step")
+    ax.set_ylabel("masked-LM loss (nats / masked token)")
+    ax.set_title("Masked-LM pretraining")
+    ax.legend(loc="upper right", fontsize=8)
+    return save_figure(fig, path)
+
+
+def plot_fill_mask(items: list[dict], path: str | Path) -> Path:
+    """One horizontal bar chart per [MASK]: the top-k tokens and their probabilities."""
+    panels = [(it["text"], m) for it in items for m in it["masks"]]
+    use_cjk_font()
+    fig, axes = plt.subplots(len(panels), 1, figsize=(6, 1.6 * max(1, len(panels))), squeeze=False)
+    for ax, (text, m) in zip(axes[:, 0], panels):
+        cands = m["candidates"][::-1]
+        ax.barh([c["token"] for c in cands], [c["prob"] for c in cands], color="tab:blue")
+        ax.set_xlim(0, 1)
+        ax.set_title(text, fontsize=9)
+    axes[-1, 0].set_xlabel("probability")
+    fig.tight_layout()
+    return save_figure(fig, path)
+
 
 # ==== cross-disciplinary transfer =============================================================================
+# The lecture's colours: pretrained red, scratch blue; the controls in greys/greens.
+_CONDITION_COLOURS = {"pretrained": "#d62728", "scratch": "#1f77b4", "rand-embed": "#ff9896",
+                      "shuffled": "#7f7f7f", "frozen": "#2ca02c"}
+
+
+def plot_condition_bars(summary: dict, path, title: str = "") -> Path:
+    """Test accuracy and macro-F1 per condition: mean over seeds, error bars = std over seeds."""
+    conds = list(summary)
+    fig, ax = new_figure(1.2 + 1.1 * len(conds), 3.6)
+    x = np.arange(len(conds))
+    for off, metric, hatch in ((-0.2, "accuracy", None), (0.2, "macro_f1", "//")):
+        means = [summary[c][f"{metric}_mean"] for c in conds]
+        stds = [summary[c][f"{metric}_std"] for c in conds]
+        ax.bar(x + off, means, 0.38, yerr=stds, capsize=3, hatch=hatch, edgecolor="white",
+               color=[_CONDITION_COLOURS.get(c, "#9467bd") for c in conds],
+               label="accuracy" if metric == "accuracy" else "macro-F1 (hatched)")
+        for xi, m in zip(x + off, means):
+            ax.text(xi, m + 0.01, f"{m:.2f}", ha="center", va="bottom", fontsize=7)
+    ax.set_xticks(x, [f"{c}\n(n={summary[c]['n']})" for c in conds])
+    lo = min(min(summary[c]["accuracy_mean"], summary[c]["macro_f1_mean"]) for c in conds)
+    ax.set_ylim(max(0.0, lo - 0.15), 1.05)
+    ax.set_ylabel("test score (mean ± std over seeds)")
+    ax.set_title(title or "cross-disciplinary transfer")
+    ax.legend(fontsize=7, loc="lower right")
+    return save_figure(fig, path)
+
+
+def plot_learning_curves(runs: list[dict], path, title: str = "") -> Path:
+    """Dev accuracy after each epoch: one thin line per seed, a thick line for the mean per condition."""
+    fig, ax = new_figure(6.4, 3.8)
+    by_cond: dict[str, list[dict]] = {}
+    for r in runs:
+        if r["dev_curve"]:
+            by_cond.setdefault(r["condition"], []).append(r)
+    for cond, rs in by_cond.items():
+        colour = _CONDITION_COLOURS.get(cond, "#9467bd")
+        for r in rs:
+            ax.plot([p["epoch"] for p in r["dev_curve"]], [p["accuracy"] for p in r["dev_curve"]],
+                    color=colour, alpha=0.3, lw=0.8)
+        n = min(len(r["dev_curve"]) for r in rs)   # early stopping: average over the epochs every seed ran
+        ax.plot([rs[0]["dev_curve"][i]["epoch"] for i in range(n)],
+                [np.mean([r["dev_curve"][i]["accuracy"] for r in rs]) for i in range(n)],
+                color=colour, lw=2, marker="o", ms=3, label=cond)
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("dev accuracy")
+    ax.set_title(title or "learning curves")
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    return save_figure(fig, path)
+
 
 # ==== question answering ======================================================================================
+def plot_qa_scores(scores, reference: dict[str, float] | None, path, title: str = "") -> Path:
+    """Horizontal bars: EM and F1 of each eval set (qa.QAScore objects), and the lecture's DRCD F1 table in
+    grey for scale."""
+    rows = [(sc.name, sc.exact_match, sc.f1) for sc in scores]
+    refs = list((reference or {}).items())
+    n = len(rows) + len(refs)
+    fig, ax = new_figure(7.5, 0.45 * n + 1.4)
+    y = np.arange(n)[::-1]
+    for k, (name, em, f1) in enumerate(rows):
+        ax.barh(y[k] + 0.18, f1 or 0, height=0.36, color="tab:blue", label="F1" if k == 0 else None)
+        ax.barh(y[k] - 0.18, em or 0, height=0.36, color="tab:orange", label="EM" if k == 0 else None)
+        ax.text((f1 or 0) + 1, y[k] + 0.18, f"{f1:.1f}", va="center", fontsize=8)
+    for k, (name, f1) in enumerate(refs):
+        yy = y[len(rows) + k]
+        ax.barh(yy, f1, height=0.5, color="0.75", label="lecture (DRCD F1)" if k == 0 else None)
+        ax.text(f1 + 1, yy, f"{f1:.1f}", va="center", fontsize=8)
+    ax.set_yticks(y, [r[0] for r in rows] + [f"lecture: {r[0]}" for r in refs], fontsize=8)
+    ax.set_xlim(0, 105)
+    ax.set_xlabel("score (0-100)")
+    ax.set_title(title or "Extractive QA")
+    ax.legend(loc="lower right", fontsize=8)
+    return save_figure(fig, path)
+
+
+def plot_qa_training(train_result, path) -> Path:
+    """Training loss against steps, with dev F1 at each evaluation on a second axis (qa.QATrainResult)."""
+    fig, ax = new_figure(6.4, 3.6)
+    log = train_result.train_log
+    ax.plot([e["step"] for e in log], [e["loss"] for e in log], color="tab:blue", label="train loss")
+    ax.set_xlabel("optimizer step")
+    ax.set_ylabel("span loss (start + end CE / 2)")
+    hist = [h for h in train_result.history if h.get("f1") is not None]
+    if hist:
+        ax2 = ax.twinx()
+        ax2.plot([h["step"] for h in hist], [h["f1"] for h in hist], "o-", color="tab:red", label="dev F1")
+        ax2.set_ylabel("dev F1")
+        ax2.legend(loc="upper right", fontsize=8)
+    ax.legend(loc="upper left", fontsize=8)
+    ax.set_title("QA fine-tuning")
+    return save_figure(fig, path)
+
 
 # ==== alignment and language vectors ==========================================================================

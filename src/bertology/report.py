@@ -1,6 +1,6 @@
 """`bertology report`: run every experiment on one model and write a self-contained index.html.
 
-Each experiment module provides `report_section(ctx: ReportContext) -> Section`. The report runs them in
+Each experiment module provides `report_section(ctx: ReportContext) -> Section | list[Section]`. The report runs them in
 order; a section that raises `UserError` (e.g. Chinese on an English-only vocabulary, no MLM head) appears
 with the reason instead of crashing the report. Figures are embedded as base64 PNGs, so the single HTML
 file can be mailed or opened anywhere.
@@ -53,12 +53,12 @@ SECTIONS: list[tuple[str, str]] = [
 ]
 
 
-def run_section(module: str, title: str, ctx: ReportContext) -> Section:
+def run_section(module: str, title: str, ctx: ReportContext) -> list[Section]:
     t0 = time.perf_counter()
     try:
         fn: Callable[[ReportContext], Section] = importlib.import_module(module).report_section
     except (ImportError, AttributeError) as e:
-        return Section(title, error=f"not available in this version ({e.__class__.__name__})")
+        return [Section(title, error=f"not available in this version ({e.__class__.__name__}: {e})")]
     ctx.out_dir.mkdir(parents=True, exist_ok=True)
     try:
         sec = fn(ctx)
@@ -66,8 +66,10 @@ def run_section(module: str, title: str, ctx: ReportContext) -> Section:
         sec = Section(title, error=str(e))
     except Exception as e:  # a bug in one section must not lose the others; keep the traceback visible
         sec = Section(title, error=f"failed: {e.__class__.__name__}: {e}\n{traceback.format_exc()}")
-    sec.seconds = time.perf_counter() - t0
-    return sec
+    secs = sec if isinstance(sec, list) else [sec]   # a module may contribute several sections
+    for s in secs:
+        s.seconds = (time.perf_counter() - t0) / len(secs)
+    return secs
 
 
 def _table_html(rows: list[dict]) -> str:
@@ -125,7 +127,7 @@ def build_report(model: str, out_dir: str | Path, data_dir: str | None = None, p
             continue
         ctx = ReportContext(model=model, out_dir=out_dir / short, data_dir=data_dir, precision=precision,
                             seed=seed, quick=quick, trust_remote_code=trust_remote_code)
-        sections.append(run_section(module, title, ctx))
+        sections += run_section(module, title, ctx)
     page = atomic_write_text(out_dir / "index.html", render_html(model, sections))
     save_results(out_dir, "bertology.report/1", {
         "model": model, "quick": quick,

@@ -1,0 +1,113 @@
+"""Word senses, the CBOW baseline and the report: real numbers on the real MiniLM, hand-checked metrics,
+exit code 2 with a precise message for user mistakes."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from bertology.cbow import segment_line, train_cbow
+from bertology.cli import main
+from bertology.data import read_sentences
+from bertology.errors import UserError
+from bertology.metrics import sense_separation
+from bertology.senses import static_senses, word_senses
+
+
+def test_sense_separation_hand_checked():
+    # two tight groups at right angles: within = 1, between = 0
+    v = np.array([[1, 0], [2, 0], [0, 1], [0, 3]], dtype=float)
+    s = sense_separation(v, ["a", "a", "b", "b"])
+    assert s["within"] == pytest.approx(1.0) and s["between"] == pytest.approx(0.0)
+    assert s["separation"] == pytest.approx(1.0) and s["purity"] == 1.0 and s["silhouette"] == pytest.approx(1.0)
+    # identical vectors (a static embedding): nothing separates
+    s = sense_separation(np.ones((4, 3)), ["a", "a", "b", "b"])
+    assert s["within"] == pytest.approx(1.0) and s["between"] == pytest.approx(1.0) and s["separation"] == pytest.approx(0.0)
+    assert s["purity"] == 0.5
+    # without two labels nothing label-based is defined
+    assert sense_separation(v, ["", "", "", ""])["separation"] is None
+
+
+def test_read_sentences_formats_and_errors(tmp_path):
+    tsv = tmp_path / "s.tsv"
+    tsv.write_text("label\tsentence\nfruit\tI ate an apple\n\nco\tApple stock\n", encoding="utf-8")
+    assert read_sentences(tsv)[:2] == (["I ate an apple", "Apple stock"], ["fruit", "co"])
+    txt = tmp_path / "s.txt"
+    txt.write_text("one apple\ntwo apples apple\n", encoding="utf-8")
+    assert read_sentences(txt)[:2] == (["one apple", "two apples apple"], ["", ""])
+    bad = tmp_path / "bad.tsv"
+    bad.write_text("label\tsentence\nfruit\tok apple\nfruit\n", encoding="utf-8")
+    with pytest.raises(UserError, match=r"bad.tsv:3: expected 2 tab-separated fields"):
+        read_sentences(bad)
+    sents, labels, _ = read_sentences("apple-zh")
+    assert len(sents) >= 20 and sorted(set(labels)) == ["公司", "水果"] and min(labels.count(l) for l in set(labels)) >= 10
+
+
+def test_minilm_separates_apple_senses_through_context():
+    sents, labels, _ = read_sentences("apple-en")
+    res = word_senses("minilm", sents, labels, "apple")
+    assert len(res.layers) == 7 and len(res.occurrences) == len(sents)
+    sep = [l.separation for l in res.layers]
+    # layer 0 is (nearly) context-free: the senses only separate after self-attention mixes in context
+    assert sep[0] < 0.02 and max(sep[1:]) > 0.1
+    assert res.layers[res.best_layer].purity == 1.0
+    m = np.asarray(res.similarity["matrix"])
+    assert res.similarity["layer"] == 6 and m.shape == (24, 24) and np.allclose(np.diag(m), 1, atol=1e-4)
+
+
+def test_cbow_static_vectors_cannot_separate(tmp_path, data_dir):
+    lines = [l for l in (data_dir / "tatoeba" / "cmn-eng.txt").read_text(encoding="utf-8").splitlines()[:3000]]
+    zh = [l.split("\t")[1] for l in lines]
+    sents, labels, _ = read_sentences("apple-zh")
+    res = train_cbow(zh + sents * 3, tmp_path / "cbow", segment="char", min_count=1, epochs=3)
+    assert res.vocab_size > 500 and (tmp_path / "cbow" / "cbow.bin").exists()
+    st = static_senses(tmp_path / "cbow", sents, labels, "果")
+    assert st.static and st.layers[0].separation == pytest.approx(0.0, abs=1e-6)
+    assert st.layers[0].within == pytest.approx(1.0) and len(st.neighbours) == 10
+    assert "果" not in [w for w, _ in st.neighbours]
+    # training is repeatable with the same seed
+    res2 = train_cbow(zh + sents * 3, tmp_path / "cbow2", segment="char", min_count=1, epochs=3)
+    assert (tmp_path / "cbow" / "cbow.bin").read_bytes() == (tmp_path / "cbow2" / "cbow.bin").read_bytes()
+    assert segment_line("我買了iPhone 15", "char") == ["我", "買", "了", "iphone", "15"]
+    assert "蘋果" in segment_line("我喜歡吃蘋果", "word")
+
+
+def test_cli_senses_writes_results_and_figures(tmp_path, tiny_model):
+    out = tmp_path / "out"
+    assert main(["senses", "--model", str(tiny_model), "--sentences", "apple-zh", "--layer", "1",
+                 "--out", str(out)]) == 0
+    doc = json.loads((out / "results.json").read_text(encoding="utf-8"))
+    assert doc["schema"] == "bertology.senses/1" and doc["target"] == "果"
+    assert [l["layer"] for l in doc["layers"]] == [0, 1, 2] and doc["similarity"]["layer"] == 1
+    assert set(doc["layers"][0]) == {"layer", "within", "between", "separation", "silhouette", "purity"}
+    assert {"sentence", "label", "start", "end"} <= set(doc["occurrences"][0])
+    assert (out / "similarity.png").stat().st_size > 10_000 and (out / "separation.png").exists()
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--sentences", "apple-zh"], "tokenises '果' as ['[UNK]']"),
+    (["--sentences", "apple-en", "--target", "banana"], "apple_en.tsv: sentence 1 does not contain the target 'banana'"),
+    (["--sentences", "nonexistent.tsv", "--target", "x"], "nonexistent.tsv: no such file"),
+    (["--sentences", "apple-en", "--layer", "9"], "--layer 9 is out of range"),
+    (["--sentences", "apple-en", "--model", "/nonexistent/model"], "could not load model"),
+])
+def test_cli_user_errors_exit_2_with_one_line(tmp_path, args, message):
+    r = subprocess.run([sys.executable, "-m", "bertology.cli", "senses", "--out", str(tmp_path / "o"), *args],
+                       capture_output=True, text=True, env={"HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin"})
+    assert r.returncode == 2, r.stderr
+    assert message in r.stderr and "Traceback" not in r.stderr and len(r.stderr.strip().splitlines()) == 1
+
+
+def test_report_on_minilm_shows_every_section_and_why_zh_cannot_run(tmp_path, data_dir):
+    out = tmp_path / "report"
+    assert main(["report", "--out", str(out), "--only", "senses", "--only", "cbow",
+                 "--data-dir", str(data_dir)]) == 0
+    page = (out / "index.html").read_text(encoding="utf-8")
+    doc = json.loads((out / "results.json").read_text(encoding="utf-8"))
+    assert doc["schema"] == "bertology.report/1" and len(doc["sections"]) == 4
+    titles = {s["title"]: s["error"] for s in doc["sections"]}
+    zh = [e for t, e in titles.items() if "蘋果" in t][0]
+    assert zh and "[UNK]" in zh                       # minilm has no 蘋/果: the section says why
+    assert page.count("data:image/png;base64,") >= 4 and "Not run on this model" in page
