@@ -89,7 +89,7 @@ def load_results(path: str | os.PathLike, schema_prefix: str | None = None) -> d
     except json.JSONDecodeError as e:
         raise UserError(f"{path}:{e.lineno}: not valid JSON ({e.msg})") from None
     if schema_prefix and not str(doc.get("schema", "")).startswith(schema_prefix):
-        raise UserError(f"{path}: field 'schema' is {doc.get('schema')!r}, expected {schema_prefix}/N")
+        raise UserError(f"{path}: field 'schema' is {doc.get('schema')!r}, expected {schema_prefix.rstrip('/')}/N")
     return doc
 
 

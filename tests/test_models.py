@@ -1,0 +1,60 @@
+"""Model loading: aliases, local directories, hub ids offline, MLM-head detection, storage helpers."""
+
+import json
+
+import pytest
+
+from bertology.cli import main
+from bertology.errors import UserError
+from bertology.models import has_mlm_head, list_models, load_model, load_tokenizer, resolve_model
+from bertology.storage import atomic_write_json, find_dataset, load_results, save_results
+
+
+def test_minilm_alias_is_installed_and_real():
+    row = [r for r in list_models() if r["alias"] == "minilm"][0]
+    assert row["offline"] and resolve_model("minilm").endswith("model")
+    model = load_model("minilm")
+    assert model.config.hidden_size == 384 and model.config.num_hidden_layers == 6
+    assert not has_mlm_head("minilm")
+    with pytest.raises(UserError, match="no masked-LM head"):
+        load_model("minilm", head="mlm")
+
+
+def test_local_directories(tiny_model, tiny_encoder, tmp_path):
+    assert has_mlm_head(str(tiny_model)) and not has_mlm_head(str(tiny_encoder))
+    assert load_model(str(tiny_model), head="mlm").config.num_hidden_layers == 2
+    assert load_tokenizer(str(tiny_model)).is_fast
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(UserError, match="not a model directory"):
+        resolve_model(str(tmp_path / "empty"))
+
+
+def test_unreachable_hub_id_says_what_was_tried():
+    with pytest.raises(UserError, match=r"not a local directory.*pass --model DIR"):
+        load_model("no-such-org/no-such-model")
+
+
+def test_models_command_lists_aliases(capsys):
+    assert main(["models"]) == 0
+    out = capsys.readouterr().out
+    assert "minilm" in out and "yes" in out
+
+
+def test_results_are_versioned_and_atomic(tmp_path):
+    save_results(tmp_path, "bertology.test/1", {"x": 1.5, "nan": float("nan")})
+    doc = load_results(tmp_path, "bertology.test/")
+    assert doc["schema"] == "bertology.test/1" and doc["x"] == 1.5 and doc["nan"] is None and doc["bertology_version"]
+    assert [p.name for p in tmp_path.iterdir()] == ["results.json"]          # no temp files left behind
+    with pytest.raises(UserError, match="expected bertology.other/N"):
+        load_results(tmp_path, "bertology.other/")
+    (tmp_path / "bad.json").write_text("{\n  oops", encoding="utf-8")
+    with pytest.raises(UserError, match=r"bad.json:2: not valid JSON"):
+        load_results(tmp_path / "bad.json")
+
+
+def test_find_dataset_by_name(data_dir, tmp_path):
+    assert find_dataset("drcd-dev", data_dir).name == "DRCD_dev.json"
+    with pytest.raises(UserError, match="not a known data set name"):
+        find_dataset("no-such-set", data_dir)
+    with pytest.raises(UserError, match=r"data set 'drcd-train' not found; tried"):
+        find_dataset("drcd-train", tmp_path, download=False)
