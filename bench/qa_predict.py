@@ -11,7 +11,9 @@ a subprocess from a side directory, with the same torch. Create it once (about 1
 
 The pipeline is called the usual way, one question at a time, with our settings (max_seq_len 384,
 doc_stride 128, max_answer_len 30) and align_to_words=False (so neither side widens spans to whole words).
-Both sides run fp32 unless --precision bf16 (then only ours changes: it is one of its features).
+The pipeline runs fp32. Ours runs fp32 with run_qa's span score (raw logits compared across windows), fp32
+with the pipeline's (probabilities normalised per window: same arithmetic, answers should be identical) and
+bf16 (one of its features; answers may differ where two spans nearly tie).
 Goal: >= 3x with identical answers.
 """
 
@@ -62,7 +64,8 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=500)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--precision", default="fp32")
+    ap.add_argument("--variants", default="fp32/logit,fp32/window-prob,bf16/window-prob",
+                    help="our runs, as PRECISION/SPAN_SCORE (see `bertology qa predict --help`)")
     ap.add_argument("--hf4", default=str(ROOT / "runs/qa/hf4"), help="side directory holding transformers 4.x")
     ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -82,11 +85,13 @@ def main() -> None:
     ds = load_questions(args.n, args.seed)
     tok = load_tokenizer(args.model)
     model = load_model(args.model, head="qa")
-    s = qa.QASettings(precision=args.precision)
-    qa.predict(model, tok, ds.examples[:8], s, progress=False)        # warm-up
-    t0 = time.perf_counter()
-    ours = qa.predict(model, tok, ds.examples, s, progress=False)
-    ours_s = time.perf_counter() - t0
+    runs = {}
+    for variant in args.variants.split(","):
+        precision, span_score = variant.split("/")
+        s = qa.QASettings(precision=precision, span_score=span_score)
+        qa.predict(model, tok, ds.examples[:8], s, progress=False)        # warm-up
+        t0 = time.perf_counter()
+        runs[variant] = (qa.predict(model, tok, ds.examples, s, progress=False), time.perf_counter() - t0)
 
     env = {**os.environ, "PYTHONPATH": args.hf4, "OMP_NUM_THREADS": str(args.threads)}
     cmd = [sys.executable, __file__, "--worker", "--model", args.model, "--n", str(args.n), "--seed",
@@ -97,18 +102,19 @@ def main() -> None:
     base = json.loads(proc.stdout.strip().splitlines()[-1])
 
     refs = ds.references()
-    same = sum(ours.answers[k] == base["answers"][k] for k in refs)
-    f_ours, f_base = qa_scores(refs, ours.answers, "en"), qa_scores(refs, base["answers"], "en")
     n = len(refs)
+    f_base = qa_scores(refs, base["answers"], "en")
     print(f"questions: {n} SQuAD dev (seed {args.seed}), model {args.model}, {args.threads} thread(s)")
-    print(f"bertology qa predict ({args.precision}): {ours_s:7.2f} s  {n / ours_s:7.2f} q/s  "
-          f"EM {f_ours['exact_match']:.2f} F1 {f_ours['f1']:.2f}  ({ours.windows} windows)")
-    print(f"HF pipeline (transformers {base['version']}, fp32): {base['seconds']:7.2f} s  "
-          f"{n / base['seconds']:7.2f} q/s  EM {f_base['exact_match']:.2f} F1 {f_base['f1']:.2f}")
-    print(f"speed-up: {base['seconds'] / ours_s:.2f}x   identical answers: {same}/{n} ({100 * same / n:.1f}%)")
-    diff = [k for k in refs if ours.answers[k] != base["answers"][k]][:5]
-    for k in diff:
-        print(f"  differs {k}: ours {ours.answers[k]!r}  pipeline {base['answers'][k]!r}")
+    print(f"HF pipeline (transformers {base['version']}, fp32, one question at a time): {base['seconds']:7.2f} s  "
+          f"{n / base['seconds']:6.2f} q/s  EM {f_base['exact_match']:.2f} F1 {f_base['f1']:.2f}")
+    for variant, (ours, secs) in runs.items():
+        f = qa_scores(refs, ours.answers, "en")
+        same = sum(ours.answers[k] == base["answers"][k] for k in refs)
+        print(f"bertology qa predict ({variant}): {secs:7.2f} s  {n / secs:6.2f} q/s  EM {f['exact_match']:.2f} "
+              f"F1 {f['f1']:.2f}  ({ours.windows} windows)  speed-up {base['seconds'] / secs:.2f}x  "
+              f"identical answers {same}/{n} ({100 * same / n:.1f}%)")
+        for k in [k for k in refs if ours.answers[k] != base["answers"][k]][:3]:
+            print(f"    differs {k}: ours {ours.answers[k]!r}  pipeline {base['answers'][k]!r}")
 
 
 if __name__ == "__main__":

@@ -193,13 +193,15 @@ def tokenizer_train_cmd(
 ):
     """Train a BERT WordPiece tokenizer (every CJK character its own token, punctuation split) with
     language-balanced sampling; OUT loads with AutoTokenizer.from_pretrained and works as --tokenizer."""
+    from dataclasses import asdict
+
     from .data import read_corpora
     from .pretrain import TOKENIZER_SCHEMA, train_tokenizer
     from .storage import save_results
 
     corpora = read_corpora(corpus, str(data_dir) if data_dir else None)
     _, res = train_tokenizer(corpora, out, vocab_size, lowercase, None, alpha, budget, seed)
-    save_results(out, TOKENIZER_SCHEMA, {"corpora": corpus, **res.__dict__})
+    save_results(out, TOKENIZER_SCHEMA, {"corpora": corpus, **asdict(res)})
     print(f"vocabulary of {res.vocab_size} ({res.cjk_chars_in_vocab} CJK characters) written to {out}")
 
 
@@ -210,6 +212,8 @@ def pretrain_cmd(
     tokenizer: Optional[str] = typer.Option(None, "--tokenizer", help="Tokenizer or model directory to use; "
                                             "default: train a WordPiece vocabulary on the corpora."),
     vocab_size: int = typer.Option(30000, "--vocab-size", help="Size of the vocabulary trained when no --tokenizer."),
+    lowercase: bool = typer.Option(True, "--lowercase/--cased", help="Vocabulary trained when no --tokenizer: "
+                                                                      "lower-case and strip accents, or keep case."),
     size: str = typer.Option("mini", "--size", help="tiny 2x128, mini 4x256, small 4x512, medium 8x512, base 12x768 "
                                                     "(layers x hidden; heads = hidden/64)."),
     config_file: Optional[Path] = typer.Option(None, "--config", help="A BERT config.json instead of --size."),
@@ -244,7 +248,8 @@ def pretrain_cmd(
     from .pretrain import PretrainConfig, pretrain
 
     ddir = str(data_dir) if data_dir else None
-    cfg = PretrainConfig(corpora=corpus, out_dir=str(out), tokenizer=tokenizer, vocab_size=vocab_size, size=size,
+    cfg = PretrainConfig(corpora=corpus, out_dir=str(out), tokenizer=tokenizer, vocab_size=vocab_size,
+                         lowercase=lowercase, size=size,
                          config_file=str(config_file) if config_file else None,
                          max_sentences_per_lang=max_sentences_per_lang, seq_len=seq_len, batch_size=batch_size,
                          grad_accum=grad_accum, max_steps=max_steps, lr=lr, warmup=warmup, whole_word=whole_word,
@@ -255,7 +260,8 @@ def pretrain_cmd(
         from .data import parse_corpus_spec
         from .pretrain import alignment_hook
 
-        hooks.append(alignment_hook(track_alignment, [parse_corpus_spec(c) for c in corpus], out, ddir))
+        hooks.append(alignment_hook(track_alignment, [parse_corpus_spec(c) for c in corpus], out, ddir,
+                                    tokenizer))
     res = pretrain(cfg, eval_hooks=hooks)
     if res.final:
         print(f"{res.steps} steps, {res.tokens_per_s:.0f} tokens/s; held-out loss {res.final.get('eval_loss', 0):.3f}, "
@@ -268,6 +274,8 @@ def fill_mask_cmd(
     model: str = ModelOpt,
     top_k: int = typer.Option(5, "--top-k", "-k", help="Candidates shown per mask."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Also write results.json and fill_mask.png here."),
+    convert: Optional[str] = typer.Option(None, "--convert", help="OpenCC conversion of the texts first, e.g. "
+                                          "t2s (Traditional to Simplified) for a model trained on Simplified."),
     precision: str = PrecisionOpt,
     trust_remote_code: bool = TrustOpt,
 ):
@@ -276,7 +284,7 @@ def fill_mask_cmd(
 
     from .pretrain import FILL_MASK_SCHEMA, fill_mask
 
-    res = fill_mask(model, texts, top_k, precision, trust_remote_code)
+    res = fill_mask(model, texts, top_k, precision, trust_remote_code, convert)
     for it in res.items:
         print(it["text"])
         for j, m in enumerate(it["masks"]):
@@ -323,8 +331,7 @@ def crossdomain_cmd(
     """Cross-disciplinary transfer (Kao & Lee 2021): fine-tune a text-pretrained BERT on DNA / protein / music
     sequences written as random English words, against the same network from scratch and controls.
 
-    Writes results.json (bertology.crossdomain/1), conditions.png (bars, mean ± std over seeds) and
-    learning_curves.png. Re-running the same command resumes an interrupted experiment.
+    Writes results.json (bertology.crossdomain/1), conditions.png (bars, mean ± std over seeds) and learning_curves.png. Re-running the same command resumes an interrupted experiment.
     """
     import torch
 
@@ -357,7 +364,10 @@ _QaMaxLen = typer.Option(384, "--max-len", help="Tokens per window (clamped to t
 _QaStride = typer.Option(128, "--doc-stride", help="Tokens shared by consecutive windows of a long context.")
 _QaNBest = typer.Option(20, "--n-best", help="Spans kept per question (nbest.json).")
 _QaMaxAns = typer.Option(30, "--max-answer-len", help="Longest answer, in tokens.")
-_QaBatch = typer.Option(32, "--eval-batch-size", help="Windows per inference batch.")
+_QaBatch = typer.Option(16, "--eval-batch-size", help="Windows per inference batch.")
+_QaSpanScore = typer.Option("logit", "--span-score", help="How spans from different windows of one context "
+                            "compare: logit (start + end logit, as run_qa.py) or window-prob (probabilities "
+                            "normalised per window, as the Hugging Face pipeline).")
 _QaLang = typer.Option("auto", "--lang", help="Metric: en (SQuAD v1.1), zh (CMRC 2018, also DRCD) or auto "
                                              "(zh when the contexts are mostly CJK).")
 _QaSkipBad = typer.Option(False, "--skip-bad", help="Skip malformed questions (counted) instead of stopping.")
@@ -373,12 +383,12 @@ _QaResume = typer.Option(True, "--resume/--restart", help="Continue from OUT/tra
 _QaThreads = typer.Option(None, "--threads", help="CPU threads for torch (default: all).")
 
 
-def _qa_settings(max_len, doc_stride, n_best, max_answer_len, batch_size, precision):
+def _qa_settings(max_len, doc_stride, n_best, max_answer_len, batch_size, precision, span_score="logit"):
     from .models import check_precision
     from .qa import QASettings
 
     return QASettings(max_len=max_len, doc_stride=doc_stride, n_best=n_best, max_answer_len=max_answer_len,
-                      batch_size=batch_size, precision=check_precision(precision))
+                      batch_size=batch_size, precision=check_precision(precision), span_score=span_score)
 
 
 def _qa_named(specs: List[str], what: str) -> list[tuple[str, str]]:
@@ -483,6 +493,7 @@ def qa_predict_cmd(
     out: Path = OutOpt, model: str = ModelOpt, limit: Optional[int] = _QaLimit,
     max_len: int = _QaMaxLen, doc_stride: int = _QaStride, n_best: int = _QaNBest,
     max_answer_len: int = _QaMaxAns, eval_batch_size: int = _QaBatch, skip_bad: bool = _QaSkipBad,
+    span_score: str = _QaSpanScore,
     convert: Optional[str] = typer.Option(None, "--convert", help="t2s or s2t: convert the text with OpenCC "
                                           "before predicting; answers are mapped back to the original text."),
     threads: Optional[int] = _QaThreads, precision: str = PrecisionOpt, data_dir: Optional[str] = DataDirOpt,
@@ -495,7 +506,8 @@ def qa_predict_cmd(
     if threads:
         torch.set_num_threads(threads)
     _qa_predict_or_eval("predict", model, data, out, "auto", limit, skip_bad,
-                        _qa_settings(max_len, doc_stride, n_best, max_answer_len, eval_batch_size, precision),
+                        _qa_settings(max_len, doc_stride, n_best, max_answer_len, eval_batch_size, precision,
+                                     span_score),
                         data_dir, seed, convert, trust_remote_code)
 
 
@@ -505,6 +517,7 @@ def qa_eval_cmd(
     out: Path = OutOpt, model: str = ModelOpt, lang: str = _QaLang, limit: Optional[int] = _QaLimit,
     max_len: int = _QaMaxLen, doc_stride: int = _QaStride, n_best: int = _QaNBest,
     max_answer_len: int = _QaMaxAns, eval_batch_size: int = _QaBatch, skip_bad: bool = _QaSkipBad,
+    span_score: str = _QaSpanScore,
     convert: Optional[str] = typer.Option(None, "--convert", help="t2s or s2t: also score the data after OpenCC "
                                           "conversion (e.g. Traditional DRCD for a Simplified-trained model)."),
     threads: Optional[int] = _QaThreads, precision: str = PrecisionOpt, data_dir: Optional[str] = DataDirOpt,
@@ -516,7 +529,8 @@ def qa_eval_cmd(
     if threads:
         torch.set_num_threads(threads)
     _qa_predict_or_eval("eval", model, data, out, lang, limit, skip_bad,
-                        _qa_settings(max_len, doc_stride, n_best, max_answer_len, eval_batch_size, precision),
+                        _qa_settings(max_len, doc_stride, n_best, max_answer_len, eval_batch_size, precision,
+                                     span_score),
                         data_dir, seed, convert, trust_remote_code)
 
 
@@ -557,7 +571,8 @@ def qa_crosslingual_cmd(
         raise UserError(f"--convert must be t2s or s2t, not {convert!r}")
     train_sets = {n: qa.load_data(f, data_dir, skip_bad=skip_bad).sample(max_train, seed)
                   for n, f in _qa_named(train, "--train")}
-    evals = {n: qa.load_data(f, data_dir, skip_bad=skip_bad).sample(limit, seed) for n, f in _qa_named(eval_sets, "--eval")}
+    evals = {n: qa.load_data(f, data_dir, skip_bad=skip_bad).sample(limit, seed)
+             for n, f in _qa_named(eval_sets, "--eval")}
     dev_set = qa.load_data(dev, data_dir, skip_bad=skip_bad).sample(max_dev, seed) if dev else None
     result = qa.crosslingual(model, train_sets, evals, out, s, t, dev=dev_set, convert=convert,
                              trust_remote_code=trust_remote_code)
@@ -571,6 +586,187 @@ def qa_crosslingual_cmd(
 
 
 # ==== cross-lingual alignment and language vectors ============================================================
+AlignCorpusOpt = typer.Option(..., "--corpus", "-c",
+                              help="LANG=SOURCE[#COLUMN][@MAX_LINES], one or more per language (as for pretrain): "
+                                   "monolingual text where the words are looked up, e.g. en=corpus-en "
+                                   "zh=corpus-zh or en=tatoeba-cmn-eng#0 zh=tatoeba-cmn-eng#1.")
+DictOpt = typer.Option("muse-en-zh", "--dict", "-d",
+                       help="Bilingual dictionary: a MUSE file (source<TAB>target) or CC-CEDICT (.zip/.u8), or a "
+                            "data set name (muse-en-zh, muse-zh-en, cedict).")
+ConvertOpt = typer.Option("auto", "--convert",
+                          help="Chinese script conversion of the dictionary with opencc: auto (t2s when the "
+                               "dictionary is Traditional and the corpus Simplified, s2t the reverse), t2s, s2t, none.")
+LayersOpt = typer.Option("all", "--layers", help="'all' or comma-separated layer indices (0 = embeddings).")
+
+
+def _layers_arg(text: str) -> Optional[List[int]]:
+    if text.strip().lower() == "all":
+        return None
+    try:
+        return [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise UserError(f"--layers {text!r}: expected 'all' or comma-separated integers such as 0,2,4") from None
+
+
+def _floats_arg(text: str, name: str) -> List[float]:
+    try:
+        vals = [float(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        vals = []
+    if not vals:
+        raise UserError(f"{name} {text!r}: expected comma-separated numbers such as 0,1,2")
+    return vals
+
+
+def _align_inputs(corpus, dict_path, dict_format, convert, source, target, max_lines, data_dir):
+    """Read corpora, pick the two languages, load the dictionary (converted as asked)."""
+    from .align import choose_conversion, convert_dictionary
+    from .data import load_dictionary, read_corpora
+
+    ddir = str(data_dir) if data_dir else None
+    corpora = read_corpora(corpus, ddir)
+    corpora = {k: v[:max_lines] for k, v in corpora.items()}
+    langs = list(corpora)
+    source = source or langs[0]
+    target = target or (langs[1] if len(langs) > 1 else langs[0])
+    for lang in (source, target):
+        if lang not in corpora:
+            raise UserError(f"--source/--target {lang!r}: no --corpus {lang}=... given (have {', '.join(langs)})")
+    if convert not in ("auto", "none", "t2s", "s2t"):
+        raise UserError(f"--convert must be auto, t2s, s2t or none, not {convert!r}")
+    d = load_dictionary(dict_path, dict_format, None, ddir, direction=f"{source}-{target}")
+    if convert == "auto":
+        convert = choose_conversion(d, (corpora[source], corpora[target]))
+    return corpora, source, target, convert_dictionary(d, convert)
+
+
+@app.command("align")
+def align_cmd(
+    corpus: List[str] = AlignCorpusOpt,
+    out: Path = OutOpt,
+    model: str = ModelOpt,
+    dict_path: str = DictOpt,
+    dict_format: str = typer.Option("auto", "--dict-format", help="auto, muse or cedict."),
+    convert: str = ConvertOpt,
+    source: Optional[str] = typer.Option(None, "--source", help="Source language (default: the first --corpus)."),
+    target: Optional[str] = typer.Option(None, "--target", help="Target language (default: the second --corpus)."),
+    layers: str = LayersOpt,
+    k: int = typer.Option(5, "--k", help="Occurrences per word averaged into its vector (K)."),
+    max_words: int = typer.Option(1000, "--max-words", help="Source words evaluated (a seeded sample); 0 = all."),
+    max_candidates: int = typer.Option(0, "--max-candidates",
+                                       help="Candidate target words (golds always kept, the rest a seeded sample); "
+                                            "0 = every usable dictionary target."),
+    max_lines: int = typer.Option(50000, "--max-lines", help="Corpus lines read per language."),
+    csls_k: int = typer.Option(10, "--csls-k", help="Neighbourhood size of CSLS's hubness correction."),
+    cbow: bool = typer.Option(True, "--cbow/--no-cbow", help="Also train the per-language CBOW baseline."),
+    keep_identical: bool = typer.Option(False, "--keep-identical",
+                                        help="Keep pairs whose two sides are the same string and words in the other "
+                                             "side's script (skipped by default: a shared token is not a translation; "
+                                             "needed for the identity-dictionary sanity check)."),
+    batch_size: int = typer.Option(64, "--batch-size", help="Sentences per forward pass."),
+    max_length: int = typer.Option(64, "--max-length", help="Tokens per window around an occurrence."),
+    precision: str = PrecisionOpt,
+    data_dir: Optional[Path] = DataDirOpt,
+    seed: int = SeedOpt,
+    trust_remote_code: bool = TrustOpt,
+):
+    """Cross-lingual alignment: MRR (and P@1, P@5) per layer of ranking each source word's translations among
+    all candidate target words, by cosine and CSLS; contextual and context-free word vectors, with CBOW and
+    random baselines. Writes OUT/results.json and OUT/mrr_per_layer.png."""
+    import torch
+
+    from . import align
+
+    torch.manual_seed(seed)
+    corpora, source, target, d = _align_inputs(corpus, dict_path, dict_format, convert, source, target,
+                                               max_lines, data_dir)
+    res = align.align(model, d, corpora, source, target, _layers_arg(layers), k=k, max_words=max_words or None,
+                      max_candidates=max_candidates or None, csls_k=csls_k, precision=precision,
+                      batch_size=batch_size, max_length=max_length, cbow=cbow, seed=seed, work_dir=None,
+                      trust_remote_code=trust_remote_code, keep_identical=keep_identical)
+    align.save(res, out)
+    b = res.best
+    print(f"{res.coverage['source_words']} {source} words vs {res.coverage['candidates']} {target} candidates "
+          f"({res.coverage['evaluated_pairs']} pairs; {res.coverage['skipped_pairs']} skipped). Best layer {b['layer']}: "
+          f"MRR {b['mrr']:.3f} (random ranking {res.baselines['random_expected_mrr']:.4f}). Results in {out}")
+
+
+@app.command("langvec")
+def langvec_cmd(
+    corpus: List[str] = AlignCorpusOpt,
+    out: Path = OutOpt,
+    model: str = ModelOpt,
+    sentences: List[str] = typer.Option(["en=tatoeba-cmn-eng#0@200"], "--sentences",
+                                        help="Source-language sentences to translate, LANG=SOURCE[#COL][@N]."),
+    dict_path: str = DictOpt,
+    dict_format: str = typer.Option("auto", "--dict-format", help="auto, muse or cedict."),
+    convert: str = ConvertOpt,
+    source: Optional[str] = typer.Option(None, "--source", help="Source language (default: the first --corpus)."),
+    target: Optional[str] = typer.Option(None, "--target", help="Target language (default: the second --corpus)."),
+    layers: str = LayersOpt,
+    alphas: str = typer.Option("0,0.5,1,1.5,2,3", "--alphas", help="Comma-separated α values swept."),
+    mean_sentences: int = typer.Option(1000, "--mean-sentences", help="Sentences averaged per language mean."),
+    max_lines: int = typer.Option(20000, "--max-lines", help="Corpus lines read per language."),
+    batch_size: int = typer.Option(32, "--batch-size", help="Sentences per forward pass."),
+    precision: str = PrecisionOpt,
+    data_dir: Optional[Path] = DataDirOpt,
+    seed: int = SeedOpt,
+    trust_remote_code: bool = TrustOpt,
+):
+    """Language vectors and mean-shift translation: add α·(μ_target − μ_source) at layer L to source sentences,
+    let the MLM head fill every position, and score token-translation precision against the dictionary for
+    each (L, α). Needs a model with an MLM head. Writes OUT/results.json and OUT/langvec_grid.png."""
+    import torch
+
+    from . import langvec
+    from .data import read_corpora
+
+    torch.manual_seed(seed)
+    corpora, source, target, d = _align_inputs(corpus, dict_path, dict_format, convert, source, target,
+                                               max_lines, data_dir)
+    sents = [s for lines in read_corpora(sentences, str(data_dir) if data_dir else None).values() for s in lines]
+    res = langvec.langvec(model, corpora, sents, d, source, target, _layers_arg(layers),
+                          _floats_arg(alphas, "--alphas"), mean_sentences, precision, batch_size,
+                          trust_remote_code=trust_remote_code)
+    langvec.save(res, out)
+    b = res.best
+    print(f"best: layer {b['layer']}, α {b['alpha']:g}: precision {b['precision']:.3f} over {b['scored_words']} "
+          f"words, {b['target_script_rate']:.2f} of tokens in {target} script. Results in {out}")
+
+
+@app.command("align-scale")
+def align_scale_cmd(
+    corpus: List[str] = typer.Option(..., "--corpus", "-c",
+                                     help="Training text, LANG=SOURCE[#COLUMN][@MAX_LINES], repeatable (as for "
+                                          "pretrain). The alignment words are looked up in the first 20,000 lines of "
+                                          "each language's first source."),
+    out: Path = OutOpt,
+    dict_path: str = DictOpt,
+    convert: str = ConvertOpt,
+    sentences: str = typer.Option("10000,50000", "--sentences",
+                                  help="Sentences per language of each run (the lecture: 200K vs 1,000K)."),
+    size: str = typer.Option("tiny", "--size", help="Model preset shared by all runs (see `pretrain --help`)."),
+    steps: int = typer.Option(2000, "--steps", help="Optimizer steps per run (the same for every size)."),
+    eval_every: int = typer.Option(250, "--eval-every", help="Steps between loss + alignment evaluations."),
+    batch_size: int = typer.Option(32, "--batch-size", help="Sequences per step."),
+    seq_len: int = typer.Option(64, "--seq-len", help="Packed sequence length."),
+    vocab_size: int = typer.Option(8000, "--vocab-size", help="WordPiece vocabulary, trained once on the largest sample."),
+    lr: float = typer.Option(1e-3, "--lr", help="Peak learning rate."),
+    precision: str = PrecisionOpt,
+    data_dir: Optional[Path] = DataDirOpt,
+    seed: int = SeedOpt,
+):
+    """The data-scale experiment: pretrain identical bilingual models on N and 5N sentences per language and
+    plot masked-LM loss and alignment MRR against steps (OUT/data_scale.png; each run in OUT/n<N>/)."""
+    from . import align
+
+    sizes = [int(x) for x in _floats_arg(sentences, "--sentences")]
+    res = align.data_scale(corpus, dict_path, out, sizes, size, steps, eval_every, batch_size, seq_len, vocab_size,
+                           lr, precision, seed, convert=convert, data_dir=str(data_dir) if data_dir else None)
+    for run in res.runs:
+        last = run.history[-1] if run.history else {}
+        print(f"{run.sentences_per_lang:,} sentences/lang: loss {last.get('eval_loss', float('nan')):.3f}, "
+              f"MRR {last.get('mrr', float('nan')):.4f} (random {res.random_expected_mrr or float('nan'):.4f})")
 
 
 def main(argv: Optional[List[str]] = None) -> int:

@@ -465,6 +465,7 @@ class Dictionary:
     format: str = "muse"
     converted_words: int = 0      # Chinese words changed by --convert (t2s / s2t)
     chinese_words: int = 0        # Chinese words seen (the denominator for converted_words)
+    convert: str | None = None    # the opencc conversion applied (t2s, s2t) or None
 
     def translations(self) -> dict[str, list[str]]:
         out: dict[str, list[str]] = {}
@@ -474,7 +475,7 @@ class Dictionary:
 
     def inverted(self) -> "Dictionary":
         return Dictionary([(t, s) for s, t in self.pairs], self.path, self.format, self.converted_words,
-                          self.chinese_words)
+                          self.chinese_words, self.convert)
 
 
 def _converter(convert: str | None):
@@ -521,7 +522,7 @@ def load_muse_dictionary(path: str | Path, convert: str | None = None) -> Dictio
     if not pairs:
         raise UserError(f"{path}: no dictionary pairs")
     pairs, changed, seen = _convert_pairs(pairs, convert)
-    return Dictionary(pairs, str(path), "muse", changed, seen)
+    return Dictionary(pairs, str(path), "muse", changed, seen, None if convert == "none" else convert)
 
 
 _CEDICT_LINE = re.compile(r"^(?P<trad>\S+) (?P<simp>\S+) \[(?P<pinyin>[^\]]*)\] /(?P<glosses>.*)/\s*$")
@@ -573,7 +574,7 @@ def load_cedict(path: str | Path, direction: str = "zh-en", script: str = "simpl
     if not pairs:
         raise UserError(f"{path}: no single-word CC-CEDICT entries")
     pairs, changed, seen = _convert_pairs(list(dict.fromkeys(pairs)), convert)
-    return Dictionary(pairs, str(path), "cedict", changed, seen)
+    return Dictionary(pairs, str(path), "cedict", changed, seen, None if convert == "none" else convert)
 
 
 def load_dictionary(name_or_path: str, fmt: str = "auto", convert: str | None = None,

@@ -322,6 +322,10 @@ def train(model, batches: Batches, config: TrainConfig,
         history, train_log = json.loads(state["history"]), json.loads(state["train_log"])
         tokens, examples, elapsed_before = state["tokens"], state["examples"], state["elapsed"]
         _set_rng_state(state["rng"])
+        if is_main and (out_dir / "log.jsonl").exists():  # steps after the checkpoint will be logged again
+            lines = (out_dir / "log.jsonl").read_text(encoding="utf-8").splitlines()
+            atomic_write_text(out_dir / "log.jsonl",
+                              "".join(l + "\n" for l in lines if l.strip() and json.loads(l)["step"] <= step))
     ddp_model = model
     if world > 1:
         ddp_model = torch.nn.parallel.DistributedDataParallel(model)

@@ -236,31 +236,43 @@ def retrieval_ranks(queries, candidates, gold: list[list[int]], scoring: str = "
     scoring: cosine, or CSLS = 2 cos(x, y) - r_T(x) - r_S(y), which penalises "hub" candidates that are close
     to everything. Work is chunked over queries so at most `chunk_bytes` of scores exist at once.
     """
-    import torch
-
     if scoring not in RETRIEVAL_SCORINGS:
         raise ValueError(f"scoring must be one of {RETRIEVAL_SCORINGS}")
+    return retrieval_ranks_all(queries, candidates, gold, (scoring,), csls_k, chunk_bytes)[scoring]
+
+
+def retrieval_ranks_all(queries, candidates, gold: list[list[int]], scorings=RETRIEVAL_SCORINGS, csls_k: int = 10,
+                        chunk_bytes: int = 1 << 27) -> dict[str, np.ndarray]:
+    """`retrieval_ranks` for several scorings at once, sharing one similarity pass over the query chunks: the
+    cosine ranks are counted on each chunk, which is then turned into CSLS scores in place and counted again.
+    CSLS's candidate radii r_S(y) come from a pass over candidate chunks first (row-wise top-k, the fast
+    layout). r_T(x) is the same for every candidate of query x, so it cannot change x's ranking and is never
+    computed: 2 cos(x, y) - r_S(y) ranks exactly as CSLS does."""
+    import torch
+
     q, c = _unit_rows(queries), _unit_rows(candidates)
     n, m = q.shape[0], c.shape[0]
     if len(gold) != n or any(len(g) == 0 for g in gold):
         raise ValueError("gold needs one non-empty list of candidate indices per query")
     rows = torch.tensor([i for i, g in enumerate(gold) for _ in g], dtype=torch.long)
     cols = torch.tensor([j for g in gold for j in g], dtype=torch.long)
-    if scoring == "csls":
-        r_q = torch.as_tensor(knn_mean_similarity(q, c, csls_k, chunk_bytes))
-        r_c = torch.as_tensor(knn_mean_similarity(c, q, csls_k, chunk_bytes))
-    ranks = np.empty(n, dtype=np.int64)
+    r_c = torch.as_tensor(knn_mean_similarity(c, q, csls_k, chunk_bytes)) if "csls" in scorings else None
+    out = {s: np.empty(n, dtype=np.int64) for s in scorings}
     step = _chunk_rows(m, chunk_bytes)
     for s in range(0, n, step):
         e = min(n, s + step)
-        scores = q[s:e] @ c.T
-        if scoring == "csls":
-            scores = 2 * scores - r_q[s:e, None] - r_c[None, :]
         sel = (rows >= s) & (rows < e)
         r, col = rows[sel] - s, cols[sel]
-        best = torch.full((e - s,), -torch.inf).scatter_reduce(0, r, scores[r, col], reduce="amax")
-        ranks[s:e] = ((scores > best[:, None]).sum(1) + 1).numpy()
-    return ranks
+        scores = q[s:e] @ c.T
+        for scoring in ("cosine", "csls"):
+            if scoring not in scorings:
+                continue
+            if scoring == "csls":
+                scores.mul_(2).sub_(r_c[None, :])        # in place: no second chunk-sized buffer
+            best = torch.full((e - s,), -torch.inf).scatter_reduce(0, r, scores[r, col], reduce="amax")
+            # numpy's count_nonzero on the comparison is several times faster than torch's bool sum here
+            out[scoring][s:e] = np.count_nonzero(scores.numpy() > best.numpy()[:, None], axis=1) + 1
+    return out
 
 
 def ranking_scores(ranks) -> dict:
@@ -274,20 +286,17 @@ def ranking_scores(ranks) -> dict:
 
 def random_mrr(n_gold: list[int] | np.ndarray, n_candidates: int) -> float:
     """Expected MRR of a random ranking: for a query with g correct among m candidates, the best gold rank r
-    has P(r) = C(m-r, g-1) / C(m, g); averaged over queries. Exact, computed in log space."""
-    from scipy.special import gammaln
-
+    survives with S(r) = P(rank >= r) = C(m-r+1, g) / C(m, g), so S(r+1) / S(r) = (m-r+1-g) / (m-r+1), and
+    E[1/r] = sum_r (S(r) - S(r+1)) / r. Exact; averaged over queries."""
     m = int(n_candidates)
-    out = []
+    n_gold = np.asarray(n_gold)
+    if n_gold.size == 0 or m <= 0:
+        return float("nan")
     r = np.arange(1, m + 1, dtype=np.float64)
-    for g in np.unique(np.asarray(n_gold)):
+    total = 0.0
+    for g in np.unique(n_gold):
         g = int(min(g, m))
-        # log C(m-r, g-1) - log C(m, g), zero probability where m-r < g-1
-        valid = (m - r) >= (g - 1)
-        lp = np.full(m, -np.inf)
-        rv = r[valid]
-        lp[valid] = (gammaln(m - rv + 1) - gammaln(g) - gammaln(m - rv - g + 2)
-                     - (gammaln(m + 1) - gammaln(g + 1) - gammaln(m - g + 1)))
-        e = float(np.sum(np.exp(lp) / r))
-        out += [e] * int(np.sum(np.asarray(n_gold) == g))
-    return float(np.mean(out)) if out else float("nan")
+        ratio = np.clip((m - r + 1 - g) / (m - r + 1), 0.0, None)     # S(r+1) / S(r), r = 1..m
+        surv = np.concatenate([[1.0], np.cumprod(ratio)])              # S(1..m+1)
+        total += float(np.sum((surv[:-1] - surv[1:]) / r)) * int(np.sum(n_gold == g))
+    return total / n_gold.size

@@ -165,7 +165,7 @@ _CONDITION_COLOURS = {"pretrained": "#d62728", "scratch": "#1f77b4", "rand-embed
                       "shuffled": "#7f7f7f", "frozen": "#2ca02c"}
 
 
-def plot_condition_bars(summary: dict, path, title: str = "") -> Path:
+def plot_condition_bars(summary: dict, path, title: str = "", majority: float | None = None) -> Path:
     """Test accuracy and macro-F1 per condition: mean over seeds, error bars = std over seeds."""
     conds = list(summary)
     fig, ax = new_figure(1.2 + 1.1 * len(conds), 3.6)
@@ -178,16 +178,18 @@ def plot_condition_bars(summary: dict, path, title: str = "") -> Path:
                label="accuracy" if metric == "accuracy" else "macro-F1 (hatched)")
         for xi, m in zip(x + off, means):
             ax.text(xi, m + 0.01, f"{m:.2f}", ha="center", va="bottom", fontsize=7)
+    if majority is not None:
+        ax.axhline(majority, color="black", ls=":", lw=1, label=f"majority class accuracy ({majority:.2f})")
     ax.set_xticks(x, [f"{c}\n(n={summary[c]['n']})" for c in conds])
     lo = min(min(summary[c]["accuracy_mean"], summary[c]["macro_f1_mean"]) for c in conds)
     ax.set_ylim(max(0.0, lo - 0.15), 1.05)
     ax.set_ylabel("test score (mean ± std over seeds)")
     ax.set_title(title or "cross-disciplinary transfer")
-    ax.legend(fontsize=7, loc="lower right")
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))
     return save_figure(fig, path)
 
 
-def plot_learning_curves(runs: list[dict], path, title: str = "") -> Path:
+def plot_learning_curves(runs: list[dict], path, title: str = "", majority: float | None = None) -> Path:
     """Dev accuracy after each epoch: one thin line per seed, a thick line for the mean per condition."""
     fig, ax = new_figure(6.4, 3.8)
     by_cond: dict[str, list[dict]] = {}
@@ -203,6 +205,8 @@ def plot_learning_curves(runs: list[dict], path, title: str = "") -> Path:
         ax.plot([rs[0]["dev_curve"][i]["epoch"] for i in range(n)],
                 [np.mean([r["dev_curve"][i]["accuracy"] for r in rs]) for i in range(n)],
                 color=colour, lw=2, marker="o", ms=3, label=cond)
+    if majority is not None:
+        ax.axhline(majority, color="black", ls=":", lw=1, label="majority class")
     ax.set_xlabel("epoch")
     ax.set_ylabel("dev accuracy")
     ax.set_title(title or "learning curves")
@@ -232,7 +236,7 @@ def plot_qa_scores(scores, reference: dict[str, float] | None, path, title: str 
     ax.set_xlim(0, 105)
     ax.set_xlabel("score (0-100)")
     ax.set_title(title or "Extractive QA")
-    ax.legend(loc="lower right", fontsize=8)
+    ax.legend(loc="upper right", fontsize=8)
     return save_figure(fig, path)
 
 
@@ -255,3 +259,71 @@ def plot_qa_training(train_result, path) -> Path:
 
 
 # ==== alignment and language vectors ==========================================================================
+def plot_alignment_mrr(result, path: str | Path) -> Path:
+    """MRR per layer (contextual and context-free, cosine and CSLS) with the CBOW and random baselines."""
+    fig, ax = new_figure(7, 4.2)
+    layers = result.layers
+    styles = {"cosine": "-o", "csls": "--s"}
+    for scoring, rows in result.contextual.items():
+        ax.plot(layers, [r["mrr"] for r in rows], styles[scoring], color="C0", label=f"contextual, {scoring}")
+    for scoring, rows in (result.context_free or {}).items():
+        ax.plot(layers, [r["mrr"] for r in rows], styles[scoring], color="C1", label=f"word alone, {scoring}")
+    base = result.baselines
+    if "cbow" in base:
+        ax.axhline(base["cbow"]["cosine"]["mrr"], color="C2", ls=":", label="CBOW per language, cosine")
+    ax.axhline(base["random_vectors"]["cosine"]["mrr"], color="grey", ls="-.", label="random vectors")
+    ax.axhline(base["random_expected_mrr"], color="black", lw=0.8, ls=":", label="random ranking (expected)")
+    ax.set_xlabel("layer (0 = embeddings)")
+    ax.set_ylabel("MRR")
+    ax.set_xticks(layers)
+    cov = result.coverage
+    ax.set_title(f"{result.source_lang}→{result.target_lang} alignment: {cov['source_words']} words, "
+                 f"{cov['candidates']} candidates", fontsize=10)
+    ax.legend(fontsize=7, loc="best")
+    ax.grid(alpha=0.3)
+    return save_figure(fig, path)
+
+
+def plot_data_scale(result, path: str | Path) -> Path:
+    """Masked-LM loss and alignment MRR against steps, one line per data size."""
+    use_cjk_font()
+    fig, (a1, a2) = plt.subplots(1, 2, figsize=(10, 4))
+    for i, run in enumerate(result.runs):
+        label = f"{run.sentences_per_lang:,} sentences/lang"
+        if run.train_log:
+            a1.plot([r["step"] for r in run.train_log], [r.get("loss") for r in run.train_log], color=f"C{i}",
+                    alpha=0.35, lw=0.8)
+        ev = [h for h in run.history if h.get("eval_loss") is not None]
+        a1.plot([h["step"] for h in ev], [h["eval_loss"] for h in ev], "-o", color=f"C{i}", label=label + " (held out)")
+        mr = [h for h in run.history if h.get("mrr") is not None]
+        a2.plot([h["step"] for h in mr], [h["mrr"] for h in mr], "-o", color=f"C{i}", label=label + ", last layer")
+        if mr and "mrr_best" in mr[0]:
+            a2.plot([h["step"] for h in mr], [h["mrr_best"] for h in mr], ":", color=f"C{i}", label=label + ", best layer")
+    if result.random_expected_mrr is not None:
+        a2.axhline(result.random_expected_mrr, color="black", lw=0.8, ls=":", label="random ranking")
+    if result.init_alignment.get("mrr") is not None:
+        a2.axhline(result.init_alignment["mrr"], color="grey", lw=0.8, ls="--", label="untrained model (step 0)")
+    a1.set_xlabel("step"); a1.set_ylabel("masked-LM loss"); a1.legend(fontsize=7); a1.grid(alpha=0.3)
+    a2.set_xlabel("step"); a2.set_ylabel("alignment MRR"); a2.legend(fontsize=7); a2.grid(alpha=0.3)
+    fig.suptitle(f"Data scale: identical '{result.size}' models, {result.steps} steps", fontsize=10)
+    return save_figure(fig, path)
+
+
+def plot_langvec(result, path: str | Path) -> Path:
+    """Heatmaps over (layer, alpha): token-translation precision and the share of outputs in Chinese."""
+    use_cjk_font()
+    grid = result.grid
+    layers, alphas = result.layers, result.alphas
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
+    for ax, key, title in zip(axes, ("precision", "target_script_rate"),
+                              ("token-translation precision", f"share of output tokens in {result.target_lang} script")):
+        m = np.array([[next(g[key] for g in grid if g["layer"] == l and g["alpha"] == a) for a in alphas]
+                      for l in layers], dtype=float)
+        im = ax.imshow(m, aspect="auto", origin="lower", cmap="viridis")
+        ax.set_xticks(range(len(alphas)), [f"{a:g}" for a in alphas]); ax.set_yticks(range(len(layers)), layers)
+        ax.set_xlabel("α"); ax.set_ylabel("layer L"); ax.set_title(title, fontsize=10)
+        for (i, j), v in np.ndenumerate(m):
+            ax.text(j, i, f"{v:.2f}", ha="center", va="center", fontsize=7, color="w" if v < m.max() / 2 else "k")
+        fig.colorbar(im, ax=ax)
+    fig.suptitle(f"{result.source_lang} + α·(μ_{result.target_lang} − μ_{result.source_lang}) at layer L", fontsize=10)
+    return save_figure(fig, path)

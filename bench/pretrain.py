@@ -1,0 +1,126 @@
+"""Masked-LM pretraining throughput: bertology's `pretrain` loop against the Hugging Face recipe of
+`run_mlm.py` (`Trainer` + `DataCollatorForLanguageModeling`), same model config, data, batch, sequence length,
+precision and thread count, measured in one run. Also prints model FLOPs utilisation (MFU) against this
+CPU's measured matmul peak in that precision.
+
+    .venv/bin/python bench/pretrain.py --size mini --precision bf16 --steps 20
+
+Goals (issue #3): ratio >= 2x; MFU >= 40% in bf16 for `mini`.
+
+MFU = model FLOPs/s / peak matmul FLOPs/s, with model FLOPs per token = 6 x (non-embedding parameters
++ hidden x vocab x mask rate): the forward+backward of every encoder weight for each token, and of the
+vocabulary projection for the masked tokens, the only ones with a loss. (Recomputing the projection for all
+positions, as `BertForMaskedLM` does, is extra work, not useful FLOPs.) Attention score FLOPs are left out,
+as in the 6N rule.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def matmul_peak(dtype: torch.dtype, n: int = 2048, reps: int = 10) -> float:
+    """Best-of-3 FLOP/s of an n x n x n matmul in `dtype` on this process's threads."""
+    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
+    a @ b
+    best = 0.0
+    for _ in range(3):
+        t = time.perf_counter()
+        for _ in range(reps):
+            a @ b
+        best = max(best, 2 * n ** 3 * reps / (time.perf_counter() - t))
+    return best
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--size", default="mini")
+    ap.add_argument("--precision", default="bf16", choices=["fp32", "bf16"])
+    ap.add_argument("--steps", type=int, default=20)
+    ap.add_argument("--batch-size", type=int, default=32)
+    ap.add_argument("--seq-len", type=int, default=128)
+    ap.add_argument("--vocab-size", type=int, default=30000)
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--data-dir", default=str(ROOT.parent / "shared" / "data"))
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    os.environ["TOKENIZERS_PARALLELISM"] = "false"
+
+    from transformers import (BertForMaskedLM, DataCollatorForLanguageModeling, Trainer, TrainingArguments)
+    from transformers.utils import logging as hf_logging
+
+    from bertology import engine
+    from bertology.data import read_corpora
+    from bertology.pretrain import (MaskedLMObjective, PackedMLMBatches, _loss_fn, make_masker, model_config,
+                                    prepare_data, train_tokenizer)
+
+    hf_logging.set_verbosity_error()
+    tmp = Path(tempfile.mkdtemp(prefix="bench-pretrain-"))
+    corpora = read_corpora(["en=tatoeba-cmn-eng#0", "en=squad-train@4000", "zh=tatoeba-cmn-eng#1",
+                            "zh=drcd-dev", "zh=cmrc-trial"], args.data_dir)
+    tok, _ = train_tokenizer(corpora, tmp / "tok", args.vocab_size, budget_tokens=3_000_000)
+    data = prepare_data(corpora, tok, args.seq_len)
+    n_seq = args.steps * args.batch_size
+    cfg = model_config(args.size, None, len(tok), args.seq_len, 0.1)
+    print(f"{args.size}: {cfg.num_hidden_layers} x {cfg.hidden_size}, vocab {len(tok)}, batch {args.batch_size} x "
+          f"{args.seq_len}, {args.steps} steps, {args.precision}, {args.threads} thread(s); "
+          f"{sum(len(s) for s in data.train.values())} packed sequences")
+
+    # --- bertology: the loop `bertology pretrain` runs (engine.train + masked-only MLM head)
+    engine.set_seed(0)
+    ours_model = BertForMaskedLM(cfg)
+    batches = PackedMLMBatches(data.train, args.batch_size, make_masker(tok), seed=0)
+    tc = engine.TrainConfig(out_dir=None, lr=5e-4, warmup=0.06, max_steps=args.steps, precision=args.precision,
+                            progress=False, eval_every=10 ** 9, log_every=10 ** 9)
+    t = time.perf_counter()
+    res = engine.train(MaskedLMObjective(ours_model), batches, tc, loss_fn=_loss_fn)
+    ours_s = time.perf_counter() - t
+    ours_tps = res.tokens / ours_s
+
+    # --- Hugging Face run_mlm.py recipe on the same packed sequences
+    engine.set_seed(0)
+    hf_model = BertForMaskedLM(cfg)
+    seqs = np.concatenate(list(data.train.values()))
+    rng = np.random.default_rng(0)
+    rows = seqs[rng.permutation(len(seqs))[:n_seq]]
+    dataset = [{"input_ids": r.tolist()} for r in rows]
+    targs = TrainingArguments(output_dir=str(tmp / "hf"), per_device_train_batch_size=args.batch_size,
+                              max_steps=args.steps, learning_rate=5e-4, warmup_steps=max(1, int(0.06 * args.steps)),
+                              bf16=args.precision == "bf16", use_cpu=True, save_strategy="no", report_to=[],
+                              logging_steps=10 ** 9, dataloader_num_workers=0, disable_tqdm=True, seed=0)
+    trainer = Trainer(model=hf_model, args=targs, train_dataset=dataset,
+                      data_collator=DataCollatorForLanguageModeling(tok, mlm_probability=0.15))
+    t = time.perf_counter()
+    trainer.train()
+    hf_s = time.perf_counter() - t
+    hf_tps = n_seq * args.seq_len / hf_s
+
+    n_params = sum(p.numel() for p in ours_model.parameters())
+    n_embed = sum(p.numel() for n, p in ours_model.named_parameters() if "embeddings" in n)
+    flops_per_token = 6 * ((n_params - n_embed) + cfg.hidden_size * len(tok) * 0.15)
+    peak = matmul_peak(torch.bfloat16 if args.precision == "bf16" else torch.float32)
+    load = os.getloadavg()[0]
+    print(f"bertology pretrain : {ours_tps:9.0f} tokens/s ({ours_s:.1f} s)")
+    print(f"HF Trainer+collator: {hf_tps:9.0f} tokens/s ({hf_s:.1f} s)")
+    print(f"ratio              : {ours_tps / hf_tps:9.2f}x   (goal >= 2x)")
+    print(f"matmul peak        : {peak / 1e9:9.1f} GFLOP/s ({args.precision}, {args.threads} thread(s))")
+    print(f"model FLOPs/token  : {flops_per_token / 1e6:9.1f} M  (6 x ({(n_params - n_embed) / 1e6:.2f}M non-embedding "
+          f"+ {cfg.hidden_size}x{len(tok)}x0.15))")
+    print(f"MFU bertology      : {100 * ours_tps * flops_per_token / peak:9.1f} %  (goal >= 40% bf16 mini)")
+    print(f"MFU HF             : {100 * hf_tps * flops_per_token / peak:9.1f} %")
+    print(f"1-min load average during the run: {load:.1f} on {os.cpu_count()} CPUs")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,663 @@
+"""Cross-lingual alignment: do words with the same meaning in two languages get close vectors?
+
+The lecture's measurement (following the multilingual-BERT analyses it cites): for each source word of a
+bilingual dictionary, rank every candidate target word by similarity and score Mean Reciprocal Rank (MRR):
+the mean over source words of 1 / rank of the best-ranked correct translation. MRR is near 0 when the two
+languages live in separate regions of the space, 1 when each word's nearest foreign word is its translation.
+
+How a word becomes a vector (per layer):
+- contextual: the mean of its contextual embeddings over up to K occurrences in a monolingual corpus (its
+  sub-tokens pooled); English words are matched as whole words, Chinese words as substrings (no spaces);
+- context-free: the word fed to the model alone ([CLS] word [SEP]).
+Words the corpus never shows, and words the tokenizer maps to [UNK] (their vector would be the same for every
+unknown word), are skipped with the reason counted. Baselines in the same run: CBOW vectors trained separately
+per language (two unrelated spaces: retrieval should be at chance) and random vectors, plus the exact
+expected MRR of a random ranking over the same candidates.
+
+Also here: `make_alignment_hook`, which `bertology pretrain --track-alignment` calls at every evaluation, and
+`data_scale`, the lecture's "200K vs 1,000K sentences" experiment at the scale this machine allows.
+Language vectors and the mean-shift translation live in langvec.py.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+
+from .data import Dictionary, has_cjk, load_dictionary
+from .embed import Embedder, Occurrence
+from .errors import UserError
+from .metrics import RETRIEVAL_SCORINGS, random_mrr, ranking_scores, retrieval_ranks_all
+
+SCHEMA = "bertology.align/1"
+SCALE_SCHEMA = "bertology.align-scale/1"
+_LATIN_WORD = re.compile(r"(?:(?![\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff])\w)+(?:['’-](?:(?![\u3400-\u9fff])\w)+)*")
+
+
+# --------------------------------------------------------------------------------------------- finding words
+def find_word_occurrences(sentences: Sequence[str], words: Sequence[str], max_per_word: int) -> dict[str, list[Occurrence]]:
+    """Up to `max_per_word` occurrences of each word, in one pass over the corpus.
+
+    Words without CJK are matched case-insensitively as whole words (the corpus is split into word tokens once
+    and looked up in a set); Chinese words are matched as substrings at every CJK position, trying each word
+    length the dictionary has (a hash lookup each). Sentences are scanned in order, so the first K win.
+    """
+    latin = {w.lower(): w for w in words if not has_cjk(w)}
+    cjk = {w for w in words if has_cjk(w)}
+    lengths = sorted({len(w) for w in cjk})
+    found: dict[str, list[Occurrence]] = {w: [] for w in words}
+    full = set()
+    for i, s in enumerate(sentences):
+        if len(full) == len(found):
+            break
+        if latin:
+            low = s.lower()
+            for m in _LATIN_WORD.finditer(low):
+                w = latin.get(m.group())
+                if w is not None and w not in full:
+                    found[w].append(Occurrence(i, m.start(), m.end()))
+                    if len(found[w]) >= max_per_word:
+                        full.add(w)
+        if cjk:
+            for p, ch in enumerate(s):
+                if not ("\u3400" <= ch <= "\u9fff" or "\uf900" <= ch <= "\ufaff"):
+                    continue
+                for n in lengths:
+                    sub = s[p:p + n]
+                    if len(sub) == n and sub in cjk and sub not in full:
+                        found[sub].append(Occurrence(i, p, p + n))
+                        if len(found[sub]) >= max_per_word:
+                            full.add(sub)
+    return found
+
+
+def unknown_words(tokenizer, words: Sequence[str]) -> set[str]:
+    """Words whose tokenisation contains [UNK] (or that tokenise to nothing)."""
+    if not words:
+        return set()
+    unk = tokenizer.unk_token_id
+    enc = tokenizer(list(words), add_special_tokens=False)["input_ids"]
+    return {w for w, ids in zip(words, enc) if not ids or (unk is not None and unk in ids)}
+
+
+def _drop_unknown_in_context(occ: dict[str, list[Occurrence]], sentences: Sequence[str], tokenizer
+                             ) -> tuple[dict[str, list[Occurrence]], set[str]]:
+    """Keep the occurrences whose tokens in context are known: a word fine on its own can still be glued to a
+    character the tokenizer does not know (an odd Unicode mark in a URL, say), and the embedder refuses [UNK]
+    targets. Returns the kept occurrences and the words that lost every one."""
+    used = sorted({o.sentence for os_ in occ.values() for o in os_})
+    if not used:
+        return occ, set()
+    enc = tokenizer([sentences[i] for i in used], add_special_tokens=False, return_offsets_mapping=True,
+                    return_attention_mask=False, verbose=False)
+    row = {s: r for r, s in enumerate(used)}
+    unk = tokenizer.unk_token_id
+    kept: dict[str, list[Occurrence]] = {}
+    lost: set[str] = set()
+    for w, os_ in occ.items():
+        kept[w] = []
+        for o in os_:
+            r = row[o.sentence]
+            ids = [t for t, (a, b) in zip(enc["input_ids"][r], enc["offset_mapping"][r])
+                   if a < o.end and b > o.start and b > a]
+            if ids and unk not in ids:
+                kept[w].append(o)
+        if os_ and not kept[w]:
+            lost.add(w)
+    return kept, lost
+
+
+@dataclass
+class WordSet:
+    """Which words of one side are usable, and why the others are not."""
+    words: list[str]                       # usable, in a fixed order
+    occurrences: dict[str, list[Occurrence]]
+    reasons: dict[str, str]                # unusable word -> reason
+
+
+def usable_words(words: Sequence[str], sentences: Sequence[str], tokenizer, k: int) -> WordSet:
+    words = list(dict.fromkeys(words))
+    reasons: dict[str, str] = {}
+    single = []
+    for w in words:
+        if not has_cjk(w) and not _LATIN_WORD.fullmatch(w.lower()):
+            reasons[w] = "not a single word"
+        elif has_cjk(w) and not all(has_cjk(c) for c in w):
+            reasons[w] = "mixes Chinese and other characters"
+        else:
+            single.append(w)
+    for w in unknown_words(tokenizer, single):
+        reasons[w] = "unknown token for this tokenizer"
+    candidates = [w for w in single if w not in reasons]
+    occ = find_word_occurrences(sentences, candidates, k)
+    occ, lost = _drop_unknown_in_context(occ, sentences, tokenizer)
+    for w in candidates:
+        if not occ[w]:
+            reasons[w] = "unknown token in every context" if w in lost else "not in the corpus"
+    ok = [w for w in candidates if w not in reasons]
+    return WordSet(ok, {w: occ[w] for w in ok}, reasons)
+
+
+def choose_conversion(dictionary: Dictionary, corpora_by_side: tuple[Sequence[str], Sequence[str]]) -> str | None:
+    """`--convert auto`: t2s when the dictionary's Chinese is Traditional and the matching corpus Simplified
+    (MUSE vs most corpora), s2t in the opposite case, else none. Script is judged by how much opencc's t2s
+    changes: a sample of the dictionary's Chinese words, and a sample of the corpus's Chinese characters."""
+    import opencc
+
+    t2s = opencc.OpenCC("t2s")
+    for side, lines in enumerate(corpora_by_side):
+        words = [p[side] for p in dictionary.pairs[:20000] if has_cjk(p[side])][:5000]
+        if not words:
+            continue
+        dict_trad = np.mean([t2s.convert(w) != w for w in words])
+        text = "".join(l for l in list(lines)[:3000] if has_cjk(l))
+        cjk = [c for c in text if has_cjk(c)]
+        if not cjk:
+            return None
+        conv = t2s.convert("".join(cjk))
+        corpus_trad = np.mean([a != b for a, b in zip(cjk, conv)]) if len(conv) == len(cjk) else 0.0
+        # Traditional text changes in roughly a quarter to a third of characters, Simplified almost never.
+        if dict_trad > 0.1 and corpus_trad < 0.03:
+            return "t2s"
+        if dict_trad < 0.03 and corpus_trad > 0.1:
+            return "s2t"
+        return None
+    return None
+
+
+def convert_dictionary(dictionary: Dictionary, convert: str | None) -> Dictionary:
+    from .data import _convert_pairs
+
+    if not convert or convert == "none":
+        return dictionary
+    pairs, changed, seen = _convert_pairs(dictionary.pairs, convert)
+    return Dictionary(pairs, dictionary.path, dictionary.format, changed, seen, convert)
+
+
+# --------------------------------------------------------------------------------------------- word vectors
+def contextual_vectors(embedder: Embedder, sentences: Sequence[str], ws: WordSet,
+                       layers: Sequence[int]) -> np.ndarray:
+    """[n_layers, n_words, H]: each word's contextual vectors averaged over its occurrences."""
+    occ, owner = [], []
+    for j, w in enumerate(ws.words):
+        occ += ws.occurrences[w]
+        owner += [j] * len(ws.occurrences[w])
+    used = sorted({o.sentence for o in occ})
+    remap = {s: i for i, s in enumerate(used)}   # only the sentences that hold a word go to the model
+    occ = [Occurrence(remap[o.sentence], o.start, o.end) for o in occ]
+    vecs = embedder.occurrence_vectors([sentences[s] for s in used], occ, layers=layers)
+    out = np.zeros((len(layers), len(ws.words), vecs.shape[-1]), dtype=np.float32)
+    np.add.at(out, (slice(None), np.asarray(owner)), vecs)
+    counts = np.bincount(owner, minlength=len(ws.words)).astype(np.float32)
+    return out / counts[None, :, None]
+
+
+def context_free_vectors(embedder: Embedder, words: Sequence[str], layers: Sequence[int]) -> np.ndarray:
+    """[n_layers, n_words, H]: the word fed alone, its sub-tokens averaged (special tokens excluded)."""
+    return embedder.sentence_means(list(words), layers=layers)
+
+
+def cbow_vectors(lines: Sequence[str], words: Sequence[str], work_dir: Path, seed: int = 0,
+                 epochs: int = 5) -> tuple[np.ndarray, int]:
+    """CBOW vectors (gensim, trained on this one language) for `words`; a word the CBOW vocabulary misses
+    gets a zero vector (it then ranks last). Returns (vectors, number missing)."""
+    from .cbow import load_cbow, train_cbow, word_vector
+
+    train_cbow(lines, work_dir, segment="char", vector_size=100, min_count=1, epochs=epochs, seed=seed)
+    kv, meta = load_cbow(work_dir)
+    out = np.zeros((len(words), kv.vector_size), dtype=np.float32)
+    missing = 0
+    for i, w in enumerate(words):
+        try:
+            out[i] = word_vector(kv, w, meta["segment"])
+        except UserError:
+            missing += 1
+    return out, missing
+
+
+# --------------------------------------------------------------------------------------------- the experiment
+@dataclass
+class Retrieval:
+    """Pairs to score: source words, candidate target words, and for each source the indices of its golds."""
+    sources: list[str]
+    candidates: list[str]
+    gold: list[list[int]]
+
+
+def build_retrieval(dictionary: Dictionary, src: WordSet, tgt: WordSet, max_words: int | None,
+                    max_candidates: int | None, seed: int, keep_identical: bool = False) -> tuple[Retrieval, dict]:
+    """Choose the evaluated sources (a seeded sample when max_words) and the candidate set (every usable
+    dictionary target, or a seeded sample that always keeps the golds), and count what was skipped and why.
+
+    Not translations, so skipped unless keep_identical: pairs whose two sides are the same string (about half
+    of MUSE en-zh: "ibm\tibm", "one\tone"), which any model "aligns" through the shared token, and words
+    written in the other side's script (Latin words on the Chinese side); those are not candidates either."""
+    rng = np.random.default_rng(seed)
+    trans = dictionary.translations()
+    # each side's script = the majority among pairs that are not identical strings (half of MUSE en-zh is)
+    real = [(s, t) for s, t in dictionary.pairs if s.lower() != t.lower()] or dictionary.pairs
+    src_cjk = np.mean([has_cjk(s) for s, _ in real]) > 0.5
+    tgt_cjk = np.mean([has_cjk(t) for _, t in real]) > 0.5
+    in_script = (lambda w, cjk: True) if keep_identical else (lambda w, cjk: has_cjk(w) == cjk)
+    tgt_ok = {t for t in tgt.words if in_script(t, tgt_cjk)}
+    skipped: dict[str, int] = {}
+
+    def skip(why: str, n: int = 1):
+        skipped[why] = skipped.get(why, 0) + n
+    sources = []
+    for s, ts in trans.items():
+        if not keep_identical:
+            same = [t for t in ts if t.lower() == s.lower()]
+            if same:
+                skip("identical strings (a shared token, not a translation)", len(same))
+                ts = [t for t in ts if t.lower() != s.lower()]
+            if ts and not in_script(s, src_cjk):
+                skip("source not in the source language's script", len(ts))
+                continue
+            off = [t for t in ts if not in_script(t, tgt_cjk)]
+            if off:
+                skip("target not in the target language's script", len(off))
+                ts = [t for t in ts if in_script(t, tgt_cjk)]
+            if not ts:
+                continue
+        if s not in src.occurrences:
+            skip(f"source {src.reasons.get(s, 'unusable')}", len(ts))
+            continue
+        good = [t for t in ts if t in tgt_ok]
+        for t in ts:
+            if t not in tgt_ok:
+                skip(f"target {tgt.reasons.get(t, 'unusable')}")
+        if good:
+            sources.append(s)
+            trans[s] = good
+    if max_words and len(sources) > max_words:
+        keep = set(rng.choice(len(sources), max_words, replace=False).tolist())
+        dropped = [s for i, s in enumerate(sources) if i not in keep]
+        skip("source not sampled (--max-words)", sum(len([t for t in trans[s] if t in tgt_ok]) for s in dropped))
+        sources = [s for i, s in enumerate(sources) if i in keep]
+    golds = list(dict.fromkeys(t for s in sources for t in trans[s] if t in tgt_ok))
+    others = [t for t in tgt.words if t in tgt_ok and t not in set(golds)]
+    if max_candidates and len(golds) + len(others) > max_candidates:
+        n_more = max(0, max_candidates - len(golds))
+        pick = sorted(rng.choice(len(others), min(n_more, len(others)), replace=False).tolist())
+        others = [others[i] for i in pick]
+    candidates = golds + others
+    index = {t: i for i, t in enumerate(candidates)}
+    gold = [[index[t] for t in trans[s] if t in index] for s in sources]
+    pairs = {"dictionary_pairs": len(dictionary.pairs), "evaluated_pairs": sum(map(len, gold)),
+             "source_words": len(sources), "candidates": len(candidates),
+             "skipped_pairs": sum(skipped.values()), "skipped": dict(sorted(skipped.items(), key=lambda kv: -kv[1]))}
+    return Retrieval(sources, candidates, gold), pairs
+
+
+def score_layers(src_vecs: np.ndarray, tgt_vecs: np.ndarray, gold: list[list[int]], layers: Sequence[int],
+                 scorings: Sequence[str] = RETRIEVAL_SCORINGS, csls_k: int = 10) -> dict[str, list[dict]]:
+    """{scoring: [{layer, mrr, p_at_1, p_at_5, n}, ...]} for stacked per-layer vectors."""
+    out: dict[str, list[dict]] = {s: [] for s in scorings}
+    for li, layer in enumerate(layers):
+        ranks = retrieval_ranks_all(src_vecs[li], tgt_vecs[li], gold, tuple(scorings), csls_k)
+        for s in scorings:
+            out[s].append({"layer": int(layer), **ranking_scores(ranks[s])})
+    return out
+
+
+@dataclass
+class AlignResult:
+    model: str
+    dictionary: str
+    source_lang: str
+    target_lang: str
+    layers: list[int]
+    k: int
+    convert: str | None
+    coverage: dict                      # dictionary size, converted Chinese words, pairs found / skipped (why)
+    contextual: dict                    # {scoring: [{layer, mrr, p_at_1, p_at_5, n}]}
+    context_free: dict
+    baselines: dict                     # random_expected_mrr, random_vectors {scoring: {...}}, cbow {...}
+    best: dict                          # best contextual layer by cosine MRR
+    examples: list[dict] = field(default_factory=list)   # a few source words: gold, top-5 at the best layer
+    seconds: float = 0.0
+
+
+def align(model: str, dictionary: Dictionary, corpora: dict[str, Sequence[str]], source_lang: str,
+          target_lang: str, layers: Sequence[int] | None = None, k: int = 5, max_words: int | None = 1000,
+          max_candidates: int | None = None, csls_k: int = 10, precision: str = "fp32", batch_size: int = 64,
+          max_length: int = 64, cbow: bool = True, context_free: bool = True, seed: int = 0,
+          work_dir: Path | None = None, trust_remote_code: bool = False, progress: bool = True,
+          embedder: Embedder | None = None, keep_identical: bool = False) -> AlignResult:
+    """Alignment MRR per layer of `model` for the dictionary's source->target pairs (see module docstring)."""
+    t0 = time.perf_counter()
+    for lang in (source_lang, target_lang):
+        if lang not in corpora:
+            raise UserError(f"no --corpus {lang}=FILE given (have: {', '.join(corpora) or 'none'})")
+    emb = embedder or Embedder(model, precision=precision, batch_size=batch_size, max_length=max_length,
+                               trust_remote_code=trust_remote_code, progress=progress)
+    layers = emb._check_layers(layers)
+    src_lines, tgt_lines = corpora[source_lang], corpora[target_lang]
+    src_ws = usable_words([s for s, _ in dictionary.pairs], src_lines, emb.tokenizer, k)
+    tgt_ws = usable_words([t for _, t in dictionary.pairs], tgt_lines, emb.tokenizer, k)
+    task, coverage = build_retrieval(dictionary, src_ws, tgt_ws, max_words, max_candidates, seed, keep_identical)
+    coverage.update({"chinese_words_in_dictionary": dictionary.chinese_words,
+                     "converted_chinese_words": dictionary.converted_words})
+    if not task.sources:
+        top = ", ".join(f"{n} {why}" for why, n in list(coverage["skipped"].items())[:3])
+        raise UserError(f"no dictionary pair is usable with model {model!r} and these corpora ({top})")
+    src_sel = WordSet(task.sources, {w: src_ws.occurrences[w] for w in task.sources}, {})
+    tgt_sel = WordSet(task.candidates, {w: tgt_ws.occurrences[w] for w in task.candidates}, {})
+    same = src_lines is tgt_lines and task.sources == task.candidates
+    sv = contextual_vectors(emb, src_lines, src_sel, layers)
+    tv = sv if same else contextual_vectors(emb, tgt_lines, tgt_sel, layers)
+    contextual = score_layers(sv, tv, task.gold, layers, csls_k=csls_k)
+    cf = {}
+    if context_free:
+        csv_ = context_free_vectors(emb, task.sources, layers)
+        ctv = csv_ if same else context_free_vectors(emb, task.candidates, layers)
+        cf = score_layers(csv_, ctv, task.gold, layers, csls_k=csls_k)
+    rng = np.random.default_rng(seed)
+    hidden = sv.shape[-1]
+    rs, rt = rng.standard_normal((len(task.sources), hidden)), rng.standard_normal((len(task.candidates), hidden))
+    baselines: dict = {"random_expected_mrr": random_mrr([len(g) for g in task.gold], len(task.candidates)),
+                       "random_vectors": score_layers(rs[None], rt[None], task.gold, [0], csls_k=csls_k)}
+    baselines["random_vectors"] = {s: v[0] for s, v in baselines["random_vectors"].items()}
+    if cbow:
+        import tempfile
+
+        with tempfile.TemporaryDirectory(dir=work_dir) as tmp:
+            cs, miss_s = cbow_vectors(src_lines, task.sources, Path(tmp) / "src", seed)
+            ct, miss_t = cbow_vectors(tgt_lines, task.candidates, Path(tmp) / "tgt", seed)
+        scores = score_layers(cs[None], ct[None], task.gold, [0], csls_k=csls_k)
+        baselines["cbow"] = {**{s: v[0] for s, v in scores.items()}, "missing_source": miss_s,
+                             "missing_candidates": miss_t, "segment": "char", "vector_size": 100}
+    best_i = int(np.argmax([r["mrr"] for r in contextual["cosine"]]))
+    examples = _examples(sv[best_i], tv[best_i], task, n=8)
+    return AlignResult(model=str(model), dictionary=dictionary.path, source_lang=source_lang,
+                       target_lang=target_lang, layers=list(layers), k=k, convert=dictionary.convert, coverage=coverage,
+                       contextual=contextual, context_free=cf, baselines=baselines,
+                       best={"layer": layers[best_i], **contextual["cosine"][best_i]}, examples=examples,
+                       seconds=time.perf_counter() - t0)
+
+
+def _examples(sv: np.ndarray, tv: np.ndarray, task: Retrieval, n: int = 8) -> list[dict]:
+    from .metrics import _unit_rows
+
+    q, c = _unit_rows(sv[:n]), _unit_rows(tv)
+    top = (q @ c.T).topk(min(5, c.shape[0]), dim=1).indices.numpy()
+    return [{"source": task.sources[i], "gold": [task.candidates[j] for j in task.gold[i]],
+             "top5": [task.candidates[j] for j in top[i]]} for i in range(min(n, len(task.sources)))]
+
+
+def save(result: AlignResult, out_dir: str | Path) -> list[Path]:
+    from .plots import plot_alignment_mrr
+    from .storage import save_results
+
+    out_dir = Path(out_dir)
+    paths = [save_results(out_dir, SCHEMA, asdict(result))]
+    paths.append(plot_alignment_mrr(result, out_dir / "mrr_per_layer.png"))
+    return paths
+
+
+# --------------------------------------------------------------------------------------------- pretraining hook
+def read_capped(spec, max_lines: int, data_dir: str | None = None) -> list[str]:
+    """The first `max_lines` distinct lines of a corpus spec, reading no further than needed (a corpus
+    directory can hold over a million lines; the alignment probe needs a few thousand)."""
+    from .data import _source_files, _squad_contexts
+    from .storage import find_dataset, read_lines
+
+    out: dict[str, None] = {}
+    for f in _source_files(find_dataset(spec.source, data_dir)):
+        if len(out) >= max_lines:
+            break
+        it = _squad_contexts(f) if f.name.endswith((".json", ".json.gz")) else read_lines(f)
+        for i, line in enumerate(it):
+            line = line.lstrip("\ufeff")
+            if spec.column is not None:
+                cols = line.split("\t")
+                if spec.column >= len(cols):
+                    raise UserError(f"{f}:{i + 1}: no column {spec.column} (line has {len(cols)} tab-separated fields)")
+                line = cols[spec.column].strip()
+            if line:
+                out[line] = None
+                if len(out) >= max_lines:
+                    break
+    return list(out)
+
+
+def make_alignment_hook(dictionary_path: str | Path, corpora: dict[str, str | Path | Sequence[str]], tokenizer,
+                        source_lang: str | None = None, target_lang: str | None = None,
+                        layers: Sequence[int] | None = None, k: int = 3, max_words: int = 300,
+                        max_candidates: int = 2000, max_lines: int = 20000, max_length: int = 48,
+                        convert: str | None = "auto", csls: bool = False, seed: int = 0,
+                        data_dir: str | None = None, keep_identical: bool = False) -> Callable:
+    """A `hook(model, step, metrics) -> dict` for `engine.train(on_evaluate=...)`: alignment MRR of the model
+    being trained. Dictionary, corpora, word occurrences and the retrieval task are prepared once here (they do
+    not depend on the weights); each call only embeds (fp32, so the training weights are never cast) and ranks.
+
+    corpora: {lang: LANG=SOURCE spec string, path, or list of lines}; the first two languages are source and
+    target unless named. layers: None = every layer. Returns {"mrr": last layer, "mrr_best", "mrr_best_layer",
+    "mrr_l{i}" per layer, "mrr_random": the expected MRR of a random ranking}.
+    """
+    from .data import parse_corpus_spec
+
+    dictionary = load_dictionary(str(dictionary_path), convert=None if convert == "auto" else convert,
+                                 data_dir=data_dir)
+    texts: dict[str, list[str]] = {}
+    for lang, src in corpora.items():
+        if isinstance(src, (list, tuple)):
+            texts[lang] = list(src)[:max_lines]
+        else:
+            spec = parse_corpus_spec(f"{lang}={src}")
+            texts[lang] = read_capped(spec, min(spec.max_lines or max_lines, max_lines), data_dir)
+    langs = list(texts)
+    source_lang = source_lang or langs[0]
+    target_lang = target_lang or (langs[1] if len(langs) > 1 else langs[0])
+    if convert == "auto":
+        dictionary = convert_dictionary(dictionary, choose_conversion(dictionary, (texts[source_lang],
+                                                                                   texts[target_lang])))
+    src_ws = usable_words([s for s, _ in dictionary.pairs], texts[source_lang], tokenizer, k)
+    tgt_ws = usable_words([t for _, t in dictionary.pairs], texts[target_lang], tokenizer, k)
+    task, coverage = build_retrieval(dictionary, src_ws, tgt_ws, max_words, max_candidates, seed, keep_identical)
+    coverage.update({"chinese_words_in_dictionary": dictionary.chinese_words,
+                     "converted_chinese_words": dictionary.converted_words, "convert": dictionary.convert})
+    if not task.sources:
+        raise UserError(f"--track-alignment {dictionary_path}: no dictionary pair is usable with this tokenizer "
+                        f"and corpora ({coverage['skipped']})")
+    src_sel = WordSet(task.sources, {w: src_ws.occurrences[w] for w in task.sources}, {})
+    tgt_sel = WordSet(task.candidates, {w: tgt_ws.occurrences[w] for w in task.candidates}, {})
+    chance = random_mrr([len(g) for g in task.gold], len(task.candidates))
+
+    def hook(model, step: int, metrics: dict) -> dict:
+        base = getattr(model, "base_model", model)
+        was_training = base.training
+        emb = Embedder(base, tokenizer, precision="fp32", max_length=max_length, progress=False)
+        use = emb._check_layers(layers)
+        sv = contextual_vectors(emb, texts[source_lang], src_sel, use)
+        tv = contextual_vectors(emb, texts[target_lang], tgt_sel, use)
+        scores = score_layers(sv, tv, task.gold, use, ("cosine", "csls") if csls else ("cosine",))
+        base.train(was_training)
+        mrrs = [r["mrr"] for r in scores["cosine"]]
+        out = {"mrr": mrrs[-1], "mrr_best": max(mrrs), "mrr_best_layer": use[int(np.argmax(mrrs))],
+               "mrr_random": chance, "mrr_pairs": coverage["evaluated_pairs"]}
+        out.update({f"mrr_l{l}": v for l, v in zip(use, mrrs)})
+        if csls:
+            out["mrr_csls"] = scores["csls"][-1]["mrr"]
+        return out
+
+    hook.coverage = coverage   # for callers that want to report it
+    return hook
+
+
+# --------------------------------------------------------------------------------------------- data scale
+@dataclass
+class DataScaleRun:
+    sentences_per_lang: int
+    model_dir: str
+    steps: int
+    tokens_seen: int
+    wall_time: float
+    history: list[dict]                 # per evaluation: step, eval_loss, mrr, mrr_l*, ...
+    train_log: list[dict]               # per log step: step, loss
+
+
+@dataclass
+class DataScaleResult:
+    corpora: list[str]
+    dictionary: str
+    size: str
+    sizes: list[int]
+    steps: int
+    runs: list[DataScaleRun]
+    random_expected_mrr: float | None
+    alignment_pairs: dict
+    init_alignment: dict = field(default_factory=dict)   # the hook on the untrained model (same seed): step 0
+    seconds: float = 0.0
+
+
+def data_scale(corpora: list[str], dictionary: str, out_dir: str | Path, sentences: Sequence[int] = (10000, 50000),
+               size: str = "tiny", steps: int = 2000, eval_every: int = 250, batch_size: int = 32, seq_len: int = 64,
+               vocab_size: int = 8000, lr: float = 1e-3, precision: str = "fp32", seed: int = 0,
+               align_corpora: dict[str, str] | None = None, convert: str | None = None, align_k: int = 3,
+               align_max_words: int = 300, align_max_candidates: int = 2000, data_dir: str | None = None,
+               progress: bool = True) -> DataScaleResult:
+    """Pretrain identical bilingual models (same tokenizer, config, seed, steps) on N and 5N sentences per
+    language, tracking masked-LM loss and alignment MRR at every evaluation: the lecture's 200K-vs-1,000K
+    experiment. The tokenizer is trained once, on the largest sample, so only the amount of text differs."""
+    from transformers import AutoTokenizer
+
+    from .pretrain import PretrainConfig, _load_corpora, pretrain, train_tokenizer
+
+    t0 = time.perf_counter()
+    out_dir = Path(out_dir)
+    sizes = sorted(int(n) for n in sentences)
+    if len(sizes) < 2 or sizes[0] <= 0:
+        raise UserError("--sentences needs at least two positive sizes, e.g. 10000,50000")
+    tok_dir = out_dir / "tokenizer"
+    if not (tok_dir / "tokenizer_config.json").exists():
+        big = _load_corpora(PretrainConfig(corpora=list(corpora), out_dir=str(out_dir), seed=seed,
+                                           max_sentences_per_lang=sizes[-1], data_dir=data_dir))
+        train_tokenizer(big, tok_dir, vocab_size, True, seed=seed)
+        del big
+    tokenizer = AutoTokenizer.from_pretrained(tok_dir)
+    if not (tok_dir / "config.json").exists():
+        # pretrain(tokenizer=DIR) resolves DIR as a model directory, which needs a config.json: store the
+        # shared model config there (it is the same for every run anyway).
+        from .pretrain import model_config
+
+        model_config(size, None, len(tokenizer), seq_len, 0.1).save_pretrained(tok_dir)
+    if align_corpora is None:   # evaluation text: the first lines of each corpus
+        from .data import parse_corpus_spec
+
+        align_corpora = {}
+        for c in corpora:
+            spec = parse_corpus_spec(c)
+            align_corpora.setdefault(spec.lang, spec.source + (f"#{spec.column}" if spec.column is not None else ""))
+    hook = make_alignment_hook(dictionary, {l: s for l, s in align_corpora.items()}, tokenizer, k=align_k,
+                               max_words=align_max_words, max_candidates=align_max_candidates, convert=convert,
+                               seed=seed, data_dir=data_dir, max_lines=20000)
+    # Step 0: the same random initialisation both runs start from (pretrain seeds before building the model).
+    from transformers import BertForMaskedLM
+
+    from .engine import set_seed
+    from .pretrain import model_config
+
+    set_seed(seed)
+    init_alignment = hook(BertForMaskedLM(model_config(size, None, len(tokenizer), seq_len, 0.1)), 0, {})
+    runs = []
+    for n in sizes:
+        cfg = PretrainConfig(corpora=list(corpora), out_dir=str(out_dir / f"n{n}"), tokenizer=str(tok_dir),
+                             size=size, max_sentences_per_lang=n, seq_len=seq_len, batch_size=batch_size,
+                             max_steps=steps, lr=lr, precision=precision, seed=seed, eval_every=eval_every,
+                             resume=(out_dir / f"n{n}" / "checkpoint").exists(), data_dir=data_dir,
+                             progress=progress)
+        res = pretrain(cfg, eval_hooks=[hook])
+        runs.append(DataScaleRun(n, res.model_dir, res.steps, res.tokens_seen, res.wall_time, res.history,
+                                 res.train_log))
+        _save_scale(DataScaleResult(list(corpora), str(dictionary), size, sizes, steps, runs,
+                                    init_alignment.get("mrr_random"), hook.coverage, init_alignment,
+                                    time.perf_counter() - t0), out_dir)
+    result = DataScaleResult(list(corpora), str(dictionary), size, sizes, steps, runs,
+                             init_alignment.get("mrr_random"), hook.coverage, init_alignment, time.perf_counter() - t0)
+    _save_scale(result, out_dir)
+    return result
+
+
+def _save_scale(result: DataScaleResult, out_dir: Path) -> None:
+    """Saved after each run, so a long experiment leaves a readable result even if stopped half-way."""
+    from .plots import plot_data_scale
+    from .storage import save_results
+
+    save_results(out_dir, SCALE_SCHEMA, asdict(result))
+    plot_data_scale(result, out_dir / "data_scale.png")
+
+
+# --------------------------------------------------------------------------------------------- report
+def report_section(ctx):
+    """Alignment (and language vectors when the model has an MLM head) at quick settings for `bertology
+    report`: Tatoeba's English and Chinese sides as the corpora, MUSE en-zh converted to Simplified."""
+    from .data import read_corpora
+    from .models import has_mlm_head
+    from .report import Section
+
+    quick = ctx.quick
+    lines = 5000 if quick else 30000
+    corpora = read_corpora([f"en=tatoeba-cmn-eng#0@{lines}", f"zh=tatoeba-cmn-eng#1@{lines}"], ctx.data_dir)
+    d = load_dictionary("muse-en-zh", data_dir=ctx.data_dir)
+    d = convert_dictionary(d, choose_conversion(d, (corpora["en"], corpora["zh"])))
+    res = align(ctx.model, d, corpora, "en", "zh", k=3 if quick else 5, max_words=300 if quick else 2000,
+                precision=ctx.precision, seed=ctx.seed, trust_remote_code=ctx.trust_remote_code, progress=False)
+    paths = save(res, ctx.out_dir)
+    cov = res.coverage
+    rows = [{"layer": c["layer"], "MRR cosine": c["mrr"], "MRR CSLS": s["mrr"], "P@1": c["p_at_1"], "P@5": c["p_at_5"],
+             "word alone MRR": (res.context_free["cosine"][i]["mrr"] if res.context_free else float("nan"))}
+            for i, (c, s) in enumerate(zip(res.contextual["cosine"], res.contextual["csls"]))]
+    base = [{"baseline": "random ranking (expected)", "MRR": res.baselines["random_expected_mrr"]},
+            {"baseline": "random vectors", "MRR": res.baselines["random_vectors"]["cosine"]["mrr"]}]
+    if "cbow" in res.baselines:
+        base.append({"baseline": "CBOW, trained per language", "MRR": res.baselines["cbow"]["cosine"]["mrr"]})
+    skipped = ", ".join(f"{n} {why}" for why, n in cov["skipped"].items())
+    sec = Section(
+        "Cross-lingual alignment (MRR per layer)",
+        explanation=(
+            f"Each English word of the MUSE dictionary is ranked against every Chinese candidate word by the "
+            f"cosine (and CSLS) of their vectors, a word's vector being the mean of its contextual embeddings over "
+            f"up to {res.k} occurrences in Tatoeba sentences. Mean Reciprocal Rank near the random baseline means "
+            f"the languages are not aligned; near 1 means each word's nearest foreign word is its translation. "
+            f"Coverage: {cov['source_words']} English words against {cov['candidates']} Chinese candidates "
+            f"({cov['evaluated_pairs']} of {cov['dictionary_pairs']} dictionary pairs; {cov['converted_chinese_words']} "
+            f"Traditional dictionary words converted to Simplified). Skipped pairs: {skipped}. "
+            f"Best layer {res.best['layer']}: MRR {res.best['mrr']:.3f} against {res.baselines['random_expected_mrr']:.3f} "
+            f"for a random ranking."),
+        figures=[p for p in paths if str(p).endswith(".png")],
+        tables=[("MRR per layer (contextual word vectors)", rows), ("Baselines", base),
+                ("Nearest Chinese candidates at the best layer", [{"English": e["source"], "gold": " ".join(e["gold"]),
+                                                                   "top 5": " ".join(e["top5"])} for e in res.examples])])
+    title = "Language vectors: mean-shift translation"
+    if not has_mlm_head(ctx.model):
+        return [sec, Section(title, error="this model has no masked-LM head: the shifted hidden states must be "
+                                          "decoded into tokens by one (run on a model from `bertology pretrain`)")]
+    from . import langvec as lv
+
+    sents = read_corpora([f"en=tatoeba-cmn-eng#0@{100 if quick else 500}"], ctx.data_dir)["en"]
+    lres = lv.langvec(ctx.model, corpora, sents, d, "en", "zh", alphas=(0, 1, 2, 3) if quick else (0, 0.5, 1, 1.5, 2, 3),
+                      mean_sentences=300 if quick else 1000, precision=ctx.precision,
+                      trust_remote_code=ctx.trust_remote_code, progress=False)
+    lpaths = lv.save(lres, Path(ctx.out_dir) / "langvec")
+    b = lres.best
+    plain = next(g for g in lres.grid if g["layer"] == b["layer"] and g["alpha"] == 0)
+    lsec = Section(
+        title,
+        explanation=(f"The mean hidden state of each language (μ_en, μ_zh, per layer) is added as α·(μ_zh − μ_en) at "
+                     f"layer L to English Tatoeba sentences; the masked-LM head then fills every position. Scored by "
+                     f"token-translation precision against the dictionary (a one-token English word whose output is "
+                     f"one of its translations, or a character of one). Best setting L={b['layer']}, α={b['alpha']:g}: "
+                     f"precision {b['precision']:.3f} over {b['scored_words']} words, {b['target_script_rate']:.2f} of "
+                     f"output tokens Chinese (without the shift: precision {plain['precision']:.3f}, "
+                     f"{plain['target_script_rate']:.2f} Chinese)."),
+        figures=[p for p in lpaths if str(p).endswith(".png")],
+        tables=[("Examples at the best setting", [{"English": e["sentence"], "unshifted": " ".join(e["unshifted"]),
+                                                   "shifted": " ".join(e["shifted"])} for e in lres.examples])])
+    return [sec, lsec]

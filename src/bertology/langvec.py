@@ -1,0 +1,206 @@
+"""Language vectors and mean-shift "translation".
+
+Even when words align across languages, the language itself is still written in the hidden states: the mean
+vector of a language (the average hidden state over its sentences' tokens) differs from another's. The lecture
+shows that adding (mean Chinese − mean English) to the hidden states of an English sentence makes the masked-LM
+head fill in Chinese ("no one" → 無人, "me" → 我). Here:
+
+1. `language_means`: per layer and language, the mean hidden state over each sentence's non-padding tokens,
+   then over sentences.
+2. `translate`: add α·(μ_target − μ_source) at layer L to every non-padding token of a source sentence, run the
+   remaining layers and the MLM head, take the top token per position (a forward hook on layer L does the add,
+   so any BERT-family model with `embeddings` + `encoder.layer` works).
+3. `langvec`: sweep L and α; score each setting by token-translation precision against a dictionary (a source
+   word whose output token is one of its translations, or, for Chinese, a character of one), report the best.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+
+from .data import Dictionary, has_cjk
+from .embed import Embedder
+from .errors import UserError
+from .models import check_precision, load_model, load_tokenizer
+
+SCHEMA = "bertology.langvec/1"
+
+
+def language_means(embedder: Embedder, corpora: dict[str, Sequence[str]], layers: Sequence[int],
+                   max_sentences: int = 1000) -> dict[str, np.ndarray]:
+    """{lang: [n_layers, H]}: mean over sentences of each sentence's mean over its non-padding tokens."""
+    return {lang: embedder.sentence_means(list(lines)[:max_sentences], layers=layers, include_special=True).mean(1)
+            for lang, lines in corpora.items()}
+
+
+def _layer_module(model, layer: int):
+    """The module whose output is hidden state `layer` (0: the embeddings, i: encoder layer i)."""
+    base = model.base_model
+    if not hasattr(base, "embeddings") or not hasattr(getattr(base, "encoder", None), "layer"):
+        raise UserError(f"{model.__class__.__name__}: translation needs a BERT-style model "
+                        f"(embeddings + encoder.layer)")
+    return base.embeddings if layer == 0 else base.encoder.layer[layer - 1]
+
+
+@torch.inference_mode()
+def translate(model, tokenizer, sentences: Sequence[str], layer: int, shift: np.ndarray | None,
+              batch_size: int = 32) -> list[list[tuple[str, str]]]:
+    """For each sentence, [(input token, top output token)] over its body tokens, with `shift` ([H], already
+    scaled by α) added to the hidden states at `layer` (None: plain reconstruction)."""
+    enc_all = tokenizer(list(sentences), truncation=True, max_length=128)["input_ids"]
+    order = sorted(range(len(sentences)), key=lambda i: len(enc_all[i]))
+    out: list[list[tuple[str, str]]] = [[] for _ in sentences]
+    mask_holder: dict[str, torch.Tensor] = {}
+    dtype = next(model.parameters()).dtype
+    delta = None if shift is None else torch.as_tensor(shift, dtype=dtype)
+
+    def hook(module, args, output):
+        h = output[0] if isinstance(output, tuple) else output
+        h = h + delta * mask_holder["m"][..., None].to(h.dtype)
+        return (h,) + tuple(output[1:]) if isinstance(output, tuple) else h
+    handle = _layer_module(model, layer).register_forward_hook(hook) if delta is not None else None
+    try:
+        special = set(tokenizer.all_special_ids)
+        pad = tokenizer.pad_token_id or 0
+        for s in range(0, len(order), batch_size):
+            idx = order[s:s + batch_size]
+            width = max(len(enc_all[i]) for i in idx)
+            ids = torch.full((len(idx), width), pad, dtype=torch.long)
+            for r, i in enumerate(idx):
+                ids[r, :len(enc_all[i])] = torch.tensor(enc_all[i])
+            mask = (torch.arange(width)[None, :] < torch.tensor([len(enc_all[i]) for i in idx])[:, None]).long()
+            mask_holder["m"] = mask
+            logits = model(input_ids=ids, attention_mask=mask).logits
+            top = logits.argmax(-1)
+            for r, i in enumerate(idx):
+                pos = [p for p in range(len(enc_all[i])) if enc_all[i][p] not in special]
+                src = tokenizer.convert_ids_to_tokens([enc_all[i][p] for p in pos])
+                dst = tokenizer.convert_ids_to_tokens(top[r, pos].tolist())
+                out[i] = list(zip(src, dst))
+    finally:
+        if handle is not None:
+            handle.remove()
+    return out
+
+
+def _words_and_outputs(pairs: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    """(source word, output token) for source words that are exactly one token (not split into ##pieces)."""
+    res = []
+    for p, (tok, outp) in enumerate(pairs):
+        if tok.startswith("##") or (p + 1 < len(pairs) and pairs[p + 1][0].startswith("##")):
+            continue
+        res.append((tok, outp.removeprefix("##")))
+    return res
+
+
+def score_translation(outputs: list[list[tuple[str, str]]], translations: dict[str, list[str]]) -> dict:
+    """Token-translation precision: among single-token source words the dictionary knows, the share whose
+    output token is a translation (or, for Chinese, a character of a translation). Also the share of all output
+    tokens written in CJK (did the language switch at all?) and the share left unchanged."""
+    hits = scored = cjk = changed = total = 0
+    for sent in outputs:
+        for tok, outp in sent:
+            total += 1
+            cjk += has_cjk(outp)
+            changed += outp.removeprefix("##") != tok.removeprefix("##")
+        for word, outp in _words_and_outputs(sent):
+            ts = translations.get(word)
+            if not ts:
+                continue
+            scored += 1
+            hits += outp in ts or (has_cjk(outp) and any(outp in t for t in ts))
+    return {"precision": hits / scored if scored else float("nan"), "scored_words": scored, "hits": hits,
+            "target_script_rate": cjk / total if total else float("nan"),
+            "changed_rate": changed / total if total else float("nan")}
+
+
+@dataclass
+class LangvecResult:
+    model: str
+    source_lang: str
+    target_lang: str
+    layers: list[int]
+    alphas: list[float]
+    sentences: int
+    mean_sentences: dict                    # {lang: sentences averaged}
+    distance: list[dict]                    # per layer: ||μ_t − μ_s||, cos(μ_t, μ_s), mean token norm
+    grid: list[dict]                        # per (layer, alpha): precision, scored_words, target_script_rate...
+    best: dict
+    examples: list[dict] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+def langvec(model: str, corpora: dict[str, Sequence[str]], sentences: Sequence[str], dictionary: Dictionary,
+            source_lang: str, target_lang: str, layers: Sequence[int] | None = None,
+            alphas: Sequence[float] = (0, 0.5, 1, 1.5, 2, 3), mean_sentences: int = 1000,
+            precision: str = "fp32", batch_size: int = 32, n_examples: int = 8,
+            trust_remote_code: bool = False, progress: bool = True) -> LangvecResult:
+    """Language means per layer, then the (layer, α) translation sweep on `sentences` (source language)."""
+    t0 = time.perf_counter()
+    check_precision(precision)
+    for lang in (source_lang, target_lang):
+        if lang not in corpora:
+            raise UserError(f"no --corpus {lang}=FILE given (have: {', '.join(corpora) or 'none'})")
+    if not sentences:
+        raise UserError("no source sentences to translate")
+    mlm = load_model(model, "mlm", trust_remote_code)   # UserError (exit 2) when there is no MLM head
+    tokenizer = load_tokenizer(model, trust_remote_code)
+    mlm = mlm.to(torch.bfloat16 if precision == "bf16" else torch.float32)
+    emb = Embedder(mlm.base_model, tokenizer, precision=precision, batch_size=batch_size, progress=progress)
+    layers = emb._check_layers(layers)
+    means = language_means(emb, {source_lang: corpora[source_lang], target_lang: corpora[target_lang]}, layers,
+                           mean_sentences)
+    distance = []
+    for li, l in enumerate(layers):
+        a, b = means[source_lang][li], means[target_lang][li]
+        distance.append({"layer": l, "distance": float(np.linalg.norm(b - a)),
+                         "cosine": float(a @ b / (np.linalg.norm(a) * np.linalg.norm(b) + 1e-12)),
+                         "norm_source": float(np.linalg.norm(a)), "norm_target": float(np.linalg.norm(b))})
+    # Only real translations count: about half of MUSE en-zh maps a word to itself ("one\tone"), and echoing the
+    # input is not translating; a translation must also be in the target's script (Chinese for en->zh).
+    tgt_cjk = np.mean([has_cjk(t) for w, t in dictionary.pairs if w.lower() != t.lower()] or [0]) > 0.5
+    translations = {}
+    for w, ts in dictionary.translations().items():
+        ts = [t for t in ts if t.lower() != w.lower() and has_cjk(t) == tgt_cjk]
+        if ts:
+            translations[w.lower()] = ts
+    grid, outputs = [], {}
+    from tqdm.auto import tqdm
+
+    settings = [(l, float(a)) for l in layers for a in alphas]
+    for li, a in tqdm(settings, desc="translate", disable=not progress):
+        l_i = layers.index(li)
+        shift = None if a == 0 else a * (means[target_lang][l_i] - means[source_lang][l_i])
+        outs = translate(mlm, tokenizer, sentences, li, shift, batch_size)
+        outputs[(li, a)] = outs
+        grid.append({"layer": li, "alpha": a, **score_translation(outs, translations)})
+    scored = [g for g in grid if g["alpha"] != 0 and g["precision"] == g["precision"]]
+    best = max(scored, key=lambda g: (g["precision"], g["target_script_rate"])) if scored else grid[0]
+    plain = outputs[(best["layer"], float(alphas[0]))] if alphas[0] == 0 else translate(
+        mlm, tokenizer, sentences[:n_examples], best["layer"], None, batch_size)
+    examples = []
+    for i in range(min(n_examples, len(sentences))):
+        examples.append({"sentence": sentences[i],
+                         "tokens": [t for t, _ in outputs[(best["layer"], best["alpha"])][i]],
+                         "shifted": [o for _, o in outputs[(best["layer"], best["alpha"])][i]],
+                         "unshifted": [o for _, o in plain[i]]})
+    return LangvecResult(model=str(model), source_lang=source_lang, target_lang=target_lang, layers=list(layers),
+                         alphas=[float(a) for a in alphas], sentences=len(sentences),
+                         mean_sentences={k: min(mean_sentences, len(v)) for k, v in corpora.items()
+                                         if k in (source_lang, target_lang)},
+                         distance=distance, grid=grid, best=best, examples=examples,
+                         seconds=time.perf_counter() - t0)
+
+
+def save(result: LangvecResult, out_dir: str | Path) -> list[Path]:
+    from .plots import plot_langvec
+    from .storage import save_results
+
+    out_dir = Path(out_dir)
+    return [save_results(out_dir, SCHEMA, asdict(result)), plot_langvec(result, out_dir / "langvec_grid.png")]

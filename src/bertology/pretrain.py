@@ -1,0 +1,715 @@
+"""Masked-LM pretraining from scratch: WordPiece tokenizer, packed corpora, 15% 80/10/10 masking, and the
+fill-in-the-blank probe (`fill_mask`).
+
+The pipeline, top to bottom (nanoGPT-style: one file you can read in order):
+    corpora LANG=FILE  --train_tokenizer-->  WordPiece vocabulary (every CJK character its own token)
+    lines --tokenize--> one token stream per language --pack--> fixed-length sequences [CLS] s1 [SEP] s2 [SEP] ...
+    each epoch: languages mixed with exponentially smoothed sampling (mBERT: p_l ∝ share_l^0.7), shuffled,
+    cut into batches, masked deterministically from (seed, epoch, batch)  --engine.train-->  BERT + MLM head
+    every `eval_every` steps: held-out loss / masked-token accuracy per language, hooks (e.g. alignment MRR),
+    a Hugging Face model directory exported to OUT/model, and a resumable checkpoint.
+
+Why masking is a pure function of (seed, epoch, batch index): a run resumed after SIGKILL regenerates exactly
+the masks it would have seen, whatever the global RNG did; and 2 processes with batch B see the same rows and
+masks as 1 process with batch 2B (each rank takes a strided slice of the global batch).
+
+Why the MLM head only scores masked positions (as Google's original BERT `gather_indexes` does, and unlike
+`BertForMaskedLM.forward`): with a 30K vocabulary and a small encoder, the vocabulary projection of every
+position costs more than the encoder itself; only the 15% masked positions carry a loss.
+"""
+
+from __future__ import annotations
+
+import gc
+import hashlib
+import io
+import json
+import math
+import os
+import re
+import shutil
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .errors import UserError
+
+SCHEMA = "bertology.pretrain/1"
+FILL_MASK_SCHEMA = "bertology.fill-mask/1"
+TOKENIZER_SCHEMA = "bertology.tokenizer/1"
+
+# Google's BERT miniatures (Turc et al. 2019): layers x hidden; heads = hidden / 64, FFN = 4 x hidden.
+PRESETS: dict[str, tuple[int, int]] = {"tiny": (2, 128), "mini": (4, 256), "small": (4, 512),
+                                       "medium": (8, 512), "base": (12, 768)}
+SPECIAL_TOKENS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+_CJK = r"\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"
+_APPROX_TOKEN_RE = re.compile(rf"[{_CJK}]|[^\s{_CJK}]+")
+
+
+def approx_tokens(line: str) -> int:
+    """Tokens as BERT's pre-tokenizer sees them, roughly: one per CJK character, one per other word.
+    Used to balance languages *before* a vocabulary exists (a Chinese line has ~3x fewer characters than an
+    English one of the same content, so balancing by lines or characters would be wrong)."""
+    return len(_APPROX_TOKEN_RE.findall(line))
+
+
+def smoothed_shares(sizes: dict[str, float], alpha: float) -> dict[str, float]:
+    """Exponentially smoothed sampling probabilities: p_l ∝ (n_l / N)^alpha (alpha=1: proportional,
+    alpha=0: uniform). mBERT used 0.7 to up-sample low-resource languages."""
+    total = sum(sizes.values())
+    w = {k: (v / total) ** alpha if v > 0 else 0.0 for k, v in sizes.items()}
+    z = sum(w.values())
+    return {k: v / z for k, v in w.items()}
+
+
+# --------------------------------------------------------------------------------------------- tokenizer
+@dataclass
+class TokenizerResult:
+    out_dir: str
+    vocab_size: int
+    lowercase: bool
+    strip_accents: bool | None
+    alpha: float
+    training_lines: dict[str, int]
+    training_tokens_approx: dict[str, int]
+    cjk_chars_in_vocab: int
+    seconds: float
+
+
+def _sample_for_tokenizer(corpora: dict[str, list[str]], alpha: float, budget_tokens: int,
+                          seed: int) -> dict[str, list[str]]:
+    """Per language, random lines up to its smoothed share of `budget_tokens` (approximate tokens)."""
+    rng = np.random.default_rng(seed)
+    sizes = {lang: sum(approx_tokens(x) for x in lines) for lang, lines in corpora.items()}
+    shares = smoothed_shares(sizes, alpha)
+    out = {}
+    for lang, lines in corpora.items():
+        want, got, picked = shares[lang] * budget_tokens, 0, []
+        for i in rng.permutation(len(lines)):
+            if got >= want:
+                break
+            picked.append(lines[i])
+            got += approx_tokens(lines[i])
+        out[lang] = picked
+    return out
+
+
+def train_tokenizer(corpora: dict[str, list[str]], out_dir: str | Path, vocab_size: int = 30000,
+                    lowercase: bool = True, strip_accents: bool | None = None, alpha: float = 0.7,
+                    budget_tokens: int = 20_000_000, seed: int = 0) -> tuple[Any, TokenizerResult]:
+    """Train a BERT WordPiece vocabulary with Hugging Face `tokenizers` and save it so that
+    `AutoTokenizer.from_pretrained(out_dir)` loads it as a fast `BertTokenizer`.
+
+    BERT pre-tokenisation: text cleaned, every CJK character its own token, punctuation split; optional
+    lower-casing and accent stripping (strip_accents=None follows lowercase, as BERT does). Languages are
+    sampled with exponentially smoothed shares so a large English corpus does not crowd out Chinese pieces.
+    """
+    from tokenizers.implementations import BertWordPieceTokenizer
+    from transformers import BertTokenizer
+
+    t0 = time.perf_counter()
+    if vocab_size < len(SPECIAL_TOKENS) + 100:
+        raise UserError(f"--vocab-size {vocab_size}: too small (at least {len(SPECIAL_TOKENS) + 100})")
+    sample = _sample_for_tokenizer(corpora, alpha, budget_tokens, seed)
+    wp = BertWordPieceTokenizer(clean_text=True, handle_chinese_chars=True, strip_accents=strip_accents,
+                                lowercase=lowercase)
+    # The alphabet must hold thousands of CJK characters (the default limit of 1000 would turn most Chinese
+    # into [UNK]); a quarter of the vocabulary leaves the rest for English word pieces.
+    lines = [x for lang in sorted(sample) for x in sample[lang]]
+    wp.train_from_iterator(lines, vocab_size=vocab_size, min_frequency=2, special_tokens=SPECIAL_TOKENS,
+                           limit_alphabet=max(100, vocab_size // 4), wordpieces_prefix="##", show_progress=True)
+    vocab = wp.get_vocab()
+    tok = BertTokenizer(vocab=vocab, do_lower_case=lowercase, strip_accents=strip_accents,
+                        tokenize_chinese_chars=True)
+    tok.model_max_length = 512
+    out_dir = Path(out_dir)
+    _save_tokenizer_atomically(tok, out_dir)
+    cjk = sum(1 for t in vocab if len(t) == 1 and re.match(rf"[{_CJK}]", t))
+    res = TokenizerResult(str(out_dir), len(vocab), lowercase, strip_accents, alpha,
+                          {k: len(v) for k, v in sample.items()},
+                          {k: sum(approx_tokens(x) for x in v) for k, v in sample.items()}, cjk,
+                          time.perf_counter() - t0)
+    return tok, res
+
+
+def _save_tokenizer_atomically(tok, out_dir: Path) -> None:
+    tmp = out_dir.parent / f".{out_dir.name}.tok.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tok.save_pretrained(tmp)
+    _move_files_into(tmp, out_dir)
+
+
+def _move_files_into(src: Path, dst: Path) -> None:
+    """Move every file of `src` into `dst` with one atomic rename each, then remove `src`. A reader of
+    `dst` never sees a half-written file, and `dst` never disappears (unlike swapping whole directories)."""
+    dst.mkdir(parents=True, exist_ok=True)
+    # config first, weights last: a reader that sees new weights also sees the config they belong to.
+    files = sorted(src.iterdir(), key=lambda p: (p.suffix == ".safetensors", p.name))
+    for p in files:
+        os.replace(p, dst / p.name)
+    shutil.rmtree(src, ignore_errors=True)
+
+
+# --------------------------------------------------------------------------------------------- corpus -> sequences
+@dataclass
+class PackedData:
+    """Fixed-length token sequences per language: train[lang] is (n, seq_len) int32, heldout likewise."""
+    train: dict[str, np.ndarray]
+    heldout: dict[str, np.ndarray]
+    lines: dict[str, int]
+    tokens: dict[str, int]
+
+
+def pack_lines(token_lists: Sequence[Sequence[int]], seq_len: int, cls_id: int, sep_id: int) -> np.ndarray:
+    """Pack tokenised lines into sequences `[CLS] s1 [SEP] s2 [SEP] ...` of exactly `seq_len` tokens (RoBERTa's
+    FULL-SENTENCES; run_mlm's group_texts): no padding at all; a line may continue into the next sequence;
+    the incomplete tail is dropped."""
+    if seq_len < 8:
+        raise UserError(f"--seq-len {seq_len}: too short (at least 8)")
+    total = sum(len(t) + 1 for t in token_lists)
+    stream = np.empty(total, dtype=np.int32)
+    pos = 0
+    for t in token_lists:
+        stream[pos:pos + len(t)] = t
+        stream[pos + len(t)] = sep_id
+        pos += len(t) + 1
+    body = seq_len - 1
+    n = len(stream) // body
+    seqs = np.empty((n, seq_len), dtype=np.int32)
+    seqs[:, 0] = cls_id
+    seqs[:, 1:] = stream[:n * body].reshape(n, body)
+    return seqs
+
+
+def prepare_data(corpora: dict[str, list[str]], tokenizer, seq_len: int, heldout_fraction: float = 0.01,
+                 max_heldout: int = 200, cache_dir: Path | None = None) -> PackedData:
+    """Tokenise every language (Rust tokenizer, batched), pack, and split off the last sequences of each
+    language as the held-out slice. Cached in cache_dir/data-<hash>.npz so a resumed run skips this."""
+    key = hashlib.sha256(json.dumps([seq_len, heldout_fraction, max_heldout,
+                                     hashlib.sha256(tokenizer.backend_tokenizer.to_str().encode()).hexdigest(),
+                                     sorted((k, len(v), v[:3], v[-3:]) for k, v in corpora.items())],
+                                    ensure_ascii=False).encode()).hexdigest()[:16]
+    cache = cache_dir / f"data-{key}.npz" if cache_dir else None
+    if cache and cache.exists():
+        z = np.load(cache, allow_pickle=False)
+        meta = json.loads(str(z["meta"]))
+        return PackedData({l: z[f"train_{l}"] for l in meta["langs"]}, {l: z[f"heldout_{l}"] for l in meta["langs"]},
+                          meta["lines"], meta["tokens"])
+    from tqdm.auto import tqdm
+
+    backend = tokenizer.backend_tokenizer
+    train, heldout, n_lines, n_tokens = {}, {}, {}, {}
+    for lang, lines in corpora.items():
+        ids: list[list[int]] = []
+        chunk = 10_000
+        for i in tqdm(range(0, len(lines), chunk), desc=f"tokenize {lang}", unit="chunk", leave=False):
+            ids += [e.ids for e in backend.encode_batch(lines[i:i + chunk], add_special_tokens=False)]
+        seqs = pack_lines(ids, seq_len, tokenizer.cls_token_id, tokenizer.sep_token_id)
+        if len(seqs) < 2:
+            raise UserError(f"--corpus {lang}=...: only {len(seqs)} sequence(s) of {seq_len} tokens; need more "
+                            f"text or a shorter --seq-len")
+        n_held = min(max_heldout, max(1, int(len(seqs) * heldout_fraction)))
+        train[lang], heldout[lang] = seqs[:-n_held], seqs[-n_held:]
+        n_lines[lang], n_tokens[lang] = len(lines), int(sum(len(x) for x in ids))
+    data = PackedData(train, heldout, n_lines, n_tokens)
+    if cache:
+        buf = io.BytesIO()
+        np.savez(buf, meta=json.dumps({"langs": list(train), "lines": n_lines, "tokens": n_tokens}),
+                 **{f"train_{l}": v for l, v in train.items()}, **{f"heldout_{l}": v for l, v in heldout.items()})
+        from .storage import atomic_write_bytes
+        atomic_write_bytes(cache, buf.getvalue())
+    return data
+
+
+# --------------------------------------------------------------------------------------------- masking
+@dataclass
+class Masker:
+    """BERT's masking: `prob` of the non-special tokens are predicted; of those 80% become [MASK], 10% a
+    random token, 10% stay. Whole-word masking selects words (a token plus its `##` continuations) instead."""
+    mask_id: int
+    vocab_size: int
+    special_ids: tuple[int, ...]
+    continuation: torch.Tensor | None = None   # bool[vocab]: token starts with "##" (for whole-word masking)
+    prob: float = 0.15
+    whole_word: bool = False
+
+    def __call__(self, ids: torch.Tensor, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        ids = ids.long()
+        special = torch.isin(ids, torch.tensor(self.special_ids))
+        r = torch.rand(ids.shape, generator=gen)
+        if self.whole_word and self.continuation is not None:
+            # every token takes the draw of the word start at or before it
+            start = ~self.continuation[ids] | special
+            pos = torch.arange(ids.shape[1]).expand_as(ids)
+            owner = torch.cummax(torch.where(start, pos, torch.zeros_like(pos)), dim=1).values
+            r = torch.gather(r, 1, owner)
+        selected = (r < self.prob) & ~special
+        labels = torch.where(selected, ids, torch.full_like(ids, -100))
+        action = torch.rand(ids.shape, generator=gen)
+        random_tokens = torch.randint(len(SPECIAL_TOKENS), self.vocab_size, ids.shape, generator=gen)
+        inputs = torch.where(selected & (action < 0.8), torch.full_like(ids, self.mask_id), ids)
+        inputs = torch.where(selected & (action >= 0.8) & (action < 0.9), random_tokens, inputs)
+        return inputs, labels
+
+
+def make_masker(tokenizer, prob: float = 0.15, whole_word: bool = False) -> Masker:
+    vocab = tokenizer.get_vocab()
+    cont = torch.zeros(len(tokenizer), dtype=torch.bool)
+    for t, i in vocab.items():
+        if t.startswith("##") and i < len(cont):
+            cont[i] = True
+    return Masker(tokenizer.mask_token_id, len(tokenizer), tuple(tokenizer.all_special_ids), cont, prob, whole_word)
+
+
+def _gen(*keys: int) -> torch.Generator:
+    g = torch.Generator()
+    g.manual_seed(int.from_bytes(hashlib.sha256(repr(keys).encode()).digest()[:8], "little") & (2**63 - 1))
+    return g
+
+
+# --------------------------------------------------------------------------------------------- batches
+@dataclass
+class PackedMLMBatches:
+    """engine `Batches` over packed sequences: each epoch mixes languages with smoothed sampling (up- or
+    down-sampling each language to its share of the epoch), shuffles, cuts global batches of
+    batch_size x world rows, masks each global batch from (seed, epoch, index), and gives each rank its
+    strided slice. `n_masked` (the global count) lets the loss be normalised identically whatever the world."""
+    sequences: dict[str, np.ndarray]
+    batch_size: int
+    masker: Masker
+    alpha: float = 0.7
+    seed: int = 0
+
+    def shares(self) -> dict[str, float]:
+        return smoothed_shares({l: float(len(s)) for l, s in self.sequences.items()}, self.alpha)
+
+    def epoch_rows(self, epoch: int) -> np.ndarray:
+        """(lang index, row) pairs of one epoch, in training order."""
+        rng = np.random.default_rng([self.seed, epoch, 7])
+        total = sum(len(s) for s in self.sequences.values())
+        parts = []
+        for li, (lang, seqs) in enumerate(self.sequences.items()):
+            want = int(round(self.shares()[lang] * total))
+            reps = math.ceil(want / len(seqs))
+            rows = np.concatenate([rng.permutation(len(seqs)) for _ in range(reps)])[:want]
+            parts.append(np.stack([np.full(want, li), rows], axis=1))
+        pairs = np.concatenate(parts)
+        return pairs[rng.permutation(len(pairs))]
+
+    def __call__(self, epoch: int, rank: int = 0, world: int = 1):
+        return _MaskedBatchList(self, self.epoch_rows(epoch), epoch, rank, world)
+
+
+class _MaskedBatchList(Sequence):
+    def __init__(self, src: PackedMLMBatches, pairs: np.ndarray, epoch: int, rank: int, world: int):
+        self.src, self.pairs, self.epoch, self.rank, self.world = src, pairs, epoch, rank, world
+        self.global_batch = src.batch_size * world
+        self.langs = list(src.sequences.values())
+
+    def __len__(self):
+        return len(self.pairs) // self.global_batch
+
+    def __getitem__(self, i):
+        if not 0 <= i < len(self):
+            raise IndexError(i)
+        sel = self.pairs[i * self.global_batch:(i + 1) * self.global_batch]
+        ids = torch.from_numpy(np.stack([self.langs[l][r] for l, r in sel]))
+        inputs, labels = self.src.masker(ids, _gen(self.src.seed, self.epoch, i))
+        n_masked = int((labels != -100).sum())
+        sl = slice(self.rank, None, self.world)
+        return {"input_ids": inputs[sl], "labels": labels[sl], "attention_mask": torch.ones_like(inputs[sl]),
+                "n_masked": torch.tensor(max(1, n_masked))}
+
+
+# --------------------------------------------------------------------------------------------- model
+def model_config(preset: str | None, config_file: str | None, vocab_size: int, seq_len: int, dropout: float):
+    from transformers import BertConfig
+
+    if config_file:
+        try:
+            cfg = BertConfig.from_json_file(config_file)
+        except (OSError, ValueError) as e:
+            raise UserError(f"{config_file}: not a readable BERT config.json ({e})") from None
+        cfg.vocab_size = vocab_size
+    else:
+        if preset not in PRESETS:
+            raise UserError(f"--size {preset!r}: choose one of {', '.join(PRESETS)}")
+        layers, hidden = PRESETS[preset]
+        cfg = BertConfig(vocab_size=vocab_size, hidden_size=hidden, num_hidden_layers=layers,
+                         num_attention_heads=hidden // 64, intermediate_size=4 * hidden,
+                         max_position_embeddings=max(512, seq_len))
+    if cfg.max_position_embeddings < seq_len:
+        raise UserError(f"--seq-len {seq_len} exceeds the config's max_position_embeddings "
+                        f"({cfg.max_position_embeddings})")
+    cfg.hidden_dropout_prob = cfg.attention_probs_dropout_prob = dropout
+    cfg.architectures = ["BertForMaskedLM"]
+    return cfg
+
+
+class MaskedLMObjective(torch.nn.Module):
+    """Wraps `BertForMaskedLM` so that the loss scores only masked positions (see the module docstring).
+
+    The loss is sum(cross-entropy over this rank's masked tokens) / (masked tokens in the *global* batch)
+    x world size: after DDP averages gradients over ranks this is exactly the global mean, so N processes
+    with batch B compute the same update as one process with batch N x B.
+    """
+
+    def __init__(self, mlm):
+        super().__init__()
+        self.mlm = mlm
+
+    def forward(self, input_ids, labels, n_masked=None, attention_mask=None):
+        # packed sequences have no padding: no attention mask lets SDPA take its fastest path
+        hidden = self.mlm.bert(input_ids=input_ids).last_hidden_state
+        sel = labels != -100
+        logits = self.mlm.cls(hidden[sel]).float()
+        target = labels[sel]
+        loss_sum = F.cross_entropy(logits, target, reduction="sum")
+        world = torch.distributed.get_world_size() if torch.distributed.is_initialized() else 1
+        denom = n_masked.float() if n_masked is not None else torch.tensor(float(max(1, target.numel())))
+        return loss_sum * world / denom, logits, target
+
+
+def _loss_fn(model, batch):
+    return model(**batch)[0]
+
+
+@torch.inference_mode()
+def evaluate_mlm(objective: MaskedLMObjective, heldout: dict[str, np.ndarray], masker: Masker,
+                 batch_size: int = 32, seed: int = 0) -> dict[str, float]:
+    """Held-out masked-LM loss (nats per masked token), its perplexity, and masked-token accuracy (top-1),
+    per language and pooled. Masks are fixed by `seed`, so every evaluation scores the same blanks."""
+    device = next(objective.parameters()).device
+    out: dict[str, float] = {}
+    tot_loss = tot_correct = tot_n = 0.0
+    for li, (lang, seqs) in enumerate(heldout.items()):
+        loss_sum = correct = n = 0.0
+        for b in range(0, len(seqs), batch_size):
+            ids = torch.from_numpy(seqs[b:b + batch_size])
+            inputs, labels = masker(ids, _gen(seed, 99991, li, b))
+            if (labels != -100).sum() == 0:
+                continue
+            _, logits, target = objective(inputs.to(device), labels.to(device))
+            loss_sum += float(F.cross_entropy(logits, target, reduction="sum"))
+            correct += float((logits.argmax(-1) == target).sum())
+            n += target.numel()
+        out[f"eval_loss_{lang}"] = loss_sum / max(n, 1)
+        out[f"eval_acc_{lang}"] = correct / max(n, 1)
+        tot_loss, tot_correct, tot_n = tot_loss + loss_sum, tot_correct + correct, tot_n + n
+    out["eval_loss"] = tot_loss / max(tot_n, 1)
+    out["eval_ppl"] = math.exp(min(out["eval_loss"], 50))
+    out["eval_acc"] = tot_correct / max(tot_n, 1)
+    return out
+
+
+def unigram_baseline(data: PackedData, special_ids: Sequence[int]) -> dict[str, float]:
+    """What a model that ignores context scores on the held-out tokens: cross-entropy of the training
+    unigram distribution (add-one smoothed) and the accuracy of always guessing the most frequent token, per
+    language. A masked-LM loss below this means the model uses the context around the blank."""
+    out = {}
+    for lang, train in data.train.items():
+        vocab = int(max(train.max(), data.heldout[lang].max())) + 1
+        counts = np.bincount(train.ravel(), minlength=vocab).astype(np.float64)
+        counts[list(special_ids)] = 0
+        probs = (counts + 1) / (counts + 1).sum()
+        held = data.heldout[lang].ravel()
+        held = held[~np.isin(held, special_ids)]
+        out[f"unigram_loss_{lang}"] = float(-np.log(probs[held]).mean())
+        out[f"unigram_acc_{lang}"] = float((held == counts.argmax()).mean())
+    return out
+
+
+def export_model(mlm, tokenizer, out_dir: Path) -> Path:
+    """Write a Hugging Face model directory (config, model.safetensors, tokenizer) that
+    `AutoModelForMaskedLM.from_pretrained` loads, each file replaced atomically (readers may load it while
+    training goes on)."""
+    tmp = out_dir.parent / f".{out_dir.name}.export.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    mlm.save_pretrained(tmp)
+    tokenizer.save_pretrained(tmp)
+    _move_files_into(tmp, out_dir)
+    return out_dir
+
+
+# --------------------------------------------------------------------------------------------- pretrain()
+@dataclass
+class PretrainConfig:
+    corpora: list[str]                        # LANG=SOURCE[#COL][@MAX] specs (see data.read_corpus)
+    out_dir: str
+    tokenizer: str | None = None              # a tokenizer / model directory; None: train one (vocab_size)
+    vocab_size: int = 30000
+    lowercase: bool = True
+    size: str = "mini"
+    config_file: str | None = None
+    max_sentences_per_lang: int | None = None
+    seq_len: int = 128
+    batch_size: int = 64
+    grad_accum: int = 1
+    max_steps: int = 1000
+    lr: float = 5e-4
+    warmup: float = 0.06
+    weight_decay: float = 0.01
+    clip: float = 1.0
+    mask_prob: float = 0.15
+    whole_word: bool = False
+    alpha: float = 0.7                        # language sampling smoothing (mBERT: 0.7)
+    dropout: float = 0.1
+    precision: str = "fp32"
+    seed: int = 0
+    eval_every: int = 500                     # steps between evaluation + export + checkpoint
+    heldout_fraction: float = 0.01
+    max_heldout: int = 200                    # held-out sequences per language, at most
+    resume: bool = False
+    data_dir: str | None = None
+    progress: bool = True
+
+
+@dataclass
+class PretrainResult:
+    config: dict
+    model_dir: str
+    parameters: int
+    parameters_non_embedding: int
+    languages: dict[str, dict]               # lines, tokens, train/heldout sequences, sampling share
+    steps: int
+    tokens_seen: int
+    tokens_per_s: float
+    wall_time: float
+    final: dict[str, float]
+    unigram_baseline: dict[str, float]        # context-free reference for the held-out loss / accuracy
+    history: list[dict] = field(default_factory=list)
+    train_log: list[dict] = field(default_factory=list)
+
+
+def _load_corpora(cfg: PretrainConfig) -> dict[str, list[str]]:
+    from .data import read_corpora
+
+    corpora = read_corpora(cfg.corpora, cfg.data_dir)
+    if cfg.max_sentences_per_lang:
+        # a seeded random subset (order kept), so the data-scale knob does not just take the first source
+        rng = np.random.default_rng(cfg.seed)
+        for lang, lines in corpora.items():
+            if len(lines) > cfg.max_sentences_per_lang:
+                keep = np.sort(rng.choice(len(lines), cfg.max_sentences_per_lang, replace=False))
+                corpora[lang] = [lines[i] for i in keep]
+    return corpora
+
+
+def pretrain(cfg: PretrainConfig, eval_hooks: Iterable[Callable[[Any, int, dict], dict | None]] = ()
+             ) -> PretrainResult:
+    """Pretrain a BERT with masked-LM from scratch; see the module docstring. Runs unchanged under torchrun.
+
+    eval_hooks: called as hook(model, step, metrics) at each evaluation with the Hugging Face
+    `BertForMaskedLM`; a returned dict is merged into the logged metrics (e.g. alignment MRR).
+    """
+    from transformers import AutoTokenizer, BertForMaskedLM
+
+    from . import engine
+    from .models import check_precision, load_tokenizer, pick_device
+
+    check_precision(cfg.precision)
+    # fail on bad options before minutes of reading and tokenising
+    if cfg.config_file is None and cfg.size not in PRESETS:
+        raise UserError(f"--size {cfg.size!r}: choose one of {', '.join(PRESETS)}")
+    for name, value, low in (("--seq-len", cfg.seq_len, 8), ("--batch-size", cfg.batch_size, 1),
+                             ("--max-steps", cfg.max_steps, 1), ("--eval-every", cfg.eval_every, 1),
+                             ("--grad-accum", cfg.grad_accum, 1)):
+        if value < low:
+            raise UserError(f"{name} {value}: must be at least {low}")
+    if not 0 < cfg.mask_prob < 1 or not 0 <= cfg.alpha <= 1 or not 0 <= cfg.dropout < 1:
+        raise UserError("--alpha must be in [0, 1], --dropout in [0, 1), the mask rate in (0, 1)")
+    out = Path(cfg.out_dir)
+    rank, world = engine.init_distributed(pick_device())
+    is_main = rank == 0
+    if is_main:
+        out.mkdir(parents=True, exist_ok=True)
+        if (out / "checkpoint").exists() and not cfg.resume:
+            raise UserError(f"{out}: holds a checkpoint of an earlier run; pass --resume to continue it "
+                            f"or choose another --out")
+    corpora = _load_corpora(cfg)
+
+    # Tokenizer: given, reused from an interrupted run, or trained now (rank 0 trains, the others wait).
+    tok_dir = out / "tokenizer"
+    if cfg.tokenizer:
+        tokenizer = load_tokenizer(cfg.tokenizer)
+    else:
+        if is_main and not (tok_dir / "tokenizer_config.json").exists():
+            train_tokenizer(corpora, tok_dir, cfg.vocab_size, cfg.lowercase, seed=cfg.seed)
+        if world > 1:
+            torch.distributed.barrier()
+        tokenizer = AutoTokenizer.from_pretrained(tok_dir)
+    if tokenizer.mask_token_id is None or tokenizer.cls_token_id is None or tokenizer.sep_token_id is None:
+        raise UserError(f"tokenizer {cfg.tokenizer}: needs [CLS], [SEP] and [MASK] tokens")
+
+    data = prepare_data(corpora, tokenizer, cfg.seq_len, cfg.heldout_fraction, cfg.max_heldout,
+                        cache_dir=out if is_main else None)
+    del corpora
+    engine.set_seed(cfg.seed)   # the same initial weights on every rank and on resume
+    mlm = BertForMaskedLM(model_config(cfg.size, cfg.config_file, len(tokenizer), cfg.seq_len, cfg.dropout))
+    objective = MaskedLMObjective(mlm)
+    masker = make_masker(tokenizer, cfg.mask_prob, cfg.whole_word)
+    batches = PackedMLMBatches(data.train, cfg.batch_size, masker, cfg.alpha, cfg.seed)
+    if len(batches(0, rank, world)) == 0:
+        raise UserError(f"--batch-size {cfg.batch_size} x {world} process(es) exceeds the "
+                        f"{sum(len(s) for s in data.train.values())} training sequences")
+
+    def export_hook(model, step, metrics):
+        export_model(mlm, tokenizer, out / "model")
+        with open(out / "eval.jsonl", "a", encoding="utf-8") as f:
+            f.write(json.dumps({"step": step, **metrics}) + "\n")
+
+    hooks = [lambda m, s, met, h=h: h(mlm, s, met) for h in eval_hooks] + [export_hook]
+    if cfg.resume and is_main and (ckpt := engine.find_checkpoint(out)):
+        _truncate_jsonl(out / "eval.jsonl", torch.load(ckpt / "state.pt", weights_only=True)["step"])
+    tc = engine.TrainConfig(out_dir=out, lr=cfg.lr, weight_decay=cfg.weight_decay, warmup=cfg.warmup,
+                            max_steps=cfg.max_steps, grad_accum=cfg.grad_accum, clip=cfg.clip,
+                            precision=cfg.precision, seed=cfg.seed, eval_every=cfg.eval_every,
+                            checkpoint_every=None, metric="eval_loss", restore_best=False, resume=cfg.resume,
+                            progress=cfg.progress, log_every=10)
+    result = engine.train(objective, batches, tc, evaluate=lambda m: evaluate_mlm(m, data.heldout, masker,
+                                                                                   seed=cfg.seed),
+                          on_evaluate=hooks, loss_fn=_loss_fn)
+
+    n_params = sum(p.numel() for p in mlm.parameters())
+    n_embed = sum(p.numel() for n, p in mlm.named_parameters() if "embeddings" in n)
+    shares = batches.shares()
+    res = PretrainResult(
+        config=asdict(cfg), model_dir=str(out / "model"), parameters=n_params,
+        parameters_non_embedding=n_params - n_embed,
+        languages={l: {"lines": data.lines[l], "tokens": data.tokens[l], "train_sequences": len(data.train[l]),
+                       "heldout_sequences": len(data.heldout[l]), "sampling_share": shares[l]} for l in data.train},
+        steps=result.steps, tokens_seen=result.tokens, tokens_per_s=result.tokens / max(result.wall_time, 1e-9),
+        wall_time=result.wall_time, final=result.history[-1] if result.history else {},
+        unigram_baseline=unigram_baseline(data, tokenizer.all_special_ids),
+        history=result.history, train_log=result.train_log)
+    if is_main:
+        from .plots import plot_pretrain_curves
+        from .storage import save_results
+
+        save_results(out, SCHEMA, asdict(res))
+        plot_pretrain_curves(res.train_log, res.history, out / "loss_curve.png")
+    # Clean multi-process shutdown: drop the model/optimizer references, then barrier + destroy.
+    del objective, batches, result
+    gc.collect()
+    engine.shutdown_distributed()
+    return res
+
+
+def alignment_hook(dictionary: str | Path, specs, out_dir: str | Path, data_dir: str | None = None,
+                   tokenizer: str | None = None):
+    """The `--track-alignment DICT` hook: cross-lingual alignment (bertology.align) measured at every
+    evaluation on the run's own corpora. Built on first call, when the run's tokenizer exists."""
+    try:
+        from .align import make_alignment_hook
+    except ImportError as e:
+        raise UserError(f"--track-alignment needs bertology.align ({e})") from None
+    # the first source of each language, as a SOURCE[#COLUMN][@MAX] spec that align reads itself
+    corpora: dict[str, str] = {}
+    for spec in specs:
+        corpora.setdefault(spec.lang, spec.source + (f"#{spec.column}" if spec.column is not None else "")
+                           + (f"@{spec.max_lines}" if spec.max_lines is not None else ""))
+    state: dict = {}
+
+    def hook(model, step, metrics):
+        if "hook" not in state:
+            from transformers import AutoTokenizer
+
+            tok = AutoTokenizer.from_pretrained(tokenizer or Path(out_dir) / "tokenizer")
+            state["hook"] = make_alignment_hook(Path(dictionary), corpora, tok, data_dir=data_dir)
+        return state["hook"](model, step, metrics)
+
+    return hook
+
+
+def _truncate_jsonl(path: Path, max_step: int) -> None:
+    """Drop entries logged after the checkpoint a resumed run restarts from (they will be logged again)."""
+    if path.exists():
+        keep = [l for l in path.read_text(encoding="utf-8").splitlines()
+                if l.strip() and json.loads(l).get("step", 0) <= max_step]
+        from .storage import atomic_write_text
+        atomic_write_text(path, "".join(l + "\n" for l in keep))
+
+
+# --------------------------------------------------------------------------------------------- fill-mask
+@dataclass
+class FillMaskResult:
+    model: str
+    top_k: int
+    items: list[dict]     # {text, masks: [{position, candidates: [{token, prob}]}]}
+
+
+def fill_mask(model: str, texts: Sequence[str], top_k: int = 5, precision: str = "fp32",
+              trust_remote_code: bool = False, convert: str | None = None) -> FillMaskResult:
+    """The lecture's fill-in-the-blank: for every [MASK] in each text, the top-k tokens and probabilities.
+
+    convert: an OpenCC conversion applied to the texts first (e.g. "t2s": the lecture's Traditional example
+    for a model whose vocabulary was learnt from Simplified text)."""
+    from .models import autocast, load_model, load_tokenizer
+
+    if convert:
+        import opencc
+
+        try:
+            cc = opencc.OpenCC(convert)
+        except Exception:  # opencc raises a bare RuntimeError / ValueError for unknown configurations
+            raise UserError(f"--convert {convert!r}: not an OpenCC conversion (e.g. t2s, s2t, tw2s)") from None
+        texts = [cc.convert(t) for t in texts]
+
+    tok = load_tokenizer(model, trust_remote_code)
+    if tok.mask_token is None:
+        raise UserError(f"model {model!r}: its tokenizer has no mask token")
+    mlm = load_model(model, head="mlm", trust_remote_code=trust_remote_code)
+    items = []
+    for text in texts:
+        if tok.mask_token not in text:
+            raise UserError(f"text {text!r}: contains no {tok.mask_token}")
+        enc = tok(text, return_tensors="pt", truncation=True)
+        with torch.inference_mode(), autocast(precision):
+            logits = mlm(**enc).logits[0].float()
+        positions = (enc["input_ids"][0] == tok.mask_token_id).nonzero().flatten().tolist()
+        masks = []
+        for p in positions:
+            probs = logits[p].softmax(-1)
+            top = probs.topk(top_k)
+            masks.append({"position": p, "candidates": [
+                {"token": tok.convert_ids_to_tokens(int(i)), "prob": float(v)}
+                for v, i in zip(top.values, top.indices)]})
+        items.append({"text": text, "masks": masks})
+    return FillMaskResult(model=str(model), top_k=top_k, items=items)
+
+
+# The lecture's example (Traditional), its Simplified form (most of our Chinese text is Simplified), and a few
+# blanks with one obvious answer in each language.
+REPORT_SENTENCES = ["今天買了蘋[MASK]來吃", "今天买了苹[MASK]来吃", "中国的首都是北[MASK]。",
+                    "the capital of france is [MASK].", "i went to the [MASK] to buy some bread."]
+
+
+def report_section(ctx):
+    """Fill-in-the-blank examples for the report; models without an MLM head get the reason instead."""
+    from .models import has_mlm_head
+    from .plots import plot_fill_mask
+    from .report import Section
+    from .storage import save_results
+
+    if not has_mlm_head(ctx.model):
+        raise UserError(f"model {ctx.model!r} has no masked-LM head (its checkpoint holds no cls.predictions "
+                        f"weights), so it cannot fill in blanks; pretrain one with `bertology pretrain` and "
+                        f"pass its OUT/model directory")
+    texts = REPORT_SENTENCES
+    res = fill_mask(ctx.model, texts, top_k=5, precision=ctx.precision, trust_remote_code=ctx.trust_remote_code)
+    save_results(ctx.out_dir, FILL_MASK_SCHEMA, asdict(res))
+    fig = plot_fill_mask(res.items, Path(ctx.out_dir) / "fill_mask.png")
+    rows = [{"text": it["text"], "mask": j + 1,
+             "top-5": ", ".join(f"{c['token']} ({c['prob']:.2f})" for c in m["candidates"])}
+            for it in res.items for j, m in enumerate(it["masks"])]
+    return Section(title="Masked-LM: fill in the blank",
+                   explanation="BERT's pretraining task: predict the hidden token from both sides of its context. "
+                               "Each row shows the model's five most probable tokens for a [MASK] and their "
+                               "probabilities; a model that learnt the language puts the obvious word first "
+                               "with most of the probability mass.",
+                   figures=[fig], tables=[("Top-5 candidates per [MASK]", rows)])

@@ -1,0 +1,276 @@
+"""Cross-lingual alignment, language vectors and their loaders / metrics (issue #6)."""
+
+from __future__ import annotations
+
+import json
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from bertology import align, langvec
+from bertology.cli import main
+from bertology.data import Dictionary, load_cedict, load_dictionary, load_muse_dictionary
+from bertology.errors import UserError
+from bertology.metrics import knn_mean_similarity, random_mrr, ranking_scores, retrieval_ranks
+
+SENTS = ["i ate an apple today", "the apple company sold a new phone", "he bought a red apple",
+         "the cat and the dog", "the dog ate the cat food", "money in the bank", "the bank of the river",
+         "we read a book today", "she sells music", "我 今 天 買 了 蘋 果", "他 是 中 國 人", "我 們 在 大 學"]
+WORDS = "apple cat dog bank book river money phone music today".split()
+
+
+# --------------------------------------------------------------------------------------------- metrics
+def _naive_ranks(q, c, gold, scoring="cosine", k=10):
+    """The straightforward definition, one query at a time, with a full sort."""
+    q = q / np.linalg.norm(q, axis=1, keepdims=True)
+    c = c / np.linalg.norm(c, axis=1, keepdims=True)
+    if scoring == "csls":
+        rq = np.array([np.sort(c @ x)[::-1][:k].mean() for x in q])
+        rc = np.array([np.sort(q @ y)[::-1][:k].mean() for y in c])
+    ranks = []
+    for i, x in enumerate(q):
+        s = c @ x
+        if scoring == "csls":
+            s = 2 * s - rq[i] - rc
+        order = np.argsort(-s, kind="stable")
+        pos = {j: p for p, j in enumerate(order)}
+        best = min(gold[i], key=lambda j: pos[j])
+        ranks.append(int((s > s[best]).sum()) + 1)
+    return np.array(ranks)
+
+
+@pytest.mark.parametrize("scoring", ["cosine", "csls"])
+def test_chunked_ranks_match_naive_loop(scoring):
+    rng = np.random.default_rng(1)
+    q, c = rng.normal(size=(57, 8)), rng.normal(size=(41, 8))
+    gold = [list(rng.choice(41, size=rng.integers(1, 4), replace=False)) for _ in range(57)]
+    # chunk_bytes small enough to force many query chunks
+    fast = retrieval_ranks(q, c, gold, scoring, csls_k=5, chunk_bytes=4 * 41 * 6)
+    assert np.array_equal(fast, _naive_ranks(q, c, gold, scoring, k=5))
+
+
+def test_ranks_on_a_hand_made_case():
+    c = np.array([[1, 0], [0, 1], [1, 1]], dtype=float)
+    q = np.array([[1, 0.1], [0, 1]], dtype=float)
+    # q0 is closest to c0, then c2, then c1; q1 equals c1
+    assert retrieval_ranks(q, c, [[2], [1]]).tolist() == [2, 1]
+    assert retrieval_ranks(q, c, [[1, 2], [0]]).tolist() == [2, 3]
+    s = ranking_scores([1, 2, 10])
+    assert s["mrr"] == pytest.approx((1 + 0.5 + 0.1) / 3) and s["p_at_1"] == pytest.approx(1 / 3)
+    assert s["p_at_5"] == pytest.approx(2 / 3)
+
+
+def test_random_mrr_is_exact():
+    m = 50
+    assert random_mrr([1], m) == pytest.approx(sum(1 / r for r in range(1, m + 1)) / m)
+    assert random_mrr([m], m) == pytest.approx(1.0)   # every candidate is correct
+    rng = np.random.default_rng(0)                    # g = 3: Monte Carlo agrees
+    sims = [1 / (rng.choice(m, 3, replace=False).min() + 1) for _ in range(20000)]
+    assert random_mrr([3], m) == pytest.approx(np.mean(sims), abs=0.01)
+
+
+def test_knn_radius():
+    a = np.eye(3)
+    assert knn_mean_similarity(a, a, k=1).tolist() == pytest.approx([1, 1, 1])
+    assert knn_mean_similarity(a, a, k=3).tolist() == pytest.approx([1 / 3] * 3)
+
+
+# --------------------------------------------------------------------------------------------- loaders
+def test_muse_loader_and_script_conversion(tmp_path):
+    p = tmp_path / "d.txt"
+    p.write_text("apple\t蘋果\napple\t蘋果\nno one\t無人\nme\t我\n", encoding="utf-8")
+    d = load_muse_dictionary(p, convert="t2s")
+    assert d.pairs == [("apple", "苹果"), ("no one", "无人"), ("me", "我")]
+    assert (d.converted_words, d.chinese_words, d.convert) == (2, 3, "t2s")
+    assert load_muse_dictionary(p).pairs[0] == ("apple", "蘋果")
+    bad = tmp_path / "bad.txt"
+    bad.write_text("apple\t蘋果\nbroken line here\n", encoding="utf-8")
+    with pytest.raises(UserError, match=r"bad.txt:2"):
+        load_muse_dictionary(bad)
+
+
+def test_cedict_loader_reads_the_zip(tmp_path):
+    text = ("# comment\n蘋果 苹果 [ping2 guo3] /apple/\n手機 手机 [shou3 ji1] /cell phone/mobile phone/CL:部/\n"
+            "吃 吃 [chi1] /to eat/to consume/\n")
+    z = tmp_path / "cedict.zip"
+    with zipfile.ZipFile(z, "w") as f:
+        f.writestr("cedict_ts.u8", text)
+    d = load_cedict(z, direction="en-zh")
+    assert ("apple", "苹果") in d.pairs and ("eat", "吃") in d.pairs and ("consume", "吃") in d.pairs
+    assert not any(s == "cell phone" for s, _ in d.pairs)       # multi-word glosses are not words
+    assert ("蘋果", "apple") in load_cedict(z, direction="zh-en", script="traditional").pairs
+    bad = tmp_path / "bad.u8"
+    bad.write_text("not a cedict line\n", encoding="utf-8")
+    with pytest.raises(UserError, match=r"bad.u8:1"):
+        load_cedict(bad)
+
+
+def test_real_muse_dictionary_and_auto_conversion(data_dir):
+    d = load_dictionary("muse-en-zh", data_dir=data_dir)
+    assert len(d.pairs) > 30000 and ("and", "和") in d.pairs
+    simplified = ["我们今天买了很多东西，价格也不贵。"] * 10
+    assert align.choose_conversion(d, (["we bought things"], simplified)) == "t2s"
+    conv = align.convert_dictionary(d, "t2s")
+    assert conv.converted_words > 1000 and ("apple", "苹果") in conv.pairs
+
+
+def test_word_search_whole_words_and_chinese_substrings():
+    sents = ["Pineapple is not an apple.", "APPLE shares fell", "今天買了蘋果來吃", "蘋果手機"]
+    occ = align.find_word_occurrences(sents, ["apple", "蘋果", "手機"], max_per_word=5)
+    assert [(o.sentence, sents[o.sentence][o.start:o.end]) for o in occ["apple"]] == [(0, "apple"), (1, "APPLE")]
+    assert [o.sentence for o in occ["蘋果"]] == [2, 3] and [o.sentence for o in occ["手機"]] == [3]
+    assert len(align.find_word_occurrences(sents, ["apple"], max_per_word=1)["apple"]) == 1
+
+
+# --------------------------------------------------------------------------------------------- alignment
+def test_model_aligned_with_itself_scores_mrr_one(tiny_model):
+    d = Dictionary([(w, w) for w in WORDS])
+    r = align.align(str(tiny_model), d, {"en": SENTS, "zh": SENTS}, "en", "zh", k=3, cbow=False, progress=False,
+                    keep_identical=True)
+    assert r.coverage["source_words"] == len(WORDS) == r.coverage["candidates"]
+    for variant in (r.contextual, r.context_free):
+        assert [row["mrr"] for row in variant["cosine"]] == [1.0] * (len(r.layers))
+    # and the same words against a shuffled dictionary are not all found
+    perm = [WORDS[i] for i in np.roll(np.arange(len(WORDS)), 1)]
+    r2 = align.align(str(tiny_model), Dictionary(list(zip(WORDS, perm))), {"en": SENTS, "zh": SENTS}, "en", "zh",
+                     k=3, cbow=False, context_free=False, progress=False, keep_identical=True)
+    assert max(row["mrr"] for row in r2.contextual["cosine"]) < 0.9
+    assert r2.baselines["random_expected_mrr"] == pytest.approx(random_mrr([1] * len(WORDS), len(WORDS)))
+
+
+def test_skipped_words_are_counted_with_reasons(tiny_model):
+    d = Dictionary([("apple", "蘋果"), ("straße", "街"), ("no one", "無人"), ("cat", "貓"), ("dog", "手機"),
+                    ("river", "大山")])
+    zh = ["我今天買了蘋果來吃", "他的手機很新", "他是中國人"]
+    r = align.align(str(tiny_model), d, {"en": SENTS, "zh": zh}, "en", "zh", k=2, cbow=True, progress=False)
+    sk = r.coverage["skipped"]
+    assert sk["source unknown token for this tokenizer"] == 1          # ß is not in the vocabulary
+    assert sk["target not in the corpus"] == 1                          # 大山
+    assert sk["source not a single word"] == 1                          # "no one"
+    assert sk["target unknown token for this tokenizer"] == 1           # 貓 not in the tiny vocabulary
+    assert r.coverage["evaluated_pairs"] == 2 and r.coverage["source_words"] == 2
+    assert "cbow" in r.baselines and r.baselines["cbow"]["missing_source"] == 0
+
+
+def test_alignment_hook_leaves_the_training_model_alone(tiny_model, tmp_path):
+    from transformers import AutoTokenizer, BertForMaskedLM
+
+    tok = AutoTokenizer.from_pretrained(tiny_model)
+    model = BertForMaskedLM.from_pretrained(tiny_model).train()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    d = tmp_path / "identity.txt"
+    d.write_text("".join(f"{w}\t{w}\n" for w in WORDS), encoding="utf-8")
+    hook = align.make_alignment_hook(d, {"en": SENTS, "zh": SENTS}, tok, k=2, convert=None, keep_identical=True)
+    out = hook(model, 10, {})
+    assert out["mrr"] == 1.0 and out["mrr_best"] == 1.0 and out["mrr_pairs"] == len(WORDS)
+    assert 0 < out["mrr_random"] < 1 and "mrr_l0" in out and "mrr_l2" in out
+    assert model.training and all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+    assert next(model.parameters()).dtype == torch.float32
+
+
+# --------------------------------------------------------------------------------------------- language vectors
+def test_translation_shift_and_scoring(tiny_model):
+    from transformers import AutoTokenizer, BertForMaskedLM
+
+    tok = AutoTokenizer.from_pretrained(tiny_model)
+    mlm = BertForMaskedLM.from_pretrained(tiny_model).eval()
+    sents = ["i ate an apple today", "no one is here"]
+    plain = langvec.translate(mlm, tok, sents, 1, None)
+    zero = langvec.translate(mlm, tok, sents, 1, np.zeros(mlm.config.hidden_size, dtype=np.float32))
+    assert plain == zero and [t for t, _ in plain[0]] == ["i", "ate", "an", "apple", "today"]
+    big = langvec.translate(mlm, tok, sents, 1, 50 * np.ones(mlm.config.hidden_size, dtype=np.float32))
+    assert big != plain                                   # the shift reaches the output
+    outs = [[("no", "無"), ("one", "人"), ("me", "you")], [("apple", "蘋"), ("ap", "x"), ("##ple", "y")]]
+    s = langvec.score_translation(outs, {"no": ["無"], "one": ["一"], "me": ["我"], "apple": ["蘋果"]})
+    # scored: no (hit), one (miss), me (miss), apple (hit: a character of 蘋果); "ap ##ple" is two pieces
+    assert (s["scored_words"], s["hits"]) == (4, 2) and s["target_script_rate"] == pytest.approx(3 / 6)
+
+
+def test_langvec_end_to_end(tiny_model):
+    d = Dictionary([("apple", "蘋果"), ("today", "今天"), ("i", "我"), ("he", "他")])
+    r = langvec.langvec(str(tiny_model), {"en": SENTS[:9], "zh": SENTS[9:]}, SENTS[:4], d, "en", "zh",
+                        alphas=(0, 1, 4), progress=False)
+    assert len(r.grid) == 3 * 3 and r.best["alpha"] in (1.0, 4.0) and len(r.examples) == 4
+    assert all(g["scored_words"] > 0 for g in r.grid) and r.distance[0]["distance"] > 0
+
+
+# --------------------------------------------------------------------------------------------- CLI
+def _corpus(tmp_path: Path) -> Path:
+    p = tmp_path / "corpus.txt"
+    p.write_text("\n".join(SENTS) + "\n", encoding="utf-8")
+    return p
+
+
+def test_cli_align_writes_results_and_figure(tiny_model, tmp_path):
+    corpus = _corpus(tmp_path)
+    d = tmp_path / "dict.txt"
+    d.write_text("".join(f"{w}\t{w}\n" for w in WORDS) + "straße\tstraße\n", encoding="utf-8")
+    out = tmp_path / "out"
+    rc = main(["align", "--model", str(tiny_model), "--corpus", f"en={corpus}", "--corpus", f"zh={corpus}",
+               "--dict", str(d), "--k", "2", "--no-cbow", "--keep-identical", "--out", str(out)])
+    assert rc == 0
+    res = json.loads((out / "results.json").read_text())
+    assert res["schema"] == "bertology.align/1" and res["best"]["mrr"] == 1.0
+    assert res["coverage"]["skipped"] == {"source unknown token for this tokenizer": 1}
+    assert (out / "mrr_per_layer.png").stat().st_size > 1000
+
+
+def test_cli_user_errors_exit_2(tiny_model, tiny_encoder, tmp_path, capsys):
+    corpus = _corpus(tmp_path)
+    d = tmp_path / "dict.txt"
+    d.write_text("apple\tapple\n", encoding="utf-8")
+    base = ["--corpus", f"en={corpus}", "--corpus", f"zh={corpus}", "--dict", str(d), "--out", str(tmp_path / "o")]
+    assert main(["langvec", "--model", str(tiny_encoder), "--sentences", f"en={corpus}", *base]) == 2
+    assert "masked-LM head" in capsys.readouterr().err
+    assert main(["align", "--model", str(tiny_model), "--layers", "0,9", *base]) == 2
+    assert "out of range" in capsys.readouterr().err
+    assert main(["align", "--model", str(tiny_model), "--layers", "x", *base]) == 2
+    bad = tmp_path / "bad.txt"
+    bad.write_text("apple\n", encoding="utf-8")
+    assert main(["align", "--model", str(tiny_model), "--corpus", f"en={corpus}", "--corpus", f"zh={corpus}",
+                 "--dict", str(bad), "--out", str(tmp_path / "o")]) == 2
+    assert "bad.txt:1" in capsys.readouterr().err
+
+
+def test_data_scale_runs_two_sizes_and_tracks_mrr(tmp_path, data_dir):
+    """The data-scale driver end to end at toy size: two runs, same tokenizer, MRR logged at each evaluation."""
+    en = tmp_path / "en.txt"
+    zh = tmp_path / "zh.txt"
+    en.write_text("\n".join(f"the {w} is in the city {i}" for i in range(60) for w in ("apple", "water", "book"))
+                  + "\n", encoding="utf-8")
+    zh.write_text("\n".join(f"{w}在城市里{i}" for i in range(60) for w in ("苹果", "水", "书")) + "\n", encoding="utf-8")
+    d = tmp_path / "dict.txt"
+    d.write_text("apple\t蘋果\nwater\t水\nbook\t書\ncity\t城市\n", encoding="utf-8")
+    out = tmp_path / "scale"
+    rc = main(["align-scale", "--corpus", f"en={en}", "--corpus", f"zh={zh}", "--dict", str(d), "--sentences", "40,120",
+               "--steps", "4", "--eval-every", "2", "--batch-size", "2", "--seq-len", "16", "--vocab-size", "300",
+               "--out", str(out)])
+    assert rc == 0
+    res = json.loads((out / "results.json").read_text())
+    assert res["schema"] == "bertology.align-scale/1" and [r["sentences_per_lang"] for r in res["runs"]] == [40, 120]
+    for run in res["runs"]:
+        steps = [h["step"] for h in run["history"] if "mrr" in h]
+        assert steps == [2, 4] and all(0 < h["mrr"] <= 1 for h in run["history"])
+    assert res["alignment_pairs"]["source_words"] == 4 and res["alignment_pairs"]["converted_chinese_words"] == 2
+    assert (out / "data_scale.png").stat().st_size > 1000
+
+
+def test_occurrences_unknown_in_context_are_dropped(tiny_model):
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(tiny_model)
+    # "©" is neither a word character nor punctuation for BERT: "apple©" becomes one unknown word in context
+    ws = align.usable_words(["apple", "book"], ["apple© here", "book© there", "an apple"], tok, k=5)
+    assert ws.words == ["apple"] and [o.sentence for o in ws.occurrences["apple"]] == [2]
+    assert ws.reasons == {"book": "unknown token in every context"}
+
+
+def test_langvec_ignores_identical_dictionary_pairs(tiny_model):
+    # "apple -> apple" is in MUSE-style dictionaries; echoing the input must not count as a translation
+    d = Dictionary([("apple", "apple"), ("today", "today"), ("i", "i"), ("he", "他")])
+    r = langvec.langvec(str(tiny_model), {"en": SENTS[:9], "zh": SENTS[9:]}, SENTS[:4], d, "en", "zh",
+                        alphas=(0, 1), progress=False)
+    assert all(g["scored_words"] == sum(t == "he" for s in SENTS[:4] for t in s.split()) for g in r.grid)

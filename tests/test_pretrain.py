@@ -1,0 +1,293 @@
+"""Masked-LM pretraining: tokenizer, packing, masking, the CLI end to end, resume after SIGKILL, 2-process DDP
+against 1 process, fill-mask."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from bertology.cli import main
+from bertology.data import parse_corpus_spec, read_corpora
+from bertology.errors import UserError
+from bertology.pretrain import (PackedMLMBatches, PretrainConfig, fill_mask, make_masker, pack_lines, pretrain,
+                                smoothed_shares)
+
+from conftest import TINY_WORDS
+
+ENV = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false", "HF_HUB_OFFLINE": "1"}
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Tiny models gain nothing from a second thread, and on a loaded machine OpenMP threads waiting on each
+    other made these tests ~10x slower."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def _corpus(path: Path, lang: str, n: int, seed: int = 0) -> Path:
+    """Synthetic sentences over the tiny tokenizer's vocabulary (English words or CJK characters) with
+    something to learn: Zipf-distributed words (a model that learns nothing scores ~1/len(words))."""
+    rng = random.Random(seed)
+    words = [w for w in TINY_WORDS if w.isascii() == (lang == "en")]
+    weights = [1 / (r + 1) ** 1.5 for r in range(len(words))]
+    sep = " " if lang == "en" else ""
+    lines = (sep.join(rng.choices(words, weights, k=rng.randint(4, 14))) for _ in range(n))
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+@pytest.fixture(scope="module")
+def corpora(tmp_path_factory) -> list[str]:
+    d = tmp_path_factory.mktemp("corpora")
+    return [f"en={_corpus(d / 'en.txt', 'en', 1500)}", f"zh={_corpus(d / 'zh.txt', 'zh', 1500, 1)}"]
+
+
+def _weights(model_dir: Path) -> dict[str, torch.Tensor]:
+    from safetensors.torch import load_file
+
+    return load_file(str(model_dir / "model.safetensors"))
+
+
+# --------------------------------------------------------------------------------------------- pieces
+def test_corpus_spec_parsing_and_errors(tmp_path):
+    s = parse_corpus_spec("zh=tatoeba-cmn-eng#1@500")
+    assert (s.lang, s.source, s.column, s.max_lines) == ("zh", "tatoeba-cmn-eng", 1, 500)
+    with pytest.raises(UserError, match="LANG=FILE"):
+        parse_corpus_spec("just-a-file.txt")
+    tsv = tmp_path / "pairs.tsv"
+    tsv.write_text("hello\t你好\nonly-one-column\n", encoding="utf-8")
+    with pytest.raises(UserError, match=r"pairs.tsv:2: no column 1"):
+        read_corpora([f"zh={tsv}#1"])
+    assert main(["pretrain", "--corpus", "nonsense", "--out", str(tmp_path / "o")]) == 2
+
+
+def test_tokenizer_cjk_characters_and_autotokenizer(tmp_path, data_dir):
+    from transformers import AutoTokenizer
+
+    assert main(["tokenizer", "train", "--corpus", "en=tatoeba-cmn-eng#0@3000", "--corpus", "zh=tatoeba-cmn-eng#1@3000",
+                 "--vocab-size", "3000", "--budget-tokens", "200000", "--data-dir", str(data_dir),
+                 "--out", str(tmp_path / "tok")]) == 0
+    res = json.loads((tmp_path / "tok" / "results.json").read_text())
+    assert res["schema"] == "bertology.tokenizer/1" and set(res["training_lines"]) == {"en", "zh"}
+    tok = AutoTokenizer.from_pretrained(tmp_path / "tok")
+    assert tok.is_fast and len(tok) == res["vocab_size"] <= 3000
+    pieces = tok.tokenize("我们今天[MASK]了 Hello, World!")
+    assert pieces[:3] == ["我", "们", "今"] and "[MASK]" in pieces and "hello" in pieces and "," in pieces
+    assert res["cjk_chars_in_vocab"] > 500          # the alphabet limit must not squeeze out Chinese
+    assert tok("你好")["input_ids"][0] == tok.cls_token_id
+
+
+def test_smoothed_shares():
+    p = smoothed_shares({"en": 90.0, "zh": 10.0}, 0.7)
+    assert 0.1 < p["zh"] < 0.5 and abs(sum(p.values()) - 1) < 1e-9
+    assert smoothed_shares({"en": 90.0, "zh": 10.0}, 0.0)["zh"] == pytest.approx(0.5)
+
+
+def test_pack_lines_fills_every_position():
+    seqs = pack_lines([[10, 11, 12], [13], [14, 15, 16, 17, 18]], seq_len=8, cls_id=2, sep_id=3)
+    # stream: 10 11 12 3 13 3 14 15 16 17 18 3 (12 tokens) -> one sequence of 7 body tokens, tail dropped
+    assert seqs.tolist() == [[2, 10, 11, 12, 3, 13, 3, 14]]
+
+
+def test_masking_rates_specials_and_determinism(tiny_model):
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(tiny_model)
+    m = make_masker(tok)
+    ids = torch.randint(5, len(tok), (64, 128))
+    ids[:, 0], ids[:, -1] = tok.cls_token_id, tok.sep_token_id
+    g = lambda: torch.Generator().manual_seed(123)  # noqa: E731
+    inputs, labels = m(ids, g())
+    inputs2, labels2 = m(ids, g())
+    assert torch.equal(inputs, inputs2) and torch.equal(labels, labels2)
+    sel = labels != -100
+    assert 0.14 < sel.float().mean() < 0.16
+    assert not sel[:, 0].any() and not sel[:, -1].any()          # [CLS]/[SEP] never predicted
+    assert torch.equal(labels[sel], ids[sel])
+    masked = (inputs[sel] == tok.mask_token_id).float().mean()
+    kept = (inputs[sel] == ids[sel]).float().mean()
+    assert 0.77 < masked < 0.83 and 0.08 < kept < 0.13             # 80% [MASK], ~10% kept (+ random hits)
+
+
+def test_whole_word_masking_masks_all_pieces(tiny_model):
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(tiny_model)
+    m = make_masker(tok, prob=0.3, whole_word=True)
+    ids = torch.tensor([tok.convert_tokens_to_ids(["[CLS]"] + ["appl", "##e", "##s"] * 40 + ["[SEP]"])
+                        if "appl" in tok.get_vocab() else
+                        tok.convert_tokens_to_ids(["[CLS]"] + ["launch", "##ed", "##ly"] * 40 + ["[SEP]"])])
+    _, labels = m(ids, torch.Generator().manual_seed(0))
+    words = (labels[0, 1:-1] != -100).view(40, 3)
+    assert words.any() and (words.all(1) == words.any(1)).all()   # a word is masked entirely or not at all
+
+
+def test_batches_two_ranks_equal_one_rank_of_double_batch(tiny_model):
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(tiny_model)
+    seqs = {"en": np.random.default_rng(0).integers(5, len(tok), (100, 16)).astype(np.int32),
+            "zh": np.random.default_rng(1).integers(5, len(tok), (30, 16)).astype(np.int32)}
+    b = PackedMLMBatches(seqs, 4, make_masker(tok), alpha=0.7, seed=3)
+    one = PackedMLMBatches(seqs, 8, make_masker(tok), alpha=0.7, seed=3)(epoch=1)
+    r0, r1 = b(1, 0, 2), b(1, 1, 2)
+    assert len(r0) == len(r1) == len(one) == 130 // 8
+    for i in range(len(one)):
+        full, a, c = one[i], r0[i], r1[i]
+        assert torch.equal(full["input_ids"][0::2], a["input_ids"]) and torch.equal(full["labels"][1::2], c["labels"])
+        assert int(full["n_masked"]) == int(a["n_masked"]) == int(c["n_masked"])
+    assert not torch.equal(b(2, 0, 2)[0]["input_ids"], r0[0]["input_ids"])   # epochs differ
+    # the smaller language is up-sampled towards its smoothed share
+    rows = b.epoch_rows(0)
+    assert (rows[:, 0] == 1).mean() == pytest.approx(b.shares()["zh"], abs=0.01) and b.shares()["zh"] > 30 / 130
+
+
+# --------------------------------------------------------------------------------------------- end to end
+def test_pretrain_cli_exports_loadable_model_and_learns(tmp_path, tiny_model, corpora):
+    from transformers import AutoModelForMaskedLM, AutoTokenizer
+
+    out = tmp_path / "run"
+    dictionary = tmp_path / "dict.txt"
+    dictionary.write_text("apple\t蘋果\nphone\t手機\ntea\t茶\nprice\t價\nstock\t股\nnew\t新\n", encoding="utf-8")
+    args = ["pretrain", *sum((["--corpus", c] for c in corpora), []), "--tokenizer", str(tiny_model),
+            "--track-alignment", str(dictionary),
+            "--size", "tiny", "--seq-len", "32", "--batch-size", "16", "--max-steps", "60", "--eval-every", "30",
+            "--lr", "1e-3", "--out", str(out), "--no-progress", "--precision", "bf16"]
+    assert main(args) == 0
+    doc = json.loads((out / "results.json").read_text())
+    assert doc["schema"] == "bertology.pretrain/1" and doc["steps"] == 60
+    assert set(doc["languages"]) == {"en", "zh"} and doc["tokens_seen"] == 60 * 16 * 32
+    first, last = doc["history"][0], doc["history"][-1]
+    assert all(0 <= h["mrr"] <= 1 and "mrr_random" in h for h in doc["history"])   # --track-alignment logged
+    vocab = len(AutoTokenizer.from_pretrained(tiny_model))
+    assert last["eval_loss"] < first["eval_loss"] < np.log(vocab)    # it learns: below a uniform guess, and on
+    assert last["eval_acc"] > 0.2                                    # to the frequent words (chance ~1/100)
+    assert doc["unigram_baseline"]["unigram_loss_en"] < np.log(vocab)
+    assert (out / "loss_curve.png").stat().st_size > 1000
+    assert [json.loads(l)["step"] for l in (out / "eval.jsonl").read_text().splitlines()] == [30, 60]
+    model = AutoModelForMaskedLM.from_pretrained(out / "model")
+    assert model.config.num_hidden_layers == 2 and model.config.hidden_size == 128
+    assert AutoTokenizer.from_pretrained(out / "model").is_fast
+    # a second run into the same directory without --resume is refused with exit 2
+    assert main(args) == 2
+    # fill-mask on the exported model
+    assert main(["fill-mask", "--model", str(out / "model"), "我 [MASK] 蘋 果", "--out", str(tmp_path / "fm")]) == 0
+    fm = json.loads((tmp_path / "fm" / "results.json").read_text())
+    cands = fm["items"][0]["masks"][0]["candidates"]
+    assert len(cands) == 5 and cands[0]["prob"] >= cands[-1]["prob"] and sum(c["prob"] for c in cands) <= 1.0001
+
+
+def test_custom_eval_hook_is_called_and_logged(tmp_path, tiny_model, corpora):
+    calls = []
+
+    def hook(model, step, metrics):
+        calls.append((type(model).__name__, step, "eval_loss" in metrics))
+        return {"my_metric": step * 2}
+
+    res = pretrain(PretrainConfig(corpora=corpora, out_dir=str(tmp_path / "r"), tokenizer=str(tiny_model),
+                                  size="tiny", seq_len=32, batch_size=8, max_steps=6, eval_every=3, progress=False),
+                   eval_hooks=[hook])
+    assert calls == [("BertForMaskedLM", 3, True), ("BertForMaskedLM", 6, True)]
+    assert [h["my_metric"] for h in res.history] == [6, 12]
+    logged = [json.loads(l) for l in (tmp_path / "r" / "eval.jsonl").read_text().splitlines()]
+    assert [e["my_metric"] for e in logged] == [6, 12]
+
+
+def _cli(*args) -> list[str]:
+    return [sys.executable, "-m", "bertology.cli", *args]
+
+
+def test_resume_after_sigkill_matches_uninterrupted_run(tmp_path, tiny_model, corpora):
+    base = ["pretrain", *sum((["--corpus", c] for c in corpora), []), "--tokenizer", str(tiny_model),
+            "--size", "tiny", "--seq-len", "32", "--batch-size", "8", "--max-steps", "60", "--eval-every", "10",
+            "--no-progress", "--seed", "5"]   # dropout stays on: its RNG state must be restored too
+    straight, killed = tmp_path / "straight", tmp_path / "killed"
+    subprocess.run(_cli(*base, "--out", str(straight)), env=ENV, check=True, capture_output=True)
+
+    proc = subprocess.Popen(_cli(*base, "--out", str(killed)), env=ENV, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while time.time() < deadline:   # kill it once a few checkpoints exist, somewhere mid-run
+        ev = killed / "eval.jsonl"
+        if ev.exists() and len(ev.read_text().splitlines()) >= 2:
+            break
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    assert proc.wait() == -signal.SIGKILL
+    assert not (killed / "results.json").exists()          # it really died before the end
+    r = subprocess.run(_cli(*base, "--out", str(killed), "--resume"), env=ENV, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr[-2000:]
+    a, b = _weights(straight / "model"), _weights(killed / "model")
+    assert a.keys() == b.keys()
+    assert all(torch.equal(a[k], b[k]) for k in a), "resumed run diverged from the uninterrupted one"
+    steps = [json.loads(l)["step"] for l in (killed / "log.jsonl").read_text().splitlines()]
+    assert steps == sorted(set(steps)) and steps[-1] == 60  # no duplicated log lines after the resume
+
+
+@pytest.mark.skipif(shutil.which("torchrun", path=str(Path(sys.executable).parent)) is None, reason="no torchrun")
+def test_two_processes_batch_b_match_one_process_batch_2b(tmp_path, tiny_model, corpora):
+    common = ["pretrain", *sum((["--corpus", c] for c in corpora), []), "--tokenizer", str(tiny_model),
+              "--size", "tiny", "--seq-len", "32", "--max-steps", "12", "--eval-every", "6", "--dropout", "0",
+              "--no-progress", "--lr", "1e-3"]
+    one, two = tmp_path / "one", tmp_path / "two"
+    subprocess.run(_cli(*common, "--batch-size", "8", "--out", str(one)), env=ENV, check=True, capture_output=True)
+    torchrun = str(Path(sys.executable).parent / "torchrun")
+    r = subprocess.run([torchrun, "--nproc_per_node=2", "--master_port=29533", "-m", "bertology.cli", *common,
+                        "--batch-size", "4", "--out", str(two)], env=ENV, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-3000:]              # clean exit (no SIGABRT at shutdown)
+    a, b = _weights(one / "model"), _weights(two / "model")
+    start = _weights_initial(tiny_model, common)
+    diff = max(float((a[k] - b[k]).abs().max()) for k in a)
+    moved = max(float((a[k] - start[k]).abs().max()) for k in a if k in start)
+    # Same rows, same masks, same global normalisation: only float summation order differs.
+    print(f"2 processes x B vs 1 process x 2B: max |weight difference| {diff:.2e}, largest weight change {moved:.2e}")
+    assert diff < 1e-4 and moved > 100 * diff, (diff, moved)
+    assert json.loads((two / "results.json").read_text())["tokens_seen"] == 12 * 8 * 32
+
+
+def _weights_initial(tiny_model, common) -> dict[str, torch.Tensor]:
+    """The weights every run starts from (seed 0), to show the runs moved far more than they differ."""
+    from transformers import AutoTokenizer, BertForMaskedLM
+
+    from bertology import engine
+    from bertology.pretrain import model_config
+
+    engine.set_seed(0)
+    m = BertForMaskedLM(model_config("tiny", None, len(AutoTokenizer.from_pretrained(tiny_model)), 32, 0.0))
+    return {f"{k}": v.detach().clone() for k, v in m.state_dict().items()}
+
+
+# --------------------------------------------------------------------------------------------- fill-mask
+def test_fill_mask_needs_mlm_head_and_a_mask(tiny_model, tiny_encoder, capsys):
+    assert main(["fill-mask", "--model", str(tiny_encoder), "今天買了蘋[MASK]來吃"]) == 2
+    assert "no masked-LM head" in capsys.readouterr().err
+    assert main(["fill-mask", "--model", str(tiny_model), "no blank here"]) == 2
+    res = fill_mask(str(tiny_model), ["今天買了蘋[MASK]來吃", "[MASK] ate [MASK] apple"], top_k=3)
+    assert [len(it["masks"]) for it in res.items] == [1, 2]
+    assert all(len(m["candidates"]) == 3 for it in res.items for m in it["masks"])
+    assert fill_mask(str(tiny_model), ["買了蘋[MASK]"], top_k=2, convert="t2s").items[0]["text"] == "买了苹[MASK]"
+    assert main(["fill-mask", "--model", str(tiny_model), "--convert", "nope", "a [MASK]"]) == 2
+
+
+def test_report_section(tmp_path, tiny_model, tiny_encoder):
+    from bertology.pretrain import report_section
+    from bertology.report import ReportContext
+
+    with pytest.raises(UserError, match="no masked-LM head"):
+        report_section(ReportContext(model=str(tiny_encoder), out_dir=tmp_path / "a", data_dir=None))
+    sec = report_section(ReportContext(model=str(tiny_model), out_dir=tmp_path / "b", data_dir=None))
+    assert sec.figures[0].exists() and len(sec.tables[0][1]) >= 5

@@ -1,0 +1,293 @@
+"""Extractive QA: official metrics on hand-worked cases, the SQuAD loader's validation, window labelling,
+exact span search, training that actually learns, and the CLI's exit codes."""
+
+from __future__ import annotations
+
+import gzip
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from bertology import qa
+from bertology.cli import main
+from bertology.data import load_squad
+from bertology.errors import UserError
+from bertology.metrics import (cmrc_em, cmrc_f1, cmrc_segment, longest_common_run, qa_scores, squad_em, squad_f1,
+                               squad_normalize)
+
+
+# --------------------------------------------------------------------------------------------- metrics: English
+def test_squad_normalisation_and_scores():
+    assert squad_normalize("The  Apple, Inc.!") == "apple inc"
+    assert squad_em("the Denver Broncos", "Denver Broncos.") == 1.0
+    # pred {cat, sat}, ref {cat, sat, down}: P = 1, R = 2/3 -> F1 = 0.8 (articles dropped)
+    assert squad_f1("the cat sat", "a cat sat down") == pytest.approx(0.8)
+    # bag of tokens, order ignored (SQuAD), unlike CMRC's contiguous run
+    assert squad_f1("sat cat", "cat sat") == 1.0
+    assert squad_f1("dog", "cat") == 0.0
+    # repeated tokens count with multiplicity: common = min counts
+    assert squad_f1("paris paris", "paris") == pytest.approx(2 * 0.5 * 1 / 1.5)
+
+
+def test_qa_scores_max_over_references_and_missing():
+    refs = {"q1": ["Denver Broncos", "Broncos"], "q2": ["1973"], "q3": ["x"]}
+    r = qa_scores(refs, {"q1": "the Broncos", "q2": "in 1973"}, "en")
+    # q1: EM 1 (matches "Broncos"); q2: EM 0, F1 2*(1/2*1)/(1.5) = 2/3; q3 missing -> 0
+    assert r["total"] == 3 and r["missing"] == 1
+    assert r["exact_match"] == pytest.approx(100 / 3)
+    assert r["f1"] == pytest.approx(100 * (1 + 2 / 3) / 3)
+
+
+# --------------------------------------------------------------------------------------------- metrics: Chinese
+def test_cmrc_mixed_segmentation():
+    assert cmrc_segment("2008年北京奥运会Olympic Games") == ["2008", "年", "北", "京", "奥", "运", "会",
+                                                         "olympic", "games"]
+    assert cmrc_segment("3.5億美元") == ["3.5", "億", "美", "元"]
+    # listed punctuation is a token of its own, and removed with remove_punct
+    assert cmrc_segment("《紅樓夢》") == ["《", "紅", "樓", "夢", "》"]
+    assert cmrc_segment("《紅樓夢》", remove_punct=True) == ["紅", "樓", "夢"]
+
+
+def test_cmrc_f1_uses_longest_contiguous_run():
+    assert longest_common_run(list("abcxbc"), list("zbcq")) == 2
+    # ref 北京奥运会 (5 tokens), pred 在北京举行奥运会 (8): the longest common run 奥运会 is 3 tokens,
+    # not the 5 tokens they share
+    p, r = 3 / 8, 3 / 5
+    assert cmrc_f1("在北京举行奥运会", "北京奥运会") == pytest.approx(2 * p * r / (p + r))
+
+
+def test_cmrc_traditional_and_mixed_cases():
+    # Traditional Chinese: 臺 and 台 are different tokens; 灣大學 is the common run
+    assert cmrc_f1("臺灣大學", "台灣大學") == pytest.approx(0.75)
+    assert cmrc_em("臺灣大學", "台灣大學") == 0.0
+    # punctuation from the official list does not count for EM
+    assert cmrc_em("《紅樓夢》", "紅樓夢") == 1.0
+    # a space is not punctuation: EM fails, but both segment to [1997, 年], so F1 is perfect
+    assert cmrc_em("1997 年", "1997年") == 0.0
+    assert cmrc_f1("1997 年", "1997年") == 1.0
+    # mixed English words inside Chinese are lower-cased word tokens: [iphone, 6, plus] vs [iphone, 6]
+    assert cmrc_f1("iPhone 6 Plus", "iphone 6") == pytest.approx(0.8)
+    assert cmrc_em("iPhone 6", "iphone 6") == 1.0
+    r = qa_scores({"a": ["台灣大學", "臺灣大學"]}, {"a": "臺灣大學"}, "zh")
+    assert r["exact_match"] == 100.0 and r["f1"] == 100.0
+
+
+# --------------------------------------------------------------------------------------------- loader
+def _squad(qas, context="The cat sat on the mat in 1997."):
+    return {"version": "1.1", "data": [{"title": "t", "paragraphs": [{"context": context, "qas": qas}]}]}
+
+
+def _write(tmp_path, doc, name="d.json"):
+    p = tmp_path / name
+    if name.endswith(".gz"):
+        with gzip.open(p, "wt", encoding="utf-8") as f:
+            json.dump(doc, f)
+    else:
+        p.write_text(json.dumps(doc), encoding="utf-8")
+    return p
+
+
+def test_loader_validates_and_relocates(tmp_path):
+    good = {"id": "q1", "question": "Where?", "answers": [{"text": "the mat", "answer_start": 15}]}
+    off = {"id": "q2", "question": "When?", "answers": [{"text": "1997", "answer_start": 3}]}
+    ds = load_squad(_write(tmp_path, _squad([good, off]), "d.json.gz"))
+    assert [e.id for e in ds.examples] == ["q1", "q2"]
+    assert ds.relocated == 1 and ds.examples[1].answer_starts == [26]
+    assert ds.examples[1].context[26:30] == "1997"
+
+    absent = {"id": "q3", "question": "Who?", "answers": [{"text": "a dog", "answer_start": 4}]}
+    with pytest.raises(UserError, match=r"question 'q3'.*does not occur"):
+        load_squad(_write(tmp_path, _squad([good, absent])))
+    ds = load_squad(_write(tmp_path, _squad([good, absent])), skip_bad=True)
+    assert ds.skipped == 1 and len(ds.examples) == 1
+
+    with pytest.raises(UserError, match=r"question 'q4'.*missing field 'answer_start'"):
+        load_squad(_write(tmp_path, _squad([{"id": "q4", "question": "?", "answers": [{"text": "cat"}]}])))
+    with pytest.raises(UserError, match=r"question 'q1'.*empty context"):
+        load_squad(_write(tmp_path, _squad([good], context="  ")))
+    with pytest.raises(UserError, match=r"missing field 'id'"):
+        load_squad(_write(tmp_path, _squad([{"question": "?", "answers": []}])))
+    with pytest.raises(UserError, match=r"missing field 'data'"):
+        load_squad(_write(tmp_path, {"version": "1.1"}))
+    # prediction-only data may come without answers
+    ds = load_squad(_write(tmp_path, _squad([{"id": "q5", "question": "?", "answers": []}])), require_answers=False)
+    assert ds.examples[0].answers == []
+
+
+def test_real_files_load(data_dir):
+    cmrc = load_squad(data_dir / "cmrc2018/cmrc2018_trial.json")
+    assert len(cmrc.examples) == 1002 and cmrc.relocated == 5       # the trial file's known off offsets
+    for e in cmrc.examples:
+        assert all(e.context[s:s + len(a)] == a for s, a in zip(e.answer_starts, e.answers))
+    xen, xzh = qa.load_data("xquad-en", data_dir), qa.load_data("xquad-zh", data_dir)
+    assert qa.detect_lang(xen.examples) == "en" and qa.detect_lang(xzh.examples) == "zh"
+    # seeded samples of parallel files pick the same questions
+    assert [e.id for e in xen.sample(50, 3).examples] == [e.id for e in xzh.sample(50, 3).examples]
+
+
+# --------------------------------------------------------------------------------------------- windows & spans
+@pytest.fixture(scope="module")
+def minilm_tokenizer():
+    from bertology.models import load_tokenizer
+
+    try:
+        return load_tokenizer("minilm")
+    except UserError as e:
+        pytest.skip(str(e))
+
+
+def test_train_windows_label_the_answer(minilm_tokenizer, data_dir):
+    ds = qa.load_data("squad-dev", data_dir).sample(150, 0)
+    s = qa.QASettings(max_len=128, doc_stride=48, max_query_len=32)   # short windows: many contexts split
+    feats = qa.train_features(minilm_tokenizer, ds.examples, s)
+    ef = qa.eval_features(minilm_tokenizer, ds.examples, s)
+    assert len(feats) == len(ef.items) > 1.5 * len(ds.examples)
+    labelled_per_example = np.zeros(len(ds.examples), int)
+    exact = 0
+    for f, ex_i, (first, last), offs in zip(feats, ef.example_index, ef.context_range, ef.offsets):
+        assert len(f["input_ids"]) <= 128
+        if f["start_positions"] == 0:
+            assert f["end_positions"] == 0
+            continue
+        ex = ds.examples[ex_i]
+        a, b = f["start_positions"], f["end_positions"]
+        assert first <= a <= b <= last
+        span = ex.context[offs[a - first][0]:offs[b - first][1]]
+        assert ex.answers[0] in span or span in ex.answers[0]
+        exact += span == ex.answers[0]
+        labelled_per_example[ex_i] += 1
+    assert (labelled_per_example >= 1).all()          # every answer lies whole in some window
+    assert exact / labelled_per_example.sum() > 0.95   # and token bounds reproduce it exactly
+
+
+def test_top_spans_is_exact():
+    rng = np.random.default_rng(0)
+    for n, L in [(1, 30), (7, 3), (50, 30), (200, 15)]:
+        st, en = rng.normal(size=n), rng.normal(size=n)
+        brute = sorted(((st[i] + en[j], i, j) for i in range(n) for j in range(i, min(n, i + L))), reverse=True)[:20]
+        sc, i, j = qa._top_spans(st, en, L, 20)
+        assert np.allclose(sc, [b[0] for b in brute])
+        assert list(zip(i.tolist(), j.tolist())) == [(b[1], b[2]) for b in brute]
+
+
+def _toy_examples(n, seed=0):
+    """A task a tiny model can learn in a minute: the answer is the word after 'is'."""
+    rng = np.random.default_rng(seed)
+    colours = ["red", "green", "sweet", "new", "tasty"]
+    things = ["apple", "tree", "phone", "book", "house", "river"]
+    out = []
+    for k in range(n):
+        t, c = things[rng.integers(len(things))], colours[rng.integers(len(colours))]
+        filler = " ".join(rng.choice(["we", "ate", "today", "market", "the", "bank"], size=rng.integers(2, 6)))
+        ctx = f"{filler} the {t} is {c} . {filler}"
+        out.append(qa.QAExample(f"q{k}", f"what is the {t} ?", ctx, [c], [ctx.index(f" is {c}") + 4]))
+    return out
+
+
+def test_training_learns_and_predictions_are_exact_substrings(tiny_encoder, tmp_path):
+    train = qa.QADataset("toy", _toy_examples(96, 0))
+    dev = qa.QADataset("toy-dev", _toy_examples(32, 1))
+    s = qa.QASettings(max_len=64, doc_stride=16, max_query_len=16, max_answer_len=5)
+    from bertology.models import load_model, load_tokenizer
+
+    tok = load_tokenizer(str(tiny_encoder))
+    before = qa.score(dev, qa.predict(load_model(str(tiny_encoder), head="qa"), tok, dev.examples, s,
+                                      progress=False).answers, "en").f1
+    t = qa.TrainSettings(epochs=7, batch_size=16, lr=3e-3, warmup=0.05, seed=0, eval_every=14,
+                         checkpoint_every=10**6)
+    model, tok, tr = qa.train(str(tiny_encoder), [train], dev, tmp_path / "run", s, t, progress=False)
+    p = qa.predict(model, tok, dev.examples, s, progress=False)
+    after = qa.score(dev, p.answers, "en").f1
+    assert after > 80 and after > before + 30, (before, after)
+    assert tr.best_dev_f1 == pytest.approx(after)
+    for e in dev.examples:
+        top = p.nbest[e.id][0]
+        assert e.context[top["start"]:top["end"]] == p.answers[e.id]
+        assert len(p.nbest[e.id]) <= s.n_best
+    assert (tmp_path / "run" / "model" / "config.json").exists()
+
+
+def test_convert_keeps_offsets(data_dir):
+    ds = qa.QADataset("drcd", qa.load_data("drcd-dev", data_dir).examples[:30])
+    conv, aligned = qa.convert_dataset(ds, "t2s")
+    assert all(aligned)
+    assert conv.examples[0].question != ds.examples[0].question     # Traditional -> Simplified changed it
+    for e in conv.examples:
+        assert all(e.context[s:s + len(a)] == a for s, a in zip(e.answer_starts, e.answers))
+
+
+# --------------------------------------------------------------------------------------------- CLI
+def test_cli_score_and_errors(tmp_path, capsys):
+    good = {"id": "q1", "question": "Where?", "answers": [{"text": "the mat", "answer_start": 15}]}
+    other = {"id": "q2", "question": "When?", "answers": [{"text": "1997", "answer_start": 26}]}
+    data = _write(tmp_path, _squad([good, other]))
+    preds = tmp_path / "p.json"
+    preds.write_text(json.dumps({"q1": "mat"}))
+    assert main(["qa", "score", "--data", str(data), "--predictions", str(preds), "--out", str(tmp_path / "o")]) == 0
+    doc = json.loads((tmp_path / "o" / "results.json").read_text())
+    assert doc["schema"] == "bertology.qa/1"
+    sc = doc["scores"][0]
+    assert (sc["exact_match"], sc["f1"], sc["total"], sc["missing"], sc["lang"]) == (50.0, 50.0, 2, 1, "en")
+
+    bad = _write(tmp_path, _squad([good, {"id": "q9", "question": "?", "answers": [{"text": "dog",
+                                                                                    "answer_start": 0}]}]), "bad.json")
+    capsys.readouterr()
+    assert main(["qa", "score", "--data", str(bad), "--predictions", str(preds)]) == 2
+    err = capsys.readouterr().err
+    assert "q9" in err and "bad.json" in err and "Traceback" not in err
+    assert main(["qa", "score", "--data", str(bad), "--predictions", str(preds), "--skip-bad"]) == 0
+    preds.write_text("{oops")
+    assert main(["qa", "score", "--data", str(data), "--predictions", str(preds)]) == 2
+
+
+def test_cli_eval_and_predict(tiny_encoder, tmp_path):
+    from bertology.models import load_model, load_tokenizer
+
+    # a QA model directory (random span head) that `qa eval` / `qa predict` accept as --model
+    mdir = tmp_path / "qa-model"
+    load_model(str(tiny_encoder), head="qa").save_pretrained(mdir)
+    load_tokenizer(str(tiny_encoder)).save_pretrained(mdir)
+    ds = qa.QADataset("toy", _toy_examples(12, 2))
+    doc = {"data": [{"title": "", "paragraphs": [{"context": e.context, "qas": [
+        {"id": e.id, "question": e.question, "answers": [{"text": e.answers[0], "answer_start": e.answer_starts[0]}]}]}
+        for e in ds.examples]}]}
+    data = _write(tmp_path, doc, "toy.json")
+    args = ["--model", str(mdir), "--data", str(data), "--max-len", "64", "--doc-stride", "16"]
+    assert main(["qa", "eval", *args, "--out", str(tmp_path / "e")]) == 0
+    res = json.loads((tmp_path / "e" / "results.json").read_text())
+    assert res["command"] == "eval" and res["scores"][0]["total"] == 12
+    preds = json.loads((tmp_path / "e" / "predictions.json").read_text())
+    assert set(preds) == {e.id for e in ds.examples}
+    assert all(preds[e.id] in e.context for e in ds.examples)
+    assert main(["qa", "predict", *args, "--out", str(tmp_path / "p")]) == 0
+    assert json.loads((tmp_path / "p" / "predictions.json").read_text()) == preds    # same model, same answers
+    # one window per context: normalising scores per window cannot change the ranking
+    assert main(["qa", "predict", *args, "--span-score", "window-prob", "--out", str(tmp_path / "w")]) == 0
+    assert json.loads((tmp_path / "w" / "predictions.json").read_text()) == preds
+    assert main(["qa", "eval", *args, "--doc-stride", "60", "--out", str(tmp_path / "x")]) == 2
+    # a model without a trained span head would answer at random: refused with exit 2
+    assert main(["qa", "eval", "--model", str(tiny_encoder), "--data", str(data), "--out", str(tmp_path / "y")]) == 2
+
+
+def test_report_section_runs(tiny_encoder, tmp_path, data_dir, monkeypatch):
+    from bertology.report import ReportContext, run_section
+
+    monkeypatch.setattr(qa, "REPORT_QUICK", (4, 3))      # the code path of the quick report, at toy size
+    (sec,) = run_section("bertology.qa", "QA", ReportContext(model=str(tiny_encoder), out_dir=tmp_path / "r",
+                                                             data_dir=str(data_dir)))
+    assert sec.error is None, sec.error
+    names = [r["eval set"] for r in sec.tables[0][1]]
+    assert names[:2] == ["XQuAD-en", "XQuAD-zh"] and any("lecture" in n for n in names)
+    assert all(Path(f).exists() for f in sec.figures) and len(sec.figures) == 2
+    doc = json.loads((tmp_path / "r" / "results.json").read_text())
+    assert doc["schema"] == "bertology.qa/1" and doc["train"]["train_questions"] == 4
+    # a model that already has a span head is evaluated without training
+    assert not qa.has_qa_head(str(tiny_encoder))
+    qa_model = Path(doc["train"]["model_dir"])
+    assert qa.has_qa_head(str(qa_model))
+    (sec2,) = run_section("bertology.qa", "QA", ReportContext(model=str(qa_model), out_dir=tmp_path / "r2",
+                                                              data_dir=str(data_dir)))
+    assert sec2.error is None, sec2.error
+    assert "evaluated as it is" in sec2.explanation and len(sec2.figures) == 1
