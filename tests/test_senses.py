@@ -68,7 +68,7 @@ def test_cbow_static_vectors_cannot_separate(tmp_path, data_dir):
     assert st.layers[0].within == pytest.approx(1.0) and len(st.neighbours) == 10
     assert "果" not in [w for w, _ in st.neighbours]
     # training is repeatable with the same seed
-    res2 = train_cbow(zh + sents * 3, tmp_path / "cbow2", segment="char", min_count=1, epochs=3)
+    train_cbow(zh + sents * 3, tmp_path / "cbow2", segment="char", min_count=1, epochs=3)
     assert (tmp_path / "cbow" / "cbow.bin").read_bytes() == (tmp_path / "cbow2" / "cbow.bin").read_bytes()
     assert segment_line("我買了iPhone 15", "char") == ["我", "買", "了", "iphone", "15"]
     assert "蘋果" in segment_line("我喜歡吃蘋果", "word")

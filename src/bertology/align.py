@@ -405,26 +405,9 @@ def save(result: AlignResult, out_dir: str | Path) -> list[Path]:
 def read_capped(spec, max_lines: int, data_dir: str | None = None) -> list[str]:
     """The first `max_lines` distinct lines of a corpus spec, reading no further than needed (a corpus
     directory can hold over a million lines; the alignment probe needs a few thousand)."""
-    from .data import _source_files, _squad_contexts
-    from .storage import find_dataset, read_lines
+    from .data import read_corpus
 
-    out: dict[str, None] = {}
-    for f in _source_files(find_dataset(spec.source, data_dir)):
-        if len(out) >= max_lines:
-            break
-        it = _squad_contexts(f) if f.name.endswith((".json", ".json.gz")) else read_lines(f)
-        for i, line in enumerate(it):
-            line = line.lstrip("\ufeff")
-            if spec.column is not None:
-                cols = line.split("\t")
-                if spec.column >= len(cols):
-                    raise UserError(f"{f}:{i + 1}: no column {spec.column} (line has {len(cols)} tab-separated fields)")
-                line = cols[spec.column].strip()
-            if line:
-                out[line] = None
-                if len(out) >= max_lines:
-                    break
-    return list(out)
+    return read_corpus(spec, data_dir, limit=max_lines)
 
 
 def make_alignment_hook(dictionary_path: str | Path, corpora: dict[str, str | Path | Sequence[str]], tokenizer,

@@ -98,14 +98,13 @@ def _squad_contexts(path: Path) -> list[str]:
             if p.get("context")]
 
 
-def read_corpus(spec: CorpusSpec, data_dir: str | None = None) -> list[str]:
-    """The text lines of one corpus source (deduplicated, order kept), capped at spec.max_lines."""
+def iter_corpus_lines(spec: CorpusSpec, data_dir: str | None = None):
+    """Stream the text lines of one corpus source (SQuAD files give their paragraphs; `#N` picks a column)."""
     from .storage import find_dataset
 
-    lines: list[str] = []
     for f in _source_files(find_dataset(spec.source, data_dir)):
         if f.name.endswith((".json", ".json.gz")):
-            lines += _squad_contexts(f)
+            yield from _squad_contexts(f)
             continue
         for i, line in enumerate(read_lines(f)):
             line = line.lstrip("\ufeff")
@@ -115,9 +114,20 @@ def read_corpus(spec: CorpusSpec, data_dir: str | None = None) -> list[str]:
                     raise UserError(f"{f}:{i + 1}: no column {spec.column} (line has {len(cols)} tab-separated fields)")
                 line = cols[spec.column].strip()
             if line:
-                lines.append(line)
-    lines = list(dict.fromkeys(lines))
-    return lines[:spec.max_lines] if spec.max_lines is not None else lines
+                yield line
+
+
+def read_corpus(spec: CorpusSpec, data_dir: str | None = None, limit: int | None = None) -> list[str]:
+    """The distinct text lines of one corpus source, in order, capped at spec.max_lines and at `limit`;
+    reading stops as soon as the cap is reached (a corpus directory can hold over a million lines)."""
+    caps = [c for c in (spec.max_lines, limit) if c is not None]
+    cap = min(caps) if caps else None
+    out: dict[str, None] = {}
+    for line in iter_corpus_lines(spec, data_dir):
+        if cap is not None and len(out) >= cap:
+            break
+        out[line] = None
+    return list(out)
 
 
 def read_corpora(specs: list[str], data_dir: str | None = None) -> dict[str, list[str]]:
