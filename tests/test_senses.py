@@ -111,3 +111,4 @@ def test_report_on_minilm_shows_every_section_and_why_zh_cannot_run(tmp_path, da
     zh = [e for t, e in titles.items() if "蘋果" in t][0]
     assert zh and "[UNK]" in zh                       # minilm has no 蘋/果: the section says why
     assert page.count("data:image/png;base64,") >= 4 and "Not run on this model" in page
+    assert "@font-face{font-family:'bertology-cjk'" in page      # Chinese renders without a system CJK font

@@ -84,6 +84,32 @@ def _table_html(rows: list[dict]) -> str:
     return f"<table><tr>{head}</tr>{body}</table>"
 
 
+def _embedded_cjk_font(text: str) -> str:
+    """A @font-face rule carrying just the CJK glyphs the page uses (subset of the Noto Sans CJK font that
+    mplfonts ships), so Chinese renders even where the reader has no CJK font installed. A few KB."""
+    chars = sorted({ch for ch in text if ord(ch) > 0x2E7F})
+    if not chars:
+        return ""
+    try:
+        import io
+
+        import mplfonts
+        from fontTools import subset
+
+        path = Path(mplfonts.__file__).parent / "fonts" / "NotoSansCJKsc-Regular.otf"
+        opts = subset.Options()
+        font = subset.load_font(str(path), opts)
+        sub = subset.Subsetter(opts)
+        sub.populate(text="".join(chars))
+        sub.subset(font)
+        buf = io.BytesIO()
+        subset.save_font(font, buf, opts)
+    except Exception:  # no font available: the browser falls back to the reader's own fonts
+        return ""
+    data = base64.b64encode(buf.getvalue()).decode()
+    return (f"@font-face{{font-family:'bertology-cjk';src:url(data:font/otf;base64,{data}) format('opentype');}}")
+
+
 def render_html(model: str, sections: list[Section]) -> str:
     parts = []
     for i, s in enumerate(sections, 1):
@@ -104,9 +130,13 @@ def render_html(model: str, sections: list[Section]) -> str:
         parts.append("<section>" + "\n".join(body) + "</section>")
     toc = "".join(f"<li><a href='#s{i}'>{html.escape(s.title)}</a>{' (not run)' if s.error else ''}</li>"
                   for i, s in enumerate(sections, 1))
+    text = model + "".join(s.title + s.explanation + (s.error or "") + "".join(
+        str(v) for _, rows in s.tables for r in rows for v in list(r) + list(r.values())) for s in sections)
+    font = _embedded_cjk_font(text)
     return f"""<!doctype html><html lang="en"><head><meta charset="utf-8">
 <title>bertology report: {html.escape(model)}</title>
-<style>body{{font-family:system-ui,sans-serif;max-width:60rem;margin:2rem auto;padding:0 1rem;line-height:1.5}}
+<style>{font}
+body{{font-family:system-ui,sans-serif,'Noto Sans CJK TC','PingFang TC','Microsoft JhengHei','bertology-cjk';max-width:60rem;margin:2rem auto;padding:0 1rem;line-height:1.5}}
 img{{max-width:100%}} table{{border-collapse:collapse;margin:.5rem 0}} td,th{{border:1px solid #ccc;padding:.2rem .5rem;
 text-align:right}} .skip{{color:#a00}} .time,.cap{{color:#666;font-size:.9em}} pre{{white-space:pre-wrap;font-size:.8em}}</style>
 </head><body><h1>Why BERT works — {html.escape(model)}</h1>
