@@ -176,10 +176,17 @@ def window_logits(model, items: list[dict], s: QASettings, device=None, progress
     groups = length_batches([len(it["input_ids"]) for it in items], s.batch_size, shuffle=False)
     was_training = model.training
     model.eval()
-    with torch.inference_mode(), autocast(s.precision, device):
+    run_model, precision = model, s.precision
+    if s.precision == "bf16" and next(model.parameters()).dtype == torch.float32:
+        # Cast the weights once (on CPU faster than autocast, which re-casts them at every matmul); on a copy,
+        # so the caller's fp32 model is untouched.
+        import copy
+
+        run_model, precision = copy.deepcopy(model).to(torch.bfloat16), "fp32"
+    with torch.inference_mode(), autocast(precision, device):
         for g in tqdm(groups, disable=not progress, unit="batch", desc="predict", dynamic_ncols=True):
             batch = {k: v.to(device) for k, v in pad_batch([items[i] for i in g], pad_id).items()}
-            res = model(**batch)
+            res = run_model(**batch)
             starts = res.start_logits.float().cpu().numpy()
             ends = res.end_logits.float().cpu().numpy()
             for j, i in enumerate(g):
