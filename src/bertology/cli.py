@@ -36,6 +36,14 @@ def _root():
     """See why BERT works (run `bertology COMMAND --help` for each experiment)."""
 
 
+def _set_threads(threads: Optional[int]) -> None:
+    """--threads N: cap torch's intra-op threads (pin jobs that share a machine); None keeps torch's default."""
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
+
+
 def _quiet_libraries() -> None:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     import transformers
@@ -333,12 +341,9 @@ def crossdomain_cmd(
 
     Writes results.json (bertology.crossdomain/1), conditions.png (bars, mean ± std over seeds) and learning_curves.png. Re-running the same command resumes an interrupted experiment.
     """
-    import torch
-
     from .crossdomain import CrossDomainConfig, run_crossdomain, save, summary_rows
 
-    if threads:
-        torch.set_num_threads(threads)
+    _set_threads(threads)
     cfg = CrossDomainConfig(model=model, task=task, conditions=tuple(c.strip() for c in conditions.split(",") if c.strip()),
                             seeds=seeds, seed=seed, epochs=epochs, patience=patience or None, batch_size=batch_size,
                             lr=lr, precision=precision, max_length=max_length, max_windows=max_windows, kmer=kmer,
@@ -455,12 +460,9 @@ def qa_train_cmd(
     """Fine-tune a span-extraction head: sliding windows over long contexts, answer span labelled in the
     window that holds it ([CLS] elsewhere), shared engine (bf16, resume, progress). Writes OUT/model (use it as
     --model), OUT/train/ (checkpoint, log.jsonl), results.json and qa_training.png."""
-    import torch
-
     from . import qa
 
-    if threads:
-        torch.set_num_threads(threads)
+    _set_threads(threads)
     s = _qa_settings(max_len, doc_stride, n_best, max_answer_len, eval_batch_size, precision)
     t = qa.TrainSettings(epochs=epochs, max_steps=max_steps, batch_size=batch_size, lr=lr, eval_every=eval_every,
                          checkpoint_every=checkpoint_every, patience=patience, seed=seed, resume=resume)
@@ -501,10 +503,7 @@ def qa_predict_cmd(
 ):
     """Answer questions with a QA model (e.g. OUT/model from `qa train`): n-best span search over every
     window, answers cut from the original context. Writes predictions.json (official format) and nbest.json."""
-    import torch
-
-    if threads:
-        torch.set_num_threads(threads)
+    _set_threads(threads)
     _qa_predict_or_eval("predict", model, data, out, "auto", limit, skip_bad,
                         _qa_settings(max_len, doc_stride, n_best, max_answer_len, eval_batch_size, precision,
                                      span_score),
@@ -524,10 +523,7 @@ def qa_eval_cmd(
     seed: int = SeedOpt, trust_remote_code: bool = TrustOpt,
 ):
     """Predict and score with the official metrics (SQuAD v1.1 for English, CMRC 2018 for Chinese)."""
-    import torch
-
-    if threads:
-        torch.set_num_threads(threads)
+    _set_threads(threads)
     _qa_predict_or_eval("eval", model, data, out, lang, limit, skip_bad,
                         _qa_settings(max_len, doc_stride, n_best, max_answer_len, eval_batch_size, precision,
                                      span_score),
@@ -558,12 +554,9 @@ def qa_crosslingual_cmd(
     """The lecture's experiment: one fine-tuning run (e.g. English SQuAD only), evaluated zero-shot on every
     eval set (SQuAD dev, XQuAD-en/zh, DRCD dev, CMRC trial...). Prints a table next to the lecture's
     (mBERT en->zh DRCD 78.8 F1); writes results.json, qa_scores.png, qa_training.png, predictions_*.json."""
-    import torch
-
     from . import qa
 
-    if threads:
-        torch.set_num_threads(threads)
+    _set_threads(threads)
     s = _qa_settings(max_len, doc_stride, n_best, max_answer_len, eval_batch_size, precision)
     t = qa.TrainSettings(epochs=epochs, max_steps=max_steps, batch_size=batch_size, lr=lr, eval_every=eval_every,
                          checkpoint_every=checkpoint_every, seed=seed, resume=resume)

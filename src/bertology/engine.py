@@ -30,7 +30,7 @@ import numpy as np
 import torch
 
 from .models import autocast, check_precision, pick_device
-from .storage import atomic_write_text
+from .storage import atomic_write_text, replace_dir
 
 
 # --------------------------------------------------------------------------------------------- batching
@@ -213,7 +213,7 @@ def save_checkpoint(out_dir: Path, model, optimizer, scheduler, state: dict) -> 
     """Write out_dir/checkpoint atomically: build checkpoint.tmp, then swap it in with renames."""
     from safetensors.torch import save_file
 
-    final, tmp, old = out_dir / "checkpoint", out_dir / "checkpoint.tmp", out_dir / "checkpoint.old"
+    final, tmp = out_dir / "checkpoint", out_dir / "checkpoint.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     weights = {k: v.detach().contiguous().cpu() for k, v in _unwrap(model).state_dict().items()}
@@ -222,12 +222,7 @@ def save_checkpoint(out_dir: Path, model, optimizer, scheduler, state: dict) -> 
                 "rng": _rng_state(), **state}, tmp / "state.pt")
     with open(tmp / "state.pt", "rb") as f:
         os.fsync(f.fileno())
-    if final.exists():
-        shutil.rmtree(old, ignore_errors=True)
-        os.replace(final, old)
-    os.replace(tmp, final)
-    shutil.rmtree(old, ignore_errors=True)
-    return final
+    return replace_dir(tmp, final)
 
 
 def _dedupe_shared(weights: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:

@@ -82,14 +82,19 @@ def squad_normalize(s: str) -> str:
     return " ".join(_SQUAD_ARTICLES.sub(" ", s).split())
 
 
+def _overlap_f1(same: int, n_pred: int, n_ref: int) -> float:
+    """Harmonic mean of precision same/n_pred and recall same/n_ref (0 when nothing overlaps), as both
+    official scripts compute it; they differ only in how `same` is counted."""
+    if same == 0:
+        return 0.0
+    precision, recall = same / n_pred, same / n_ref
+    return 2 * precision * recall / (precision + recall)
+
+
 def squad_f1(prediction: str, reference: str) -> float:
     pred, ref = squad_normalize(prediction).split(), squad_normalize(reference).split()
     common = _Counter(pred) & _Counter(ref)
-    same = sum(common.values())
-    if same == 0:
-        return 0.0
-    precision, recall = same / len(pred), same / len(ref)
-    return 2 * precision * recall / (precision + recall)
+    return _overlap_f1(sum(common.values()), len(pred), len(ref))
 
 
 def squad_em(prediction: str, reference: str) -> float:
@@ -151,11 +156,7 @@ def longest_common_run(a: list, b: list) -> int:
 
 def cmrc_f1(prediction: str, reference: str) -> float:
     ref, pred = cmrc_segment(reference, True), cmrc_segment(prediction, True)
-    same = longest_common_run(ref, pred)
-    if same == 0:
-        return 0.0
-    precision, recall = same / len(pred), same / len(ref)
-    return 2 * precision * recall / (precision + recall)
+    return _overlap_f1(longest_common_run(ref, pred), len(pred), len(ref))
 
 
 def cmrc_em(prediction: str, reference: str) -> float:

@@ -23,7 +23,6 @@ against the Hugging Face question-answering pipeline).
 from __future__ import annotations
 
 import math
-import os
 import shutil
 import time
 from dataclasses import asdict, dataclass, field
@@ -35,6 +34,7 @@ import torch
 from .data import QADataset, QAExample, load_squad
 from .errors import UserError
 from .metrics import cjk_fraction, qa_scores
+from .storage import replace_dir
 
 SCHEMA = "bertology.qa/1"
 
@@ -430,16 +430,11 @@ def _load_qa_model(model_name: str, trust_remote_code: bool):
 
 def _save_model_atomically(model, tokenizer, target: Path) -> Path:
     """save_pretrained into a temporary directory, then rename it into place."""
-    tmp, old = target.with_name(f".{target.name}.tmp"), target.with_name(f".{target.name}.old")
+    tmp = target.with_name(f".{target.name}.tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     model.save_pretrained(tmp)
     tokenizer.save_pretrained(tmp)
-    if target.exists():
-        shutil.rmtree(old, ignore_errors=True)
-        os.replace(target, old)
-    os.replace(tmp, target)
-    shutil.rmtree(old, ignore_errors=True)
-    return target
+    return replace_dir(tmp, target)
 
 
 def train(model_name: str, train_data: list[QADataset], dev: QADataset | None, out_dir: str | Path,

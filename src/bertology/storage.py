@@ -9,6 +9,7 @@ from __future__ import annotations
 import gzip
 import json
 import os
+import shutil
 import tempfile
 import urllib.request
 from dataclasses import asdict, is_dataclass
@@ -46,6 +47,19 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
     return atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def replace_dir(new: Path, target: Path) -> Path:
+    """Swap a fully written directory `new` into place at `target`. The previous `target` is first renamed
+    to `<target>.old` and removed only once `new` is in place, so a crash at any moment leaves either the
+    new directory or the old one (readers such as `engine.find_checkpoint` fall back to `.old`)."""
+    old = target.with_name(target.name + ".old")
+    if target.exists():
+        shutil.rmtree(old, ignore_errors=True)
+        os.replace(target, old)
+    os.replace(new, target)
+    shutil.rmtree(old, ignore_errors=True)
+    return target
 
 
 def _jsonable(obj: Any) -> Any:
