@@ -1,10 +1,11 @@
 """Benchmark: alignment MRR over ~30,000 candidate words and all dictionary pairs, every layer.
 
 Compares, in one run and on the same vectors:
-- vectorised: `bertology.metrics.retrieval_ranks_all` (one matrix product per chunk of queries, memory bounded
-  by --chunk-mb, then a count of the candidates scoring above the best gold: no sort); CSLS's candidate radii come from
-  one pass over candidate chunks, then one pass over query chunks counts the cosine ranks and, in place, the
-  CSLS ranks;
+- vectorised: `bertology.metrics.retrieval_ranks_all`. CSLS's candidate radii (mean of each candidate's 10
+  best cosines to the queries) come from a bf16 screen made exact (`knn_mean_similarity`: bf16 product,
+  best groups, the kept neighbours re-scored in fp32, a proven error bound, fp32 fall-back where it does not
+  hold); then one fp32 matrix product per chunk of queries (memory bounded by --chunk-mb, buffers reused)
+  and a count of the candidates scoring above the best gold (no sort), for cosine and, in place, for CSLS;
 - loop: the straightforward per-word implementation (for each source word: similarities to all candidates,
   argsort, position of the best gold; CSLS radii by sorting each word's similarities).
 The loop is timed on --loop-queries source words (and as many candidates for CSLS's candidate radii) and

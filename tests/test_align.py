@@ -14,7 +14,7 @@ from bertology import align, langvec
 from bertology.cli import main
 from bertology.data import Dictionary, load_cedict, load_dictionary, load_muse_dictionary
 from bertology.errors import UserError
-from bertology.metrics import knn_mean_similarity, random_mrr, ranking_scores, retrieval_ranks
+from bertology.metrics import bf16_dot_error_bound, knn_mean_similarity, random_mrr, ranking_scores, retrieval_ranks
 
 SENTS = ["i ate an apple today", "the apple company sold a new phone", "he bought a red apple",
          "the cat and the dog", "the dog ate the cat food", "money in the bank", "the bank of the river",
@@ -76,6 +76,33 @@ def test_knn_radius():
     a = np.eye(3)
     assert knn_mean_similarity(a, a, k=1).tolist() == pytest.approx([1, 1, 1])
     assert knn_mean_similarity(a, a, k=3).tolist() == pytest.approx([1 / 3] * 3)
+
+
+def test_bf16_error_bound_holds():
+    """The bound that makes the bf16 screen exact: never exceeded, including by adversarial rows (all mass on
+    a few coordinates rounded the same way) and by the cosine of a row with itself."""
+    rng = np.random.default_rng(0)
+    for d in (8, 64, 384):
+        bound = bf16_dot_error_bound(d)
+        a = torch.nn.functional.normalize(torch.as_tensor(rng.normal(size=(300, d)), dtype=torch.float32), dim=1)
+        worst = torch.full((4, d), 1 + 2.0 ** -9)          # rounds to bf16 with the largest relative error
+        worst[:, :2] *= torch.tensor([-1.0, 1.0])
+        a = torch.cat([a, torch.nn.functional.normalize(worst, dim=1)])
+        err = (a.bfloat16() @ a.bfloat16().T).double() - a.double() @ a.double().T
+        assert err.abs().max().item() <= bound
+
+
+@pytest.mark.parametrize("near_duplicates", [False, True])
+def test_bf16_screened_radius_is_exact(near_duplicates):
+    """The screened radii equal the fp32 ones (to summation order), also where near-ties force the fall-back."""
+    rng = np.random.default_rng(3)
+    b = rng.normal(size=(3001, 24)).astype(np.float32)
+    if near_duplicates:      # clusters of 100 rows within 1e-4: bf16 cannot tell them apart
+        b = np.repeat(b[:30], 100, axis=0) + 1e-4 * rng.normal(size=(3000, 24)).astype(np.float32)
+    a = rng.normal(size=(700, 24)).astype(np.float32)
+    screened = knn_mean_similarity(a, b, k=7, chunk_bytes=1 << 20, screen=True)
+    plain = knn_mean_similarity(a, b, k=7, screen=False)
+    assert np.abs(screened - plain).max() < 1e-6
 
 
 # --------------------------------------------------------------------------------------------- loaders
