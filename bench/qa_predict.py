@@ -12,9 +12,14 @@ a subprocess from a side directory, with the same torch. Create it once (about 1
 The pipeline is called the usual way, one question at a time, with our settings (max_seq_len 384,
 doc_stride 128, max_answer_len 30) and align_to_words=False (so neither side widens spans to whole words).
 The pipeline runs fp32. Ours runs fp32 with run_qa's span score (raw logits compared across windows), fp32
-with the pipeline's (probabilities normalised per window: same arithmetic, answers should be identical) and
-bf16 (one of its features; answers may differ where two spans nearly tie).
+with the pipeline's (probabilities normalised per window: same arithmetic, answers should be identical),
+bf16 (answers may differ where two spans nearly tie) and bf16-verified (bf16, then the questions whose answer
+bf16 rounding could change re-run in fp32), with its default margin and with a tighter 0.1.
 Goal: >= 3x with identical answers.
+
+    .venv/bin/python bench/qa_predict.py --model runs/qa/minilm-squad5k/model --n 500 --threads 1 --calibrate 1500
+
+compares bf16 with fp32 on 1,500 other dev questions: how to choose bf16-verified's margin (docs/qa.md).
 """
 
 from __future__ import annotations
@@ -58,14 +63,70 @@ def baseline_worker(args) -> None:
     print(json.dumps({"seconds": secs, "answers": answers, "version": transformers.__version__}))
 
 
+def calibrate(args, qa, model, tok, exclude: set[str]) -> None:
+    """bf16 vs fp32 on questions the benchmark does not use: how far bf16 moves the logits and, what matters,
+    the score differences that decide answers (the best span vs the next 7 spans with another text,
+    window-prob scores), for spans that overlap the best one and for disjoint ones; which answers bf16
+    changes, at what bf16 margins; how many questions each verify_margin would re-run."""
+    import random
+
+    import numpy as np
+
+    pool = [e for e in qa.load_data("squad-dev").examples if e.id not in exclude]
+    exs = random.Random(args.seed + 1).sample(pool, min(args.calibrate, len(pool)))
+    s = qa._check_settings(tok, model.config, qa.QASettings(span_score="window-prob"))
+    feats = qa.eval_features(tok, exs, s)
+    logits, cands = {}, {}
+    for p in ("bf16", "fp32"):
+        logits[p] = qa.window_logits(model, feats.items, qa.QASettings(**{**qa.asdict(s), "precision": p}))
+        cands[p] = [dict() for _ in exs]
+        qa._add_spans(cands[p], feats, logits[p], range(len(feats.items)), s)
+    err = np.concatenate([np.abs(x - y) for w in range(len(feats.items))
+                          for x, y in zip(logits["bf16"][w], logits["fp32"][w])])
+    errs = {"overlapping": [], "disjoint": []}
+    flips, near, far = [], [], []
+    for e, c16, c32 in zip(exs, cands["bf16"], cands["fp32"]):
+        (a, b), top = max(c16.items(), key=lambda kv: kv[1])
+        best32 = max(c32.items(), key=lambda kv: kv[1])[0]
+        flips.append(e.context[a:b] != e.context[best32[0]:best32[1]])
+        n, f = qa.answer_margins(e.context, c16)
+        near.append(n)
+        far.append(f)
+        others = [(sp, v) for sp, v in sorted(c16.items(), key=lambda kv: -kv[1])
+                  if e.context[sp[0]:sp[1]] != e.context[a:b]][:7]
+        for (i, j), v in others:
+            if (i, j) in c32 and (a, b) in c32:
+                moved = abs((top - v) - (c32[(a, b)] - c32[(i, j)]))
+                errs["overlapping" if i < b and a < j else "disjoint"].append(moved)
+    flips, near, far = np.array(flips), np.array(near), np.array(far)
+    pct = (50, 90, 99, 99.9, 100)
+    fmt = lambda xs: " / ".join(f"{x:.4f}" for x in np.percentile(xs, pct))   # noqa: E731
+    print(f"calibration: {len(exs)} SQuAD dev questions outside the benchmark's sample, {len(feats.items)} windows; "
+          f"percentiles {' / '.join(map(str, pct))}")
+    print(f"  |bf16 - fp32| start/end logits: {fmt(err)}")
+    for k, v in errs.items():
+        print(f"  |error| bf16 adds to best-vs-other score differences, {k} spans ({len(v)} pairs): {fmt(v)}")
+    lead = np.minimum(near, far)
+    print(f"  answers bf16 changes: {flips.sum()}, bf16 lead over the other answer: "
+          + ", ".join(f"{m:.4f}" for m in np.sort(lead[flips])))
+    for t in (0.1, 0.2, 0.25, 0.3, 0.4):
+        redo = (near < t / 2) | (far < t)
+        print(f"  verify_margin {t:.2f} (overlapping {t / 2:.3f}): re-runs {redo.sum()}/{len(exs)} "
+              f"({100 * redo.mean():.1f}%), changed answers left: {(flips & ~redo).sum()}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", required=True, help="a QA-fine-tuned model directory (e.g. from `qa train`)")
     ap.add_argument("--n", type=int, default=500)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--variants", default="fp32/logit,fp32/window-prob,bf16/window-prob",
-                    help="our runs, as PRECISION/SPAN_SCORE (see `bertology qa predict --help`)")
+    ap.add_argument("--variants", default="fp32/logit,fp32/window-prob,bf16/window-prob,bf16-verified/window-prob,"
+                                          "bf16-verified:0.1/window-prob",
+                    help="our runs, as PRECISION[:VERIFY_MARGIN]/SPAN_SCORE (see `bertology qa predict --help`)")
+    ap.add_argument("--calibrate", type=int, default=0, metavar="N",
+                    help="instead of the benchmark: compare bf16 with fp32 logits on N dev questions outside the "
+                         "benchmark's sample, to choose bf16-verified's margin")
     ap.add_argument("--hf4", default=str(ROOT / "runs/qa/hf4"), help="side directory holding transformers 4.x")
     ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -85,10 +146,14 @@ def main() -> None:
     ds = load_questions(args.n, args.seed)
     tok = load_tokenizer(args.model)
     model = load_model(args.model, head="qa")
+    if args.calibrate:
+        return calibrate(args, qa, model, tok, {e.id for e in ds.examples})
     runs = {}
     for variant in args.variants.split(","):
         precision, span_score = variant.split("/")
-        s = qa.QASettings(precision=precision, span_score=span_score)
+        precision, _, margin = precision.partition(":")
+        s = qa.QASettings(precision=precision, span_score=span_score,
+                          **({"verify_margin": float(margin)} if margin else {}))
         qa.predict(model, tok, ds.examples[:8], s, progress=False)        # warm-up
         t0 = time.perf_counter()
         runs[variant] = (qa.predict(model, tok, ds.examples, s, progress=False), time.perf_counter() - t0)
@@ -112,7 +177,8 @@ def main() -> None:
         same = sum(ours.answers[k] == base["answers"][k] for k in refs)
         print(f"bertology qa predict ({variant}): {secs:7.2f} s  {n / secs:6.2f} q/s  EM {f['exact_match']:.2f} "
               f"F1 {f['f1']:.2f}  ({ours.windows} windows)  speed-up {base['seconds'] / secs:.2f}x  "
-              f"identical answers {same}/{n} ({100 * same / n:.1f}%)")
+              f"identical answers {same}/{n} ({100 * same / n:.1f}%)"
+              + (f"  re-run in fp32: {ours.rerun}/{n}" if variant.startswith("bf16-verified") else ""))
         for k in [k for k in refs if ours.answers[k] != base["answers"][k]][:3]:
             print(f"    differs {k}: ours {ours.answers[k]!r}  pipeline {base['answers'][k]!r}")
 

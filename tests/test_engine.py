@@ -70,3 +70,28 @@ def test_train_learns_and_resume_is_exact(tiny_model, tmp_path):
     for (k, a), b in zip(full.state_dict().items(), m3.state_dict().values()):
         assert torch.allclose(a, b, atol=1e-6), k
     assert [h["accuracy"] for h in res3.history] == [h["accuracy"] for h in res.history]
+
+
+def test_best_weights_written_at_checkpoints_only_and_fused_adamw(tiny_model, tmp_path, monkeypatch):
+    from bertology import engine
+
+    tok, ex = _task(tiny_model)
+    writes = []
+    real = engine._write_best
+    monkeypatch.setattr(engine, "_write_best", lambda d, w: (writes.append(d), real(d, w)))
+    cfg = dict(lr=3e-3, max_steps=12, seed=3, metric="accuracy", greater_is_better=True, progress=False,
+               eval_every=1, checkpoint_every=6)
+    evaluate = lambda m: _accuracy(m, ex)  # noqa: E731
+    plain, fused = _model(tiny_model), _model(tiny_model)
+    res = train(plain, ExampleBatches(ex, 4, seed=3), TrainConfig(out_dir=tmp_path / "a", **cfg), evaluate=evaluate)
+    # 12 evaluations, at most 2 writes of best.safetensors (one per checkpoint), and restore_best still works
+    assert len(res.history) == 12 and 1 <= len(writes) <= 2 and (tmp_path / "a" / "best.safetensors").exists()
+    # fused AdamW: the same update up to float rounding
+    train(fused, ExampleBatches(ex, 4, seed=3), TrainConfig(fused_optimizer=True, **cfg), evaluate=evaluate)
+    for (k, a), b in zip(plain.state_dict().items(), fused.state_dict().values()):
+        assert torch.allclose(a, b, atol=1e-4), k
+    # restore_best=False (pretraining): best weights are neither kept nor written
+    writes.clear()
+    train(_model(tiny_model), ExampleBatches(ex, 4, seed=3),
+          TrainConfig(out_dir=tmp_path / "b", restore_best=False, **cfg), evaluate=evaluate)
+    assert writes == [] and not (tmp_path / "b" / "best.safetensors").exists()

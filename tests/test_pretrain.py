@@ -291,3 +291,73 @@ def test_report_section(tmp_path, tiny_model, tiny_encoder):
         report_section(ReportContext(model=str(tiny_encoder), out_dir=tmp_path / "a", data_dir=None))
     sec = report_section(ReportContext(model=str(tiny_model), out_dir=tmp_path / "b", data_dir=None))
     assert sec.figures[0].exists() and len(sec.tables[0][1]) >= 5
+
+
+# --------------------------------------------------------------------------------------------- speed options
+def _tiny_mlm_batch(vocab=120, seed=0):
+    from bertology.pretrain import Masker, make_mlm, model_config
+
+    torch.manual_seed(seed)
+    mlm = make_mlm(model_config("tiny", None, vocab, 16, 0.0))
+    ids = torch.randint(5, vocab, (4, 16), generator=torch.Generator().manual_seed(seed))
+    inputs, labels = Masker(4, vocab, (0, 1, 2, 3, 4), prob=0.3)(ids, torch.Generator().manual_seed(seed + 1))
+    return mlm, {"input_ids": inputs, "labels": labels, "n_masked": (labels != -100).sum()}
+
+
+def test_compiled_objective_matches_eager_and_keeps_state_dict_keys():
+    from bertology.pretrain import MaskedLMObjective
+
+    mlm, batch = _tiny_mlm_batch()
+    eager = MaskedLMObjective(mlm)
+    compiled = MaskedLMObjective(mlm, compile=True)
+    assert list(compiled.state_dict()) == list(eager.state_dict())   # no `_orig_mod.` prefix
+    grads = []
+    for obj in (eager, compiled):
+        obj.train()
+        loss = obj(**batch)[0]
+        loss.backward()
+        grads.append((loss.item(), {n: p.grad.clone() for n, p in mlm.named_parameters()}))
+        mlm.zero_grad(set_to_none=True)
+    assert compiled.compiled and compiled.compile_error is None
+    assert grads[0][0] == pytest.approx(grads[1][0], rel=1e-4)
+    for n, g in grads[0][1].items():
+        assert torch.allclose(g, grads[1][1][n], atol=1e-5, rtol=1e-3), n
+    compiled.eval()
+    with torch.inference_mode():
+        _, logits, target = compiled(**batch)        # evaluation: eager, with logits
+    assert logits.shape == (len(target), 120)
+
+
+def test_compile_failure_falls_back_to_eager(monkeypatch):
+    from bertology.pretrain import MaskedLMObjective
+
+    def broken(fn, **kw):
+        def call(*a, **k):
+            raise RuntimeError("no C++ compiler here")
+        return call
+
+    monkeypatch.setattr(torch, "compile", broken)
+    mlm, batch = _tiny_mlm_batch()
+    obj = MaskedLMObjective(mlm, compile=True).train()
+    with pytest.warns(RuntimeWarning, match="no C\\+\\+ compiler"):
+        loss = obj(**batch)[0]
+    loss.backward()
+    assert not obj.compiled and "no C++ compiler" in obj.compile_error and torch.isfinite(loss)
+
+
+def test_pretrain_compiled_from_tokenizer_only_dir_checkpoints_and_resumes(tmp_path, tiny_model, corpora):
+    from safetensors.torch import load_file
+    from transformers import AutoModelForMaskedLM, AutoTokenizer
+
+    tok_dir = tmp_path / "tok"                      # what `bertology tokenizer` writes: no config.json
+    AutoTokenizer.from_pretrained(tiny_model).save_pretrained(tok_dir)
+    assert not (tok_dir / "config.json").exists()
+    cfg = dict(corpora=corpora, out_dir=str(tmp_path / "r"), tokenizer=str(tok_dir), size="tiny", seq_len=32,
+               batch_size=8, eval_every=2, progress=False, compile=True, precision="bf16")
+    pretrain(PretrainConfig(max_steps=2, **cfg))
+    keys = set(load_file(str(tmp_path / "r" / "checkpoint" / "model.safetensors")))
+    assert keys and not any("_orig_mod" in k for k in keys)
+    assert not (tmp_path / "r" / "best.safetensors").exists()     # pretraining keeps no "best" copy
+    res = pretrain(PretrainConfig(max_steps=4, resume=True, **cfg))
+    assert res.steps == 4 and [h["step"] for h in res.history] == [2, 4]
+    AutoModelForMaskedLM.from_pretrained(tmp_path / "r" / "model")

@@ -209,6 +209,80 @@ def test_training_learns_and_predictions_are_exact_substrings(tiny_encoder, tmp_
     assert (tmp_path / "run" / "model" / "config.json").exists()
 
 
+def test_answer_margins_count_only_different_texts():
+    ctx = "the cat sat on the cat mat"
+    # the two "cat" spans are the same answer; "cat sat" overlaps the best span, "sat" and "mat" do not
+    c = {(4, 7): 3.0, (19, 22): 2.9, (4, 11): 2.8, (8, 11): 2.0, (23, 26): 1.0}
+    assert qa.answer_margins(ctx, c) == pytest.approx((0.2, 1.0))
+    assert qa.needs_fp32(ctx, c, 0.5) and not qa.needs_fp32(ctx, c, 0.39)   # overlapping: half the margin
+    assert qa.needs_fp32(ctx, c, 0.99 * 2) and qa.needs_fp32(ctx, {(4, 7): 3.0, (8, 11): 2.5}, 0.6)
+    assert qa.answer_margins(ctx, {(4, 7): 3.0, (19, 22): 1.0}) == (float("inf"), float("inf"))
+    assert qa.answer_margins(ctx, {}) == (float("inf"), float("inf"))
+
+
+def _tiny_qa(tiny_encoder):
+    from bertology.models import load_model, load_tokenizer
+
+    return load_model(str(tiny_encoder), head="qa").eval(), load_tokenizer(str(tiny_encoder))
+
+
+def test_bf16_verified_matches_fp32_where_it_reruns(tiny_encoder):
+    import torch
+
+    model, tok = _tiny_qa(tiny_encoder)
+    with torch.no_grad():   # a random head scores spans in a narrow range; widen it so margins vary
+        model.qa_outputs.weight.mul_(40)
+    exs = _toy_examples(24, 3)
+    base = dict(max_len=64, doc_stride=16, max_query_len=16, max_answer_len=5, span_score="window-prob")
+    fp32 = qa.predict(model, tok, exs, qa.QASettings(**base), progress=False)
+    bf16 = qa.predict(model, tok, exs, qa.QASettings(**base, precision="bf16"), progress=False)
+    # margin inf: every question re-run in fp32 -> exactly the fp32 answers and n-best
+    every = qa.predict(model, tok, exs, qa.QASettings(**base, precision="bf16-verified", verify_margin=float("inf")),
+                       progress=False)
+    assert every.rerun == len(exs) and every.answers == fp32.answers and every.nbest == fp32.nbest
+    # margin 0: nothing re-run -> the bf16 answers
+    none = qa.predict(model, tok, exs, qa.QASettings(**base, precision="bf16-verified", verify_margin=0.0),
+                      progress=False)
+    assert none.rerun == 0 and none.answers == bf16.answers
+    # in between: re-run questions carry fp32's n-best, the others bf16's, which clear the margin
+    mid = qa.predict(model, tok, exs, qa.QASettings(**base, precision="bf16-verified", verify_margin=0.5),
+                     progress=False)
+    assert 0 < mid.rerun < len(exs)
+    for e in exs:
+        if mid.nbest[e.id] == fp32.nbest[e.id]:
+            continue
+        assert mid.nbest[e.id] == bf16.nbest[e.id]
+        c = {(d["start"], d["end"]): d["score"] for d in bf16.nbest[e.id]}
+        assert not qa.needs_fp32(e.context, c, 0.5)
+    with pytest.raises(UserError):
+        qa.predict(model, tok, exs, qa.QASettings(**base, precision="fp16"), progress=False)
+
+
+def test_onednn_fusion_keeps_logits(tiny_encoder):
+    import copy
+
+    import torch
+
+    from bertology.engine import pad_batch
+
+    model, tok = _tiny_qa(tiny_encoder)
+    feats = qa.eval_features(tok, _toy_examples(8, 4), qa.QASettings(max_len=64, doc_stride=16, max_query_len=16))
+    batch = pad_batch(feats.items, 0)
+    with torch.inference_mode():
+        ref = model(**batch).start_logits
+        fused = copy.deepcopy(model)
+        swapped = qa._fuse_onednn(fused)
+        if torch.backends.mkldnn.is_available():
+            assert swapped == 6      # 2 layers x (dense+GELU, 2 x dense+residual+LayerNorm), fp32
+        assert torch.allclose(fused(**batch).start_logits, ref, atol=1e-4)
+        b16 = qa._inference_copy(model, "bf16")
+        assert isinstance(b16.qa_outputs, qa._Fp32Head)
+        got = b16(**batch).start_logits
+        assert got.dtype == torch.float32 and torch.allclose(got, ref, atol=0.1)
+    # the caller's model is untouched
+    assert next(model.parameters()).dtype == torch.float32 and isinstance(model.qa_outputs, torch.nn.Linear)
+
+
 def test_convert_keeps_offsets(data_dir):
     ds = qa.QADataset("drcd", qa.load_data("drcd-dev", data_dir).examples[:30])
     conv, aligned = qa.convert_dataset(ds, "t2s")

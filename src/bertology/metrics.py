@@ -257,7 +257,7 @@ def knn_mean_similarity(a, b, k: int = 10, chunk_bytes: int = 1 << 27, screen: b
     out = torch.empty(n)
     if n == 0 or k == 0:
         return out.numpy()
-    keep, groups = 4 * k + 8, 8
+    keep, groups = 4 * k + 8, 8          # measured best of 8/16 groups x 2k+10..4k+8 kept (30K x 30K, k=10)
     if screen is None:
         screen = groups * keep < m and n * m >= 1 << 22 and _bf16_is_fast()
     step = min(n, _chunk_rows(m, chunk_bytes))
@@ -288,7 +288,8 @@ def knn_mean_similarity(a, b, k: int = 10, chunk_bytes: int = 1 << 27, screen: b
         exact = torch.empty(e - s, keep)
         for u in range(0, e - s, 64):                                         # gathered rows stay in cache
             v = min(e - s, u + 64)
-            exact[u:v] = (b_pad[idx[u:v]] * a[s + u:s + v, None, :]).sum(-1)
+            rows = b_pad.index_select(0, idx[u:v].reshape(-1)).view(v - u, keep, -1)   # faster than b_pad[idx]
+            exact[u:v] = (rows * a[s + u:s + v, None, :]).sum(-1)
         exact[idx >= m] = -torch.inf
         top = exact.topk(k, dim=1).values
         out[s:e] = top.mean(1)

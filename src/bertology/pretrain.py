@@ -357,26 +357,91 @@ class MaskedLMObjective(torch.nn.Module):
     The loss is sum(cross-entropy over this rank's masked tokens) / (masked tokens in the *global* batch)
     x world size: after DDP averages gradients over ranks this is exactly the global mean, so N processes
     with batch B compute the same update as one process with batch N x B.
+
+    compile=True: training steps run the encoder and the MLM head + loss through `torch.compile` (inductor),
+    which fuses the casts, LayerNorms, GELUs, attention softmax and the log-softmax over the vocabulary that
+    dominate a small model's step on a CPU. Two graphs, because the number of masked positions changes every
+    batch: the encoder (static shape) and head + loss (dynamic in the masked count). The compiled callables
+    live outside the module tree, so `state_dict()` keys stay those of the plain model (no `_orig_mod.`
+    prefix: checkpoints and exports are interchangeable with eager runs). If compilation fails (no C++
+    compiler, an unsupported op) the first step says why and training goes on in eager mode. Evaluation
+    (no grad) always runs eagerly.
     """
 
-    def __init__(self, mlm):
+    def __init__(self, mlm, compile: bool = False):
         super().__init__()
         self.mlm = mlm
+        object.__setattr__(self, "_compiled", None)     # not a submodule: keeps state_dict keys unchanged
+        object.__setattr__(self, "_compiled_ok", False)
+        object.__setattr__(self, "compile_error", None)
+        if compile:
+            self.compile_for_training()
+
+    def compile_for_training(self) -> bool:
+        """Compile the training path (lazily: the work happens at the first training step)."""
+        try:
+            enc = torch.compile(self.mlm.bert, dynamic=False)
+            head = torch.compile(self._head_loss_sum, dynamic=True)
+        except Exception as e:  # torch.compile itself unavailable (e.g. an unsupported Python)
+            return self._compile_failed(e)
+        object.__setattr__(self, "_compiled", (enc, head))
+        return True
+
+    @property
+    def compiled(self) -> bool:
+        return self._compiled is not None
+
+    def _compile_failed(self, e: Exception) -> bool:
+        import warnings
+
+        object.__setattr__(self, "_compiled", None)
+        object.__setattr__(self, "compile_error", f"{type(e).__name__}: {e}".splitlines()[0][:500])
+        warnings.warn(f"torch.compile failed, training in eager mode: {self.compile_error}", RuntimeWarning)
+        return False
+
+    def _head_loss_sum(self, hidden_sel, target):
+        return F.cross_entropy(self.mlm.cls(hidden_sel).float(), target, reduction="sum")
+
+    def _compiled_loss_sum(self, input_ids, sel, target):
+        enc, head = self._compiled
+        hidden = enc(input_ids=input_ids).last_hidden_state
+        return head(hidden[sel], target)
 
     def forward(self, input_ids, labels, n_masked=None, attention_mask=None):
-        # packed sequences have no padding: no attention mask lets SDPA take its fastest path
-        hidden = self.mlm.bert(input_ids=input_ids).last_hidden_state
+        # packed sequences have no padding: no attention mask (no masking work, SDPA's fastest path on GPUs)
         sel = labels != -100
-        logits = self.mlm.cls(hidden[sel]).float()
         target = labels[sel]
-        loss_sum = F.cross_entropy(logits, target, reduction="sum")
         world = torch.distributed.get_world_size() if torch.distributed.is_initialized() else 1
         denom = n_masked.float() if n_masked is not None else torch.tensor(float(max(1, target.numel())))
+        if self._compiled is not None and self.training and torch.is_grad_enabled():
+            if self._compiled_ok:
+                return self._compiled_loss_sum(input_ids, sel, target) * world / denom, None, target
+            try:  # the first call compiles; a failure there falls back to eager for good
+                loss_sum = self._compiled_loss_sum(input_ids, sel, target)
+                object.__setattr__(self, "_compiled_ok", True)
+                return loss_sum * world / denom, None, target
+            except Exception as e:
+                self._compile_failed(e)
+        hidden = self.mlm.bert(input_ids=input_ids).last_hidden_state
+        logits = self.mlm.cls(hidden[sel]).float()
+        loss_sum = F.cross_entropy(logits, target, reduction="sum")
         return loss_sum * world / denom, logits, target
 
 
 def _loss_fn(model, batch):
     return model(**batch)[0]
+
+
+def make_mlm(config, device: torch.device | str = "cpu"):
+    """`BertForMaskedLM(config)` for training. On CPUs attention runs as plain matmul + softmax ("eager"):
+    PyTorch's CPU flash-attention kernel has a slow backward for BERT's small heads (64 dims, 128 tokens),
+    and with torch.compile inductor fuses the softmax itself. GPUs keep SDPA. The choice is a runtime one,
+    not written to config.json."""
+    from transformers import BertForMaskedLM
+
+    if torch.device(device).type == "cpu":
+        config._attn_implementation = "eager"
+    return BertForMaskedLM(config)
 
 
 @torch.inference_mode()
@@ -458,8 +523,9 @@ class PretrainConfig:
     mask_prob: float = 0.15
     whole_word: bool = False
     alpha: float = 0.7                        # language sampling smoothing (mBERT: 0.7)
-    dropout: float = 0.1
+    dropout: float = 0.0                      # Cramming (Geiping & Goldstein 2022): none in one-epoch pretraining
     precision: str = "fp32"
+    compile: bool = False                     # torch.compile the training step (see MaskedLMObjective)
     seed: int = 0
     eval_every: int = 500                     # steps between evaluation + export + checkpoint
     heldout_fraction: float = 0.01
@@ -486,6 +552,25 @@ class PretrainResult:
     train_log: list[dict] = field(default_factory=list)
 
 
+def _load_tokenizer_dir(name: str):
+    """A tokenizer-only directory (what `bertology tokenizer` writes: no config.json, which `load_tokenizer`
+    requires of model directories); None when `name` is not such a directory."""
+    p = Path(name).expanduser()
+    if not p.is_dir() or (p / "config.json").exists() or not any(
+            (p / f).exists() for f in ("tokenizer_config.json", "tokenizer.json", "vocab.txt")):
+        return None
+    from transformers import AutoTokenizer
+
+    try:
+        tok = AutoTokenizer.from_pretrained(str(p))
+    except (OSError, ValueError) as e:
+        raise UserError(f"--tokenizer {name}: could not load the tokenizer in this directory ({e})") from None
+    if not getattr(tok, "is_fast", False):
+        raise UserError(f"--tokenizer {name}: bertology needs a fast tokenizer, this one is "
+                        f"{tok.__class__.__name__}")
+    return tok
+
+
 def _load_corpora(cfg: PretrainConfig) -> dict[str, list[str]]:
     from .data import read_corpora
 
@@ -507,7 +592,7 @@ def pretrain(cfg: PretrainConfig, eval_hooks: Iterable[Callable[[Any, int, dict]
     eval_hooks: called as hook(model, step, metrics) at each evaluation with the Hugging Face
     `BertForMaskedLM`; a returned dict is merged into the logged metrics (e.g. alignment MRR).
     """
-    from transformers import AutoTokenizer, BertForMaskedLM
+    from transformers import AutoTokenizer
 
     from . import engine
     from .models import check_precision, load_tokenizer, pick_device
@@ -536,7 +621,7 @@ def pretrain(cfg: PretrainConfig, eval_hooks: Iterable[Callable[[Any, int, dict]
     # Tokenizer: given, reused from an interrupted run, or trained now (rank 0 trains, the others wait).
     tok_dir = out / "tokenizer"
     if cfg.tokenizer:
-        tokenizer = load_tokenizer(cfg.tokenizer)
+        tokenizer = _load_tokenizer_dir(cfg.tokenizer) or load_tokenizer(cfg.tokenizer)
     else:
         if is_main and not (tok_dir / "tokenizer_config.json").exists():
             train_tokenizer(corpora, tok_dir, cfg.vocab_size, cfg.lowercase, seed=cfg.seed)
@@ -550,8 +635,8 @@ def pretrain(cfg: PretrainConfig, eval_hooks: Iterable[Callable[[Any, int, dict]
                         cache_dir=out if is_main else None)
     del corpora
     engine.set_seed(cfg.seed)   # the same initial weights on every rank and on resume
-    mlm = BertForMaskedLM(model_config(cfg.size, cfg.config_file, len(tokenizer), cfg.seq_len, cfg.dropout))
-    objective = MaskedLMObjective(mlm)
+    mlm = make_mlm(model_config(cfg.size, cfg.config_file, len(tokenizer), cfg.seq_len, cfg.dropout), pick_device())
+    objective = MaskedLMObjective(mlm, compile=cfg.compile)
     masker = make_masker(tokenizer, cfg.mask_prob, cfg.whole_word)
     batches = PackedMLMBatches(data.train, cfg.batch_size, masker, cfg.alpha, cfg.seed)
     if len(batches(0, rank, world)) == 0:
@@ -570,7 +655,7 @@ def pretrain(cfg: PretrainConfig, eval_hooks: Iterable[Callable[[Any, int, dict]
                             max_steps=cfg.max_steps, grad_accum=cfg.grad_accum, clip=cfg.clip,
                             precision=cfg.precision, seed=cfg.seed, eval_every=cfg.eval_every,
                             checkpoint_every=None, metric="eval_loss", restore_best=False, resume=cfg.resume,
-                            progress=cfg.progress, log_every=10)
+                            progress=cfg.progress, log_every=10, fused_optimizer=True)
     result = engine.train(objective, batches, tc, evaluate=lambda m: evaluate_mlm(m, data.heldout, masker,
                                                                                    seed=cfg.seed),
                           on_evaluate=hooks, loss_fn=_loss_fn)

@@ -62,7 +62,13 @@ class QASettings:
                                 # a context spans several windows: it makes their scores comparable)
     batch_size: int = 16        # windows per inference batch (on a CPU, batching gains little beyond this,
                                 # and a wider batch spans more lengths, so more padding)
-    precision: str = "fp32"
+    precision: str = "fp32"     # fp32 | bf16 | bf16-verified (bf16, then the near-ties re-run in fp32)
+    verify_margin: float = 0.3   # bf16-verified: questions whose best answer leads a span with a different
+                                 # answer text by less than this (half of it if the two spans overlap;
+                                 # log-probability units) are re-run in fp32; docs/qa.md: how it was calibrated
+
+
+PRECISIONS = ("fp32", "bf16", "bf16-verified")
 
 
 # --------------------------------------------------------------------------------------------- features
@@ -84,6 +90,10 @@ def _check_settings(tokenizer, model_config, s: QASettings) -> QASettings:
                         f"and 3 special tokens), not {s.doc_stride}")
     if s.span_score not in ("logit", "window-prob"):
         raise UserError(f"--span-score must be logit or window-prob, not {s.span_score!r}")
+    if s.precision not in PRECISIONS:
+        raise UserError(f"--precision must be one of {', '.join(PRECISIONS)}, not {s.precision!r}")
+    if not s.verify_margin >= 0:
+        raise UserError(f"verify_margin must be >= 0, not {s.verify_margin!r}")
     if s.n_best < 1 or s.max_answer_len < 1 or s.batch_size < 1:
         raise UserError("--n-best, --max-answer-len and --batch-size must be positive")
     return QASettings(**{**asdict(s), "max_len": max_len, "max_query_len": query_len})
@@ -164,7 +174,8 @@ def eval_features(tokenizer, examples: list[QAExample], s: QASettings) -> EvalFe
 
 # --------------------------------------------------------------------------------------------- prediction
 def window_logits(model, items: list[dict], s: QASettings, device=None, progress: bool = False):
-    """Start/end logits of every window: longest first, dynamically padded batches, inference mode."""
+    """Start/end logits of every window: longest first, dynamically padded batches, inference mode.
+    bf16 (and bf16-verified) run a bf16 copy of an fp32 model (_inference_copy); the caller's model is untouched."""
     from tqdm.auto import tqdm
 
     from .engine import length_batches, pad_batch
@@ -173,16 +184,14 @@ def window_logits(model, items: list[dict], s: QASettings, device=None, progress
     device = device or next(model.parameters()).device
     pad_id = _pad_id(model)
     out: list[tuple[np.ndarray, np.ndarray] | None] = [None] * len(items)
+    if not items:
+        return out
     groups = length_batches([len(it["input_ids"]) for it in items], s.batch_size, shuffle=False)
     was_training = model.training
     model.eval()
-    run_model, precision = model, s.precision
-    if s.precision == "bf16" and next(model.parameters()).dtype == torch.float32:
-        # Cast the weights once (on CPU faster than autocast, which re-casts them at every matmul); on a copy,
-        # so the caller's fp32 model is untouched.
-        import copy
-
-        run_model, precision = copy.deepcopy(model).to(torch.bfloat16), "fp32"
+    run_model, precision = model, "bf16" if s.precision.startswith("bf16") else "fp32"
+    if precision == "bf16" and next(model.parameters()).dtype == torch.float32:
+        run_model, precision = _inference_copy(model, precision, device), "fp32"
     with torch.inference_mode(), autocast(precision, device):
         for g in tqdm(groups, disable=not progress, unit="batch", desc="predict", dynamic_ncols=True):
             batch = {k: v.to(device) for k, v in pad_batch([items[i] for i in g], pad_id).items()}
@@ -195,6 +204,111 @@ def window_logits(model, items: list[dict], s: QASettings, device=None, progress
     if was_training:
         model.train()
     return out
+
+
+class _Fp32Head(torch.nn.Module):
+    """The span head in fp32 on bf16 hidden states: start/end logits are not rounded to bf16's 8 bits (which
+    would make spans tie: logits of 2-4 would only come in steps of 1/64)."""
+
+    def __init__(self, linear: torch.nn.Linear):
+        super().__init__()
+        self.linear = linear
+
+    def forward(self, x):
+        return self.linear(x.float())
+
+
+class _OneDnnLinear(torch.nn.Module):
+    """An nn.Linear (bf16 or fp32) as one oneDNN call on a pre-packed weight, optionally with the following GELU
+    (erf) or residual add fused into the matmul: what torch.compile's CPU freezing passes do, without compiling.
+    With layer_norm: forward(x, other) = LayerNorm(x W^T + b + other), i.e. BertSelfOutput / BertOutput
+    (dropout is the identity at inference)."""
+
+    def __init__(self, linear: torch.nn.Linear, act: str = "none", layer_norm=None, batch_hint: int = 4096):
+        super().__init__()
+        self.weight = torch.ops.mkldnn._reorder_linear_weight(linear.weight.detach(), batch_hint)
+        self.bias = None if linear.bias is None else linear.bias.detach()
+        self.act = act
+        self.layer_norm = layer_norm
+
+    def forward(self, x, other=None):
+        if other is None:
+            return torch.ops.mkldnn._linear_pointwise(x, self.weight, self.bias, self.act, [], "none")
+        y = torch.ops.mkldnn._linear_pointwise.binary(x, other.contiguous(), self.weight, self.bias, "add")
+        return self.layer_norm(y)
+
+
+def _is_erf_gelu(act) -> bool:
+    f = getattr(act, "act", act)
+    return f is torch.nn.functional.gelu or (isinstance(act, torch.nn.GELU) and act.approximate == "none")
+
+
+def _fuse_onednn(model: torch.nn.Module) -> int:
+    """Swap the BERT-family blocks of a CPU model (in place) for oneDNN fused ops (_OneDnnLinear): dense+GELU
+    (…Intermediate) and dense+residual add (…SelfOutput / …Output, then LayerNorm); in bf16 also the other
+    linears (query/key/value), for their pre-packed weights. Each swap is checked against the original module
+    on a random input and skipped when it disagrees or fails (another architecture, a torch without these
+    ops). Returns how many modules were swapped."""
+    if not (hasattr(torch.ops.mkldnn, "_linear_pointwise") and torch.backends.mkldnn.is_available()):
+        return 0
+    swapped = 0
+    for parent in list(model.modules()):
+        for name, child in list(parent.named_children()):
+            dense = getattr(child, "dense", None)
+            if not isinstance(dense, torch.nn.Linear) or dense.weight.dtype not in (torch.bfloat16, torch.float32):
+                continue
+            try:
+                x = torch.randn(2, 5, dense.in_features, dtype=dense.weight.dtype)
+                if hasattr(child, "intermediate_act_fn") and _is_erf_gelu(child.intermediate_act_fn):
+                    new = _OneDnnLinear(dense, "gelu")
+                    args = (x,)
+                elif type(child).__name__.endswith("Output") and \
+                        isinstance(getattr(child, "LayerNorm", None), torch.nn.LayerNorm):
+                    new = _OneDnnLinear(dense, layer_norm=child.LayerNorm)
+                    args = (x, torch.randn(2, 5, dense.out_features, dtype=dense.weight.dtype))
+                else:
+                    continue
+                with torch.inference_mode():
+                    ref, got = child.eval()(*args).float(), new(*args).float()
+                if got.shape != ref.shape or not torch.allclose(got, ref, atol=0.1, rtol=0.05):
+                    continue
+            except Exception:   # noqa: BLE001 - an op or a signature this torch / architecture lacks: keep eager
+                continue
+            setattr(parent, name, new)
+            swapped += 1
+    for parent in list(model.modules()):    # the other bf16 linears (query, key, value): pre-packed weights
+        for name, child in list(parent.named_children()):
+            if isinstance(child, torch.nn.Linear) and child.weight.dtype == torch.bfloat16 and name != "qa_outputs":
+                try:
+                    new = _OneDnnLinear(child)
+                    x = torch.randn(2, 5, child.in_features, dtype=child.weight.dtype)
+                    with torch.inference_mode():
+                        if not torch.allclose(new(x).float(), child(x).float(), atol=0.1, rtol=0.05):
+                            continue
+                except Exception:   # noqa: BLE001
+                    continue
+                setattr(parent, name, new)
+                swapped += 1
+    return swapped
+
+
+def _inference_copy(model, precision: str, device=None):
+    """A copy of the model for inference, so the caller's model is untouched. bf16: weights cast once (on CPU
+    faster than autocast, which re-casts them at every matmul), span head kept in fp32. On CPU the linears run
+    as oneDNN calls with pre-packed weights, GELU and residual adds fused (_fuse_onednn).
+    fp32 predictions do not use it: they run the caller's model as is (the reference that bf16-verified falls
+    back to). Fused fp32 was ~9% faster on minilm with logits within 1.5e-5, but oneDNN parallelises even tiny
+    matmuls, and with 2 threads on a busy 2-core CPU a tiny model's predict took 0.36 s instead of 0.016 s."""
+    import copy
+
+    run = copy.deepcopy(model).eval()
+    if precision == "bf16":
+        run = run.to(torch.bfloat16)
+        if isinstance(getattr(run, "qa_outputs", None), torch.nn.Linear):
+            run.qa_outputs = _Fp32Head(copy.deepcopy(model.qa_outputs).float())
+    if torch.device(device or "cpu").type == "cpu":
+        _fuse_onednn(run)
+    return run
 
 
 def _pad_id(model) -> int:
@@ -229,21 +343,18 @@ class Predictions:
     nbest: dict[str, list[dict]]          # question id -> [{text, start, end, score, probability}]
     windows: int
     seconds: float
+    rerun: int = 0                        # bf16-verified: questions re-run in fp32 (near-ties in bf16)
 
     @property
     def questions_per_s(self) -> float:
         return len(self.answers) / self.seconds if self.seconds else float("nan")
 
 
-def predict(model, tokenizer, examples: list[QAExample], s: QASettings, progress: bool = True,
-            device=None) -> Predictions:
-    """Answer every question: n-best span search over all windows, answers cut from the original context."""
-    t0 = time.perf_counter()
-    s = _check_settings(tokenizer, getattr(model, "config", None), s)
-    feats = eval_features(tokenizer, examples, s)
-    logits = window_logits(model, feats.items, s, device=device, progress=progress)
-    cands: list[dict[tuple[int, int], float]] = [dict() for _ in examples]
-    for w, (start, end) in enumerate(logits):
+def _add_spans(cands: list[dict], feats: EvalFeatures, logits, windows, s: QASettings) -> None:
+    """Score every span of the given windows (exact top n_best per window) into cands[question]:
+    {(start char, end char): best score over the windows that hold the span}."""
+    for w in windows:
+        start, end = logits[w]
         first, last = feats.context_range[w]
         scores, i, j = _top_spans(start[first:last + 1], end[first:last + 1], s.max_answer_len, s.n_best)
         if s.span_score == "window-prob":   # softmax over [CLS] + context, as the pipeline normalises
@@ -255,6 +366,60 @@ def predict(model, tokenizer, examples: list[QAExample], s: QASettings, progress
             span = (int(offs[a, 0]), int(offs[b, 1]))
             if span[1] > span[0] and sc > best.get(span, -math.inf):   # overlapping windows: keep the best
                 best[span] = sc
+
+
+def answer_margins(context: str, cands: dict[tuple[int, int], float]) -> tuple[float, float]:
+    """How far the best span's score leads the best span with a *different answer text* that overlaps it
+    (shares characters: "1-3 μm" vs "1-3 μm thick"), and the best such span that does not (inf when there is
+    none). Spans with the same text (the answer at two places) do not compete."""
+    if not cands:
+        return math.inf, math.inf
+    (a, b), top = max(cands.items(), key=lambda kv: kv[1])
+    text = context[a:b]
+    near = far = -math.inf
+    for (i, j), v in cands.items():
+        if context[i:j] != text:
+            if i < b and a < j:
+                near = max(near, v)
+            else:
+                far = max(far, v)
+    return top - near, top - far
+
+
+def needs_fp32(context: str, cands: dict[tuple[int, int], float], margin: float) -> bool:
+    """bf16-verified: whether bf16 rounding could change this question's answer. Calibrated (docs/qa.md) on
+    minilm: bf16 moved the score difference of two overlapping spans by at most 0.134, of two disjoint spans
+    (whose logits, and possibly windows, differ in every term) by up to 0.29; so overlapping competitors need
+    a lead of margin / 2, disjoint ones of margin."""
+    near, far = answer_margins(context, cands)
+    return near < margin / 2 or far < margin
+
+
+def predict(model, tokenizer, examples: list[QAExample], s: QASettings, progress: bool = True,
+            device=None) -> Predictions:
+    """Answer every question: n-best span search over all windows, answers cut from the original context.
+
+    precision bf16-verified: every window runs in bf16; then each question whose best answer does not lead every
+    different answer by s.verify_margin (half of it for overlapping spans; see needs_fp32), i.e. where bf16's
+    rounding could change the answer, has its windows re-run in fp32, and its answer and n-best come from the
+    fp32 logits."""
+    t0 = time.perf_counter()
+    s = _check_settings(tokenizer, getattr(model, "config", None), s)
+    feats = eval_features(tokenizer, examples, s)
+    logits = window_logits(model, feats.items, s, device=device, progress=progress)
+    cands: list[dict[tuple[int, int], float]] = [dict() for _ in examples]
+    _add_spans(cands, feats, logits, range(len(logits)), s)
+    rerun = 0
+    if s.precision == "bf16-verified":
+        redo = {q for q, (ex, c) in enumerate(zip(examples, cands)) if needs_fp32(ex.context, c, s.verify_margin)}
+        windows = [w for w, q in enumerate(feats.example_index) if q in redo]
+        fp32 = QASettings(**{**asdict(s), "precision": "fp32"})
+        for w, lg in zip(windows, window_logits(model, [feats.items[w] for w in windows], fp32, device=device)):
+            logits[w] = lg
+        for q in redo:
+            cands[q] = {}
+        _add_spans(cands, feats, logits, windows, s)
+        rerun = len(redo)
     answers, nbest = {}, {}
     for ex, c in zip(examples, cands):
         ranked = sorted(c.items(), key=lambda kv: -kv[1])[:s.n_best]
@@ -267,7 +432,7 @@ def predict(model, tokenizer, examples: list[QAExample], s: QASettings, progress
         nbest[ex.id] = [{"text": ex.context[a:b], "start": a, "end": b, "score": float(v), "probability": float(p)}
                         for ((a, b), v), p in zip(ranked, prob)]
         answers[ex.id] = nbest[ex.id][0]["text"]
-    return Predictions(answers, nbest, len(feats.items), time.perf_counter() - t0)
+    return Predictions(answers, nbest, len(feats.items), time.perf_counter() - t0, rerun)
 
 
 # --------------------------------------------------------------------------------------------- scoring
@@ -543,6 +708,8 @@ def predict_file(command: str, model_name: str, dataset: QADataset, s: QASetting
                          f"script")
     else:
         preds = predict(model, tokenizer, dataset.examples, s, progress=progress)
+    if preds.rerun:
+        notes.append(f"bf16-verified: {preds.rerun} of {len(preds.answers)} questions re-run in fp32 (near-ties)")
     return QAResult(command, model_name, asdict(s), [], predictions=preds.answers, nbest=preds.nbest,
                     questions_per_s=preds.questions_per_s, notes=notes)
 
@@ -561,6 +728,8 @@ def evaluate_sets(model, tokenizer, evals: dict[str, QADataset], s: QASettings, 
     for name, ds in evals.items():
         ds_lang = resolve_lang(lang, ds.examples)
         p = predict(model, tokenizer, ds.examples, s, progress=progress)
+        if p.rerun:
+            notes.append(f"{name}: bf16-verified re-ran {p.rerun} of {len(p.answers)} questions in fp32 (near-ties)")
         sc = score(ds, p.answers, ds_lang, name)
         sc.windows, sc.seconds = p.windows, p.seconds
         scores.append(sc)
