@@ -275,7 +275,7 @@ def pretrain_cmd(
         hooks.append(alignment_hook(track_alignment, [parse_corpus_spec(c) for c in corpus], out, ddir,
                                     tokenizer))
     res = pretrain(cfg, eval_hooks=hooks)
-    if res.final:
+    if res.final and int(os.environ.get("RANK", "0")) == 0:     # under torchrun only rank 0 evaluates
         print(f"{res.steps} steps, {res.tokens_per_s:.0f} tokens/s; held-out loss {res.final.get('eval_loss', 0):.3f}, "
               f"masked-token accuracy {res.final.get('eval_acc', 0):.3f}; model in {res.model_dir}")
 
