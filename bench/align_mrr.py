@@ -5,7 +5,8 @@ Compares, in one run and on the same vectors:
   best cosines to the queries) come from a bf16 screen made exact (`knn_mean_similarity`: bf16 product,
   best groups, the kept neighbours re-scored in fp32, a proven error bound, fp32 fall-back where it does not
   hold); then one fp32 matrix product per chunk of queries (memory bounded by --chunk-mb, buffers reused)
-  and a count of the candidates scoring above the best gold (no sort), for cosine and, in place, for CSLS;
+  and one fused pass (numba; numpy without it) counting the candidates above the best gold (no sort), for
+  cosine and CSLS;
 - loop: the straightforward per-word implementation (for each source word: similarities to all candidates,
   argsort, position of the best gold; CSLS radii by sorting each word's similarities).
 The loop is timed on --loop-queries source words (and as many candidates for CSLS's candidate radii) and

@@ -42,8 +42,15 @@ def _naive_ranks(q, c, gold, scoring="cosine", k=10):
     return np.array(ranks)
 
 
+@pytest.mark.parametrize("counter", ["numba", "numpy"])
 @pytest.mark.parametrize("scoring", ["cosine", "csls"])
-def test_chunked_ranks_match_naive_loop(scoring):
+def test_chunked_ranks_match_naive_loop(scoring, counter, monkeypatch):
+    from bertology import metrics
+
+    if counter == "numpy":                      # the path taken without numba
+        monkeypatch.setattr(metrics, "_COUNT_KERNEL", [None])
+    else:
+        assert metrics._count_kernel() is not None
     rng = np.random.default_rng(1)
     q, c = rng.normal(size=(57, 8)), rng.normal(size=(41, 8))
     gold = [list(rng.choice(41, size=rng.integers(1, 4), replace=False)) for _ in range(57)]
