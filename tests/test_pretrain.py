@@ -345,6 +345,34 @@ def test_compile_failure_falls_back_to_eager(monkeypatch):
     assert not obj.compiled and "no C++ compiler" in obj.compile_error and torch.isfinite(loss)
 
 
+def test_compile_failure_in_backward_falls_back_to_eager(monkeypatch):
+    """A graph that compiles forward but fails in its (lazily compiled) backward: caught at the first step."""
+    from bertology.pretrain import MaskedLMObjective
+
+    class FailingBackward(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, x):
+            return x.clone()
+
+        @staticmethod
+        def backward(ctx, grad):
+            raise RuntimeError("backward compilation failed")
+
+    def compile_with_broken_backward(fn, **kw):
+        def call(*a, **k):
+            out = fn(*a, **k)
+            return FailingBackward.apply(out) if torch.is_tensor(out) else out
+        return call
+
+    monkeypatch.setattr(torch, "compile", compile_with_broken_backward)
+    mlm, batch = _tiny_mlm_batch()
+    obj = MaskedLMObjective(mlm, compile=True).train()
+    with pytest.warns(RuntimeWarning, match="backward compilation failed"):
+        loss = obj(**batch)[0]
+    loss.backward()                                     # the eager graph: no failure
+    assert not obj.compiled and all(p.grad is not None for p in obj.parameters() if p.requires_grad)
+
+
 def test_pretrain_compiled_from_tokenizer_only_dir_checkpoints_and_resumes(tmp_path, tiny_model, corpora):
     from safetensors.torch import load_file
     from transformers import AutoModelForMaskedLM, AutoTokenizer

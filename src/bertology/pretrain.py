@@ -417,6 +417,15 @@ class MaskedLMObjective(torch.nn.Module):
             if self._compiled_ok:
                 return self._compiled_loss_sum(input_ids, sel, target) * world / denom, None, target
             try:  # the first call compiles; a failure there falls back to eager for good
+                if not torch.distributed.is_initialized():
+                    # The backward graph compiles at the first backward, in the engine, out of this try: run
+                    # one throwaway forward + backward here (gradients discarded; random state restored, so
+                    # dropout masks and resumed runs are unchanged) so that a failure there falls back too.
+                    # Under DDP the reducer owns the backward: not done.
+                    with torch.random.fork_rng(devices=[input_ids.device] if input_ids.is_cuda else []):
+                        probe = self._compiled_loss_sum(input_ids, sel, target)
+                        torch.autograd.grad(probe, [p for p in self.parameters() if p.requires_grad][:1],
+                                            allow_unused=True)
                 loss_sum = self._compiled_loss_sum(input_ids, sel, target)
                 object.__setattr__(self, "_compiled_ok", True)
                 return loss_sum * world / denom, None, target
