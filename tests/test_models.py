@@ -26,6 +26,8 @@ def test_local_directories(tiny_model, tiny_encoder, tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(UserError, match="not a model directory"):
         resolve_model(str(tmp_path / "empty"))
+    with pytest.raises(UserError, match="not a model or tokenizer directory"):
+        load_tokenizer(str(tmp_path / "empty"))
 
 
 def test_unreachable_hub_id_says_what_was_tried():

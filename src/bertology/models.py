@@ -51,8 +51,12 @@ ALIASES: dict[str, Alias] = {
 DEFAULT_MODEL = "minilm"
 
 
-def resolve_model(name: str | os.PathLike) -> str:
-    """Turn an alias, a local directory or a hub id into what `from_pretrained` takes."""
+_TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.txt")
+
+
+def resolve_model(name: str | os.PathLike, tokenizer_only: bool = False) -> str:
+    """Turn an alias, a local directory or a hub id into what `from_pretrained` takes. With tokenizer_only, a
+    directory holding just a tokenizer (what `bertology tokenizer train` writes: no config.json) is enough."""
     name = str(name)
     if name in ALIASES:
         alias = ALIASES[name]
@@ -64,8 +68,11 @@ def resolve_model(name: str | os.PathLike) -> str:
         raise UserError(f"model alias {name!r} is not installed ({alias.description})")
     p = Path(name).expanduser()
     if p.exists():
-        if not p.is_dir() or not (p / "config.json").exists():
-            raise UserError(f"{p}: not a model directory (no config.json)")
+        if not p.is_dir() or not ((p / "config.json").exists() or
+                                  tokenizer_only and any((p / f).exists() for f in _TOKENIZER_FILES)):
+            raise UserError(f"{p}: not a model directory (no config.json)" if not tokenizer_only else
+                            f"{p}: not a model or tokenizer directory (none of config.json, "
+                            f"{', '.join(_TOKENIZER_FILES)})")
         return str(p)
     return name
 
@@ -113,7 +120,7 @@ def _go_offline_if_unreachable(resolved: str) -> None:
 def load_tokenizer(name: str, trust_remote_code: bool = False):
     from transformers import AutoTokenizer
 
-    resolved = resolve_model(name)
+    resolved = resolve_model(name, tokenizer_only=True)
     _go_offline_if_unreachable(resolved)
     try:
         tok = AutoTokenizer.from_pretrained(resolved, trust_remote_code=trust_remote_code)

@@ -561,25 +561,6 @@ class PretrainResult:
     train_log: list[dict] = field(default_factory=list)
 
 
-def _load_tokenizer_dir(name: str):
-    """A tokenizer-only directory (what `bertology tokenizer` writes: no config.json, which `load_tokenizer`
-    requires of model directories); None when `name` is not such a directory."""
-    p = Path(name).expanduser()
-    if not p.is_dir() or (p / "config.json").exists() or not any(
-            (p / f).exists() for f in ("tokenizer_config.json", "tokenizer.json", "vocab.txt")):
-        return None
-    from transformers import AutoTokenizer
-
-    try:
-        tok = AutoTokenizer.from_pretrained(str(p))
-    except (OSError, ValueError) as e:
-        raise UserError(f"--tokenizer {name}: could not load the tokenizer in this directory ({e})") from None
-    if not getattr(tok, "is_fast", False):
-        raise UserError(f"--tokenizer {name}: bertology needs a fast tokenizer, this one is "
-                        f"{tok.__class__.__name__}")
-    return tok
-
-
 def _load_corpora(cfg: PretrainConfig) -> dict[str, list[str]]:
     from .data import read_corpora
 
@@ -630,7 +611,7 @@ def pretrain(cfg: PretrainConfig, eval_hooks: Iterable[Callable[[Any, int, dict]
     # Tokenizer: given, reused from an interrupted run, or trained now (rank 0 trains, the others wait).
     tok_dir = out / "tokenizer"
     if cfg.tokenizer:
-        tokenizer = _load_tokenizer_dir(cfg.tokenizer) or load_tokenizer(cfg.tokenizer)
+        tokenizer = load_tokenizer(cfg.tokenizer)
     else:
         if is_main and not (tok_dir / "tokenizer_config.json").exists():
             train_tokenizer(corpora, tok_dir, cfg.vocab_size, cfg.lowercase, seed=cfg.seed)
