@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import re
 import shutil
 import signal
 import subprocess
@@ -328,49 +329,44 @@ def test_compiled_objective_matches_eager_and_keeps_state_dict_keys():
     assert logits.shape == (len(target), 120)
 
 
-def test_compile_failure_falls_back_to_eager(monkeypatch):
+class _FailingBackward(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x):
+        return x.clone()
+
+    @staticmethod
+    def backward(ctx, grad):
+        raise RuntimeError("backward compilation failed")
+
+
+def _compile_failing_forward(fn, **kw):
+    def call(*a, **k):
+        raise RuntimeError("no C++ compiler here")
+    return call
+
+
+def _compile_failing_backward(fn, **kw):
+    """A graph that compiles forward but fails in its (lazily compiled) backward."""
+    def call(*a, **k):
+        out = fn(*a, **k)
+        return _FailingBackward.apply(out) if torch.is_tensor(out) else out
+    return call
+
+
+@pytest.mark.parametrize("broken_compile, message", [(_compile_failing_forward, "no C++ compiler here"),
+                                                     (_compile_failing_backward, "backward compilation failed")])
+def test_compile_failure_falls_back_to_eager(monkeypatch, broken_compile, message):
+    """Compilation failing in the forward or in the backward graph: caught at the first step, eager from then."""
     from bertology.pretrain import MaskedLMObjective
 
-    def broken(fn, **kw):
-        def call(*a, **k):
-            raise RuntimeError("no C++ compiler here")
-        return call
-
-    monkeypatch.setattr(torch, "compile", broken)
+    monkeypatch.setattr(torch, "compile", broken_compile)
     mlm, batch = _tiny_mlm_batch()
     obj = MaskedLMObjective(mlm, compile=True).train()
-    with pytest.warns(RuntimeWarning, match="no C\\+\\+ compiler"):
-        loss = obj(**batch)[0]
-    loss.backward()
-    assert not obj.compiled and "no C++ compiler" in obj.compile_error and torch.isfinite(loss)
-
-
-def test_compile_failure_in_backward_falls_back_to_eager(monkeypatch):
-    """A graph that compiles forward but fails in its (lazily compiled) backward: caught at the first step."""
-    from bertology.pretrain import MaskedLMObjective
-
-    class FailingBackward(torch.autograd.Function):
-        @staticmethod
-        def forward(ctx, x):
-            return x.clone()
-
-        @staticmethod
-        def backward(ctx, grad):
-            raise RuntimeError("backward compilation failed")
-
-    def compile_with_broken_backward(fn, **kw):
-        def call(*a, **k):
-            out = fn(*a, **k)
-            return FailingBackward.apply(out) if torch.is_tensor(out) else out
-        return call
-
-    monkeypatch.setattr(torch, "compile", compile_with_broken_backward)
-    mlm, batch = _tiny_mlm_batch()
-    obj = MaskedLMObjective(mlm, compile=True).train()
-    with pytest.warns(RuntimeWarning, match="backward compilation failed"):
+    with pytest.warns(RuntimeWarning, match=re.escape(message)):
         loss = obj(**batch)[0]
     loss.backward()                                     # the eager graph: no failure
-    assert not obj.compiled and all(p.grad is not None for p in obj.parameters() if p.requires_grad)
+    assert not obj.compiled and message in obj.compile_error and torch.isfinite(loss)
+    assert all(p.grad is not None for p in obj.parameters() if p.requires_grad)
 
 
 def test_pretrain_compiled_from_tokenizer_only_dir_checkpoints_and_resumes(tmp_path, tiny_model, corpora):
