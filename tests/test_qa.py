@@ -275,7 +275,7 @@ def test_onednn_fusion_keeps_logits(tiny_encoder):
         if torch.backends.mkldnn.is_available():
             assert swapped == 6      # 2 layers x (dense+GELU, 2 x dense+residual+LayerNorm), fp32
         assert torch.allclose(fused(**batch).start_logits, ref, atol=1e-4)
-        b16 = qa._inference_copy(model, "bf16")
+        b16 = qa._bf16_inference_copy(model)
         assert isinstance(b16.qa_outputs, qa._Fp32Head)
         got = b16(**batch).start_logits
         assert got.dtype == torch.float32 and torch.allclose(got, ref, atol=0.1)

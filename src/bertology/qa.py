@@ -175,7 +175,8 @@ def eval_features(tokenizer, examples: list[QAExample], s: QASettings) -> EvalFe
 # --------------------------------------------------------------------------------------------- prediction
 def window_logits(model, items: list[dict], s: QASettings, device=None, progress: bool = False):
     """Start/end logits of every window: longest first, dynamically padded batches, inference mode.
-    bf16 (and bf16-verified) run a bf16 copy of an fp32 model (_inference_copy); the caller's model is untouched."""
+    bf16 (and bf16-verified) run a bf16 copy of an fp32 model (_bf16_inference_copy); the caller's model is
+    untouched."""
     from tqdm.auto import tqdm
 
     from .engine import length_batches, pad_batch
@@ -191,7 +192,7 @@ def window_logits(model, items: list[dict], s: QASettings, device=None, progress
     model.eval()
     run_model, precision = model, "bf16" if s.precision.startswith("bf16") else "fp32"
     if precision == "bf16" and next(model.parameters()).dtype == torch.float32:
-        run_model, precision = _inference_copy(model, precision, device), "fp32"
+        run_model, precision = _bf16_inference_copy(model, device), "fp32"
     with torch.inference_mode(), autocast(precision, device):
         for g in tqdm(groups, disable=not progress, unit="batch", desc="predict", dynamic_ncols=True):
             batch = {k: v.to(device) for k, v in pad_batch([items[i] for i in g], pad_id).items()}
@@ -251,61 +252,53 @@ def _fuse_onednn(model: torch.nn.Module) -> int:
     ops). Returns how many modules were swapped."""
     if not (hasattr(torch.ops.mkldnn, "_linear_pointwise") and torch.backends.mkldnn.is_available()):
         return 0
+    def swap_if_equal(parent, name, child, make, args) -> int:
+        """Replace parent.name by make() when it gives the original module's output on a random input."""
+        try:
+            new = make()
+            with torch.inference_mode():
+                ref, got = child.eval()(*args).float(), new(*args).float()
+            if got.shape != ref.shape or not torch.allclose(got, ref, atol=0.1, rtol=0.05):
+                return 0
+        except Exception:   # noqa: BLE001 - an op or a signature this torch / architecture lacks: keep eager
+            return 0
+        setattr(parent, name, new)
+        return 1
+
     swapped = 0
     for parent in list(model.modules()):
         for name, child in list(parent.named_children()):
             dense = getattr(child, "dense", None)
             if not isinstance(dense, torch.nn.Linear) or dense.weight.dtype not in (torch.bfloat16, torch.float32):
                 continue
-            try:
-                x = torch.randn(2, 5, dense.in_features, dtype=dense.weight.dtype)
-                if hasattr(child, "intermediate_act_fn") and _is_erf_gelu(child.intermediate_act_fn):
-                    new = _OneDnnLinear(dense, "gelu")
-                    args = (x,)
-                elif type(child).__name__.endswith("Output") and \
-                        isinstance(getattr(child, "LayerNorm", None), torch.nn.LayerNorm):
-                    new = _OneDnnLinear(dense, layer_norm=child.LayerNorm)
-                    args = (x, torch.randn(2, 5, dense.out_features, dtype=dense.weight.dtype))
-                else:
-                    continue
-                with torch.inference_mode():
-                    ref, got = child.eval()(*args).float(), new(*args).float()
-                if got.shape != ref.shape or not torch.allclose(got, ref, atol=0.1, rtol=0.05):
-                    continue
-            except Exception:   # noqa: BLE001 - an op or a signature this torch / architecture lacks: keep eager
-                continue
-            setattr(parent, name, new)
-            swapped += 1
+            x = torch.randn(2, 5, dense.in_features, dtype=dense.weight.dtype)
+            if hasattr(child, "intermediate_act_fn") and _is_erf_gelu(child.intermediate_act_fn):
+                swapped += swap_if_equal(parent, name, child, lambda: _OneDnnLinear(dense, "gelu"), (x,))
+            elif type(child).__name__.endswith("Output") and \
+                    isinstance(getattr(child, "LayerNorm", None), torch.nn.LayerNorm):
+                other = torch.randn(2, 5, dense.out_features, dtype=dense.weight.dtype)
+                swapped += swap_if_equal(parent, name, child, lambda: _OneDnnLinear(dense, layer_norm=child.LayerNorm),
+                                         (x, other))
     for parent in list(model.modules()):    # the other bf16 linears (query, key, value): pre-packed weights
         for name, child in list(parent.named_children()):
             if isinstance(child, torch.nn.Linear) and child.weight.dtype == torch.bfloat16 and name != "qa_outputs":
-                try:
-                    new = _OneDnnLinear(child)
-                    x = torch.randn(2, 5, child.in_features, dtype=child.weight.dtype)
-                    with torch.inference_mode():
-                        if not torch.allclose(new(x).float(), child(x).float(), atol=0.1, rtol=0.05):
-                            continue
-                except Exception:   # noqa: BLE001
-                    continue
-                setattr(parent, name, new)
-                swapped += 1
+                x = torch.randn(2, 5, child.in_features, dtype=child.weight.dtype)
+                swapped += swap_if_equal(parent, name, child, lambda: _OneDnnLinear(child), (x,))
     return swapped
 
 
-def _inference_copy(model, precision: str, device=None):
-    """A copy of the model for inference, so the caller's model is untouched. bf16: weights cast once (on CPU
+def _bf16_inference_copy(model, device=None):
+    """A bf16 copy of an fp32 model for inference, so the caller's model is untouched: weights cast once (on CPU
     faster than autocast, which re-casts them at every matmul), span head kept in fp32. On CPU the linears run
     as oneDNN calls with pre-packed weights, GELU and residual adds fused (_fuse_onednn).
-    fp32 predictions do not use it: they run the caller's model as is (the reference that bf16-verified falls
-    back to). Fused fp32 was ~9% faster on minilm with logits within 1.5e-5, but oneDNN parallelises even tiny
-    matmuls, and with 2 threads on a busy 2-core CPU a tiny model's predict took 0.36 s instead of 0.016 s."""
+    fp32 predictions do not use a copy: they run the caller's model as is (the reference that bf16-verified
+    falls back to). Fused fp32 was ~9% faster on minilm with logits within 1.5e-5, but oneDNN parallelises even
+    tiny matmuls, and with 2 threads on a busy 2-core CPU a tiny model's predict took 0.36 s instead of 0.016 s."""
     import copy
 
-    run = copy.deepcopy(model).eval()
-    if precision == "bf16":
-        run = run.to(torch.bfloat16)
-        if isinstance(getattr(run, "qa_outputs", None), torch.nn.Linear):
-            run.qa_outputs = _Fp32Head(copy.deepcopy(model.qa_outputs).float())
+    run = copy.deepcopy(model).eval().to(torch.bfloat16)
+    if isinstance(getattr(run, "qa_outputs", None), torch.nn.Linear):
+        run.qa_outputs = _Fp32Head(copy.deepcopy(model.qa_outputs).float())
     if torch.device(device or "cpu").type == "cpu":
         _fuse_onednn(run)
     return run
