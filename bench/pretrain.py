@@ -88,7 +88,8 @@ def main() -> int:
           f"{sum(len(s) for s in data.train.values())} packed sequences")
 
     # --- bertology: the loop `bertology pretrain` runs (engine.train + masked-only MLM head)
-    peak_before = matmul_peak(torch.bfloat16 if args.precision == "bf16" else torch.float32)
+    peak_dtype = torch.bfloat16 if args.precision == "bf16" else torch.float32
+    peak_before = matmul_peak(peak_dtype)
     load_before = os.getloadavg()[0]
     engine.set_seed(0)
     ours_model = make_mlm(cfg)
@@ -127,7 +128,7 @@ def main() -> int:
     n_params = sum(p.numel() for p in ours_model.parameters())
     n_embed = sum(p.numel() for n, p in ours_model.named_parameters() if "embeddings" in n)
     flops_per_token = 6 * ((n_params - n_embed) + cfg.hidden_size * len(tok) * 0.15)
-    peak_after = matmul_peak(torch.bfloat16 if args.precision == "bf16" else torch.float32)
+    peak_after = matmul_peak(peak_dtype)
     peak = max(peak_before, peak_after)
     load = os.getloadavg()[0]
     mode = ("torch.compile" if objective.compiled else f"eager{' (compile failed)' if args.compile else ''}")
