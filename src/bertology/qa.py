@@ -608,22 +608,20 @@ def train(model_name: str, train_data: list[QADataset], dev: QADataset | None, o
     s = _check_settings(tokenizer, model.config, s)
     examples = [e for d in train_data for e in d.examples]
     feats = train_features(tokenizer, examples, s)
-    evaluate = None
-    if dev is not None:
-        lang = resolve_lang(dev_lang, dev.examples)
-        quiet = QASettings(**{**asdict(s), "precision": "fp32"})   # the engine's autocast already applies
+    dev_lang = resolve_lang(dev_lang, dev.examples) if dev is not None else None
+    quiet = QASettings(**{**asdict(s), "precision": "fp32"})   # the engine's autocast already applies
 
-        def evaluate(m):
-            p = predict(m, tokenizer, dev.examples, quiet, progress=False)
-            r = qa_scores(dev.references(), p.answers, lang)
-            return {"f1": r["f1"], "exact_match": r["exact_match"]}
+    def evaluate(m):
+        p = predict(m, tokenizer, dev.examples, quiet, progress=False)
+        r = qa_scores(dev.references(), p.answers, dev_lang)
+        return {"f1": r["f1"], "exact_match": r["exact_match"]}
     config = TrainConfig(out_dir=out_dir / "train", lr=t.lr, weight_decay=t.weight_decay, warmup=t.warmup,
                          epochs=t.epochs, max_steps=t.max_steps, grad_accum=t.grad_accum, precision=s.precision,
                          seed=t.seed, eval_every=t.eval_every, checkpoint_every=t.checkpoint_every,
                          metric="f1" if dev is not None else "loss", greater_is_better=dev is not None,
                          patience=t.patience, resume=t.resume, progress=progress)
     batches = ExampleBatches(feats, t.batch_size, seed=t.seed, pad_id=_pad_id(model))
-    r = engine_train(model, batches, config, evaluate=evaluate)
+    r = engine_train(model, batches, config, evaluate=evaluate if dev is not None else None)
     model_dir = _save_model_atomically(model, tokenizer, out_dir / "model")
     result = QATrainResult(
         model_dir=str(model_dir), train_files=[d.path for d in train_data], train_questions=len(examples),
