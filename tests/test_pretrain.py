@@ -158,7 +158,7 @@ def test_batches_two_ranks_equal_one_rank_of_double_batch(tiny_model):
 
 
 # --------------------------------------------------------------------------------------------- end to end
-def test_pretrain_cli_exports_loadable_model_and_learns(tmp_path, tiny_model, corpora):
+def test_pretrain_cli_exports_loadable_model_and_learns(tmp_path, tiny_model, corpora, capsys):
     from transformers import AutoModelForMaskedLM, AutoTokenizer
 
     out = tmp_path / "run"
@@ -169,6 +169,7 @@ def test_pretrain_cli_exports_loadable_model_and_learns(tmp_path, tiny_model, co
             "--size", "tiny", "--seq-len", "32", "--batch-size", "16", "--max-steps", "60", "--eval-every", "30",
             "--lr", "1e-3", "--out", str(out), "--no-progress", "--precision", "bf16"]
     assert main(args) == 0
+    assert "tokenize" not in capsys.readouterr().err       # --no-progress silences every bar, data preparation's too
     doc = json.loads((out / "results.json").read_text())
     assert doc["schema"] == "bertology.pretrain/1" and doc["steps"] == 60
     assert set(doc["languages"]) == {"en", "zh"} and doc["tokens_seen"] == 60 * 16 * 32

@@ -101,7 +101,7 @@ def _sample_for_tokenizer(corpora: dict[str, list[str]], alpha: float, budget_to
 
 def train_tokenizer(corpora: dict[str, list[str]], out_dir: str | Path, vocab_size: int = 30000,
                     lowercase: bool = True, strip_accents: bool | None = None, alpha: float = 0.7,
-                    budget_tokens: int = 20_000_000, seed: int = 0) -> tuple[Any, TokenizerResult]:
+                    budget_tokens: int = 20_000_000, seed: int = 0, progress: bool = True) -> tuple[Any, TokenizerResult]:
     """Train a BERT WordPiece vocabulary with Hugging Face `tokenizers` and save it so that
     `AutoTokenizer.from_pretrained(out_dir)` loads it as a fast `BertTokenizer`.
 
@@ -122,7 +122,7 @@ def train_tokenizer(corpora: dict[str, list[str]], out_dir: str | Path, vocab_si
     # into [UNK]); a quarter of the vocabulary leaves the rest for English word pieces.
     lines = [x for lang in sorted(sample) for x in sample[lang]]
     wp.train_from_iterator(lines, vocab_size=vocab_size, min_frequency=2, special_tokens=SPECIAL_TOKENS,
-                           limit_alphabet=max(100, vocab_size // 4), wordpieces_prefix="##", show_progress=True)
+                           limit_alphabet=max(100, vocab_size // 4), wordpieces_prefix="##", show_progress=progress)
     vocab = wp.get_vocab()
     tok = BertTokenizer(vocab=vocab, do_lower_case=lowercase, strip_accents=strip_accents,
                         tokenize_chinese_chars=True)
@@ -187,7 +187,7 @@ def pack_lines(token_lists: Sequence[Sequence[int]], seq_len: int, cls_id: int, 
 
 
 def prepare_data(corpora: dict[str, list[str]], tokenizer, seq_len: int, heldout_fraction: float = 0.01,
-                 max_heldout: int = 200, cache_dir: Path | None = None) -> PackedData:
+                 max_heldout: int = 200, cache_dir: Path | None = None, progress: bool = True) -> PackedData:
     """Tokenise every language (Rust tokenizer, batched), pack, and split off the last sequences of each
     language as the held-out slice. Cached in cache_dir/data-<hash>.npz so a resumed run skips this."""
     key = hashlib.sha256(json.dumps([seq_len, heldout_fraction, max_heldout,
@@ -207,7 +207,8 @@ def prepare_data(corpora: dict[str, list[str]], tokenizer, seq_len: int, heldout
     for lang, lines in corpora.items():
         ids: list[list[int]] = []
         chunk = 10_000
-        for i in tqdm(range(0, len(lines), chunk), desc=f"tokenize {lang}", unit="chunk", leave=False):
+        for i in tqdm(range(0, len(lines), chunk), desc=f"tokenize {lang}", unit="chunk", leave=False,
+                      disable=not progress):
             ids += [e.ids for e in backend.encode_batch(lines[i:i + chunk], add_special_tokens=False)]
         seqs = pack_lines(ids, seq_len, tokenizer.cls_token_id, tokenizer.sep_token_id)
         if len(seqs) < 2:
@@ -614,7 +615,7 @@ def pretrain(cfg: PretrainConfig, eval_hooks: Iterable[Callable[[Any, int, dict]
         tokenizer = load_tokenizer(cfg.tokenizer)
     else:
         if is_main and not (tok_dir / "tokenizer_config.json").exists():
-            train_tokenizer(corpora, tok_dir, cfg.vocab_size, cfg.lowercase, seed=cfg.seed)
+            train_tokenizer(corpora, tok_dir, cfg.vocab_size, cfg.lowercase, seed=cfg.seed, progress=cfg.progress)
         if world > 1:
             torch.distributed.barrier()
         tokenizer = AutoTokenizer.from_pretrained(tok_dir)
@@ -622,7 +623,7 @@ def pretrain(cfg: PretrainConfig, eval_hooks: Iterable[Callable[[Any, int, dict]
         raise UserError(f"tokenizer {cfg.tokenizer}: needs [CLS], [SEP] and [MASK] tokens")
 
     data = prepare_data(corpora, tokenizer, cfg.seq_len, cfg.heldout_fraction, cfg.max_heldout,
-                        cache_dir=out if is_main else None)
+                        cache_dir=out if is_main else None, progress=cfg.progress and is_main)
     del corpora
     engine.set_seed(cfg.seed)   # the same initial weights on every rank and on resume
     mlm = make_mlm(model_config(cfg.size, cfg.config_file, len(tokenizer), cfg.seq_len, cfg.dropout), pick_device())
