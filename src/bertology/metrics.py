@@ -268,8 +268,8 @@ def knn_mean_similarity(a, b, k: int = 10, chunk_bytes: int = 1 << 27, screen: b
         a16 = a.bfloat16()
         # padded rows make the groups equal; their scores are set to -1 below
         pad = groups * per_group - m
-        b16 = torch.cat([b, torch.zeros(pad, b.shape[1])]).bfloat16()
         b_pad = torch.cat([b, torch.zeros(pad, b.shape[1])])
+        b16 = b_pad.bfloat16()
         buf16 = torch.empty(step, groups * per_group, dtype=torch.bfloat16)
         member = torch.arange(groups)[None, None, :] * per_group              # group j's rows: j + i * per_group
     buf = None
