@@ -21,7 +21,6 @@ import argparse
 import random
 import sys
 import time
-from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -74,20 +73,16 @@ def emulation(rows: int = 3200) -> None:
 
 def error_by_lead(model_dir: str, n: int, seed: int) -> None:
     sys.path.insert(0, str(ROOT / "src"))
+    from qa_predict import bf16_and_fp32, load_questions   # this directory's QA benchmark
+
     from bertology import qa
     from bertology.models import load_model, load_tokenizer
 
-    bench = {e.id for e in qa.load_data("squad-dev").sample(500, 0).examples}   # bench/qa_predict.py's sample
+    bench = {e.id for e in load_questions(500, 0).examples}   # bench/qa_predict.py's default sample
     pool = [e for e in qa.load_data("squad-dev").examples if e.id not in bench]
     exs = random.Random(seed).sample(pool, n)
     tok, model = load_tokenizer(model_dir), load_model(model_dir, head="qa").eval()
-    s = qa._check_settings(tok, model.config, qa.QASettings(span_score="window-prob"))
-    feats = qa.eval_features(tok, exs, s)
-    cands = {}
-    for p in ("bf16", "fp32"):
-        logits = qa.window_logits(model, feats.items, qa.QASettings(**{**asdict(s), "precision": p}))
-        cands[p] = [dict() for _ in exs]
-        qa._add_spans(cands[p], feats, logits, range(len(feats.items)), s)
+    _, _, cands = bf16_and_fp32(qa, model, tok, exs)
     rows = []
     for e, c16, c32 in zip(exs, cands["bf16"], cands["fp32"]):
         (a, b), top = max(c16.items(), key=lambda kv: kv[1])

@@ -63,6 +63,19 @@ def baseline_worker(args) -> None:
     print(json.dumps({"seconds": secs, "answers": answers, "version": transformers.__version__}))
 
 
+def bf16_and_fp32(qa, model, tok, exs):
+    """The same questions run in bf16 and in fp32 (window-prob span scores): the windows, their start/end logits
+    and the span candidates of every question, per precision."""
+    s = qa._check_settings(tok, model.config, qa.QASettings(span_score="window-prob"))
+    feats = qa.eval_features(tok, exs, s)
+    logits, cands = {}, {}
+    for p in ("bf16", "fp32"):
+        logits[p] = qa.window_logits(model, feats.items, qa.QASettings(**{**qa.asdict(s), "precision": p}))
+        cands[p] = [dict() for _ in exs]
+        qa._add_spans(cands[p], feats, logits[p], range(len(feats.items)), s)
+    return feats, logits, cands
+
+
 def calibrate(args, qa, model, tok, exclude: set[str]) -> None:
     """bf16 vs fp32 on questions the benchmark does not use: how far bf16 moves the logits and, what matters,
     the score differences that decide answers (the best span vs the next 7 spans with another text,
@@ -74,13 +87,7 @@ def calibrate(args, qa, model, tok, exclude: set[str]) -> None:
 
     pool = [e for e in qa.load_data("squad-dev").examples if e.id not in exclude]
     exs = random.Random(args.seed + 1).sample(pool, min(args.calibrate, len(pool)))
-    s = qa._check_settings(tok, model.config, qa.QASettings(span_score="window-prob"))
-    feats = qa.eval_features(tok, exs, s)
-    logits, cands = {}, {}
-    for p in ("bf16", "fp32"):
-        logits[p] = qa.window_logits(model, feats.items, qa.QASettings(**{**qa.asdict(s), "precision": p}))
-        cands[p] = [dict() for _ in exs]
-        qa._add_spans(cands[p], feats, logits[p], range(len(feats.items)), s)
+    feats, logits, cands = bf16_and_fp32(qa, model, tok, exs)
     err = np.concatenate([np.abs(x - y) for w in range(len(feats.items))
                           for x, y in zip(logits["bf16"][w], logits["fp32"][w])])
     errs = {"overlapping": [], "disjoint": []}
