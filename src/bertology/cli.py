@@ -406,12 +406,13 @@ def _qa_settings(max_len, doc_stride, n_best, max_answer_len, batch_size, precis
 
 
 _QaPredictPrecision = typer.Option(
-    "fp32", "--precision", help="fp32, bf16 (~2.6x faster than fp32 here; may flip near-tie answers) or "
+    "fp32", "--precision", help="fp32, bf16 (~2-3x faster than fp32 here; may flip near-tie answers) or "
     "bf16-verified (bf16, then each question whose answer leads a different one by less than --verify-margin "
-    "is re-run in fp32; gave the fp32 answer on every question measured, ~1.6-2.2x faster than fp32; see "
+    "is re-run in fp32; gave the fp32 answer on every question measured, ~1.3-1.8x faster than fp32; see "
     "docs/qa.md).")
-_QaVerifyMargin = typer.Option(0.3, "--verify-margin", help="bf16-verified: score lead (logit units) below which "
-                               "a question is re-run in fp32; 0.3 covers every bf16 error measured (docs/qa.md).")
+_QaVerifyMargin = typer.Option(0.3, "--verify-margin", help="bf16-verified: score lead (in --span-score units: "
+                               "log-probabilities with window-prob, logits with logit) below which a question is "
+                               "re-run in fp32; 0.3 covers every bf16 error measured (docs/qa.md).")
 
 
 def _qa_named(specs: List[str], what: str) -> list[tuple[str, str]]:
