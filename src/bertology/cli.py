@@ -394,12 +394,12 @@ _QaThreads = typer.Option(None, "--threads", help="CPU threads for torch (defaul
 
 def _qa_settings(max_len, doc_stride, n_best, max_answer_len, batch_size, precision, span_score="logit",
                  verify_margin=None):
-    from .models import check_precision
+    from .models import PRECISIONS, check_precision
+    from .qa import PRECISIONS as PREDICT_PRECISIONS
     from .qa import QASettings
 
-    # bf16-verified exists for prediction only (qa._check_settings validates it); training takes fp32 | bf16
-    if verify_margin is None or precision != "bf16-verified":
-        check_precision(precision)
+    # bf16-verified exists for prediction only (the commands that take --verify-margin); training: fp32 | bf16
+    check_precision(precision, PREDICT_PRECISIONS if verify_margin is not None else PRECISIONS)
     extra = {} if verify_margin is None else {"verify_margin": verify_margin}
     return QASettings(max_len=max_len, doc_stride=doc_stride, n_best=n_best, max_answer_len=max_answer_len,
                       batch_size=batch_size, precision=precision, span_score=span_score, **extra)

@@ -222,9 +222,10 @@ def pick_device(device: str | None = None) -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
-def check_precision(precision: str) -> str:
-    if precision not in PRECISIONS:
-        raise UserError(f"--precision must be one of {', '.join(PRECISIONS)}, not {precision!r}")
+def check_precision(precision: str, allowed: tuple[str, ...] = PRECISIONS) -> str:
+    """`precision` if it is one of `allowed` (default: fp32 | bf16), else exit 2 naming the choices."""
+    if precision not in allowed:
+        raise UserError(f"--precision must be one of {', '.join(allowed)}, not {precision!r}")
     return precision
 
 

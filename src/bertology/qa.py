@@ -34,6 +34,7 @@ import torch
 from .data import QADataset, QAExample, load_squad
 from .errors import UserError
 from .metrics import cjk_fraction, qa_scores
+from .models import check_precision
 from .storage import replace_dir
 
 SCHEMA = "bertology.qa/1"
@@ -90,8 +91,7 @@ def _check_settings(tokenizer, model_config, s: QASettings) -> QASettings:
                         f"and 3 special tokens), not {s.doc_stride}")
     if s.span_score not in ("logit", "window-prob"):
         raise UserError(f"--span-score must be logit or window-prob, not {s.span_score!r}")
-    if s.precision not in PRECISIONS:
-        raise UserError(f"--precision must be one of {', '.join(PRECISIONS)}, not {s.precision!r}")
+    check_precision(s.precision, PRECISIONS)
     if not s.verify_margin >= 0:
         raise UserError(f"verify_margin must be >= 0, not {s.verify_margin!r}")
     if s.n_best < 1 or s.max_answer_len < 1 or s.batch_size < 1:
