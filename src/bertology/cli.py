@@ -196,6 +196,9 @@ def tokenizer_train_cmd(
     alpha: float = AlphaOpt,
     budget: int = typer.Option(20_000_000, "--budget-tokens",
                                help="Approximate tokens of text sampled (over all languages) to train on."),
+    alphabet_size: Optional[int] = typer.Option(None, "--alphabet-size",
+                                                help="Distinct characters kept as tokens, the most frequent "
+                                                     "(default: a quarter of --vocab-size); the rest are [UNK]."),
     data_dir: Optional[Path] = DataDirOpt,
     seed: int = SeedOpt,
 ):
@@ -208,7 +211,8 @@ def tokenizer_train_cmd(
     from .storage import save_results
 
     corpora = read_corpora(corpus, str(data_dir) if data_dir else None)
-    _, res = train_tokenizer(corpora, out, vocab_size, lowercase, None, alpha, budget, seed)
+    _, res = train_tokenizer(corpora, out, vocab_size, lowercase, None, alpha, budget, seed,
+                             alphabet_size=alphabet_size)
     save_results(out, TOKENIZER_SCHEMA, {"corpora": corpus, **asdict(res)})
     print(f"vocabulary of {res.vocab_size} ({res.cjk_chars_in_vocab} CJK characters) written to {out}")
 

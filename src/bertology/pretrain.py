@@ -101,13 +101,18 @@ def _sample_for_tokenizer(corpora: dict[str, list[str]], alpha: float, budget_to
 
 def train_tokenizer(corpora: dict[str, list[str]], out_dir: str | Path, vocab_size: int = 30000,
                     lowercase: bool = True, strip_accents: bool | None = None, alpha: float = 0.7,
-                    budget_tokens: int = 20_000_000, seed: int = 0, progress: bool = True) -> tuple[Any, TokenizerResult]:
+                    budget_tokens: int = 20_000_000, seed: int = 0, progress: bool = True,
+                    alphabet_size: int | None = None) -> tuple[Any, TokenizerResult]:
     """Train a BERT WordPiece vocabulary with Hugging Face `tokenizers` and save it so that
     `AutoTokenizer.from_pretrained(out_dir)` loads it as a fast `BertTokenizer`.
 
     BERT pre-tokenisation: text cleaned, every CJK character its own token, punctuation split; optional
     lower-casing and accent stripping (strip_accents=None follows lowercase, as BERT does). Languages are
     sampled with exponentially smoothed shares so a large English corpus does not crowd out Chinese pieces.
+
+    alphabet_size: how many distinct characters (the most frequent) become tokens; every other character is
+    [UNK]. Default vocab_size // 4. A small vocabulary for Chinese in both scripts needs more than a quarter
+    of it: Simplified and Traditional text together use ~5,000 characters that occur 20 times or more.
     """
     from tokenizers.implementations import BertWordPieceTokenizer
     from transformers import BertTokenizer
@@ -115,14 +120,19 @@ def train_tokenizer(corpora: dict[str, list[str]], out_dir: str | Path, vocab_si
     t0 = time.perf_counter()
     if vocab_size < len(SPECIAL_TOKENS) + 100:
         raise UserError(f"--vocab-size {vocab_size}: too small (at least {len(SPECIAL_TOKENS) + 100})")
+    if alphabet_size is None:
+        alphabet_size = max(100, vocab_size // 4)
+    if not 100 <= alphabet_size < vocab_size:
+        raise UserError(f"--alphabet-size {alphabet_size}: must be at least 100 and below the vocabulary size "
+                        f"({vocab_size})")
     sample = _sample_for_tokenizer(corpora, alpha, budget_tokens, seed)
     wp = BertWordPieceTokenizer(clean_text=True, handle_chinese_chars=True, strip_accents=strip_accents,
                                 lowercase=lowercase)
-    # The alphabet must hold thousands of CJK characters (the default limit of 1000 would turn most Chinese
-    # into [UNK]); a quarter of the vocabulary leaves the rest for English word pieces.
+    # The alphabet must hold thousands of CJK characters (the library's default limit of 1000 would turn most
+    # Chinese into [UNK]); by default a quarter of the vocabulary, leaving the rest for English word pieces.
     lines = [x for lang in sorted(sample) for x in sample[lang]]
     wp.train_from_iterator(lines, vocab_size=vocab_size, min_frequency=2, special_tokens=SPECIAL_TOKENS,
-                           limit_alphabet=max(100, vocab_size // 4), wordpieces_prefix="##", show_progress=progress)
+                           limit_alphabet=alphabet_size, wordpieces_prefix="##", show_progress=progress)
     vocab = wp.get_vocab()
     tok = BertTokenizer(vocab=vocab, do_lower_case=lowercase, strip_accents=strip_accents,
                         tokenize_chinese_chars=True)
