@@ -10,9 +10,10 @@ import numpy as np
 import pytest
 import torch
 
-from bertology import align, langvec
+from bertology.experiments import align
+from bertology.experiments import langvec
 from bertology.cli import main
-from bertology.data import Dictionary, load_cedict, load_dictionary, load_muse_dictionary
+from bertology.io.dictionaries import Dictionary, load_cedict, load_dictionary, load_muse_dictionary
 from bertology.errors import UserError
 from bertology.metrics import bf16_dot_error_bound, knn_mean_similarity, random_mrr, ranking_scores, retrieval_ranks
 

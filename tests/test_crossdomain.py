@@ -12,12 +12,12 @@ import pytest
 import torch
 
 from bertology.cli import main
-from bertology.crossdomain import (CONDITIONS, CrossDomainConfig, build_model, encode, make_mapping, predict_logits,
+from bertology.experiments.crossdomain import (CONDITIONS, CrossDomainConfig, build_model, encode, make_mapping, predict_logits,
                                    read_mapping, run_crossdomain, save, split_indices, stratified_subset, word_tokens)
-from bertology.data import kmers, load_sequences
+from bertology.io.sequences import kmers, load_sequences
 from bertology.errors import UserError
 from bertology.metrics import classification_scores
-from bertology.models import load_tokenizer
+from bertology.core.models import load_tokenizer
 
 
 # --------------------------------------------------------------------------------------------- loaders
@@ -210,7 +210,7 @@ def test_experiment_end_to_end_learns_saves_and_resumes(tiny_encoder, tmp_path, 
     with pytest.raises(UserError, match="different settings"):
         run_crossdomain(CrossDomainConfig(**{**cfg.__dict__, "lr": 1e-3}), out)
     # the report can show this finished run instead of computing its quick one
-    from bertology.crossdomain import REPORT_RESULTS_ENV, report_section
+    from bertology.experiments.crossdomain import REPORT_RESULTS_ENV, report_section
     from bertology.report import ReportContext
 
     monkeypatch.setenv(REPORT_RESULTS_ENV, str(out / "results.json"))

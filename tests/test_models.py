@@ -5,8 +5,8 @@ import pytest
 
 from bertology.cli import main
 from bertology.errors import UserError
-from bertology.models import has_mlm_head, list_models, load_model, load_tokenizer, resolve_model
-from bertology.storage import find_dataset, load_results, save_results
+from bertology.core.models import has_mlm_head, list_models, load_model, load_tokenizer, resolve_model
+from bertology.io.storage import find_dataset, load_results, save_results
 
 
 def test_minilm_alias_is_installed_and_real():

@@ -58,7 +58,7 @@ def models_cmd():
     from rich.console import Console
     from rich.table import Table
 
-    from .models import list_models
+    from .core.models import list_models
 
     table = Table("alias", "offline", "hub id", "description")
     for row in list_models():
@@ -89,7 +89,7 @@ def senses_cmd(
 ):
     """Word senses: embed every occurrence of a target at every layer; cosine heatmap and per-layer
     separation of the labelled senses (within-sense minus between-sense cosine, silhouette, purity)."""
-    from . import senses
+    from .experiments import senses
 
     sents, labels, source, target = senses.resolve_sentences(sentences, target)
     if static is not None:
@@ -127,8 +127,8 @@ def cbow_cmd(
 ):
     """Train a static word2vec CBOW baseline (gensim): one vector per word, whatever its context.
     Use it with `bertology senses --static OUT`."""
-    from . import cbow
-    from .senses import nearest_neighbours
+    from .experiments import cbow
+    from .experiments.senses import nearest_neighbours
 
     lines = cbow.corpus_lines(corpus, max_lines)
     result = cbow.train_cbow(lines, out, segment=segment, vector_size=vector_size, window=window,
@@ -158,7 +158,7 @@ def report_cmd(
     """Run every experiment on one model and write OUT/index.html: one self-contained page with every
     figure, the numbers and a short explanation per section. Experiments the model cannot run (e.g.
     Chinese on an English-only vocabulary) appear with the reason."""
-    from .models import check_precision, resolve_model
+    from .core.models import check_precision, resolve_model
     from .report import SECTIONS, build_report
 
     check_precision(precision)
@@ -206,9 +206,9 @@ def tokenizer_train_cmd(
     language-balanced sampling; OUT loads with AutoTokenizer.from_pretrained and works as --tokenizer."""
     from dataclasses import asdict
 
-    from .data import read_corpora
-    from .pretrain import TOKENIZER_SCHEMA, train_tokenizer
-    from .storage import save_results
+    from .io.corpora import read_corpora
+    from .experiments.pretrain import TOKENIZER_SCHEMA, train_tokenizer
+    from .io.storage import save_results
 
     corpora = read_corpora(corpus, str(data_dir) if data_dir else None)
     _, res = train_tokenizer(corpora, out, vocab_size, lowercase, None, alpha, budget, seed,
@@ -261,7 +261,7 @@ def pretrain_cmd(
     evaluation), OUT/checkpoint (for --resume), log.jsonl, eval.jsonl, results.json and loss_curve.png.
     Runs unchanged under `torchrun --nproc_per_node=N` (see docs/pretrain.md).
     """
-    from .pretrain import PretrainConfig, pretrain
+    from .experiments.pretrain import PretrainConfig, pretrain
 
     ddir = str(data_dir) if data_dir else None
     cfg = PretrainConfig(corpora=corpus, out_dir=str(out), tokenizer=tokenizer, vocab_size=vocab_size,
@@ -273,8 +273,8 @@ def pretrain_cmd(
                          eval_every=eval_every, resume=resume, data_dir=ddir, progress=progress)
     hooks = []
     if track_alignment is not None:
-        from .data import parse_corpus_spec
-        from .pretrain import alignment_hook
+        from .io.corpora import parse_corpus_spec
+        from .experiments.pretrain import alignment_hook
 
         hooks.append(alignment_hook(track_alignment, [parse_corpus_spec(c) for c in corpus], out, ddir,
                                     tokenizer))
@@ -298,7 +298,7 @@ def fill_mask_cmd(
     """Fill in the blank: the top-k tokens and probabilities for every [MASK] (needs a model with an MLM head)."""
     from dataclasses import asdict
 
-    from .pretrain import FILL_MASK_SCHEMA, fill_mask
+    from .experiments.pretrain import FILL_MASK_SCHEMA, fill_mask
 
     res = fill_mask(model, texts, top_k, precision, trust_remote_code, convert)
     for it in res.items:
@@ -306,8 +306,8 @@ def fill_mask_cmd(
         for j, m in enumerate(it["masks"]):
             print(f"  [MASK] {j + 1}: " + "  ".join(f"{c['token']} {c['prob']:.3f}" for c in m["candidates"]))
     if out is not None:
-        from .plots import plot_fill_mask
-        from .storage import save_results
+        from .report.plots import plot_fill_mask
+        from .io.storage import save_results
 
         save_results(out, FILL_MASK_SCHEMA, asdict(res))
         plot_fill_mask(res.items, out / "fill_mask.png")
@@ -349,7 +349,7 @@ def crossdomain_cmd(
 
     Writes results.json (bertology.crossdomain/1), conditions.png (bars, mean ± std over seeds) and learning_curves.png. Re-running the same command resumes an interrupted experiment.
     """
-    from .crossdomain import CrossDomainConfig, run_crossdomain, save, summary_rows
+    from .experiments.crossdomain import CrossDomainConfig, run_crossdomain, save, summary_rows
 
     _set_threads(threads)
     cfg = CrossDomainConfig(model=model, task=task, conditions=tuple(c.strip() for c in conditions.split(",") if c.strip()),
@@ -398,9 +398,9 @@ _QaThreads = typer.Option(None, "--threads", help="CPU threads for torch (defaul
 
 def _qa_settings(max_len, doc_stride, n_best, max_answer_len, batch_size, precision, span_score="logit",
                  verify_margin=None):
-    from .models import PRECISIONS, check_precision
-    from .qa import PRECISIONS as PREDICT_PRECISIONS
-    from .qa import QASettings
+    from .core.models import PRECISIONS, check_precision
+    from .experiments.qa import PRECISIONS as PREDICT_PRECISIONS
+    from .experiments.qa import QASettings
 
     # bf16-verified exists for prediction only (the commands that take --verify-margin); training: fp32 | bf16
     check_precision(precision, PREDICT_PRECISIONS if verify_margin is not None else PRECISIONS)
@@ -450,7 +450,7 @@ def qa_score_cmd(
 ):
     """Score predictions with the official metrics: exact_match and f1 (0-100), total, missing (unanswered
     questions count as 0)."""
-    from . import qa
+    from .experiments import qa
 
     ds = qa.load_data(data, data_dir, skip_bad=skip_bad)
     sc = qa.score(ds, qa.load_predictions(predictions), lang)
@@ -483,7 +483,7 @@ def qa_train_cmd(
     """Fine-tune a span-extraction head: sliding windows over long contexts, answer span labelled in the
     window that holds it ([CLS] elsewhere), shared engine (bf16, resume, progress). Writes OUT/model (use it as
     --model), OUT/train/ (checkpoint, log.jsonl), results.json and qa_training.png."""
-    from . import qa
+    from .experiments import qa
 
     _set_threads(threads)
     s = _qa_settings(max_len, doc_stride, n_best, max_answer_len, eval_batch_size, precision)
@@ -500,7 +500,7 @@ def qa_train_cmd(
 
 def _qa_predict_or_eval(command, model, data, out, lang, limit, skip_bad, settings, data_dir, seed, convert,
                         trust_remote_code):
-    from . import qa
+    from .experiments import qa
 
     ds = qa.load_data(data, data_dir, skip_bad=skip_bad, require_answers=command == "eval").sample(limit, seed)
     result = qa.predict_file(command, model, ds, settings, lang=lang, convert=convert,
@@ -579,7 +579,7 @@ def qa_crosslingual_cmd(
     """The lecture's experiment: one fine-tuning run (e.g. English SQuAD only), evaluated zero-shot on every
     eval set (SQuAD dev, XQuAD-en/zh, DRCD dev, CMRC trial...). Prints a table next to the lecture's
     (mBERT en->zh DRCD 78.8 F1); writes results.json, qa_scores.png, qa_training.png, predictions_*.json."""
-    from . import qa
+    from .experiments import qa
 
     _set_threads(threads)
     s = _qa_settings(max_len, doc_stride, n_best, max_answer_len, eval_batch_size, precision)
@@ -638,8 +638,9 @@ def _floats_arg(text: str, name: str) -> List[float]:
 
 def _align_inputs(corpus, dict_path, dict_format, convert, source, target, max_lines, data_dir):
     """Read corpora, pick the two languages, load the dictionary (converted as asked)."""
-    from .align import choose_conversion, convert_dictionary
-    from .data import load_dictionary, read_corpora
+    from .experiments.align import choose_conversion, convert_dictionary
+    from .io.dictionaries import load_dictionary
+    from .io.corpora import read_corpora
 
     ddir = str(data_dir) if data_dir else None
     corpora = read_corpora(corpus, ddir)
@@ -693,7 +694,7 @@ def align_cmd(
     random baselines. Writes OUT/results.json and OUT/mrr_per_layer.png."""
     import torch
 
-    from . import align
+    from .experiments import align
 
     torch.manual_seed(seed)
     corpora, source, target, d = _align_inputs(corpus, dict_path, dict_format, convert, source, target,
@@ -736,8 +737,8 @@ def langvec_cmd(
     each (L, α). Needs a model with an MLM head. Writes OUT/results.json and OUT/langvec_grid.png."""
     import torch
 
-    from . import langvec
-    from .data import read_corpora
+    from .experiments import langvec
+    from .io.corpora import read_corpora
 
     torch.manual_seed(seed)
     corpora, source, target, d = _align_inputs(corpus, dict_path, dict_format, convert, source, target,
@@ -776,7 +777,7 @@ def align_scale_cmd(
 ):
     """The data-scale experiment: pretrain identical bilingual models on N and 5N sentences per language and
     plot masked-LM loss and alignment MRR against steps (OUT/data_scale.png; each run in OUT/n<N>/)."""
-    from . import align
+    from .experiments import align
 
     sizes = [int(x) for x in _floats_arg(sentences, "--sentences")]
     res = align.data_scale(corpus, dict_path, out, sizes, size, steps, eval_every, batch_size, seq_len, vocab_size,

@@ -18,8 +18,8 @@ from typing import Any, Iterator
 
 import numpy as np
 
-from . import __version__
-from .errors import UserError
+from .. import __version__
+from ..errors import UserError
 
 DATA_DIR_ENV = "BERTOLOGY_DATA"
 _UMASK = os.umask(0)

@@ -30,7 +30,7 @@ import numpy as np
 import torch
 
 from .models import autocast, check_precision, pick_device
-from .storage import atomic_write_text, replace_dir
+from ..io.storage import atomic_write_text, replace_dir
 
 
 # --------------------------------------------------------------------------------------------- batching

@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from .engine import length_batches
-from .errors import UserError
+from ..errors import UserError
 from .models import check_precision, load_model, load_tokenizer, pick_device
 
 POOLINGS = ("mean", "first")

@@ -24,10 +24,10 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from .data import Dictionary, has_cjk
-from .embed import Embedder
-from .errors import UserError
-from .models import check_precision, load_model, load_tokenizer
+from ..io.dictionaries import Dictionary, has_cjk
+from ..core.embed import Embedder
+from ..errors import UserError
+from ..core.models import check_precision, load_model, load_tokenizer
 
 SCHEMA = "bertology.langvec/1"
 
@@ -199,8 +199,8 @@ def langvec(model: str, corpora: dict[str, Sequence[str]], sentences: Sequence[s
 
 
 def save(result: LangvecResult, out_dir: str | Path) -> list[Path]:
-    from .plots import plot_langvec
-    from .storage import save_results
+    from ..report.plots import plot_langvec
+    from ..io.storage import save_results
 
     out_dir = Path(out_dir)
     return [save_results(out_dir, SCHEMA, asdict(result)), plot_langvec(result, out_dir / "langvec_grid.png")]

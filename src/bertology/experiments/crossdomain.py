@@ -37,9 +37,9 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from .data import SequenceData, load_sequences
-from .errors import UserError
-from .storage import atomic_write_json, atomic_write_text, find_dataset, save_results
+from ..io.sequences import SequenceData, load_sequences
+from ..errors import UserError
+from ..io.storage import atomic_write_json, atomic_write_text, find_dataset, save_results
 
 SCHEMA = "bertology.crossdomain/1"
 CONDITIONS = ("pretrained", "scratch", "rand-embed", "shuffled", "frozen")
@@ -272,8 +272,8 @@ def encode(seqs: list[list[str]], labels: list[int], ids: dict[str, int], cls_id
 
 def predict_logits(model, enc: Encoded, batch_size: int = 64, precision: str = "fp32") -> np.ndarray:
     """Per-sequence logits: each window's logits, averaged over the sequence's windows."""
-    from .engine import length_batches, pad_batch
-    from .models import autocast
+    from ..core.engine import length_batches, pad_batch
+    from ..core.models import autocast
 
     device = next(model.parameters()).device
     was_training = model.training
@@ -296,8 +296,8 @@ def predict_logits(model, enc: Encoded, batch_size: int = 64, precision: str = "
 def features(base_model, enc: Encoded, batch_size: int = 64, precision: str = "fp32") -> np.ndarray:
     """Frozen features: last-layer hidden states averaged over the symbol tokens of a window ([CLS], [SEP] and
     padding excluded), then over the sequence's windows."""
-    from .engine import length_batches, pad_batch
-    from .models import autocast
+    from ..core.engine import length_batches, pad_batch
+    from ..core.models import autocast
 
     device = next(base_model.parameters()).device
     base_model.eval()
@@ -325,8 +325,8 @@ def build_model(condition: str, model_name: str, num_labels: int, seed: int, tru
     """The classifier for one condition, initialised reproducibly from `seed`."""
     from transformers import AutoModelForSequenceClassification
 
-    from .engine import set_seed
-    from .models import load_config, load_model
+    from ..core.engine import set_seed
+    from ..core.models import load_config, load_model
 
     set_seed(seed)  # the fresh classifier head (and everything in `scratch`) draws from the global RNG
     if condition == "scratch":
@@ -360,8 +360,8 @@ def _fingerprint(settings: dict, mapping: dict, splits: dict) -> str:
 
 def _finetune(condition: str, seed: int, cfg: CrossDomainConfig, enc: dict[str, Encoded], num_labels: int,
               pad_id: int, run_dir: Path | None) -> RunResult:
-    from .engine import ExampleBatches, TrainConfig, train
-    from .metrics import classification_scores
+    from ..core.engine import ExampleBatches, TrainConfig, train
+    from ..metrics import classification_scores
 
     labels_idx = list(range(num_labels))
     model = build_model(condition, cfg.model, num_labels, seed, cfg.trust_remote_code)
@@ -392,7 +392,7 @@ def _probe(seed: int, cfg: CrossDomainConfig, feats: dict[str, np.ndarray], enc:
     from sklearn.linear_model import LogisticRegression
     from sklearn.preprocessing import StandardScaler
 
-    from .metrics import classification_scores
+    from ..metrics import classification_scores
 
     t0 = time.perf_counter()
     labels_idx = list(range(num_labels))
@@ -430,7 +430,7 @@ def run_crossdomain(cfg: CrossDomainConfig, out_dir: str | Path | None = None) -
     command after an interruption resumes where it stopped (finished runs are not redone)."""
     from tqdm.auto import tqdm
 
-    from .models import check_precision, load_config, load_tokenizer
+    from ..core.models import check_precision, load_config, load_tokenizer
 
     check_precision(cfg.precision)
     bad = [c for c in cfg.conditions if c not in CONDITIONS]
@@ -529,7 +529,7 @@ def run_crossdomain(cfg: CrossDomainConfig, out_dir: str | Path | None = None) -
 
 def save(result: CrossDomainResult, out_dir: str | Path) -> CrossDomainResult:
     """results.json + figures (bar chart of conditions, learning curves)."""
-    from .plots import plot_condition_bars, plot_learning_curves
+    from ..report.plots import plot_condition_bars, plot_learning_curves
 
     out = Path(out_dir)
     title = f"{result.task} · {Path(result.model).name}"
@@ -566,11 +566,11 @@ def report_section(ctx):
     run, that run is shown (re-drawn) instead of computing anything."""
     import os
 
-    from .report import Section
+    from ..report import Section
 
     reused = os.environ.get(REPORT_RESULTS_ENV)
     if reused:
-        from .storage import load_results
+        from ..io.storage import load_results
 
         result = save(_result_from_json(load_results(reused, "bertology.crossdomain")), ctx.out_dir)
         n = len(result.splits.get("train", [])) + len(result.splits.get("dev", [])) + len(result.splits.get("test", []))

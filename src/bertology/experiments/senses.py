@@ -15,11 +15,11 @@ from typing import Sequence
 
 import numpy as np
 
-from .data import DEMO_SETS, read_sentences
-from .embed import Embedder, Occurrence, find_occurrences
-from .errors import UserError
-from .metrics import cosine_matrix, sense_separation
-from .storage import save_results
+from ..io.sentences import DEMO_SETS, read_sentences
+from ..core.embed import Embedder, Occurrence, find_occurrences
+from ..errors import UserError
+from ..metrics import cosine_matrix, sense_separation
+from ..io.storage import save_results
 
 SCHEMA = "bertology.senses/1"
 
@@ -108,7 +108,7 @@ def nearest_neighbours(kv, target: str, segment: str, k: int = 10) -> list[tuple
 
 def save(result: SensesResult, out_dir: str | Path, title: str | None = None) -> list[Path]:
     """results.json + figures (similarity heatmap, separation per layer)."""
-    from . import plots
+    from ..report import plots
 
     out_dir = Path(out_dir)
     save_results(out_dir, SCHEMA, result.to_json())
@@ -131,7 +131,7 @@ def resolve_sentences(sentences: str, target: str | None) -> tuple[list[str], li
 # ---------------------------------------------------------------------------------------------------- report
 def report_section(ctx):
     """Two sections: the English demo (apple) and the Chinese demo (果 in 蘋果)."""
-    from .report import Section
+    from ..report import Section
 
     sections = []
     emb = None

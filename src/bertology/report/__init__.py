@@ -17,8 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from .errors import UserError
-from .storage import atomic_write_text, save_results
+from ..errors import UserError
+from ..io.storage import atomic_write_text, save_results
 
 
 @dataclass
@@ -44,12 +44,12 @@ class Section:
 
 # (module, title used when the section fails before producing its own). Order = order in the report.
 SECTIONS: list[tuple[str, str]] = [
-    ("bertology.senses", "Contextual embeddings: word senses"),
-    ("bertology.cbow", "Static baseline: word2vec CBOW"),
-    ("bertology.pretrain", "Masked-LM: fill in the blank"),
-    ("bertology.crossdomain", "Cross-disciplinary transfer: DNA, protein, music"),
-    ("bertology.qa", "Cross-lingual zero-shot QA"),
-    ("bertology.align", "Cross-lingual alignment and language vectors"),
+    ("bertology.experiments.senses", "Contextual embeddings: word senses"),
+    ("bertology.experiments.cbow", "Static baseline: word2vec CBOW"),
+    ("bertology.experiments.pretrain", "Masked-LM: fill in the blank"),
+    ("bertology.experiments.crossdomain", "Cross-disciplinary transfer: DNA, protein, music"),
+    ("bertology.experiments.qa", "Cross-lingual zero-shot QA"),
+    ("bertology.experiments.align", "Cross-lingual alignment and language vectors"),
 ]
 
 

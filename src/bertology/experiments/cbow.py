@@ -17,8 +17,8 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-from .errors import UserError
-from .storage import atomic_write_json, read_lines, save_results
+from ..errors import UserError
+from ..io.storage import atomic_write_json, read_lines, save_results
 
 SCHEMA = "bertology.cbow/1"
 SEGMENTS = ("auto", "char", "word")
@@ -134,10 +134,10 @@ def save(result: CbowResult, out_dir: str | Path, neighbours: dict | None = None
 # ---------------------------------------------------------------------------------------------------- report
 def report_section(ctx):
     """Train a small CBOW per demo language on the real corpora, and compare with the contextual result."""
-    from . import plots
-    from .report import Section
+    from ..report import plots
+    from ..report import Section
     from .senses import resolve_sentences, static_senses
-    from .storage import find_dataset, load_results
+    from ..io.storage import find_dataset, load_results
 
     sections = []
     max_lines = 60_000 if ctx.quick else 600_000

@@ -16,7 +16,7 @@ from typing import Callable
 
 import torch
 
-from .errors import UserError
+from ..errors import UserError
 
 PRECISIONS = ("fp32", "bf16")
 

@@ -31,11 +31,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .data import QADataset, QAExample, load_squad
-from .errors import UserError
-from .metrics import cjk_fraction, qa_scores
-from .models import check_precision
-from .storage import replace_dir
+from ..io.squad import QADataset, QAExample, load_squad
+from ..errors import UserError
+from ..metrics import cjk_fraction, qa_scores
+from ..core.models import check_precision
+from ..io.storage import replace_dir
 
 SCHEMA = "bertology.qa/1"
 
@@ -179,8 +179,8 @@ def window_logits(model, items: list[dict], s: QASettings, device=None, progress
     untouched."""
     from tqdm.auto import tqdm
 
-    from .engine import length_batches, pad_batch
-    from .models import autocast
+    from ..core.engine import length_batches, pad_batch
+    from ..core.models import autocast
 
     device = device or next(model.parameters()).device
     pad_id = _pad_id(model)
@@ -469,7 +469,7 @@ def score(dataset: QADataset, answers: dict[str, str], lang: str = "auto", name:
 def load_predictions(path: str | Path) -> dict[str, str]:
     import json
 
-    from .storage import open_text
+    from ..io.storage import open_text
 
     try:
         with open_text(path) as f:
@@ -573,13 +573,13 @@ class QATrainResult:
 
 def load_data(name_or_path: str, data_dir: str | None = None, skip_bad: bool = False,
               require_answers: bool = True) -> QADataset:
-    from .storage import find_dataset
+    from ..io.storage import find_dataset
 
     return load_squad(find_dataset(name_or_path, data_dir), skip_bad=skip_bad, require_answers=require_answers)
 
 
 def _load_qa_model(model_name: str, trust_remote_code: bool):
-    from .models import load_model, load_tokenizer
+    from ..core.models import load_model, load_tokenizer
 
     tokenizer = load_tokenizer(model_name, trust_remote_code=trust_remote_code)
     model = load_model(model_name, head="qa", trust_remote_code=trust_remote_code)
@@ -600,8 +600,8 @@ def train(model_name: str, train_data: list[QADataset], dev: QADataset | None, o
           trust_remote_code: bool = False, progress: bool = True):
     """Fine-tune `model_name` with a fresh span head on the training sets (concatenated); keep the weights
     with the best dev F1 (when a dev set is given). Returns (model, tokenizer, QATrainResult)."""
-    from .engine import ExampleBatches, TrainConfig
-    from .engine import train as engine_train
+    from ..core.engine import ExampleBatches, TrainConfig
+    from ..core.engine import train as engine_train
 
     out_dir = Path(out_dir)
     model, tokenizer = _load_qa_model(model_name, trust_remote_code)
@@ -657,8 +657,8 @@ class QAResult:
 
 def save(result: QAResult, out_dir: str | Path) -> Path:
     """results.json (bertology.qa/1), predictions.json + nbest.json, and the figures that apply."""
-    from . import plots
-    from .storage import atomic_write_json, save_results
+    from ..report import plots
+    from ..io.storage import atomic_write_json, save_results
 
     out_dir = Path(out_dir)
     if result.predictions:
@@ -677,7 +677,7 @@ def predict_file(command: str, model_name: str, dataset: QADataset, s: QASetting
                  convert: str | None = None, trust_remote_code: bool = False, progress: bool = True) -> QAResult:
     """`qa predict` (answers only) and `qa eval` (answers + official scores; with `convert`, Chinese data is
     scored both as is and after OpenCC conversion)."""
-    from .models import _weight_names, resolve_model
+    from ..core.models import _weight_names, resolve_model
 
     if _weight_names(resolve_model(model_name)) is not None and not has_qa_head(model_name):
         raise UserError(f"model {model_name!r} has no trained span head (no `qa_outputs` weights): its answers "
@@ -706,7 +706,7 @@ def predict_file(command: str, model_name: str, dataset: QADataset, s: QASetting
 
 
 def _device():
-    from .models import pick_device
+    from ..core.models import pick_device
 
     return pick_device()
 
@@ -766,7 +766,7 @@ def crosslingual(model_name: str, train_sets: dict[str, QADataset], eval_sets: d
 
 
 def _write_predictions(out_dir: str | Path, preds_by_name: dict[str, Predictions]) -> None:
-    from .storage import atomic_write_json
+    from ..io.storage import atomic_write_json
 
     for name, p in preds_by_name.items():
         answers = p.answers
@@ -779,7 +779,7 @@ REPORT_QUICK = (800, 150)     # (SQuAD train questions, XQuAD questions per lang
 REPORT_FULL = (20000, None)   # None: every question
 def has_qa_head(model_name: str) -> bool:
     """Whether a local checkpoint already carries a trained span head (e.g. OUT/model from `qa train`)."""
-    from .models import _weight_names, resolve_model
+    from ..core.models import _weight_names, resolve_model
 
     names = _weight_names(resolve_model(model_name)) or []
     return any(n.startswith("qa_outputs.") for n in names)
@@ -789,10 +789,10 @@ def report_section(ctx):
     """Quick: fine-tune on 800 SQuAD train questions (one short epoch, bf16), then answer the same 150 XQuAD
     questions in English and in their Chinese translation. Full: 20,000 questions, all of XQuAD, DRCD dev.
     A model that already has a QA head (from `qa train`) is evaluated as it is, without training."""
-    from . import plots
-    from .models import load_config
-    from .report import Section
-    from .storage import save_results
+    from ..report import plots
+    from ..core.models import load_config
+    from ..report import Section
+    from ..io.storage import save_results
 
     quick = ctx.quick
     n_train, n_eval = REPORT_QUICK if quick else REPORT_FULL

@@ -29,10 +29,10 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from .data import Dictionary, has_cjk, load_dictionary
-from .embed import Embedder, Occurrence
-from .errors import UserError
-from .metrics import RETRIEVAL_SCORINGS, random_mrr, ranking_scores, retrieval_ranks_all
+from ..io.dictionaries import Dictionary, has_cjk, load_dictionary
+from ..core.embed import Embedder, Occurrence
+from ..errors import UserError
+from ..metrics import RETRIEVAL_SCORINGS, random_mrr, ranking_scores, retrieval_ranks_all
 
 SCHEMA = "bertology.align/1"
 SCALE_SCHEMA = "bertology.align-scale/1"
@@ -171,7 +171,7 @@ def choose_conversion(dictionary: Dictionary, corpora_by_side: tuple[Sequence[st
 
 
 def convert_dictionary(dictionary: Dictionary, convert: str | None) -> Dictionary:
-    from .data import _convert_pairs
+    from ..io.dictionaries import _convert_pairs
 
     if not convert or convert == "none":
         return dictionary
@@ -383,7 +383,7 @@ def align(model: str, dictionary: Dictionary, corpora: dict[str, Sequence[str]],
 
 
 def _examples(sv: np.ndarray, tv: np.ndarray, task: Retrieval, n: int = 8) -> list[dict]:
-    from .metrics import _unit_rows
+    from ..metrics import _unit_rows
 
     q, c = _unit_rows(sv[:n]), _unit_rows(tv)
     top = (q @ c.T).topk(min(5, c.shape[0]), dim=1).indices.numpy()
@@ -392,8 +392,8 @@ def _examples(sv: np.ndarray, tv: np.ndarray, task: Retrieval, n: int = 8) -> li
 
 
 def save(result: AlignResult, out_dir: str | Path) -> list[Path]:
-    from .plots import plot_alignment_mrr
-    from .storage import save_results
+    from ..report.plots import plot_alignment_mrr
+    from ..io.storage import save_results
 
     out_dir = Path(out_dir)
     paths = [save_results(out_dir, SCHEMA, asdict(result))]
@@ -405,7 +405,7 @@ def save(result: AlignResult, out_dir: str | Path) -> list[Path]:
 def read_capped(spec, max_lines: int, data_dir: str | None = None) -> list[str]:
     """The first `max_lines` distinct lines of a corpus spec, reading no further than needed (a corpus
     directory can hold over a million lines; the alignment probe needs a few thousand)."""
-    from .data import read_corpus
+    from ..io.corpora import read_corpus
 
     return read_corpus(spec, data_dir, limit=max_lines)
 
@@ -424,7 +424,7 @@ def make_alignment_hook(dictionary_path: str | Path, corpora: dict[str, str | Pa
     target unless named. layers: None = every layer. Returns {"mrr": last layer, "mrr_best", "mrr_best_layer",
     "mrr_l{i}" per layer, "mrr_random": the expected MRR of a random ranking}.
     """
-    from .data import parse_corpus_spec
+    from ..io.corpora import parse_corpus_spec
 
     dictionary = load_dictionary(str(dictionary_path), convert=None if convert == "auto" else convert,
                                  data_dir=data_dir)
@@ -532,7 +532,7 @@ def data_scale(corpora: list[str], dictionary: str, out_dir: str | Path, sentenc
 
         model_config(size, None, len(tokenizer), seq_len, 0.1).save_pretrained(tok_dir)
     if align_corpora is None:   # evaluation text: the first lines of each corpus
-        from .data import parse_corpus_spec
+        from ..io.corpora import parse_corpus_spec
 
         align_corpora = {}
         for c in corpora:
@@ -544,7 +544,7 @@ def data_scale(corpora: list[str], dictionary: str, out_dir: str | Path, sentenc
     # Step 0: the same random initialisation both runs start from (pretrain seeds before building the model).
     from transformers import BertForMaskedLM
 
-    from .engine import set_seed
+    from ..core.engine import set_seed
     from .pretrain import model_config
 
     set_seed(seed)
@@ -570,8 +570,8 @@ def data_scale(corpora: list[str], dictionary: str, out_dir: str | Path, sentenc
 
 def _save_scale(result: DataScaleResult, out_dir: Path) -> None:
     """Saved after each run, so a long experiment leaves a readable result even if stopped half-way."""
-    from .plots import plot_data_scale
-    from .storage import save_results
+    from ..report.plots import plot_data_scale
+    from ..io.storage import save_results
 
     save_results(out_dir, SCALE_SCHEMA, asdict(result))
     plot_data_scale(result, out_dir / "data_scale.png")
@@ -581,9 +581,9 @@ def _save_scale(result: DataScaleResult, out_dir: Path) -> None:
 def report_section(ctx):
     """Alignment (and language vectors when the model has an MLM head) at quick settings for `bertology
     report`: Tatoeba's English and Chinese sides as the corpora, MUSE en-zh converted to Simplified."""
-    from .data import read_corpora
-    from .models import has_mlm_head
-    from .report import Section
+    from ..io.corpora import read_corpora
+    from ..core.models import has_mlm_head
+    from ..report import Section
 
     quick = ctx.quick
     lines = 5000 if quick else 30000

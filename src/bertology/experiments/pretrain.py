@@ -37,7 +37,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .errors import UserError
+from ..errors import UserError
 
 SCHEMA = "bertology.pretrain/1"
 FILL_MASK_SCHEMA = "bertology.fill-mask/1"
@@ -232,7 +232,7 @@ def prepare_data(corpora: dict[str, list[str]], tokenizer, seq_len: int, heldout
         buf = io.BytesIO()
         np.savez(buf, meta=json.dumps({"langs": list(train), "lines": n_lines, "tokens": n_tokens}),
                  **{f"train_{l}": v for l, v in train.items()}, **{f"heldout_{l}": v for l, v in heldout.items()})
-        from .storage import atomic_write_bytes
+        from ..io.storage import atomic_write_bytes
         atomic_write_bytes(cache, buf.getvalue())
     return data
 
@@ -573,7 +573,7 @@ class PretrainResult:
 
 
 def _load_corpora(cfg: PretrainConfig) -> dict[str, list[str]]:
-    from .data import read_corpora
+    from ..io.corpora import read_corpora
 
     corpora = read_corpora(cfg.corpora, cfg.data_dir)
     if cfg.max_sentences_per_lang:
@@ -595,8 +595,8 @@ def pretrain(cfg: PretrainConfig, eval_hooks: Iterable[Callable[[Any, int, dict]
     """
     from transformers import AutoTokenizer
 
-    from . import engine
-    from .models import check_precision, load_tokenizer, pick_device
+    from ..core import engine
+    from ..core.models import check_precision, load_tokenizer, pick_device
 
     check_precision(cfg.precision)
     # fail on bad options before minutes of reading and tokenising
@@ -674,8 +674,8 @@ def pretrain(cfg: PretrainConfig, eval_hooks: Iterable[Callable[[Any, int, dict]
         unigram_baseline=unigram_baseline(data, tokenizer.all_special_ids),
         history=result.history, train_log=result.train_log)
     if is_main:
-        from .plots import plot_pretrain_curves
-        from .storage import save_results
+        from ..report.plots import plot_pretrain_curves
+        from ..io.storage import save_results
 
         save_results(out, SCHEMA, asdict(res))
         plot_pretrain_curves(res.train_log, res.history, out / "loss_curve.png")
@@ -717,7 +717,7 @@ def _truncate_jsonl(path: Path, max_step: int) -> None:
     if path.exists():
         keep = [l for l in path.read_text(encoding="utf-8").splitlines()
                 if l.strip() and json.loads(l).get("step", 0) <= max_step]
-        from .storage import atomic_write_text
+        from ..io.storage import atomic_write_text
         atomic_write_text(path, "".join(l + "\n" for l in keep))
 
 
@@ -735,7 +735,7 @@ def fill_mask(model: str, texts: Sequence[str], top_k: int = 5, precision: str =
 
     convert: an OpenCC conversion applied to the texts first (e.g. "t2s": the lecture's Traditional example
     for a model whose vocabulary was learnt from Simplified text)."""
-    from .models import autocast, load_model, load_tokenizer
+    from ..core.models import autocast, load_model, load_tokenizer
 
     if convert:
         import opencc
@@ -777,10 +777,10 @@ REPORT_SENTENCES = ["今天買了蘋[MASK]來吃", "今天买了苹[MASK]来吃"
 
 def report_section(ctx):
     """Fill-in-the-blank examples for the report; models without an MLM head get the reason instead."""
-    from .models import has_mlm_head
-    from .plots import plot_fill_mask
-    from .report import Section
-    from .storage import save_results
+    from ..core.models import has_mlm_head
+    from ..report.plots import plot_fill_mask
+    from ..report import Section
+    from ..io.storage import save_results
 
     if not has_mlm_head(ctx.model):
         raise UserError(f"model {ctx.model!r} has no masked-LM head (its checkpoint holds no cls.predictions "
