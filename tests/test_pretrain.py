@@ -286,7 +286,7 @@ def test_fill_mask_needs_mlm_head_and_a_mask(tiny_model, tiny_encoder, capsys):
 
 
 def test_report_section(tmp_path, tiny_model, tiny_encoder):
-    from bertology.experiments.pretrain import report_section
+    from bertology.report.sections.pretrain import report_section
     from bertology.report import ReportContext
 
     with pytest.raises(UserError, match="no masked-LM head"):

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from bertology.core import precision
 from bertology.experiments import qa
 from bertology.cli import main
 from bertology.io.squad import load_squad
@@ -271,12 +272,12 @@ def test_onednn_fusion_keeps_logits(tiny_encoder):
     with torch.inference_mode():
         ref = model(**batch).start_logits
         fused = copy.deepcopy(model)
-        swapped = qa._fuse_onednn(fused)
+        swapped = precision.fuse_onednn(fused)
         if torch.backends.mkldnn.is_available():
             assert swapped == 6      # 2 layers x (dense+GELU, 2 x dense+residual+LayerNorm), fp32
         assert torch.allclose(fused(**batch).start_logits, ref, atol=1e-4)
-        b16 = qa._bf16_inference_copy(model)
-        assert isinstance(b16.qa_outputs, qa._Fp32Head)
+        b16 = precision.fused_bf16_copy(model)
+        assert isinstance(b16.qa_outputs, precision.Fp32Head)
         got = b16(**batch).start_logits
         assert got.dtype == torch.float32 and torch.allclose(got, ref, atol=0.1)
     # the caller's model is untouched
@@ -346,10 +347,12 @@ def test_cli_eval_and_predict(tiny_encoder, tmp_path):
 
 
 def test_report_section_runs(tiny_encoder, tmp_path, data_dir, monkeypatch):
+    from bertology.core.models import has_qa_head
     from bertology.report import ReportContext, run_section
+    from bertology.report.sections import qa as qa_section
 
-    monkeypatch.setattr(qa, "REPORT_QUICK", (4, 3))      # the code path of the quick report, at toy size
-    (sec,) = run_section("bertology.experiments.qa", "QA", ReportContext(model=str(tiny_encoder), out_dir=tmp_path / "r",
+    monkeypatch.setattr(qa_section, "REPORT_QUICK", (4, 3))      # the code path of the quick report, at toy size
+    (sec,) = run_section("bertology.report.sections.qa", "QA", ReportContext(model=str(tiny_encoder), out_dir=tmp_path / "r",
                                                              data_dir=str(data_dir)))
     assert sec.error is None, sec.error
     names = [r["eval set"] for r in sec.tables[0][1]]
@@ -358,10 +361,10 @@ def test_report_section_runs(tiny_encoder, tmp_path, data_dir, monkeypatch):
     doc = json.loads((tmp_path / "r" / "results.json").read_text())
     assert doc["schema"] == "bertology.qa/1" and doc["train"]["train_questions"] == 4
     # a model that already has a span head is evaluated without training
-    assert not qa.has_qa_head(str(tiny_encoder))
+    assert not has_qa_head(str(tiny_encoder))
     qa_model = Path(doc["train"]["model_dir"])
-    assert qa.has_qa_head(str(qa_model))
-    (sec2,) = run_section("bertology.experiments.qa", "QA", ReportContext(model=str(qa_model), out_dir=tmp_path / "r2",
+    assert has_qa_head(str(qa_model))
+    (sec2,) = run_section("bertology.report.sections.qa", "QA", ReportContext(model=str(qa_model), out_dir=tmp_path / "r2",
                                                               data_dir=str(data_dir)))
     assert sec2.error is None, sec2.error
     assert "evaluated as it is" in sec2.explanation and len(sec2.figures) == 1

@@ -90,6 +90,7 @@ def senses_cmd(
     """Word senses: embed every occurrence of a target at every layer; cosine heatmap and per-layer
     separation of the labelled senses (within-sense minus between-sense cosine, silhouette, purity)."""
     from .experiments import senses
+    from .report.figures import senses_figures
 
     sents, labels, source, target = senses.resolve_sentences(sentences, target)
     if static is not None:
@@ -99,6 +100,7 @@ def senses_cmd(
                                     batch_size=batch_size, seed=seed, trust_remote_code=trust_remote_code,
                                     source=source)
     senses.save(result, out)
+    senses_figures(result, out)
     for s in result.layers:
         fmt = lambda v: "   -  " if v is None else f"{v:6.3f}"  # noqa: E731
         typer.echo(f"layer {s.layer:2d}  within {fmt(s.within)}  between {fmt(s.between)}  "
@@ -158,7 +160,8 @@ def report_cmd(
     """Run every experiment on one model and write OUT/index.html: one self-contained page with every
     figure, the numbers and a short explanation per section. Experiments the model cannot run (e.g.
     Chinese on an English-only vocabulary) appear with the reason."""
-    from .core.models import check_precision, resolve_model
+    from .core.models import resolve_model
+    from .core.precision import check_precision
     from .report import SECTIONS, build_report
 
     check_precision(precision)
@@ -273,12 +276,16 @@ def pretrain_cmd(
                          eval_every=eval_every, resume=resume, data_dir=ddir, progress=progress)
     hooks = []
     if track_alignment is not None:
+        from .experiments.align import alignment_hook_for_run
         from .io.corpora import parse_corpus_spec
-        from .experiments.pretrain import alignment_hook
 
-        hooks.append(alignment_hook(track_alignment, [parse_corpus_spec(c) for c in corpus], out, ddir,
-                                    tokenizer))
+        hooks.append(alignment_hook_for_run(track_alignment, [parse_corpus_spec(c) for c in corpus], out, ddir,
+                                            tokenizer))
     res = pretrain(cfg, eval_hooks=hooks)
+    if int(os.environ.get("RANK", "0")) == 0:     # under torchrun only rank 0 writes
+        from .report.figures import pretrain_figures
+
+        pretrain_figures(res.train_log, res.history, out)
     if res.final and int(os.environ.get("RANK", "0")) == 0:     # under torchrun only rank 0 evaluates
         print(f"{res.steps} steps, {res.tokens_per_s:.0f} tokens/s; held-out loss {res.final.get('eval_loss', 0):.3f}, "
               f"masked-token accuracy {res.final.get('eval_acc', 0):.3f}; model in {res.model_dir}")
@@ -306,11 +313,11 @@ def fill_mask_cmd(
         for j, m in enumerate(it["masks"]):
             print(f"  [MASK] {j + 1}: " + "  ".join(f"{c['token']} {c['prob']:.3f}" for c in m["candidates"]))
     if out is not None:
-        from .report.plots import plot_fill_mask
         from .io.storage import save_results
+        from .report.figures import fill_mask_figures
 
         save_results(out, FILL_MASK_SCHEMA, asdict(res))
-        plot_fill_mask(res.items, out / "fill_mask.png")
+        fill_mask_figures(res, out)
 
 
 # ==== cross-disciplinary transfer =============================================================================
@@ -350,6 +357,7 @@ def crossdomain_cmd(
     Writes results.json (bertology.crossdomain/1), conditions.png (bars, mean ± std over seeds) and learning_curves.png. Re-running the same command resumes an interrupted experiment.
     """
     from .experiments.crossdomain import CrossDomainConfig, run_crossdomain, save, summary_rows
+    from .report.figures import crossdomain_figures
 
     _set_threads(threads)
     cfg = CrossDomainConfig(model=model, task=task, conditions=tuple(c.strip() for c in conditions.split(",") if c.strip()),
@@ -357,7 +365,9 @@ def crossdomain_cmd(
                             lr=lr, precision=precision, max_length=max_length, max_windows=max_windows, kmer=kmer,
                             symbols=symbols, limit=limit, mapping=str(mapping) if mapping else None,
                             skip_bad=skip_bad, data_dir=data_dir, trust_remote_code=trust_remote_code)
-    result = save(run_crossdomain(cfg, out), out)
+    result = run_crossdomain(cfg, out)
+    crossdomain_figures(result, out)    # before saving: results.json lists the figures
+    save(result, out)
     if result.skipped_rows:
         typer.echo(f"skipped {len(result.skipped_rows)} bad rows (listed in results.json), e.g. {result.skipped_rows[0]}",
                    err=True)
@@ -398,8 +408,7 @@ _QaThreads = typer.Option(None, "--threads", help="CPU threads for torch (defaul
 
 def _qa_settings(max_len, doc_stride, n_best, max_answer_len, batch_size, precision, span_score="logit",
                  verify_margin=None):
-    from .core.models import PRECISIONS, check_precision
-    from .experiments.qa import PRECISIONS as PREDICT_PRECISIONS
+    from .core.precision import PREDICT_PRECISIONS, PRECISIONS, check_precision
     from .experiments.qa import QASettings
 
     # bf16-verified exists for prediction only (the commands that take --verify-margin); training: fp32 | bf16
@@ -432,6 +441,15 @@ def _qa_named(specs: List[str], what: str) -> list[tuple[str, str]]:
     return out
 
 
+def _qa_save(result, out: Path) -> None:
+    """results.json (+ predictions, n-best) and the figures that apply."""
+    from .experiments import qa
+    from .report.figures import qa_figures
+
+    qa_figures(result, out)
+    qa.save(result, out)
+
+
 def _qa_print_scores(scores) -> None:
     for sc in scores:
         typer.echo(f"{sc.name:28s} {sc.lang}  EM {sc.exact_match:6.2f}  F1 {sc.f1:6.2f}  "
@@ -456,7 +474,7 @@ def qa_score_cmd(
     sc = qa.score(ds, qa.load_predictions(predictions), lang)
     _qa_print_scores([sc])
     if out:
-        qa.save(qa.QAResult("score", None, None, [sc]), out)
+        _qa_save(qa.QAResult("score", None, None, [sc]), out)
         typer.echo(f"wrote {out}/results.json")
 
 
@@ -492,7 +510,7 @@ def qa_train_cmd(
     train_sets = [qa.load_data(f, data_dir, skip_bad=skip_bad).sample(max_train, seed) for f in train]
     dev_set = qa.load_data(dev, data_dir, skip_bad=skip_bad).sample(max_dev, seed) if dev else None
     _, _, tr = qa.train(model, train_sets, dev_set, out, s, t, dev_lang=lang, trust_remote_code=trust_remote_code)
-    qa.save(qa.QAResult("train", model, qa.asdict(s), [], tr), out)
+    _qa_save(qa.QAResult("train", model, qa.asdict(s), [], tr), out)
     typer.echo(f"{tr.steps} steps on {tr.train_windows} windows in {tr.wall_time:.0f} s"
                + (f"; best dev F1 {tr.best_dev_f1:.2f} at step {tr.best_step}" if tr.best_dev_f1 is not None else ""))
     typer.echo(f"wrote {tr.model_dir} and {out}/results.json")
@@ -505,7 +523,7 @@ def _qa_predict_or_eval(command, model, data, out, lang, limit, skip_bad, settin
     ds = qa.load_data(data, data_dir, skip_bad=skip_bad, require_answers=command == "eval").sample(limit, seed)
     result = qa.predict_file(command, model, ds, settings, lang=lang, convert=convert,
                              trust_remote_code=trust_remote_code)
-    qa.save(result, out)
+    _qa_save(result, out)
     if result.scores:
         _qa_print_scores(result.scores)
     typer.echo(f"{len(result.predictions)} questions answered; wrote {out}/predictions.json, nbest.json, "
@@ -594,7 +612,7 @@ def qa_crosslingual_cmd(
     dev_set = qa.load_data(dev, data_dir, skip_bad=skip_bad).sample(max_dev, seed) if dev else None
     result = qa.crosslingual(model, train_sets, evals, out, s, t, dev=dev_set, convert=convert,
                              trust_remote_code=trust_remote_code)
-    qa.save(result, out)
+    _qa_save(result, out)
     _qa_print_scores(result.scores)
     for k, v in qa.LECTURE_DRCD_F1.items():
         typer.echo(f"{'lecture: ' + k:40s} F1 {v:5.1f}  (DRCD dev)")
@@ -638,8 +656,7 @@ def _floats_arg(text: str, name: str) -> List[float]:
 
 def _align_inputs(corpus, dict_path, dict_format, convert, source, target, max_lines, data_dir):
     """Read corpora, pick the two languages, load the dictionary (converted as asked)."""
-    from .experiments.align import choose_conversion, convert_dictionary
-    from .io.dictionaries import load_dictionary
+    from .io.dictionaries import choose_conversion, convert_dictionary, load_dictionary
     from .io.corpora import read_corpora
 
     ddir = str(data_dir) if data_dir else None
@@ -695,6 +712,7 @@ def align_cmd(
     import torch
 
     from .experiments import align
+    from .report.figures import align_figures
 
     torch.manual_seed(seed)
     corpora, source, target, d = _align_inputs(corpus, dict_path, dict_format, convert, source, target,
@@ -704,6 +722,7 @@ def align_cmd(
                       batch_size=batch_size, max_length=max_length, cbow=cbow, seed=seed, work_dir=None,
                       trust_remote_code=trust_remote_code, keep_identical=keep_identical)
     align.save(res, out)
+    align_figures(res, out)
     b = res.best
     print(f"{res.coverage['source_words']} {source} words vs {res.coverage['candidates']} {target} candidates "
           f"({res.coverage['evaluated_pairs']} pairs; {res.coverage['skipped_pairs']} skipped). Best layer {b['layer']}: "
@@ -738,6 +757,7 @@ def langvec_cmd(
     import torch
 
     from .experiments import langvec
+    from .report.figures import langvec_figures
     from .io.corpora import read_corpora
 
     torch.manual_seed(seed)
@@ -748,6 +768,7 @@ def langvec_cmd(
                           _floats_arg(alphas, "--alphas"), mean_sentences, precision, batch_size,
                           trust_remote_code=trust_remote_code)
     langvec.save(res, out)
+    langvec_figures(res, out)
     b = res.best
     print(f"best: layer {b['layer']}, α {b['alpha']:g}: precision {b['precision']:.3f} over {b['scored_words']} "
           f"words, {b['target_script_rate']:.2f} of tokens in {target} script. Results in {out}")
@@ -777,11 +798,13 @@ def align_scale_cmd(
 ):
     """The data-scale experiment: pretrain identical bilingual models on N and 5N sentences per language and
     plot masked-LM loss and alignment MRR against steps (OUT/data_scale.png; each run in OUT/n<N>/)."""
-    from .experiments import align
+    from .experiments.data_scale import data_scale
+    from .report.figures import data_scale_figures
 
     sizes = [int(x) for x in _floats_arg(sentences, "--sentences")]
-    res = align.data_scale(corpus, dict_path, out, sizes, size, steps, eval_every, batch_size, seq_len, vocab_size,
-                           lr, precision, seed, convert=convert, data_dir=str(data_dir) if data_dir else None)
+    res = data_scale(corpus, dict_path, out, sizes, size, steps, eval_every, batch_size, seq_len, vocab_size,
+                     lr, precision, seed, convert=convert, data_dir=str(data_dir) if data_dir else None,
+                     after_each_run=lambda partial: data_scale_figures(partial, out))
     for run in res.runs:
         last = run.history[-1] if run.history else {}
         print(f"{run.sentences_per_lang:,} sentences/lang: loss {last.get('eval_loss', float('nan')):.3f}, "

@@ -572,7 +572,7 @@ class PretrainResult:
     train_log: list[dict] = field(default_factory=list)
 
 
-def _load_corpora(cfg: PretrainConfig) -> dict[str, list[str]]:
+def load_corpora(cfg: PretrainConfig) -> dict[str, list[str]]:
     from ..io.corpora import read_corpora
 
     corpora = read_corpora(cfg.corpora, cfg.data_dir)
@@ -586,20 +586,11 @@ def _load_corpora(cfg: PretrainConfig) -> dict[str, list[str]]:
     return corpora
 
 
-def pretrain(cfg: PretrainConfig, eval_hooks: Iterable[Callable[[Any, int, dict], dict | None]] = ()
-             ) -> PretrainResult:
-    """Pretrain a BERT with masked-LM from scratch; see the module docstring. Runs unchanged under torchrun.
-
-    eval_hooks: called as hook(model, step, metrics) at each evaluation with the Hugging Face
-    `BertForMaskedLM`; a returned dict is merged into the logged metrics (e.g. alignment MRR).
-    """
-    from transformers import AutoTokenizer
-
-    from ..core import engine
-    from ..core.models import check_precision, load_tokenizer, pick_device
+def _check_config(cfg: PretrainConfig) -> None:
+    """Fail on bad options before minutes of reading and tokenising."""
+    from ..core.precision import check_precision
 
     check_precision(cfg.precision)
-    # fail on bad options before minutes of reading and tokenising
     if cfg.config_file is None and cfg.size not in PRESETS:
         raise UserError(f"--size {cfg.size!r}: choose one of {', '.join(PRESETS)}")
     for name, value, low in (("--seq-len", cfg.seq_len, 8), ("--batch-size", cfg.batch_size, 1),
@@ -609,17 +600,15 @@ def pretrain(cfg: PretrainConfig, eval_hooks: Iterable[Callable[[Any, int, dict]
             raise UserError(f"{name} {value}: must be at least {low}")
     if not 0 < cfg.mask_prob < 1 or not 0 <= cfg.alpha <= 1 or not 0 <= cfg.dropout < 1:
         raise UserError("--alpha must be in [0, 1], --dropout in [0, 1), the mask rate in (0, 1)")
-    out = Path(cfg.out_dir)
-    rank, world = engine.init_distributed(pick_device())
-    is_main = rank == 0
-    if is_main:
-        out.mkdir(parents=True, exist_ok=True)
-        if (out / "checkpoint").exists() and not cfg.resume:
-            raise UserError(f"{out}: holds a checkpoint of an earlier run; pass --resume to continue it "
-                            f"or choose another --out")
-    corpora = _load_corpora(cfg)
 
-    # Tokenizer: given, reused from an interrupted run, or trained now (rank 0 trains, the others wait).
+
+def _run_tokenizer(cfg: PretrainConfig, corpora: dict[str, list[str]], out: Path, is_main: bool, world: int):
+    """The run's tokenizer: given, reused from an interrupted run, or trained now (rank 0 trains, the others
+    wait)."""
+    from transformers import AutoTokenizer
+
+    from ..core.models import load_tokenizer
+
     tok_dir = out / "tokenizer"
     if cfg.tokenizer:
         tokenizer = load_tokenizer(cfg.tokenizer)
@@ -631,6 +620,46 @@ def pretrain(cfg: PretrainConfig, eval_hooks: Iterable[Callable[[Any, int, dict]
         tokenizer = AutoTokenizer.from_pretrained(tok_dir)
     if tokenizer.mask_token_id is None or tokenizer.cls_token_id is None or tokenizer.sep_token_id is None:
         raise UserError(f"tokenizer {cfg.tokenizer}: needs [CLS], [SEP] and [MASK] tokens")
+    return tokenizer
+
+
+def _pretrain_result(cfg: PretrainConfig, out: Path, mlm, data: PackedData, shares: dict[str, float], result,
+                     tokenizer) -> PretrainResult:
+    n_params = sum(p.numel() for p in mlm.parameters())
+    n_embed = sum(p.numel() for n, p in mlm.named_parameters() if "embeddings" in n)
+    return PretrainResult(
+        config=asdict(cfg), model_dir=str(out / "model"), parameters=n_params,
+        parameters_non_embedding=n_params - n_embed,
+        languages={l: {"lines": data.lines[l], "tokens": data.tokens[l], "train_sequences": len(data.train[l]),
+                       "heldout_sequences": len(data.heldout[l]), "sampling_share": shares[l]} for l in data.train},
+        steps=result.steps, tokens_seen=result.tokens, tokens_per_s=result.tokens / max(result.wall_time, 1e-9),
+        wall_time=result.wall_time, final=result.history[-1] if result.history else {},
+        unigram_baseline=unigram_baseline(data, tokenizer.all_special_ids),
+        history=result.history, train_log=result.train_log)
+
+
+def pretrain(cfg: PretrainConfig, eval_hooks: Iterable[Callable[[Any, int, dict], dict | None]] = ()
+             ) -> PretrainResult:
+    """Pretrain a BERT with masked-LM from scratch; see the module docstring. Runs unchanged under torchrun.
+
+    eval_hooks: called as hook(model, step, metrics) at each evaluation with the Hugging Face
+    `BertForMaskedLM`; a returned dict is merged into the logged metrics (e.g. alignment MRR).
+    """
+    from ..core import engine
+    from ..core.models import pick_device
+
+    _check_config(cfg)
+    out = Path(cfg.out_dir)
+    rank, world = engine.init_distributed(pick_device())
+    is_main = rank == 0
+    if is_main:
+        out.mkdir(parents=True, exist_ok=True)
+        if (out / "checkpoint").exists() and not cfg.resume:
+            raise UserError(f"{out}: holds a checkpoint of an earlier run; pass --resume to continue it "
+                            f"or choose another --out")
+    corpora = load_corpora(cfg)
+
+    tokenizer = _run_tokenizer(cfg, corpora, out, is_main, world)
 
     data = prepare_data(corpora, tokenizer, cfg.seq_len, cfg.heldout_fraction, cfg.max_heldout,
                         cache_dir=out if is_main else None, progress=cfg.progress and is_main)
@@ -661,55 +690,16 @@ def pretrain(cfg: PretrainConfig, eval_hooks: Iterable[Callable[[Any, int, dict]
                                                                                    seed=cfg.seed),
                           on_evaluate=hooks, loss_fn=_loss_fn)
 
-    n_params = sum(p.numel() for p in mlm.parameters())
-    n_embed = sum(p.numel() for n, p in mlm.named_parameters() if "embeddings" in n)
-    shares = batches.shares()
-    res = PretrainResult(
-        config=asdict(cfg), model_dir=str(out / "model"), parameters=n_params,
-        parameters_non_embedding=n_params - n_embed,
-        languages={l: {"lines": data.lines[l], "tokens": data.tokens[l], "train_sequences": len(data.train[l]),
-                       "heldout_sequences": len(data.heldout[l]), "sampling_share": shares[l]} for l in data.train},
-        steps=result.steps, tokens_seen=result.tokens, tokens_per_s=result.tokens / max(result.wall_time, 1e-9),
-        wall_time=result.wall_time, final=result.history[-1] if result.history else {},
-        unigram_baseline=unigram_baseline(data, tokenizer.all_special_ids),
-        history=result.history, train_log=result.train_log)
+    res = _pretrain_result(cfg, out, mlm, data, batches.shares(), result, tokenizer)
     if is_main:
-        from ..report.plots import plot_pretrain_curves
         from ..io.storage import save_results
 
         save_results(out, SCHEMA, asdict(res))
-        plot_pretrain_curves(res.train_log, res.history, out / "loss_curve.png")
     # Clean multi-process shutdown: drop the model/optimizer references, then barrier + destroy.
     del objective, batches, result
     gc.collect()
     engine.shutdown_distributed()
     return res
-
-
-def alignment_hook(dictionary: str | Path, specs, out_dir: str | Path, data_dir: str | None = None,
-                   tokenizer: str | None = None):
-    """The `--track-alignment DICT` hook: cross-lingual alignment (bertology.align) measured at every
-    evaluation on the run's own corpora. Built on first call, when the run's tokenizer exists."""
-    try:
-        from .align import make_alignment_hook
-    except ImportError as e:
-        raise UserError(f"--track-alignment needs bertology.align ({e})") from None
-    # the first source of each language, as a SOURCE[#COLUMN][@MAX] spec that align reads itself
-    corpora: dict[str, str] = {}
-    for spec in specs:
-        corpora.setdefault(spec.lang, spec.source + (f"#{spec.column}" if spec.column is not None else "")
-                           + (f"@{spec.max_lines}" if spec.max_lines is not None else ""))
-    state: dict = {}
-
-    def hook(model, step, metrics):
-        if "hook" not in state:
-            from transformers import AutoTokenizer
-
-            tok = AutoTokenizer.from_pretrained(tokenizer or Path(out_dir) / "tokenizer")
-            state["hook"] = make_alignment_hook(Path(dictionary), corpora, tok, data_dir=data_dir)
-        return state["hook"](model, step, metrics)
-
-    return hook
 
 
 def _truncate_jsonl(path: Path, max_step: int) -> None:
@@ -735,7 +725,8 @@ def fill_mask(model: str, texts: Sequence[str], top_k: int = 5, precision: str =
 
     convert: an OpenCC conversion applied to the texts first (e.g. "t2s": the lecture's Traditional example
     for a model whose vocabulary was learnt from Simplified text)."""
-    from ..core.models import autocast, load_model, load_tokenizer
+    from ..core.models import load_model, load_tokenizer
+    from ..core.precision import autocast
 
     if convert:
         import opencc
@@ -767,35 +758,3 @@ def fill_mask(model: str, texts: Sequence[str], top_k: int = 5, precision: str =
                 for v, i in zip(top.values, top.indices)]})
         items.append({"text": text, "masks": masks})
     return FillMaskResult(model=str(model), top_k=top_k, items=items)
-
-
-# The lecture's example (Traditional), its Simplified form (most of our Chinese text is Simplified), and a few
-# blanks with one obvious answer in each language.
-REPORT_SENTENCES = ["今天買了蘋[MASK]來吃", "今天买了苹[MASK]来吃", "中国的首都是北[MASK]。",
-                    "the capital of france is [MASK].", "i went to the [MASK] to buy some bread."]
-
-
-def report_section(ctx):
-    """Fill-in-the-blank examples for the report; models without an MLM head get the reason instead."""
-    from ..core.models import has_mlm_head
-    from ..report.plots import plot_fill_mask
-    from ..report import Section
-    from ..io.storage import save_results
-
-    if not has_mlm_head(ctx.model):
-        raise UserError(f"model {ctx.model!r} has no masked-LM head (its checkpoint holds no cls.predictions "
-                        f"weights), so it cannot fill in blanks; pretrain one with `bertology pretrain` and "
-                        f"pass its OUT/model directory")
-    texts = REPORT_SENTENCES
-    res = fill_mask(ctx.model, texts, top_k=5, precision=ctx.precision, trust_remote_code=ctx.trust_remote_code)
-    save_results(ctx.out_dir, FILL_MASK_SCHEMA, asdict(res))
-    fig = plot_fill_mask(res.items, Path(ctx.out_dir) / "fill_mask.png")
-    rows = [{"text": it["text"], "mask": j + 1,
-             "top-5": ", ".join(f"{c['token']} ({c['prob']:.2f})" for c in m["candidates"])}
-            for it in res.items for j, m in enumerate(it["masks"])]
-    return Section(title="Masked-LM: fill in the blank",
-                   explanation="BERT's pretraining task: predict the hidden token from both sides of its context. "
-                               "Each row shows the model's five most probable tokens for a [MASK] and their "
-                               "probabilities; a model that learnt the language puts the obvious word first "
-                               "with most of the probability mass.",
-                   figures=[fig], tables=[("Top-5 candidates per [MASK]", rows)])

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Sequence
 
 from ..errors import UserError
 from .storage import open_text
@@ -140,6 +141,42 @@ def load_cedict(path: str | Path, direction: str = "zh-en", script: str = "simpl
         raise UserError(f"{path}: no single-word CC-CEDICT entries")
     pairs, changed, seen = _convert_pairs(list(dict.fromkeys(pairs)), convert)
     return Dictionary(pairs, str(path), "cedict", changed, seen, None if convert == "none" else convert)
+
+
+def choose_conversion(dictionary: Dictionary, corpora_by_side: tuple[Sequence[str], Sequence[str]]) -> str | None:
+    """`--convert auto`: t2s when the dictionary's Chinese is Traditional and the matching corpus Simplified
+    (MUSE vs most corpora), s2t in the opposite case, else none. Script is judged by how much opencc's t2s
+    changes: a sample of the dictionary's Chinese words, and a sample of the corpus's Chinese characters."""
+    import numpy as np
+    import opencc
+
+    t2s = opencc.OpenCC("t2s")
+    for side, lines in enumerate(corpora_by_side):
+        words = [p[side] for p in dictionary.pairs[:20000] if has_cjk(p[side])][:5000]
+        if not words:
+            continue
+        dict_trad = np.mean([t2s.convert(w) != w for w in words])
+        text = "".join(l for l in list(lines)[:3000] if has_cjk(l))
+        cjk = [c for c in text if has_cjk(c)]
+        if not cjk:
+            return None
+        conv = t2s.convert("".join(cjk))
+        corpus_trad = np.mean([a != b for a, b in zip(cjk, conv)]) if len(conv) == len(cjk) else 0.0
+        # Traditional text changes in roughly a quarter to a third of characters, Simplified almost never.
+        if dict_trad > 0.1 and corpus_trad < 0.03:
+            return "t2s"
+        if dict_trad < 0.03 and corpus_trad > 0.1:
+            return "s2t"
+        return None
+    return None
+
+
+def convert_dictionary(dictionary: Dictionary, convert: str | None) -> Dictionary:
+    """The dictionary with its Chinese converted by opencc (t2s, s2t); none / None: unchanged."""
+    if not convert or convert == "none":
+        return dictionary
+    pairs, changed, seen = _convert_pairs(dictionary.pairs, convert)
+    return Dictionary(pairs, dictionary.path, dictionary.format, changed, seen, convert)
 
 
 def load_dictionary(name_or_path: str, fmt: str = "auto", convert: str | None = None,

@@ -6,6 +6,7 @@ import csv
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 from ..errors import UserError
 from .storage import open_text
@@ -15,7 +16,6 @@ from .storage import open_text
 # tokens) with a label, its source line (so messages and saved splits point into the file) and, where the data
 # has them, a group (a music piece) that a split must never cut across.
 
-SEQUENCE_FORMATS = ("auto", "splice", "protein-tsv", "fasta", "music", "table")
 _SEQ_CHARS = re.compile(r"^[A-Za-z*\-]+$")   # letters incl. ambiguity codes (N, D, S, R, X, B...); '*' stop; '-' gap
 
 
@@ -62,6 +62,121 @@ def _detect_sequence_format(path: Path, first: str) -> str:
     return "table"
 
 
+class _SequenceReader:
+    """Collects the examples of one file: validates each row, and stops or skips (and lists) a bad one."""
+
+    def __init__(self, path: Path, fmt: str, symbols: str, kmer: int, skip_bad: bool):
+        self.path, self.symbols, self.kmer, self.skip_bad = path, symbols, kmer, skip_bad
+        self.data = SequenceData([], [], [], [] if fmt == "music" else None, str(path), fmt)
+
+    def bad(self, lineno: int, why: str) -> None:
+        msg = f"{self.path}:{lineno}: {why}"
+        if not self.skip_bad:
+            raise UserError(msg + " (use --skip-bad to skip bad rows)")
+        self.data.skipped.append(msg)
+
+    def add(self, lineno: int, seq: str, label: str, group: str | None = None) -> None:
+        seq, label = seq.strip(), label.strip()
+        if not label:
+            return self.bad(lineno, "empty label")
+        mode = self.symbols if self.symbols != "auto" else ("tokens" if any(c.isspace() for c in seq) else "chars")
+        if mode == "tokens":
+            syms = seq.split()
+        else:
+            if not _SEQ_CHARS.match(seq):
+                what = "empty sequence" if not seq else \
+                    f"sequence has character {next(c for c in seq if not _SEQ_CHARS.match(c))!r} (expected letters)"
+                return self.bad(lineno, what)
+            syms = list(seq.upper())
+        if not syms:
+            return self.bad(lineno, "empty sequence")
+        data = self.data
+        data.sequences.append(kmers(syms, self.kmer))
+        data.labels.append(label)
+        data.lines.append(lineno)
+        if data.groups is not None:
+            data.groups.append(group or f"line{lineno}")
+
+
+def _read_fasta(reader: _SequenceReader, raw: list[str], first: str) -> None:
+    header, header_line, chunks = None, 0, []
+
+    def flush():
+        if header is None:
+            return
+        fields = [x for x in re.split(r"[\s|]+", header.strip()) if x]
+        if len(fields) < 2:
+            reader.bad(header_line, "FASTA header has no label (expected '>ID LABEL')")
+        else:
+            reader.add(header_line, "".join(chunks), fields[-1])
+
+    for lineno, line in enumerate(raw, 1):
+        line = line.strip()
+        if not line or line.startswith(";"):
+            continue
+        if line.startswith(">"):
+            flush()
+            header, header_line, chunks = line[1:], lineno, []
+        elif header is None:
+            reader.bad(lineno, "sequence line before the first '>' header")
+        else:
+            chunks.append(line)
+    flush()
+
+
+def _delimited_rows(reader: _SequenceReader, raw: list[str], first: str, delim: str, width: int,
+                    is_header: Callable[[list[str]], bool]):
+    """(line number, stripped cells) of every row with `width` fields; the first line is dropped when
+    `is_header(its lower-cased cells)` says so."""
+    for lineno, line in enumerate(raw, 1):
+        if not line.strip():
+            continue
+        cells = [c.strip() for c in next(csv.reader([line], delimiter=delim))]
+        if (lineno == 1 or line is first) and is_header([c.lower() for c in cells]):
+            continue
+        if len(cells) != width:
+            reader.bad(lineno, f"expected {width} fields separated by {delim!r}, found {len(cells)}")
+            continue
+        yield lineno, cells
+
+
+def _read_splice(reader: _SequenceReader, raw: list[str], first: str) -> None:
+    # the common CSV copy has a header line, the original splice.data none
+    for lineno, cells in _delimited_rows(reader, raw, first, ",", 3, lambda low: bool(low) and low[0] == "class"):
+        reader.add(lineno, cells[2], cells[0])
+
+
+def _read_protein_tsv(reader: _SequenceReader, raw: list[str], first: str) -> None:
+    for lineno, cells in _delimited_rows(reader, raw, first, "\t", 3, lambda low: True):
+        reader.add(lineno, cells[2], cells[0])
+
+
+def _read_music(reader: _SequenceReader, raw: list[str], first: str) -> None:
+    for lineno, cells in _delimited_rows(reader, raw, first, "\t", 4, lambda low: True):
+        reader.add(lineno, cells[3], cells[0], group=cells[1])
+
+
+def _read_table(reader: _SequenceReader, raw: list[str], first: str) -> None:
+    columns = {"sequence": 0, "label": 1}     # a header line may swap them
+
+    def is_header(low: list[str]) -> bool:
+        if sorted(low) != ["label", "sequence"]:
+            return False
+        columns.update(sequence=low.index("sequence"), label=low.index("label"))
+        return True
+
+    delim = "\t" if "\t" in first else ","
+    for lineno, cells in _delimited_rows(reader, raw, first, delim, 2, is_header):
+        reader.add(lineno, cells[columns["sequence"]], cells[columns["label"]])
+
+
+# One reader per format; "auto" is resolved by _detect_sequence_format first.
+SEQUENCE_READERS: dict[str, Callable[[_SequenceReader, list[str], str], None]] = {
+    "splice": _read_splice, "protein-tsv": _read_protein_tsv, "fasta": _read_fasta, "music": _read_music,
+    "table": _read_table}
+SEQUENCE_FORMATS = ("auto", *SEQUENCE_READERS)
+
+
 def load_sequences(path: str | Path, fmt: str = "auto", symbols: str = "auto", kmer: int = 1,
                    skip_bad: bool = False) -> SequenceData:
     """Read a sequence classification file.
@@ -95,89 +210,9 @@ def load_sequences(path: str | Path, fmt: str = "auto", symbols: str = "auto", k
         raise UserError(f"{path}: empty file")
     if fmt == "auto":
         fmt = _detect_sequence_format(path, first)
-    data = SequenceData([], [], [], [] if fmt == "music" else None, str(path), fmt)
-
-    def bad(lineno: int, why: str) -> None:
-        msg = f"{path}:{lineno}: {why}"
-        if not skip_bad:
-            raise UserError(msg + " (use --skip-bad to skip bad rows)")
-        data.skipped.append(msg)
-
-    def add(lineno: int, seq: str, label: str, group: str | None = None) -> None:
-        seq, label = seq.strip(), label.strip()
-        if not label:
-            return bad(lineno, "empty label")
-        mode = symbols if symbols != "auto" else ("tokens" if any(c.isspace() for c in seq) else "chars")
-        if mode == "tokens":
-            syms = seq.split()
-        else:
-            if not _SEQ_CHARS.match(seq):
-                what = "empty sequence" if not seq else \
-                    f"sequence has character {next(c for c in seq if not _SEQ_CHARS.match(c))!r} (expected letters)"
-                return bad(lineno, what)
-            syms = list(seq.upper())
-        if not syms:
-            return bad(lineno, "empty sequence")
-        data.sequences.append(kmers(syms, kmer))
-        data.labels.append(label)
-        data.lines.append(lineno)
-        if data.groups is not None:
-            data.groups.append(group or f"line{lineno}")
-
-    if fmt == "fasta":
-        header, header_line, chunks = None, 0, []
-
-        def flush():
-            if header is None:
-                return
-            fields = [x for x in re.split(r"[\s|]+", header.strip()) if x]
-            if len(fields) < 2:
-                bad(header_line, "FASTA header has no label (expected '>ID LABEL')")
-            else:
-                add(header_line, "".join(chunks), fields[-1])
-
-        for lineno, line in enumerate(raw, 1):
-            line = line.strip()
-            if not line or line.startswith(";"):
-                continue
-            if line.startswith(">"):
-                flush()
-                header, header_line, chunks = line[1:], lineno, []
-            elif header is None:
-                bad(lineno, "sequence line before the first '>' header")
-            else:
-                chunks.append(line)
-        flush()
-    else:
-        delim = {"splice": ",", "protein-tsv": "\t", "music": "\t"}.get(fmt) or ("\t" if "\t" in first else ",")
-        width = {"splice": 3, "protein-tsv": 3, "music": 4, "table": 2}[fmt]
-        order = (0, 1)  # table: (sequence column, label column)
-        for lineno, line in enumerate(raw, 1):
-            if not line.strip():
-                continue
-            row = next(csv.reader([line], delimiter=delim))
-            cells = [c.strip() for c in row]
-            if lineno == 1 or line is first:
-                low = [c.lower() for c in cells]
-                if fmt == "splice" and low and low[0] == "class":
-                    continue
-                if fmt in ("protein-tsv", "music"):
-                    continue
-                if fmt == "table" and sorted(low) == ["label", "sequence"]:
-                    order = (low.index("sequence"), low.index("label"))
-                    continue
-            if len(cells) != width:
-                bad(lineno, f"expected {width} fields separated by {delim!r}, found {len(cells)}")
-                continue
-            if fmt == "splice":
-                add(lineno, cells[2], cells[0])
-            elif fmt == "protein-tsv":
-                add(lineno, cells[2], cells[0])
-            elif fmt == "music":
-                add(lineno, cells[3], cells[0], group=cells[1])
-            else:
-                add(lineno, cells[order[0]], cells[order[1]])
+    reader = _SequenceReader(path, fmt, symbols, kmer, skip_bad)
+    SEQUENCE_READERS[fmt](reader, raw, first)
+    data = reader.data
     if not data.labels:
         raise UserError(f"{path}: no usable examples" + (f" ({len(data.skipped)} bad rows skipped)" if data.skipped else ""))
     return data
-

@@ -62,6 +62,43 @@ def _relocate(context: str, text: str, start) -> int | None:
     return min(hits, key=lambda h: abs(h - anchor))
 
 
+def _check_question(qa, qid, context, seen: set[str], require_answers: bool
+                    ) -> tuple[str | None, list[str], list[int], int]:
+    """(what is wrong with one question or None, its answer texts, their starts, how many were relocated)."""
+    if qid is None:
+        return "missing field 'id'", [], [], 0
+    if str(qid) in seen:
+        return "duplicate id", [], [], 0
+    if not isinstance(qa.get("question"), str):
+        return "missing field 'question'", [], [], 0
+    if not isinstance(context, str):
+        return "missing field 'context'", [], [], 0
+    if not context.strip():
+        return "empty context", [], [], 0
+    if not isinstance(qa.get("answers", []), list):
+        return "field 'answers' is not a list", [], [], 0
+    # answers relocated before a bad one still count, as a skipped question's did before
+    answers, starts, relocated = [], [], 0
+    for n, ans in enumerate(qa.get("answers", [])):
+        if not isinstance(ans, dict) or not isinstance(ans.get("text"), str):
+            return f"answer {n}: missing field 'text'", [], [], relocated
+        if "answer_start" not in ans:
+            return f"answer {n}: missing field 'answer_start'", [], [], relocated
+        if not ans["text"].strip():
+            return f"answer {n}: empty text", [], [], relocated
+        start = ans["answer_start"]
+        found = _relocate(context, ans["text"], start)
+        if found is None:
+            return (f"answer {n}: answer_start {start} does not match its text {ans['text']!r}, which does not "
+                    f"occur in the context"), [], [], relocated
+        relocated += found != start
+        answers.append(ans["text"])
+        starts.append(found)
+    if require_answers and not answers:
+        return "no answers", [], [], 0
+    return None, answers, starts, relocated
+
+
 def load_squad(path: str | Path, skip_bad: bool = False, require_answers: bool = True) -> QADataset:
     """Read and validate a SQuAD-format file (.json or .json.gz).
 
@@ -83,7 +120,6 @@ def load_squad(path: str | Path, skip_bad: bool = False, require_answers: bool =
     examples: list[QAExample] = []
     skipped = relocated = 0
     seen: set[str] = set()
-
     for a_i, article in enumerate(doc["data"]):
         paragraphs = article.get("paragraphs") if isinstance(article, dict) else None
         if not isinstance(paragraphs, list):
@@ -95,47 +131,13 @@ def load_squad(path: str | Path, skip_bad: bool = False, require_answers: bool =
             context = para.get("context")
             for q_i, qa in enumerate(para["qas"]):
                 qid = qa.get("id") if isinstance(qa, dict) else None
-                name = f"question {qid!r}" if qid is not None else f"{where}.qas[{q_i}]"
-                problem = None
-                answers, starts = [], []
-                if qid is None:
-                    problem = "missing field 'id'"
-                elif str(qid) in seen:
-                    problem = "duplicate id"
-                elif not isinstance(qa.get("question"), str):
-                    problem = "missing field 'question'"
-                elif not isinstance(context, str):
-                    problem = "missing field 'context'"
-                elif not context.strip():
-                    problem = "empty context"
-                elif not isinstance(qa.get("answers", []), list):
-                    problem = "field 'answers' is not a list"
-                else:
-                    for n, ans in enumerate(qa.get("answers", [])):
-                        if not isinstance(ans, dict) or not isinstance(ans.get("text"), str):
-                            problem = f"answer {n}: missing field 'text'"
-                            break
-                        if "answer_start" not in ans:
-                            problem = f"answer {n}: missing field 'answer_start'"
-                            break
-                        if not ans["text"].strip():
-                            problem = f"answer {n}: empty text"
-                            break
-                        start = ans["answer_start"]
-                        found = _relocate(context, ans["text"], start)
-                        if found is None:
-                            problem = (f"answer {n}: answer_start {start} does not match its text "
-                                       f"{ans['text']!r}, which does not occur in the context")
-                            break
-                        relocated += found != start
-                        answers.append(ans["text"])
-                        starts.append(found)
-                    if problem is None and require_answers and not answers:
-                        problem = "no answers"
+                problem, answers, starts, moved = _check_question(qa, qid, context, seen, require_answers)
+                relocated += moved
                 if problem:
                     if skip_bad:
                         skipped += 1
                         continue
+                    name = f"question {qid!r}" if qid is not None else f"{where}.qas[{q_i}]"
                     raise UserError(f"{path}: {name}: {problem} (use --skip-bad to skip such questions)")
                 seen.add(str(qid))
                 examples.append(QAExample(str(qid), qa["question"], context, answers, starts,

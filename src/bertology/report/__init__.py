@@ -1,7 +1,7 @@
 """`bertology report`: run every experiment on one model and write a self-contained index.html.
 
-Each experiment module provides `report_section(ctx: ReportContext) -> Section | list[Section]`. The report runs them in
-order; a section that raises `UserError` (e.g. Chinese on an English-only vocabulary, no MLM head) appears
+Each module of `report.sections` provides `report_section(ctx: ReportContext) -> Section | list[Section]`: it
+runs its experiment at report settings and presents the result. The report runs them in order; a section that raises `UserError` (e.g. Chinese on an English-only vocabulary, no MLM head) appears
 with the reason instead of crashing the report. Figures are embedded as base64 PNGs, so the single HTML
 file can be mailed or opened anywhere.
 """
@@ -44,12 +44,12 @@ class Section:
 
 # (module, title used when the section fails before producing its own). Order = order in the report.
 SECTIONS: list[tuple[str, str]] = [
-    ("bertology.experiments.senses", "Contextual embeddings: word senses"),
-    ("bertology.experiments.cbow", "Static baseline: word2vec CBOW"),
-    ("bertology.experiments.pretrain", "Masked-LM: fill in the blank"),
-    ("bertology.experiments.crossdomain", "Cross-disciplinary transfer: DNA, protein, music"),
-    ("bertology.experiments.qa", "Cross-lingual zero-shot QA"),
-    ("bertology.experiments.align", "Cross-lingual alignment and language vectors"),
+    ("bertology.report.sections.senses", "Contextual embeddings: word senses"),
+    ("bertology.report.sections.cbow", "Static baseline: word2vec CBOW"),
+    ("bertology.report.sections.pretrain", "Masked-LM: fill in the blank"),
+    ("bertology.report.sections.crossdomain", "Cross-disciplinary transfer: DNA, protein, music"),
+    ("bertology.report.sections.qa", "Cross-lingual zero-shot QA"),
+    ("bertology.report.sections.align", "Cross-lingual alignment and language vectors"),
 ]
 
 
