@@ -1,0 +1,73 @@
+"""report: the page built from sections, whatever each section's fate (ran, refused with a reason, crashed),
+and the figures drawn from experiment results. Fast: fake sections, no model runs."""
+
+from __future__ import annotations
+
+import json
+import sys
+import types
+
+from bertology import report
+from bertology.errors import UserError
+from bertology.report import ReportContext, Section, build_report, render_html, run_section
+
+
+def _fake_sections(monkeypatch, tmp_path):
+    png = tmp_path / "fig.png"
+    png.write_bytes(b"\x89PNG\r\n\x1a\n" + b"0" * 16)
+
+    def ok(ctx):
+        return [Section("First", "why <i>this</i> matters", [png], [("numbers", [{"layer": 1, "mrr": 0.25}])]),
+                Section("Second", "more")]
+
+    def refused(ctx):
+        raise UserError("model has no masked-LM head")
+
+    def crashed(ctx):
+        raise RuntimeError("a bug")
+
+    for name, fn in (("ok", ok), ("refused", refused), ("crashed", crashed)):
+        mod = types.ModuleType(f"fake_section_{name}")
+        mod.report_section = fn
+        monkeypatch.setitem(sys.modules, mod.__name__, mod)
+    monkeypatch.setattr(report, "SECTIONS", [("fake_section_ok", "OK"), ("fake_section_refused", "Refused"),
+                                             ("fake_section_crashed", "Crashed"), ("no_such_module", "Missing")])
+
+
+def test_sections_run_refuse_crash_or_are_missing(monkeypatch, tmp_path):
+    _fake_sections(monkeypatch, tmp_path)
+    ctx = ReportContext(model="m", out_dir=tmp_path / "s", data_dir=None)
+    assert [s.title for s in run_section("fake_section_ok", "OK", ctx)] == ["First", "Second"]
+    (refused,) = run_section("fake_section_refused", "Refused", ctx)
+    assert refused.title == "Refused" and refused.error == "model has no masked-LM head"
+    (crashed,) = run_section("fake_section_crashed", "Crashed", ctx)
+    assert crashed.error.startswith("failed: RuntimeError: a bug") and "Traceback" in crashed.error
+    (missing,) = run_section("no_such_module", "Missing", ctx)
+    assert missing.error.startswith("not available")
+
+
+def test_build_report_writes_page_and_results(monkeypatch, tmp_path):
+    _fake_sections(monkeypatch, tmp_path)
+    page, sections = build_report("m", tmp_path / "out", only=["fake_section_ok", "fake_section_refused"])
+    assert [s.title for s in sections] == ["First", "Second", "Refused"]
+    html = page.read_text(encoding="utf-8")
+    assert html.count("<section>") == 3 and "data:image/png;base64," in html
+    assert "why <i>this</i> matters" in html and "<td>0.250</td>" in html
+    assert "Not run on this model: model has no masked-LM head" in html and "(not run)" in html
+    doc = json.loads((tmp_path / "out" / "results.json").read_text())
+    assert doc["schema"] == "bertology.report/1" and [s["title"] for s in doc["sections"]] == ["First", "Second",
+                                                                                              "Refused"]
+
+
+def test_render_html_escapes_titles_and_tables():
+    page = render_html("<model>", [Section("a < b", tables=[("t", [{"x": "<script>"}])])])
+    assert "&lt;model&gt;" in page and "a &lt; b" in page and "&lt;script&gt;" in page and "<script>" not in page
+
+
+def test_section_modules_are_registered_in_page_order():
+    import importlib
+
+    for module, _ in report.SECTIONS:
+        assert callable(importlib.import_module(module).report_section)
+    assert [m.rsplit(".", 1)[-1] for m, _ in report.SECTIONS] == ["senses", "cbow", "pretrain", "crossdomain",
+                                                                 "qa", "align"]
