@@ -113,7 +113,7 @@ def test_muse_dictionary_and_conversion(tmp_path):
     bad.write_text("apple\n")
     with pytest.raises(UserError, match=r"bad.txt:1: expected 'source<TAB>target'"):
         load_muse_dictionary(bad)
-    with pytest.raises(UserError, match="--dict-format"):
+    with pytest.raises(UserError, match="`dict_format`"):
         load_dictionary(str(f), fmt="xml")
 
 

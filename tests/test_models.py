@@ -31,7 +31,7 @@ def test_local_directories(tiny_model, tiny_encoder, tmp_path):
 
 
 def test_unreachable_hub_id_says_what_was_tried():
-    with pytest.raises(UserError, match=r"not a local directory.*pass --model DIR"):
+    with pytest.raises(UserError, match=r"not a local directory.*pass `model` DIR"):
         load_model("no-such-org/no-such-model")
 
 

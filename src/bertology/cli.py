@@ -31,6 +31,16 @@ TrustOpt = typer.Option(False, "--trust-remote-code", help="Allow model code fro
 SeedOpt = typer.Option(0, "--seed", help="Random seed (runs with the same seed repeat exactly).")
 
 
+def flag_name(field: str) -> str:
+    """The option that sets a library field: `seq_len` -> --seq-len (every field is named after its flag)."""
+    return "--" + field.replace("_", "-")
+
+
+def describe_error(error: UserError) -> str:
+    """A library error in the CLI's terms: its fields as flag names."""
+    return error.describe(flag_name)
+
+
 @app.callback()
 def _root():
     """See why BERT works (run `bertology COMMAND --help` for each experiment)."""
@@ -171,7 +181,8 @@ def report_cmd(
     if bad:
         raise UserError(f"--only {bad[0]!r}: unknown section (known: {', '.join(known)})")
     page, sections = build_report(model, out, data_dir=str(data_dir) if data_dir else None, precision=precision,
-                                  seed=seed, quick=not full, only=only or None, trust_remote_code=trust_remote_code)
+                                  seed=seed, quick=not full, only=only or None, trust_remote_code=trust_remote_code,
+                                  describe_error=describe_error)
     for s in sections:
         typer.echo(f"{'skipped' if s.error else 'ok':8s} {s.seconds:7.1f} s  {s.title}"
                    + (f"  ({s.error.splitlines()[0][:100]})" if s.error else ""))
@@ -820,7 +831,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     try:
         app(args=argv, prog_name="bertology")
     except UserError as e:
-        print(f"bertology: error: {e}", file=sys.stderr)
+        print(f"bertology: error: {describe_error(e)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("bertology: interrupted (training resumes from its last checkpoint with --resume)", file=sys.stderr)

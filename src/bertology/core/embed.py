@@ -188,7 +188,7 @@ class Embedder:
                            target: str | None = None, source: str = "sentences") -> np.ndarray:
         """float32 array [len(layers), len(occurrences), hidden]; layers default to all (0..L)."""
         if pool not in POOLINGS:
-            raise UserError(f"--pool must be one of {', '.join(POOLINGS)}, not {pool!r}")
+            raise UserError(f"`pool` must be one of {', '.join(POOLINGS)}, not {pool!r}", fields=('pool',))
         layers = self.check_layers(layers)
         segments = self._segments(sentences, occurrences, target, source)
         out = np.zeros((len(layers), len(occurrences), self.model.config.hidden_size), dtype=np.float32)
@@ -227,5 +227,6 @@ class Embedder:
             return list(range(self.num_layers + 1))
         bad = [l for l in layers if not 0 <= l <= self.num_layers]
         if bad:
-            raise UserError(f"--layer {bad[0]} is out of range: model {self.name!r} has layers 0..{self.num_layers}")
+            raise UserError(f"`layer` {bad[0]} is out of range: model {self.name!r} has layers 0..{self.num_layers}",
+                            fields=('layer',))
         return list(layers)

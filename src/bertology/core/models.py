@@ -80,7 +80,7 @@ def _load_error(name: str, resolved: str, err: Exception) -> UserError:
     return UserError(
         f"could not load model {what}: not a local directory, and the Hugging Face hub gave "
         f"{err.__class__.__name__} (offline or unknown id). Download it where you are online "
-        f"(`hf download {resolved} --local-dir DIR`) and pass --model DIR")
+        f"(`hf download {resolved} --local-dir DIR`) and pass `model` DIR", fields=('model',))
 
 
 def _hub_reachable(timeout: float = 3.0) -> bool:

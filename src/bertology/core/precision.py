@@ -28,7 +28,7 @@ PREDICT_PRECISIONS = (*PRECISIONS, "bf16-verified")     # QA prediction
 def check_precision(precision: str, allowed: tuple[str, ...] = PRECISIONS) -> str:
     """`precision` if it is one of `allowed` (default: fp32 | bf16), else exit 2 naming the choices."""
     if precision not in allowed:
-        raise UserError(f"--precision must be one of {', '.join(allowed)}, not {precision!r}")
+        raise UserError(f"`precision` must be one of {', '.join(allowed)}, not {precision!r}", fields=('precision',))
     return precision
 
 

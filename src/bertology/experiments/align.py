@@ -297,7 +297,7 @@ def align(model: str, dictionary: Dictionary, corpora: dict[str, Sequence[str]],
     t0 = time.perf_counter()
     for lang in (source_lang, target_lang):
         if lang not in corpora:
-            raise UserError(f"no --corpus {lang}=FILE given (have: {', '.join(corpora) or 'none'})")
+            raise UserError(f"no `corpus` {lang}=FILE given (have: {', '.join(corpora) or 'none'})", fields=('corpus',))
     emb = embedder or Embedder(model, precision=precision, batch_size=batch_size, max_length=max_length,
                                trust_remote_code=trust_remote_code, progress=progress)
     layers = emb.check_layers(layers)
@@ -404,8 +404,8 @@ def make_alignment_hook(dictionary_path: str | Path, corpora: dict[str, str | Pa
     coverage.update({"chinese_words_in_dictionary": dictionary.chinese_words,
                      "converted_chinese_words": dictionary.converted_words, "convert": dictionary.convert})
     if not task.sources:
-        raise UserError(f"--track-alignment {dictionary_path}: no dictionary pair is usable with this tokenizer "
-                        f"and corpora ({coverage['skipped']})")
+        raise UserError(f"`track_alignment` {dictionary_path}: no dictionary pair is usable with this tokenizer "
+                        f"and corpora ({coverage['skipped']})", fields=('track_alignment',))
     src_sel = WordSet(task.sources, {w: src_ws.occurrences[w] for w in task.sources}, {})
     tgt_sel = WordSet(task.candidates, {w: tgt_ws.occurrences[w] for w in task.candidates}, {})
     chance = random_mrr([len(g) for g in task.gold], len(task.candidates))

@@ -64,7 +64,7 @@ def train_cbow(lines: Iterable[str], out_dir: str | Path, segment: str = "char",
     from gensim.models import Word2Vec
 
     if segment not in SEGMENTS:
-        raise UserError(f"--segment must be one of {', '.join(SEGMENTS)}, not {segment!r}")
+        raise UserError(f"`segment` must be one of {', '.join(SEGMENTS)}, not {segment!r}", fields=('segment',))
     segment = "char" if segment == "auto" else segment
     corpus = [toks for toks in (segment_line(l, segment) for l in lines) if toks]
     if not corpus:

@@ -122,7 +122,7 @@ def load_task(task: str, data_dir: str | None = None, fmt: str = "auto", symbols
     else:
         path = Path(task)
         if not path.exists():
-            raise UserError(f"--task {task!r}: not one of {', '.join(TASKS)} and no such file")
+            raise UserError(f"`task` {task!r}: not one of {', '.join(TASKS)} and no such file", fields=('task',))
     return load_sequences(path, fmt=fmt, symbols=symbols, kmer=kmer, skip_bad=skip_bad)
 
 
@@ -212,7 +212,7 @@ def make_mapping(symbols: Sequence[str], tokenizer, seed: int) -> dict[str, str]
     words = word_tokens(tokenizer)
     if len(words) < len(symbols):
         raise UserError(f"the vocabulary has {len(words)} whole-word tokens, fewer than the {len(symbols)} "
-                        f"symbols to map (lower --kmer)")
+                        f"symbols to map (lower `kmer`)", fields=('kmer',))
     rng = np.random.default_rng(seed + 104729)
     pick = rng.choice(len(words), size=len(symbols), replace=False)
     return {s: words[j] for s, j in zip(symbols, pick)}
@@ -414,11 +414,13 @@ def _check_config(cfg: CrossDomainConfig) -> None:
     check_precision(cfg.precision)
     bad = [c for c in cfg.conditions if c not in CONDITIONS]
     if bad or not cfg.conditions:
-        raise UserError(f"--conditions: unknown {', '.join(bad) or '(none given)'} (known: {', '.join(CONDITIONS)})")
+        raise UserError(f"`conditions`: unknown {', '.join(bad) or '(none given)'} (known: {', '.join(CONDITIONS)})",
+                        fields=('conditions',))
     if cfg.seeds < 1 or cfg.epochs < 1 or cfg.batch_size < 1:
-        raise UserError("--seeds, --epochs and --batch-size must be at least 1")
+        raise UserError("`seeds`, `epochs` and `batch_size` must be at least 1",
+                        fields=('seeds', 'epochs', 'batch_size'))
     if cfg.max_length < 3:
-        raise UserError("--max-length must be at least 3 ([CLS], one symbol, [SEP])")
+        raise UserError("`max_length` must be at least 3 ([CLS], one symbol, [SEP])", fields=('max_length',))
 
 
 @dataclass
@@ -477,13 +479,13 @@ def _finished_run(run_dir: Path | None, fp: str) -> RunResult | None:
         prev = json.loads(done_file.read_text(encoding="utf-8"))
         if prev.get("fingerprint") != fp:
             raise UserError(f"{done_file}: a finished run with different settings, data or mapping; "
-                            f"use another --out (or delete {run_dir})")
+                            f"use another `out` (or delete {run_dir})", fields=('out',))
         return RunResult(**prev["run"])
     # an unfinished run's checkpoint may only be resumed under the same settings
     stamp = run_dir / "fingerprint.txt"
     if stamp.exists() and stamp.read_text().strip() != fp:
         raise UserError(f"{run_dir}: an interrupted run with different settings, data or mapping; "
-                        f"use another --out (or delete {run_dir})")
+                        f"use another `out` (or delete {run_dir})", fields=('out',))
     atomic_write_text(stamp, fp + "\n")
     return None
 

@@ -60,7 +60,7 @@ def data_scale(corpora: list[str], dictionary: str, out_dir: str | Path, sentenc
     out_dir = Path(out_dir)
     sizes = sorted(int(n) for n in sentences)
     if len(sizes) < 2 or sizes[0] <= 0:
-        raise UserError("--sentences needs at least two positive sizes, e.g. 10000,50000")
+        raise UserError("`sentences` needs at least two positive sizes, e.g. 10000,50000", fields=('sentences',))
     tok_dir = out_dir / "tokenizer"
     if not (tok_dir / "tokenizer_config.json").exists():
         big = load_corpora(PretrainConfig(corpora=list(corpora), out_dir=str(out_dir), seed=seed,

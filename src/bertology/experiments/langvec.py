@@ -147,7 +147,7 @@ def langvec(model: str, corpora: dict[str, Sequence[str]], sentences: Sequence[s
     check_precision(precision)
     for lang in (source_lang, target_lang):
         if lang not in corpora:
-            raise UserError(f"no --corpus {lang}=FILE given (have: {', '.join(corpora) or 'none'})")
+            raise UserError(f"no `corpus` {lang}=FILE given (have: {', '.join(corpora) or 'none'})", fields=('corpus',))
     if not sentences:
         raise UserError("no source sentences to translate")
     mlm = load_model(model, "mlm", trust_remote_code)   # UserError (exit 2) when there is no MLM head

@@ -119,12 +119,13 @@ def train_tokenizer(corpora: dict[str, list[str]], out_dir: str | Path, vocab_si
 
     t0 = time.perf_counter()
     if vocab_size < len(SPECIAL_TOKENS) + 100:
-        raise UserError(f"--vocab-size {vocab_size}: too small (at least {len(SPECIAL_TOKENS) + 100})")
+        raise UserError(f"`vocab_size` {vocab_size}: too small (at least {len(SPECIAL_TOKENS) + 100})",
+                        fields=('vocab_size',))
     if alphabet_size is None:
         alphabet_size = max(100, vocab_size // 4)
     if not 100 <= alphabet_size < vocab_size:
-        raise UserError(f"--alphabet-size {alphabet_size}: must be at least 100 and below the vocabulary size "
-                        f"({vocab_size})")
+        raise UserError(f"`alphabet_size` {alphabet_size}: must be at least 100 and below the vocabulary size "
+                        f"({vocab_size})", fields=('alphabet_size',))
     sample = _sample_for_tokenizer(corpora, alpha, budget_tokens, seed)
     wp = BertWordPieceTokenizer(clean_text=True, handle_chinese_chars=True, strip_accents=strip_accents,
                                 lowercase=lowercase)
@@ -180,7 +181,7 @@ def pack_lines(token_lists: Sequence[Sequence[int]], seq_len: int, cls_id: int, 
     FULL-SENTENCES; run_mlm's group_texts): no padding at all; a line may continue into the next sequence;
     the incomplete tail is dropped."""
     if seq_len < 8:
-        raise UserError(f"--seq-len {seq_len}: too short (at least 8)")
+        raise UserError(f"`seq_len` {seq_len}: too short (at least 8)", fields=('seq_len',))
     total = sum(len(t) + 1 for t in token_lists)
     stream = np.empty(total, dtype=np.int32)
     pos = 0
@@ -222,8 +223,8 @@ def prepare_data(corpora: dict[str, list[str]], tokenizer, seq_len: int, heldout
             ids += [e.ids for e in backend.encode_batch(lines[i:i + chunk], add_special_tokens=False)]
         seqs = pack_lines(ids, seq_len, tokenizer.cls_token_id, tokenizer.sep_token_id)
         if len(seqs) < 2:
-            raise UserError(f"--corpus {lang}=...: only {len(seqs)} sequence(s) of {seq_len} tokens; need more "
-                            f"text or a shorter --seq-len")
+            raise UserError(f"`corpus` {lang}=...: only {len(seqs)} sequence(s) of {seq_len} tokens; need more "
+                            f"text or a shorter `seq_len`", fields=('corpus', 'seq_len'))
         n_held = min(max_heldout, max(1, int(len(seqs) * heldout_fraction)))
         train[lang], heldout[lang] = seqs[:-n_held], seqs[-n_held:]
         n_lines[lang], n_tokens[lang] = len(lines), int(sum(len(x) for x in ids))
@@ -349,14 +350,14 @@ def model_config(preset: str | None, config_file: str | None, vocab_size: int, s
         cfg.vocab_size = vocab_size
     else:
         if preset not in PRESETS:
-            raise UserError(f"--size {preset!r}: choose one of {', '.join(PRESETS)}")
+            raise UserError(f"`size` {preset!r}: choose one of {', '.join(PRESETS)}", fields=('size',))
         layers, hidden = PRESETS[preset]
         cfg = BertConfig(vocab_size=vocab_size, hidden_size=hidden, num_hidden_layers=layers,
                          num_attention_heads=hidden // 64, intermediate_size=4 * hidden,
                          max_position_embeddings=max(512, seq_len))
     if cfg.max_position_embeddings < seq_len:
-        raise UserError(f"--seq-len {seq_len} exceeds the config's max_position_embeddings "
-                        f"({cfg.max_position_embeddings})")
+        raise UserError(f"`seq_len` {seq_len} exceeds the config's max_position_embeddings "
+                        f"({cfg.max_position_embeddings})", fields=('seq_len',))
     cfg.hidden_dropout_prob = cfg.attention_probs_dropout_prob = dropout
     cfg.architectures = ["BertForMaskedLM"]
     return cfg
@@ -592,14 +593,15 @@ def _check_config(cfg: PretrainConfig) -> None:
 
     check_precision(cfg.precision)
     if cfg.config_file is None and cfg.size not in PRESETS:
-        raise UserError(f"--size {cfg.size!r}: choose one of {', '.join(PRESETS)}")
+        raise UserError(f"`size` {cfg.size!r}: choose one of {', '.join(PRESETS)}", fields=('size',))
     for name, value, low in (("--seq-len", cfg.seq_len, 8), ("--batch-size", cfg.batch_size, 1),
                              ("--max-steps", cfg.max_steps, 1), ("--eval-every", cfg.eval_every, 1),
                              ("--grad-accum", cfg.grad_accum, 1)):
         if value < low:
             raise UserError(f"{name} {value}: must be at least {low}")
     if not 0 < cfg.mask_prob < 1 or not 0 <= cfg.alpha <= 1 or not 0 <= cfg.dropout < 1:
-        raise UserError("--alpha must be in [0, 1], --dropout in [0, 1), the mask rate in (0, 1)")
+        raise UserError("`alpha` must be in [0, 1], `dropout` in [0, 1), the mask rate in (0, 1)",
+                        fields=('alpha', 'dropout'))
 
 
 def _run_tokenizer(cfg: PretrainConfig, corpora: dict[str, list[str]], out: Path, is_main: bool, world: int):
@@ -655,8 +657,8 @@ def pretrain(cfg: PretrainConfig, eval_hooks: Iterable[Callable[[Any, int, dict]
     if is_main:
         out.mkdir(parents=True, exist_ok=True)
         if (out / "checkpoint").exists() and not cfg.resume:
-            raise UserError(f"{out}: holds a checkpoint of an earlier run; pass --resume to continue it "
-                            f"or choose another --out")
+            raise UserError(f"{out}: holds a checkpoint of an earlier run; pass `resume` to continue it "
+                            f"or choose another `out`", fields=('resume', 'out'))
     corpora = load_corpora(cfg)
 
     tokenizer = _run_tokenizer(cfg, corpora, out, is_main, world)
@@ -670,8 +672,8 @@ def pretrain(cfg: PretrainConfig, eval_hooks: Iterable[Callable[[Any, int, dict]
     masker = make_masker(tokenizer, cfg.mask_prob, cfg.whole_word)
     batches = PackedMLMBatches(data.train, cfg.batch_size, masker, cfg.alpha, cfg.seed)
     if len(batches(0, rank, world)) == 0:
-        raise UserError(f"--batch-size {cfg.batch_size} x {world} process(es) exceeds the "
-                        f"{sum(len(s) for s in data.train.values())} training sequences")
+        raise UserError(f"`batch_size` {cfg.batch_size} x {world} process(es) exceeds the "
+                        f"{sum(len(s) for s in data.train.values())} training sequences", fields=('batch_size',))
 
     def export_hook(model, step, metrics):
         export_model(mlm, tokenizer, out / "model")
@@ -734,7 +736,8 @@ def fill_mask(model: str, texts: Sequence[str], top_k: int = 5, precision: str =
         try:
             cc = opencc.OpenCC(convert)
         except Exception:  # opencc raises a bare RuntimeError / ValueError for unknown configurations
-            raise UserError(f"--convert {convert!r}: not an OpenCC conversion (e.g. t2s, s2t, tw2s)") from None
+            raise UserError(f"`convert` {convert!r}: not an OpenCC conversion (e.g. t2s, s2t, tw2s)",
+                            fields=('convert',)) from None
         texts = [cc.convert(t) for t in texts]
 
     tok = load_tokenizer(model, trust_remote_code)

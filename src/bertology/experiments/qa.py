@@ -79,20 +79,21 @@ def check_settings(tokenizer, model_config, s: QASettings) -> QASettings:
         limits.append(int(tokenizer.model_max_length))
     max_len = min(limits)
     if max_len < 16:
-        raise UserError(f"--max-len {max_len} is too short for a question and a context "
-                        f"(the model allows at most {min(limits[1:], default=max_len)} tokens)")
+        raise UserError(f"`max_len` {max_len} is too short for a question and a context "
+                        f"(the model allows at most {min(limits[1:], default=max_len)} tokens)", fields=('max_len',))
     query_len = min(s.max_query_len, (max_len - 3) // 2)   # short windows: questions get at most half
     room = max_len - query_len - 3
     if not 0 <= s.doc_stride < room:
-        raise UserError(f"--doc-stride must be at least 0 and below {room} (max-len {max_len} minus the question "
-                        f"and 3 special tokens), not {s.doc_stride}")
+        raise UserError(f"`doc_stride` must be at least 0 and below {room} (max-len {max_len} minus the question "
+                        f"and 3 special tokens), not {s.doc_stride}", fields=('doc_stride',))
     if s.span_score not in ("logit", "window-prob"):
-        raise UserError(f"--span-score must be logit or window-prob, not {s.span_score!r}")
+        raise UserError(f"`span_score` must be logit or window-prob, not {s.span_score!r}", fields=('span_score',))
     check_precision(s.precision, PREDICT_PRECISIONS)
     if not s.verify_margin >= 0:
         raise UserError(f"verify_margin must be >= 0, not {s.verify_margin!r}")
     if s.n_best < 1 or s.max_answer_len < 1 or s.batch_size < 1:
-        raise UserError("--n-best, --max-answer-len and --batch-size must be positive")
+        raise UserError("`n_best`, `max_answer_len` and `batch_size` must be positive",
+                        fields=('n_best', 'max_answer_len', 'batch_size'))
     return QASettings(**{**asdict(s), "max_len": max_len, "max_query_len": query_len})
 
 
@@ -327,7 +328,7 @@ def resolve_lang(lang: str, examples: list[QAExample]) -> str:
     if lang == "auto":
         return detect_lang(examples)
     if lang not in ("en", "zh"):
-        raise UserError(f"--lang must be auto, en or zh, not {lang!r}")
+        raise UserError(f"`lang` must be auto, en or zh, not {lang!r}", fields=('lang',))
     return lang
 
 
@@ -380,7 +381,7 @@ def convert_dataset(dataset: QADataset, config: str) -> tuple[QADataset, list[bo
     import opencc
 
     if config not in ("t2s", "s2t"):
-        raise UserError(f"--convert must be t2s or s2t, not {config!r}")
+        raise UserError(f"`convert` must be t2s or s2t, not {config!r}", fields=('convert',))
     cc = opencc.OpenCC(config)
     cache: dict[str, str] = {}
     out, aligned = [], []

@@ -116,6 +116,6 @@ def resolve_sentences(sentences: str, target: str | None) -> tuple[list[str], li
     sents, labels, source = read_sentences(sentences)
     if target is None:
         if sentences not in DEMO_SETS:
-            raise UserError("--target is required (which word or character to embed)")
+            raise UserError("`target` is required (which word or character to embed)", fields=('target',))
         target = DEMO_SETS[sentences][1]
     return sents, labels, source, target

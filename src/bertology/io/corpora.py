@@ -30,8 +30,8 @@ _SPEC_RE = re.compile(r"^(?P<lang>[A-Za-z][\w-]*)=(?P<src>[^#@]+?)(?:#(?P<col>\d
 def parse_corpus_spec(spec: str) -> CorpusSpec:
     m = _SPEC_RE.match(spec.strip())
     if not m:
-        raise UserError(f"--corpus {spec!r}: expected LANG=FILE[#COLUMN][@MAX_LINES], e.g. en=corpus.txt.gz "
-                        f"or zh=tatoeba-cmn-eng#1")
+        raise UserError(f"`corpus` {spec!r}: expected LANG=FILE[#COLUMN][@MAX_LINES], e.g. en=corpus.txt.gz "
+                        f"or zh=tatoeba-cmn-eng#1", fields=('corpus',))
     return CorpusSpec(m["lang"], m["src"], int(m["col"]) if m["col"] else None,
                       int(m["max"]) if m["max"] else None)
 
@@ -95,14 +95,14 @@ def read_corpus(spec: CorpusSpec, data_dir: str | None = None, limit: int | None
 def read_corpora(specs: list[str], data_dir: str | None = None) -> dict[str, list[str]]:
     """{language: lines} from LANG=SOURCE specs (several sources of one language are concatenated)."""
     if not specs:
-        raise UserError("no --corpus given: pass at least one LANG=FILE")
+        raise UserError("no `corpus` given: pass at least one LANG=FILE", fields=('corpus',))
     out: dict[str, list[str]] = {}
     for s in specs:
         spec = parse_corpus_spec(s)
         out.setdefault(spec.lang, []).extend(read_corpus(spec, data_dir))
     for lang, lines in out.items():
         if not lines:
-            raise UserError(f"--corpus {lang}=...: no text lines found")
+            raise UserError(f"`corpus` {lang}=...: no text lines found", fields=('corpus',))
     return out
 
 

@@ -48,7 +48,8 @@ def _converter(convert: str | None):
     if convert is None or convert == "none":
         return None
     if convert not in SCRIPT_CONVERSIONS:
-        raise UserError(f"--convert must be one of none, {', '.join(SCRIPT_CONVERSIONS)}, not {convert!r}")
+        raise UserError(f"`convert` must be one of none, {', '.join(SCRIPT_CONVERSIONS)}, not {convert!r}",
+                        fields=('convert',))
     import opencc
 
     return opencc.OpenCC(convert)
@@ -191,4 +192,4 @@ def load_dictionary(name_or_path: str, fmt: str = "auto", convert: str | None = 
         return load_muse_dictionary(path, convert)
     if fmt == "cedict":
         return load_cedict(path, direction=direction, convert=convert)
-    raise UserError(f"--dict-format must be auto, muse or cedict, not {fmt!r}")
+    raise UserError(f"`dict_format` must be auto, muse or cedict, not {fmt!r}", fields=('dict_format',))

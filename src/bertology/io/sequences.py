@@ -72,7 +72,7 @@ class _SequenceReader:
     def bad(self, lineno: int, why: str) -> None:
         msg = f"{self.path}:{lineno}: {why}"
         if not self.skip_bad:
-            raise UserError(msg + " (use --skip-bad to skip bad rows)")
+            raise UserError(msg + " (use `skip_bad` to skip bad rows)", fields=('skip_bad',))
         self.data.skipped.append(msg)
 
     def add(self, lineno: int, seq: str, label: str, group: str | None = None) -> None:

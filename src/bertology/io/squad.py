@@ -138,7 +138,8 @@ def load_squad(path: str | Path, skip_bad: bool = False, require_answers: bool =
                         skipped += 1
                         continue
                     name = f"question {qid!r}" if qid is not None else f"{where}.qas[{q_i}]"
-                    raise UserError(f"{path}: {name}: {problem} (use --skip-bad to skip such questions)")
+                    raise UserError(f"{path}: {name}: {problem} (use `skip_bad` to skip such questions)",
+                                    fields=('skip_bad',))
                 seen.add(str(qid))
                 examples.append(QAExample(str(qid), qa["question"], context, answers, starts,
                                           str(article.get("title", ""))))

@@ -207,4 +207,4 @@ def find_dataset(name_or_path: str | os.PathLike, data_dir: str | os.PathLike | 
         except OSError as e:
             tried.append(f"{url} ({e.__class__.__name__})")
     raise UserError(f"data set {name!r} not found; tried {', '.join(tried)}. "
-                    f"Point --data-dir or ${DATA_DIR_ENV} at a directory holding {rel}")
+                    f"Point `data_dir` or ${DATA_DIR_ENV} at a directory holding {rel}", fields=('data_dir',))

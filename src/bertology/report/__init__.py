@@ -30,6 +30,7 @@ class ReportContext:
     seed: int = 0
     quick: bool = True       # small, minutes-scale settings; --full for the paper-scale ones
     trust_remote_code: bool = False
+    describe_error: Callable[[UserError], str] = str   # how a UserError reads here (the CLI: fields as flags)
 
 
 @dataclass
@@ -63,7 +64,7 @@ def run_section(module: str, title: str, ctx: ReportContext) -> list[Section]:
     try:
         sec = fn(ctx)
     except UserError as e:
-        sec = Section(title, error=str(e))
+        sec = Section(title, error=ctx.describe_error(e))
     except Exception as e:  # a bug in one section must not lose the others; keep the traceback visible
         sec = Section(title, error=f"failed: {e.__class__.__name__}: {e}\n{traceback.format_exc()}")
     secs = sec if isinstance(sec, list) else [sec]   # a module may contribute several sections
@@ -147,7 +148,8 @@ text-align:right}} .skip{{color:#a00}} .time,.cap{{color:#666;font-size:.9em}} p
 
 def build_report(model: str, out_dir: str | Path, data_dir: str | None = None, precision: str = "fp32",
                  seed: int = 0, quick: bool = True, only: list[str] | None = None,
-                 trust_remote_code: bool = False) -> tuple[Path, list[Section]]:
+                 trust_remote_code: bool = False, describe_error: Callable[[UserError], str] = str
+                 ) -> tuple[Path, list[Section]]:
     """Run every section and write out_dir/index.html (+ each section's results under out_dir/<name>/)."""
     out_dir = Path(out_dir)
     sections = []
@@ -156,7 +158,8 @@ def build_report(model: str, out_dir: str | Path, data_dir: str | None = None, p
         if only and short not in only:
             continue
         ctx = ReportContext(model=model, out_dir=out_dir / short, data_dir=data_dir, precision=precision,
-                            seed=seed, quick=quick, trust_remote_code=trust_remote_code)
+                            seed=seed, quick=quick, trust_remote_code=trust_remote_code,
+                            describe_error=describe_error)
         sections += run_section(module, title, ctx)
     page = atomic_write_text(out_dir / "index.html", render_html(model, sections))
     save_results(out_dir, "bertology.report/1", {

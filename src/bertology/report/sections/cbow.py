@@ -46,6 +46,6 @@ def report_section(ctx: ReportContext):
                                                    "separation": static.layers[0].separation,
                                                    "purity": static.layers[0].purity}])]
         except UserError as e:
-            sec.error = str(e)
+            sec.error = ctx.describe_error(e)
         sections.append(sec)
     return sections

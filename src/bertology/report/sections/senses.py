@@ -36,6 +36,6 @@ def report_section(ctx: ReportContext):
                              "separation": s.separation, "silhouette": s.silhouette, "purity": s.purity}
                             for s in res.layers])]
         except UserError as e:
-            sec.error = str(e)
+            sec.error = ctx.describe_error(e)
         sections.append(sec)
     return sections
