@@ -528,9 +528,10 @@ class PretrainConfig:
     corpora: list[str]                        # LANG=SOURCE[#COL][@MAX] specs (see data.read_corpus)
     out_dir: str
     tokenizer: str | None = None              # a tokenizer / model directory; None: train one (vocab_size)
+    init_from: str | None = None              # warm start from this BERT (see bertology.warmstart)
     vocab_size: int = 30000
     lowercase: bool = True
-    size: str = "mini"
+    size: str | None = "mini"                 # None only with init_from: the source's architecture
     config_file: str | None = None
     max_sentences_per_lang: int | None = None
     seq_len: int = 128
@@ -571,6 +572,7 @@ class PretrainResult:
     unigram_baseline: dict[str, float]        # context-free reference for the held-out loss / accuracy
     history: list[dict] = field(default_factory=list)
     train_log: list[dict] = field(default_factory=list)
+    warm_start: dict | None = None            # with init_from: which weights came from where
 
 
 def load_corpora(cfg: PretrainConfig) -> dict[str, list[str]]:
@@ -587,26 +589,30 @@ def load_corpora(cfg: PretrainConfig) -> dict[str, list[str]]:
     return corpora
 
 
-def _check_config(cfg: PretrainConfig) -> None:
-    """Fail on bad options before minutes of reading and tokenising."""
+def _check_config(cfg: PretrainConfig):
+    """Fail on bad options before minutes of reading and tokenising. Returns the --init-from source
+    (config, tokenizer), validated with the rest, or None."""
     from ..core.precision import check_precision
 
     check_precision(cfg.precision)
-    if cfg.config_file is None and cfg.size not in PRESETS:
+    source = _warm_start_source(cfg)
+    if source is None and cfg.config_file is None and cfg.size not in PRESETS:
         raise UserError(f"`size` {cfg.size!r}: choose one of {', '.join(PRESETS)}", fields=('size',))
-    for name, value, low in (("--seq-len", cfg.seq_len, 8), ("--batch-size", cfg.batch_size, 1),
-                             ("--max-steps", cfg.max_steps, 1), ("--eval-every", cfg.eval_every, 1),
-                             ("--grad-accum", cfg.grad_accum, 1)):
+    for name, value, low in (("seq_len", cfg.seq_len, 8), ("batch_size", cfg.batch_size, 1),
+                             ("max_steps", cfg.max_steps, 1), ("eval_every", cfg.eval_every, 1),
+                             ("grad_accum", cfg.grad_accum, 1)):
         if value < low:
-            raise UserError(f"{name} {value}: must be at least {low}")
+            raise UserError(f"`{name}` {value}: must be at least {low}", fields=(name,))
     if not 0 < cfg.mask_prob < 1 or not 0 <= cfg.alpha <= 1 or not 0 <= cfg.dropout < 1:
         raise UserError("`alpha` must be in [0, 1], `dropout` in [0, 1), the mask rate in (0, 1)",
                         fields=('alpha', 'dropout'))
+    return source
 
 
-def _run_tokenizer(cfg: PretrainConfig, corpora: dict[str, list[str]], out: Path, is_main: bool, world: int):
+def _run_tokenizer(cfg: PretrainConfig, corpora: dict[str, list[str]], out: Path, is_main: bool, world: int,
+                   source=None):
     """The run's tokenizer: given, reused from an interrupted run, or trained now (rank 0 trains, the others
-    wait)."""
+    wait); with a warm-start `source`, extended to the source's vocabulary."""
     from transformers import AutoTokenizer
 
     from ..core.models import load_tokenizer
@@ -620,13 +626,17 @@ def _run_tokenizer(cfg: PretrainConfig, corpora: dict[str, list[str]], out: Path
         if world > 1:
             torch.distributed.barrier()
         tokenizer = AutoTokenizer.from_pretrained(tok_dir)
+    if source is not None:
+        from .warmstart import extend_vocabulary
+
+        tokenizer, _ = extend_vocabulary(source[1], tokenizer)
     if tokenizer.mask_token_id is None or tokenizer.cls_token_id is None or tokenizer.sep_token_id is None:
         raise UserError(f"tokenizer {cfg.tokenizer}: needs [CLS], [SEP] and [MASK] tokens")
     return tokenizer
 
 
 def _pretrain_result(cfg: PretrainConfig, out: Path, mlm, data: PackedData, shares: dict[str, float], result,
-                     tokenizer) -> PretrainResult:
+                     tokenizer, warm=None) -> PretrainResult:
     n_params = sum(p.numel() for p in mlm.parameters())
     n_embed = sum(p.numel() for n, p in mlm.named_parameters() if "embeddings" in n)
     return PretrainResult(
@@ -637,7 +647,7 @@ def _pretrain_result(cfg: PretrainConfig, out: Path, mlm, data: PackedData, shar
         steps=result.steps, tokens_seen=result.tokens, tokens_per_s=result.tokens / max(result.wall_time, 1e-9),
         wall_time=result.wall_time, final=result.history[-1] if result.history else {},
         unigram_baseline=unigram_baseline(data, tokenizer.all_special_ids),
-        history=result.history, train_log=result.train_log)
+        history=result.history, train_log=result.train_log, warm_start=asdict(warm) if warm else None)
 
 
 def pretrain(cfg: PretrainConfig, eval_hooks: Iterable[Callable[[Any, int, dict], dict | None]] = ()
@@ -650,7 +660,7 @@ def pretrain(cfg: PretrainConfig, eval_hooks: Iterable[Callable[[Any, int, dict]
     from ..core import engine
     from ..core.models import pick_device
 
-    _check_config(cfg)
+    source = _check_config(cfg)
     out = Path(cfg.out_dir)
     rank, world = engine.init_distributed(pick_device())
     is_main = rank == 0
@@ -661,13 +671,21 @@ def pretrain(cfg: PretrainConfig, eval_hooks: Iterable[Callable[[Any, int, dict]
                             f"or choose another `out`", fields=('resume', 'out'))
     corpora = load_corpora(cfg)
 
-    tokenizer = _run_tokenizer(cfg, corpora, out, is_main, world)
+    tokenizer = _run_tokenizer(cfg, corpora, out, is_main, world, source)
 
     data = prepare_data(corpora, tokenizer, cfg.seq_len, cfg.heldout_fraction, cfg.max_heldout,
                         cache_dir=out if is_main else None, progress=cfg.progress and is_main)
     del corpora
     engine.set_seed(cfg.seed)   # the same initial weights on every rank and on resume
-    mlm = make_mlm(model_config(cfg.size, cfg.config_file, len(tokenizer), cfg.seq_len, cfg.dropout), pick_device())
+    warm = None
+    if source is None:
+        mlm = make_mlm(model_config(cfg.size, cfg.config_file, len(tokenizer), cfg.seq_len, cfg.dropout),
+                       pick_device())
+    else:
+        from .warmstart import target_config, warm_start
+
+        mlm = make_mlm(target_config(source[0], len(tokenizer), cfg.seq_len, cfg.dropout), pick_device())
+        warm = warm_start(mlm, cfg.init_from, source[1], tokenizer, seed=cfg.seed)
     objective = MaskedLMObjective(mlm, compile=cfg.compile)
     masker = make_masker(tokenizer, cfg.mask_prob, cfg.whole_word)
     batches = PackedMLMBatches(data.train, cfg.batch_size, masker, cfg.alpha, cfg.seed)
@@ -692,7 +710,7 @@ def pretrain(cfg: PretrainConfig, eval_hooks: Iterable[Callable[[Any, int, dict]
                                                                                    seed=cfg.seed),
                           on_evaluate=hooks, loss_fn=_loss_fn)
 
-    res = _pretrain_result(cfg, out, mlm, data, batches.shares(), result, tokenizer)
+    res = _pretrain_result(cfg, out, mlm, data, batches.shares(), result, tokenizer, warm)
     if is_main:
         from ..io.storage import save_results
 
@@ -702,6 +720,20 @@ def pretrain(cfg: PretrainConfig, eval_hooks: Iterable[Callable[[Any, int, dict]
     gc.collect()
     engine.shutdown_distributed()
     return res
+
+
+def _warm_start_source(cfg: PretrainConfig):
+    """(config, tokenizer) of the `init_from` model, validated before any data is read; None without it."""
+    if not cfg.init_from:
+        return None
+    from .warmstart import check_size, source_config, source_tokenizer
+
+    if cfg.config_file:
+        raise UserError("`init_from` and `config` both set the architecture: give one",
+                        fields=("init_from", "config"))
+    src_cfg = source_config(cfg.init_from)
+    check_size(cfg.init_from, src_cfg, cfg.size, PRESETS)
+    return src_cfg, source_tokenizer(cfg.init_from)
 
 
 def _truncate_jsonl(path: Path, max_step: int) -> None:
