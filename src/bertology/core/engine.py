@@ -32,7 +32,7 @@ import torch
 
 from .models import pick_device
 from .precision import autocast, check_precision
-from ..io.storage import atomic_write_text, replace_dir
+from ..io.storage import replace_dir, truncate_jsonl
 
 
 # --------------------------------------------------------------------------------------------- batching
@@ -370,10 +370,8 @@ def _resume(run: _Run) -> TrainState:
         state.history, state.train_log = json.loads(saved["history"]), json.loads(saved["train_log"])
         state.elapsed_before = saved["elapsed"]
         _set_rng_state(saved["rng"])
-        log = run.out_dir / "log.jsonl"
-        if run.is_main and log.exists():
-            lines = log.read_text(encoding="utf-8").splitlines()
-            atomic_write_text(log, "".join(l + "\n" for l in lines if l.strip() and json.loads(l)["step"] <= state.step))
+        if run.is_main:
+            truncate_jsonl(run.out_dir / "log.jsonl", state.step)
     # The best weights are kept in memory only when they will be restored at the end, and written to
     # best.safetensors at checkpoints (not at every improving evaluation), for a resumed run.
     best_file = run.out_dir / "best.safetensors" if run.out_dir else None

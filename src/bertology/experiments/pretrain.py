@@ -38,6 +38,7 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import UserError
+from ..io.storage import truncate_jsonl
 
 SCHEMA = "bertology.pretrain/1"
 FILL_MASK_SCHEMA = "bertology.fill-mask/1"
@@ -700,7 +701,7 @@ def pretrain(cfg: PretrainConfig, eval_hooks: Iterable[Callable[[Any, int, dict]
 
     hooks = [lambda m, s, met, h=h: h(mlm, s, met) for h in eval_hooks] + [export_hook]
     if cfg.resume and is_main and (ckpt := engine.find_checkpoint(out)):
-        _truncate_jsonl(out / "eval.jsonl", torch.load(ckpt / "state.pt", weights_only=True)["step"])
+        truncate_jsonl(out / "eval.jsonl", torch.load(ckpt / "state.pt", weights_only=True)["step"])
     tc = engine.TrainConfig(out_dir=out, lr=cfg.lr, weight_decay=cfg.weight_decay, warmup=cfg.warmup,
                             max_steps=cfg.max_steps, grad_accum=cfg.grad_accum, clip=cfg.clip,
                             precision=cfg.precision, seed=cfg.seed, eval_every=cfg.eval_every,
@@ -734,15 +735,6 @@ def _warm_start_source(cfg: PretrainConfig):
     src_cfg = source_config(cfg.init_from)
     check_size(cfg.init_from, src_cfg, cfg.size, PRESETS)
     return src_cfg, source_tokenizer(cfg.init_from)
-
-
-def _truncate_jsonl(path: Path, max_step: int) -> None:
-    """Drop entries logged after the checkpoint a resumed run restarts from (they will be logged again)."""
-    if path.exists():
-        keep = [l for l in path.read_text(encoding="utf-8").splitlines()
-                if l.strip() and json.loads(l).get("step", 0) <= max_step]
-        from ..io.storage import atomic_write_text
-        atomic_write_text(path, "".join(l + "\n" for l in keep))
 
 
 # --------------------------------------------------------------------------------------------- fill-mask

@@ -356,15 +356,9 @@ def score(dataset: QADataset, answers: dict[str, str], lang: str = "auto", name:
 
 
 def load_predictions(path: str | Path) -> dict[str, str]:
-    import json
+    from ..io.storage import read_json
 
-    from ..io.storage import open_text
-
-    try:
-        with open_text(path) as f:
-            doc = json.load(f)
-    except json.JSONDecodeError as e:
-        raise UserError(f"{path}:{e.lineno}: not valid JSON ({e.msg})") from None
+    doc = read_json(path)
     if not isinstance(doc, dict):
         raise UserError(f'{path}: predictions must be a JSON object {{"question id": "answer text"}}')
     for k, v in doc.items():

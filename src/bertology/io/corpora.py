@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import UserError
-from .storage import open_text, read_lines
+from .storage import read_json, read_lines
 
 # ==== pretraining corpora =====================================================================================
 # A corpus is given as LANG=SOURCE[#COLUMN][@MAX_LINES]:
@@ -47,13 +47,7 @@ def _source_files(path: Path) -> list[Path]:
 
 
 def _squad_contexts(path: Path) -> list[str]:
-    import json
-
-    try:
-        with open_text(path) as f:
-            doc = json.load(f)
-    except json.JSONDecodeError as e:
-        raise UserError(f"{path}:{e.lineno}: not valid JSON ({e.msg})") from None
+    doc = read_json(path)
     if not isinstance(doc, dict) or not isinstance(doc.get("data"), list):
         raise UserError(f"{path}: field 'data' missing: not a SQuAD-format file")
     return [" ".join(p["context"].split()) for art in doc["data"] for p in art.get("paragraphs", [])

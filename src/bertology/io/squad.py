@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import random
 import re
 from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import UserError
-from .storage import open_text
+from .storage import read_json
 
 # ==== extractive QA (SQuAD format) ============================================================================
 # SQuAD v1.1 JSON: {"data": [{"title", "paragraphs": [{"context", "qas": [{"id", "question", "answers":
@@ -108,11 +107,8 @@ def load_squad(path: str | Path, skip_bad: bool = False, require_answers: bool =
     """
     path = Path(path)
     try:
-        with open_text(path) as f:
-            doc = json.load(f)
-    except json.JSONDecodeError as e:
-        raise UserError(f"{path}:{e.lineno}: not valid JSON ({e.msg})") from None
-    except (UnicodeDecodeError, OSError, EOFError) as e:
+        doc = read_json(path)
+    except (UnicodeDecodeError, OSError, EOFError) as e:   # e.g. a truncated .gz
         raise UserError(f"{path}: cannot read ({e.__class__.__name__}: {e})") from None
     if not isinstance(doc, dict) or not isinstance(doc.get("data"), list):
         raise UserError(f"{path}: missing field 'data' (expected SQuAD v1.1 format: "
