@@ -1,40 +1,48 @@
 """Benchmark: alignment MRR over ~30,000 candidate words and all dictionary pairs, every layer.
 
-Compares, in one run and on the same vectors:
-- vectorised: `bertology.metrics.retrieval_ranks_all`. CSLS's candidate radii (mean of each candidate's 10
-  best cosines to the queries) come from a bf16 screen made exact (`knn_mean_similarity`: bf16 product,
-  best groups, the kept neighbours re-scored in fp32, a proven error bound, fp32 fall-back where it does not
-  hold); then one fp32 matrix product per chunk of queries (memory bounded by --chunk-mb, buffers reused)
-  and one fused pass (numba; numpy without it) counting the candidates above the best gold (no sort), for
-  cosine and CSLS;
-- loop: the straightforward per-word implementation (for each source word: similarities to all candidates,
-  argsort, position of the best gold; CSLS radii by sorting each word's similarities).
-The loop is timed on --loop-queries source words (and as many candidates for CSLS's candidate radii) and
-extrapolated linearly to the full set, which is exact for its cost model (every word costs the same). The
-ranks of those words are checked: identical for cosine; for CSLS at most a 1-rank flip in a near-tie
-(float rounding of the radii) in at most 2% of them.
+Follows bench/README.md (equal warm-up, ABBA with repeats and the median, outputs compared, load printed).
+Compares, on the same vectors:
+- ours: `bertology.metrics.retrieval_ranks_all`. CSLS's candidate radii (mean of each candidate's 10 best
+  cosines to the queries) come from a bf16 screen made exact (`knn_mean_similarity`: bf16 product, best
+  groups, the kept neighbours re-scored in fp32, a proven error bound, fp32 fall-back where it does not hold);
+  then one fp32 matrix product per chunk of queries and one fused pass counting the candidates above the best
+  gold (no sort), for cosine and CSLS;
+- numpy: a chunked numpy baseline a careful user would write (fp32 matrix product per chunk of queries,
+  `np.partition` for the radii, max over the gold scores, ranks by counting), timed on the full set;
+- loop: a fair per-word loop (similarities to all candidates, max over the gold scores, rank by counting;
+  CSLS radii by `np.partition`), timed on --loop-queries words and extrapolated linearly (every word costs the
+  same in it).
+Ranks are compared: identical for cosine; for CSLS at most a 1-rank flip in a float near-tie in at most 2% of
+the words.
 
-Vectors are random (the cost does not depend on their values); the pair structure is the real MUSE en-zh
-dictionary (sources x their translations among the first --candidates distinct targets).
+--vectors random: Gaussian vectors (isotropic: the best case of the bf16 screen). --vectors model: real layer
+vectors of --model (each dictionary word fed alone, every layer; anisotropic, so the screen's fp32 fall-back
+runs as it does on real data), for as many words as --model-words.
 
     OMP_NUM_THREADS=1 .venv/bin/python bench/align_mrr.py --layers 5 --hidden 256
+    OMP_NUM_THREADS=1 .venv/bin/python bench/align_mrr.py --vectors model --model minilm --model-words 4000
 """
 
 from __future__ import annotations
 
 import argparse
+import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
 
 from bertology.io.dictionaries import load_dictionary
-from bertology.metrics import knn_mean_similarity, ranking_scores, retrieval_ranks_all
+from bertology.metrics import ranking_scores, retrieval_ranks_all
+
+sys.path.insert(0, str(Path(__file__).parent))
+from common import abba, machine_load, set_threads  # noqa: E402
 
 
 def loop_radius(a: np.ndarray, b: np.ndarray, k: int) -> np.ndarray:
-    """Per row of a: mean of its k largest cosines to b, by a full sort (the straightforward way)."""
-    return np.array([np.sort(b @ x)[::-1][:k].mean() for x in a])
+    """Per row of a: mean of its k largest cosines to b (np.partition: no full sort)."""
+    return np.array([np.partition(b @ x, -k)[-k:].mean() for x in a])
 
 
 def loop_ranks(q: np.ndarray, c: np.ndarray, gold: list[list[int]], scoring: str, r_q=None, r_c=None) -> np.ndarray:
@@ -43,12 +51,51 @@ def loop_ranks(q: np.ndarray, c: np.ndarray, gold: list[list[int]], scoring: str
         s = c @ x
         if scoring == "csls":
             s = 2 * s - r_q[i] - r_c
-        order = np.argsort(-s)
-        pos = np.empty(len(order), dtype=np.int64)
-        pos[order] = np.arange(len(order))
-        best = min(gold[i], key=lambda j: pos[j])
-        ranks.append(int((s > s[best]).sum()) + 1)   # ties in the query's favour, as retrieval_ranks
+        best = s[gold[i]].max()
+        ranks.append(int((s > best).sum()) + 1)   # ties in the query's favour, as retrieval_ranks
     return np.array(ranks)
+
+
+def numpy_radius(a: np.ndarray, b: np.ndarray, k: int, rows: int) -> np.ndarray:
+    """Chunked: for `rows` rows of a at a time, one product with b and np.partition along the rows."""
+    out = np.empty(len(a), dtype=np.float32)
+    for i in range(0, len(a), rows):
+        s = a[i:i + rows] @ b.T
+        out[i:i + rows] = np.partition(s, -k, axis=1)[:, -k:].mean(1)
+    return out
+
+
+def numpy_ranks(q: np.ndarray, c: np.ndarray, gold: list[list[int]], k: int, rows: int) -> dict[str, np.ndarray]:
+    """The chunked numpy baseline, cosine and CSLS: one fp32 product per chunk of queries, max over golds."""
+    r_q, r_c = numpy_radius(q, c, k, rows), numpy_radius(c, q, k, rows)
+    g_rows = np.repeat(np.arange(len(gold)), [len(g) for g in gold])
+    g_cols = np.concatenate([np.asarray(g) for g in gold])
+    out = {"cosine": np.empty(len(q), np.int64), "csls": np.empty(len(q), np.int64)}
+    for i in range(0, len(q), rows):
+        s = q[i:i + rows] @ c.T
+        sel = (g_rows >= i) & (g_rows < i + rows)
+        for name in ("cosine", "csls"):
+            if name == "csls":
+                s = 2 * s - r_q[i:i + rows, None] - r_c[None, :]
+            best = np.full(len(s), -np.inf, dtype=np.float32)
+            np.maximum.at(best, g_rows[sel] - i, s[g_rows[sel] - i, g_cols[sel]])
+            out[name][i:i + rows] = (s > best[:, None]).sum(1) + 1
+    return out
+
+
+def layer_vectors(args, sources: list[str], targets: list[str]) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(queries, candidates) per layer: random Gaussians, or a model's context-free layer vectors."""
+    rng = np.random.default_rng(args.seed)
+    if args.vectors == "random":
+        return [(rng.standard_normal((len(sources), args.hidden)).astype(np.float32),
+                 rng.standard_normal((len(targets), args.hidden)).astype(np.float32)) for _ in range(args.layers)]
+    from bertology.core.embed import Embedder
+    from bertology.experiments.align import context_free_vectors
+
+    emb = Embedder(args.model, progress=False)
+    layers = list(range(min(args.layers, emb.num_layers + 1)))
+    q, c = context_free_vectors(emb, sources, layers), context_free_vectors(emb, targets, layers)
+    return [(q[i].astype(np.float32), c[i].astype(np.float32)) for i in range(len(layers))]
 
 
 def main() -> None:
@@ -56,67 +103,96 @@ def main() -> None:
     ap.add_argument("--dict", default="muse-en-zh")
     ap.add_argument("--data-dir", default=None)
     ap.add_argument("--candidates", type=int, default=30000)
+    ap.add_argument("--vectors", choices=("random", "model"), default="random")
+    ap.add_argument("--model", default="minilm", help="--vectors model: whose layer vectors")
+    ap.add_argument("--model-words", type=int, default=4000, help="--vectors model: candidates (and at most as "
+                    "many source words) embedded")
     ap.add_argument("--hidden", type=int, default=256)
     ap.add_argument("--layers", type=int, default=5, help="layers timed (embeddings + 4 for the mini preset)")
     ap.add_argument("--loop-queries", type=int, default=300)
     ap.add_argument("--csls-k", type=int, default=10)
     ap.add_argument("--chunk-mb", type=int, default=128)
+    ap.add_argument("--repeats", type=int, default=3, help="ABBA rounds (median reported)")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
-    torch.set_num_threads(args.threads)
+    set_threads(args.threads)     # torch and numpy's BLAS alike
+    print(machine_load())
 
     d = load_dictionary(args.dict, data_dir=args.data_dir)
-    targets = list(dict.fromkeys(t for _, t in d.pairs))[:args.candidates]
+    n_cand = args.candidates if args.vectors == "random" else min(args.candidates, args.model_words)
+    targets = list(dict.fromkeys(t for _, t in d.pairs))[:n_cand]
     index = {t: i for i, t in enumerate(targets)}
     trans = d.translations()
     sources = [s for s, ts in trans.items() if any(t in index for t in ts)]
+    if args.vectors == "model":
+        sources = sources[:args.model_words]
     gold = [[index[t] for t in trans[s] if t in index] for s in sources]
     n, m, pairs = len(sources), len(targets), sum(map(len, gold))
-    print(f"{n} source words x {m} candidates ({pairs} dictionary pairs), hidden {args.hidden}, "
-          f"{args.layers} layers, {args.threads} thread(s)")
+    vectors = layer_vectors(args, sources, targets)
+    print(f"{n} source words x {m} candidates ({pairs} dictionary pairs), {args.vectors} vectors of dim "
+          f"{vectors[0][0].shape[1]}, {len(vectors)} layers, {args.threads} thread(s), ABBA x {args.repeats}")
     rng = np.random.default_rng(args.seed)
     nq = min(args.loop_queries, n)
     sub = rng.choice(n, nq, replace=False)
     chunk = args.chunk_mb << 20
-    tot_fast = tot_loop = 0.0
-    for layer in range(args.layers):
-        q = rng.standard_normal((n, args.hidden)).astype(np.float32)
-        c = rng.standard_normal((m, args.hidden)).astype(np.float32)
-        t0 = time.perf_counter()
-        fast = retrieval_ranks_all(q, c, gold, ("cosine", "csls"), args.csls_k, chunk)
-        t_fast = time.perf_counter() - t0
+    rows = max(1, chunk // (4 * m))
+    tot = {"ours": 0.0, "numpy": 0.0, "loop": 0.0}
+    for layer, (q, c) in enumerate(vectors):
+        def ours():
+            return retrieval_ranks_all(q, c, gold, ("cosine", "csls"), args.csls_k, chunk)
+
+        def numpy_baseline():
+            qn = q / np.linalg.norm(q, axis=1, keepdims=True)
+            cn = c / np.linalg.norm(c, axis=1, keepdims=True)
+            return numpy_ranks(qn, cn, gold, args.csls_k, rows)
+
+        timed = abba({"ours": ours, "numpy": numpy_baseline}, repeats=args.repeats, warmup=1)
+        fast, ref = timed["ours"]["result"], timed["numpy"]["result"]
 
         qn = q / np.linalg.norm(q, axis=1, keepdims=True)
         cn = c / np.linalg.norm(c, axis=1, keepdims=True)
-        t0 = time.perf_counter()
-        loop_cos = loop_ranks(qn[sub], cn, [gold[i] for i in sub], "cosine")
-        t_cos = time.perf_counter() - t0
-        t0 = time.perf_counter()
-        r_q = loop_radius(qn[sub], cn, args.csls_k)                  # one per query
-        csub = rng.choice(m, nq, replace=False)
-        r_c_sub = loop_radius(cn[csub], qn, args.csls_k)             # one per candidate: timed on nq of them
-        t_rad = time.perf_counter() - t0
-        r_c = knn_mean_similarity(cn, qn, args.csls_k, chunk)        # full radii for the rank check only
-        t0 = time.perf_counter()
-        loop_csls = loop_ranks(qn[sub], cn, [gold[i] for i in sub], "csls", r_q, r_c)
-        t_csls = time.perf_counter() - t0
-        assert np.array_equal(loop_cos, fast["cosine"][sub]), "cosine ranks differ"
+        csub = rng.choice(m, min(nq, m), replace=False)
+        r_c = numpy_radius(cn, qn, args.csls_k, rows)                 # full radii, for the CSLS loop's ranking
+
+        def loop():
+            t0 = time.perf_counter()
+            cos = loop_ranks(qn[sub], cn, [gold[i] for i in sub], "cosine")
+            t_cos = time.perf_counter() - t0
+            t0 = time.perf_counter()
+            r_q = loop_radius(qn[sub], cn, args.csls_k)               # one per query
+            r_c_sub = loop_radius(cn[csub], qn, args.csls_k)          # one per candidate: timed on a sample
+            t_rad = time.perf_counter() - t0
+            t0 = time.perf_counter()
+            csls = loop_ranks(qn[sub], cn, [gold[i] for i in sub], "csls", r_q, r_c)
+            t_csls = time.perf_counter() - t0
+            # extrapolated: each query costs (cosine + CSLS ranking + its radius), each candidate its radius
+            t = (t_cos + t_csls) / nq * n + t_rad / (nq + len(csub)) * (n + m)
+            return t, cos, csls, r_c_sub
+
+        loop()                                                          # the same untimed warm-up
+        t_loop = sorted([loop() for _ in range(args.repeats)], key=lambda r: r[0])[args.repeats // 2]
+        t_loop, loop_cos, loop_csls, r_c_sub = t_loop
+        for name, ranks in (("numpy", ref), ("ours", fast)):
+            assert np.array_equal(ranks["cosine"][sub], loop_cos), f"{name}: cosine ranks differ from the loop's"
+        assert np.array_equal(fast["cosine"], ref["cosine"]), "cosine ranks differ (ours vs numpy)"
         assert np.allclose(r_c_sub, r_c[csub], atol=1e-5), "CSLS radii differ"
-        # CSLS: the radii are means of the same k cosines summed in a different order, so a near-tie between
+        # CSLS: radii are means of the same k cosines summed in a different order, so a near-tie between
         # candidates can flip by one rank; anything more is a bug.
-        diff = np.abs(loop_csls - fast["csls"][sub])
-        assert diff.max() <= 1 and np.count_nonzero(diff) <= max(1, nq // 50), f"CSLS ranks differ: {diff.max()}"
-        # extrapolate: queries cost t/nq each (cosine, CSLS ranking, query radius), candidate radii t/nq each
-        t_loop = (t_cos + t_csls) / nq * n + t_rad / 2 / nq * n + t_rad / 2 / nq * m
-        tot_fast += t_fast
-        tot_loop += t_loop
-        print(f"layer {layer}: vectorised {t_fast:7.2f} s | loop {t_loop:8.1f} s (extrapolated from {nq} words) | "
-              f"{t_loop / t_fast:5.1f}x | MRR cos {ranking_scores(fast['cosine'])['mrr']:.5f} "
-              f"csls {ranking_scores(fast['csls'])['mrr']:.5f} | ranks equal: cosine {nq}/{nq}, "
-              f"CSLS {nq - np.count_nonzero(diff)}/{nq}")
-    print(f"all {args.layers} layers: vectorised {tot_fast:.1f} s, loop {tot_loop:.1f} s: "
-          f"speed-up {tot_loop / tot_fast:.1f}x (goal >= 20x)")
+        diff = np.abs(fast["csls"] - ref["csls"])
+        assert diff.max() <= 1 and np.count_nonzero(diff) <= max(1, n // 50), f"CSLS ranks differ: {diff.max()}"
+        t_ours, t_np = timed["ours"]["median"], timed["numpy"]["median"]
+        for k, v in (("ours", t_ours), ("numpy", t_np), ("loop", t_loop)):
+            tot[k] += v
+        print(f"layer {layer}: ours {t_ours:7.2f} s (median; {min(timed['ours']['times']):.2f}-"
+              f"{max(timed['ours']['times']):.2f}) | numpy {t_np:7.2f} s | loop {t_loop:8.1f} s (extrapolated "
+              f"from {nq} words) | vs numpy {t_np / t_ours:5.2f}x, vs loop {t_loop / t_ours:5.1f}x | "
+              f"MRR cos {ranking_scores(fast['cosine'])['mrr']:.5f} csls {ranking_scores(fast['csls'])['mrr']:.5f}"
+              f" | ranks: cosine identical ({n}), CSLS {n - np.count_nonzero(diff)}/{n} identical, rest within 1")
+    print(f"all {len(vectors)} layers: ours {tot['ours']:.1f} s, chunked numpy {tot['numpy']:.1f} s, "
+          f"loop {tot['loop']:.1f} s: {tot['numpy'] / tot['ours']:.2f}x vs numpy, {tot['loop'] / tot['ours']:.1f}x "
+          f"vs the loop (goal >= 20x vs the loop)")
+    print(machine_load())
 
 
 if __name__ == "__main__":

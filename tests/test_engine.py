@@ -1,5 +1,6 @@
 """The training engine: it learns, bucketing pads little, and an interrupted run resumes to the same weights."""
 
+import pytest
 import torch
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
@@ -59,10 +60,11 @@ def test_train_learns_and_resume_is_exact(tiny_model, tmp_path):
 
     out = tmp_path / "run"
     m2 = _model(tiny_model)
-    try:
+    with pytest.raises(KeyboardInterrupt):
         train(m2, ExampleBatches(ex, 4, seed=3), TrainConfig(out_dir=out, **cfg), evaluate=flaky)
-    except KeyboardInterrupt:
-        pass
+    assert calls["n"] == 3
+    # it died at step 27 (third epoch's end), the checkpoint is that of the second evaluation (step 18)
+    assert torch.load(out / "checkpoint" / "state.pt", weights_only=True)["step"] == 18
     m3 = _model(tiny_model)
     res3 = train(m3, ExampleBatches(ex, 4, seed=3), TrainConfig(out_dir=out, resume=True, **cfg),
                  evaluate=lambda m: _accuracy(m, ex))
@@ -95,3 +97,108 @@ def test_best_weights_written_at_checkpoints_only_and_fused_adamw(tiny_model, tm
     train(_model(tiny_model), ExampleBatches(ex, 4, seed=3),
           TrainConfig(out_dir=tmp_path / "b", restore_best=False, **cfg), evaluate=evaluate)
     assert writes == [] and not (tmp_path / "b" / "best.safetensors").exists()
+
+
+# --------------------------------------------------------------------------------------------- grad accumulation
+class _Fixed:
+    """`Batches` that are the same fixed list of micro-batches every epoch."""
+
+    def __init__(self, batches):
+        self.batches = batches
+
+    def __call__(self, epoch, rank=0, world=1):
+        return self.batches
+
+
+def _first_grads(monkeypatch, model, batches, loss_fn=None, **cfg):
+    """The gradients the engine hands to its first optimizer step."""
+    from bertology.core import engine
+
+    grads, real = {}, engine._optimizer_step
+
+    def capture(run, state):
+        if not grads:
+            grads.update({n: p.grad.detach().clone() for n, p in run.model.named_parameters() if p.grad is not None})
+        real(run, state)
+
+    monkeypatch.setattr(engine, "_optimizer_step", capture)
+    train(model, _Fixed(batches), TrainConfig(max_steps=1, progress=False, clip=0, **cfg), loss_fn=loss_fn)
+    return grads
+
+
+def _mlm_micro_batches(vocab, labelled=(3, 9), rows=2, width=12, seed=0):
+    """Micro-batches of equal width whose masked counts differ (so a per-micro-batch mean is visibly wrong)."""
+    g = torch.Generator().manual_seed(seed)
+    out = []
+    for n in labelled:
+        ids = torch.randint(5, vocab, (rows, width), generator=g)
+        labels = torch.full_like(ids, -100)
+        pos = torch.randperm(rows * width, generator=g)[:n]
+        labels.view(-1)[pos] = torch.randint(5, vocab, (n,), generator=g)
+        out.append({"input_ids": ids, "labels": labels, "attention_mask": torch.ones_like(ids)})
+    return out
+
+
+def _merged(micro):
+    return {k: torch.cat([b[k] for b in micro]) if micro[0][k].dim() else sum(b[k] for b in micro)
+            for k in micro[0]}
+
+
+def _assert_same_grads(a, b):
+    assert a.keys() == b.keys() and a
+    for k in a:
+        assert torch.allclose(a[k], b[k], rtol=1e-4, atol=1e-7), (k, float((a[k] - b[k]).abs().max()))
+
+
+def test_grad_accum_normalises_by_the_whole_accumulated_batch(tiny_model, monkeypatch):
+    """--grad-accum 2 gives the gradient of one batch holding both micro-batches: each micro-batch's loss is
+    weighted by its share of the labelled tokens of the whole group (not averaged as two equal means)."""
+    from transformers import AutoModelForMaskedLM
+
+    def model():
+        torch.manual_seed(0)
+        return AutoModelForMaskedLM.from_pretrained(tiny_model, hidden_dropout_prob=0.0,
+                                                    attention_probs_dropout_prob=0.0)
+
+    micro = _mlm_micro_batches(model().config.vocab_size)
+    assert [int((b["labels"] != -100).sum()) for b in micro] == [3, 9]
+    accumulated = _first_grads(monkeypatch, model(), micro, grad_accum=2)
+    one = _first_grads(monkeypatch, model(), [_merged(micro)], grad_accum=1)
+    _assert_same_grads(accumulated, one)
+
+
+def test_grad_accum_with_the_pretraining_objective(tiny_model, monkeypatch):
+    """The masked-LM objective normalises by `n_masked`: the engine's weights make the accumulated gradient
+    that of the merged batch (n_masked = the sum) too."""
+    from bertology.experiments.pretrain import MaskedLMObjective, make_mlm, model_config
+
+    vocab = 120
+
+    def objective():
+        torch.manual_seed(0)
+        return MaskedLMObjective(make_mlm(model_config("tiny", None, vocab, 16, 0.0)))
+
+    micro = _mlm_micro_batches(vocab, labelled=(2, 11), width=16)
+    for b in micro:
+        b["n_masked"] = (b["labels"] != -100).sum()
+    loss_fn = lambda m, b: m(**b)[0]  # noqa: E731
+    accumulated = _first_grads(monkeypatch, objective(), micro, loss_fn=loss_fn, grad_accum=2)
+    one = _first_grads(monkeypatch, objective(), [_merged(micro)], loss_fn=loss_fn, grad_accum=1)
+    _assert_same_grads(accumulated, one)
+
+
+def test_early_stopping_after_patience_evaluations_without_improvement(tiny_model):
+    """patience=2: the best is the first evaluation, the two after it are worse, training stops at the third."""
+    tok, ex = _task(tiny_model)
+    scores = iter([0.9, 0.5, 0.4, 0.95, 0.99, 1.0])
+    res = train(_model(tiny_model), ExampleBatches(ex, 4, seed=3),
+                TrainConfig(max_steps=12, eval_every=2, patience=2, metric="accuracy", greater_is_better=True,
+                            progress=False, restore_best=False), evaluate=lambda m: {"accuracy": next(scores)})
+    assert res.stopped_early and res.steps == 6 and len(res.history) == 3
+    assert (res.best_step, res.best_metric) == (2, 0.9)
+    # without patience the same run goes on to max_steps
+    scores = iter([0.9, 0.5, 0.4, 0.95, 0.99, 1.0])
+    res = train(_model(tiny_model), ExampleBatches(ex, 4, seed=3),
+                TrainConfig(max_steps=12, eval_every=2, metric="accuracy", greater_is_better=True, progress=False,
+                            restore_best=False), evaluate=lambda m: {"accuracy": next(scores)})
+    assert not res.stopped_early and res.steps == 12 and res.best_step == 12

@@ -1,7 +1,7 @@
 """The training engine shared by every experiment that trains (fine-tuning, QA, masked-LM pretraining).
 
 One loop you can read top to bottom (`train`), in the spirit of nanoGPT:
-    batches -> forward under autocast -> loss / grad_accum -> backward -> clip -> AdamW step -> LR schedule
+    batches -> forward under autocast -> loss x (its share of the accumulated batch) -> backward -> clip -> AdamW step -> LR schedule
     -> every `eval_every` steps: evaluate, keep the best weights, early-stop, checkpoint.
 
 What it guarantees:
@@ -383,14 +383,29 @@ def _resume(run: _Run) -> TrainState:
     return state
 
 
-def _forward_backward(run: _Run, state: TrainState, batch: dict, sync: bool) -> None:
-    """One micro-batch: loss under autocast, backward (gradients summed across the accumulation group)."""
+def loss_count(batch: dict) -> int:
+    """How many items a micro-batch's loss averages over: `n_masked` when the batch carries it (the global
+    masked count of a masked-LM batch), else the labelled tokens of per-token labels, else the rows."""
+    if "n_masked" in batch:
+        return int(batch["n_masked"])
+    labels = batch.get("labels")
+    if torch.is_tensor(labels) and labels.dim() == 2:
+        return max(1, int((labels != -100).sum()))
+    return int(batch["input_ids"].shape[0])
+
+
+def _forward_backward(run: _Run, state: TrainState, batch: dict, sync: bool, weight: float = 1.0) -> None:
+    """One micro-batch: loss under autocast, backward (gradients summed across the accumulation group).
+
+    The loss a micro-batch returns is a mean over its own `loss_count`; `weight` = its count / the count of
+    the whole accumulated batch, so the summed gradients are those of the mean over the whole accumulated
+    (global) batch, as if it had been one batch."""
     no_sync = run.ddp_model.no_sync() if (run.world > 1 and not sync) else contextlib.nullcontext()
     with no_sync:
         with autocast(run.config.precision, run.device):
             loss = run.loss_fn(run.ddp_model, batch) if run.loss_fn is not None else run.ddp_model(**batch).loss
         # the one place the accumulated loss is normalised
-        (loss / run.config.grad_accum).backward()
+        (loss * weight if weight != 1.0 else loss).backward()
     state.micro += 1
     state.running_loss += float(loss.detach())
     state.running_n += 1
@@ -510,13 +525,15 @@ def train(model, batches: Batches, config: TrainConfig,
     while state.step < run.total_steps and not state.stopped_early:
         epoch_batches = batches(state.epoch, run.rank, run.world)
         while state.batch_pos < len(epoch_batches) and state.step < run.total_steps:
-            batch = {k: v.to(run.device) for k, v in epoch_batches[state.batch_pos].items()}
-            state.batch_pos += 1
+            # one accumulation group: grad_accum micro-batches (fewer at an epoch's end), one optimizer step
+            end = min(state.batch_pos + config.grad_accum, len(epoch_batches))
+            group = [epoch_batches[i] for i in range(state.batch_pos, end)]
+            counts = [loss_count(b) for b in group] if len(group) > 1 else [1]
+            for b, count in zip(group, counts):
+                state.batch_pos += 1
+                _forward_backward(run, state, {k: v.to(run.device) for k, v in b.items()},
+                                  sync=state.batch_pos == end, weight=count / sum(counts))
             at_epoch_end = state.batch_pos == len(epoch_batches)
-            sync = (state.micro + 1) % config.grad_accum == 0 or at_epoch_end
-            _forward_backward(run, state, batch, sync)
-            if not sync:
-                continue
             _optimizer_step(run, state)
             _after_step(run, state, at_epoch_end, evaluate, on_evaluate, bar)
             if state.stopped_early:
