@@ -40,6 +40,9 @@ sys.path.insert(0, str(Path(__file__).parent))
 from common import abba, machine_load, set_threads  # noqa: E402
 
 
+TIE = 1e-4   # scores this close to the best gold's may be ordered either way by fp32 rounding
+
+
 def loop_radius(a: np.ndarray, b: np.ndarray, k: int) -> np.ndarray:
     """Per row of a: mean of its k largest cosines to b (np.partition: no full sort)."""
     return np.array([np.partition(b @ x, -k)[-k:].mean() for x in a])
@@ -173,14 +176,25 @@ def main() -> None:
         loop()                                                          # the same untimed warm-up
         t_loop = sorted([loop() for _ in range(args.repeats)], key=lambda r: r[0])[args.repeats // 2]
         t_loop, loop_cos, loop_csls, r_c_sub = t_loop
-        for name, ranks in (("numpy", ref), ("ours", fast)):
-            assert np.array_equal(ranks["cosine"][sub], loop_cos), f"{name}: cosine ranks differ from the loop's"
-        assert np.array_equal(fast["cosine"], ref["cosine"]), "cosine ranks differ (ours vs numpy)"
         assert np.allclose(r_c_sub, r_c[csub], atol=1e-5), "CSLS radii differ"
-        # CSLS: radii are means of the same k cosines summed in a different order, so a near-tie between
-        # candidates can flip by one rank; anything more is a bug.
+        # Tolerance: the same fp32 scores computed in another order can reorder candidates whose scores tie
+        # with the best gold's to within TIE (real vectors have exact duplicates: words that embed alike).
+        # A rank difference is accepted only if that many candidates lie within TIE of the best gold's score.
+        r_q_full = numpy_radius(qn, cn, args.csls_k, rows)
+        same = {}
+        for scoring, a, b, idx in (("cosine", fast["cosine"][sub], loop_cos, sub),
+                                   ("cosine", ref["cosine"][sub], loop_cos, sub),
+                                   ("cosine", fast["cosine"], ref["cosine"], np.arange(n)),
+                                   ("csls", fast["csls"], ref["csls"], np.arange(n)),
+                                   ("csls", fast["csls"][sub], loop_csls, sub)):
+            diff = np.abs(a - b)
+            for j in np.flatnonzero(diff):
+                i = idx[j]
+                sc = cn @ qn[i] if scoring == "cosine" else 2 * (cn @ qn[i]) - r_q_full[i] - r_c
+                ties = int((np.abs(sc - sc[gold[i]].max()) <= TIE).sum()) - 1
+                assert diff[j] <= ties, f"{scoring}: word {sources[i]!r} ranks {a[j]} vs {b[j]}, {ties} near-ties"
+            same.setdefault(scoring, f"{len(a) - np.count_nonzero(diff)}/{len(a)}")
         diff = np.abs(fast["csls"] - ref["csls"])
-        assert diff.max() <= 1 and np.count_nonzero(diff) <= max(1, n // 50), f"CSLS ranks differ: {diff.max()}"
         t_ours, t_np = timed["ours"]["median"], timed["numpy"]["median"]
         for k, v in (("ours", t_ours), ("numpy", t_np), ("loop", t_loop)):
             tot[k] += v
@@ -188,7 +202,8 @@ def main() -> None:
               f"{max(timed['ours']['times']):.2f}) | numpy {t_np:7.2f} s | loop {t_loop:8.1f} s (extrapolated "
               f"from {nq} words) | vs numpy {t_np / t_ours:5.2f}x, vs loop {t_loop / t_ours:5.1f}x | "
               f"MRR cos {ranking_scores(fast['cosine'])['mrr']:.5f} csls {ranking_scores(fast['csls'])['mrr']:.5f}"
-              f" | ranks: cosine identical ({n}), CSLS {n - np.count_nonzero(diff)}/{n} identical, rest within 1")
+              f" | ranks identical: cosine (ours vs loop) {same['cosine']}, CSLS (ours vs numpy) {same['csls']}; the rest differ only "
+              f"within near-ties (|score - best gold| <= {TIE:g})")
     print(f"all {len(vectors)} layers: ours {tot['ours']:.1f} s, chunked numpy {tot['numpy']:.1f} s, "
           f"loop {tot['loop']:.1f} s: {tot['numpy'] / tot['ours']:.2f}x vs numpy, {tot['loop'] / tot['ours']:.1f}x "
           f"vs the loop (goal >= 20x vs the loop)")
