@@ -15,6 +15,11 @@ Where the time goes (cProfile, 48 random-length examples, minilm, bf16, 1 thread
 length-bucketed ones — so the gain is from padding; on equal-length data (splice: all 60 nt) expect ~1x.
 Both sides score the same held-out voices with the same function afterwards (not timed).
 
+Protocol (bench/README.md): first an untimed warm-up of --warmup-steps optimizer steps on every side (same
+batches, fresh models), then --repeats rounds in ABBA order (trainer, engine, engine, trainer, ...), each a
+fresh model trained for the full run, its `train()` call timed; medians reported with their range; accuracy
+compared (a stated tolerance: within --acc-tolerance of each other); the machine's load printed.
+
     OMP_NUM_THREADS=1 .venv/bin/python bench/finetune.py --threads 1      # ~5 minutes on the shared 2-core CPU
 """
 
@@ -44,9 +49,19 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--skip-group", action="store_true", help="Skip the trainer-group baseline.")
     ap.add_argument("--data-dir", default=None)
+    ap.add_argument("--warmup-steps", type=int, default=3, help="untimed optimizer steps per side first")
+    ap.add_argument("--repeats", type=int, default=3, help="ABBA rounds (median reported)")
+    ap.add_argument("--acc-tolerance", type=float, default=0.05)
     args = ap.parse_args()
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from common import machine_load, set_threads
+
     if args.threads:
-        torch.set_num_threads(args.threads)
+        set_threads(args.threads)
+    print(machine_load())
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     import transformers
     transformers.utils.logging.set_verbosity_error()
@@ -81,15 +96,16 @@ def main() -> None:
         pred = predict_logits(model, ev, precision=args.precision).argmax(1)
         return classification_scores(ev.labels, pred, list(range(len(labels))))
 
-    results = {}
+    results: dict[str, list[dict]] = {}
 
-    def run_trainer(name, strategy):
+    def run_trainer(name, strategy, max_steps=None):
         from transformers import DataCollatorWithPadding, Trainer, TrainingArguments
 
         model = build_model("pretrained", args.model, len(labels), args.seed)
         with tempfile.TemporaryDirectory() as tmp:
             targs = TrainingArguments(
                 output_dir=tmp, per_device_train_batch_size=args.batch_size, num_train_epochs=args.epochs,
+                max_steps=max_steps or -1,
                 learning_rate=args.lr, warmup_steps=0.1, weight_decay=0.01, max_grad_norm=1.0,
                 lr_scheduler_type="linear", bf16=args.precision == "bf16", use_cpu=True, report_to="none",
                 save_strategy="no", logging_strategy="no", eval_strategy="no", seed=args.seed,
@@ -99,33 +115,49 @@ def main() -> None:
             t0 = time.perf_counter()
             out = trainer.train()
             secs = time.perf_counter() - t0
+        if max_steps:
+            return
         model.eval()
-        results[name] = {"seconds": secs, "examples_per_s": len(tr.examples) * args.epochs / secs,
-                         "train_loss": out.training_loss, **score(model)}
+        results.setdefault(name, []).append({"seconds": secs, "examples_per_s": len(tr.examples) * args.epochs / secs,
+                                             "train_loss": out.training_loss, **score(model)})
 
-    def run_engine():
+    def run_engine(max_steps=None):
         model = build_model("pretrained", args.model, len(labels), args.seed)
-        cfg = TrainConfig(lr=args.lr, epochs=args.epochs, precision=args.precision, seed=args.seed, warmup=0.1)
+        cfg = TrainConfig(lr=args.lr, epochs=args.epochs, max_steps=max_steps, precision=args.precision,
+                          seed=args.seed, warmup=0.1, progress=False)
         t0 = time.perf_counter()
         res = train(model, ExampleBatches(tr.examples, args.batch_size, seed=args.seed, pad_id=tok.pad_token_id), cfg)
         secs = time.perf_counter() - t0
+        if max_steps:
+            return
         loss = float(np.mean([e["loss"] for e in res.train_log])) if res.train_log else float("nan")
-        results["engine"] = {"seconds": secs, "examples_per_s": len(tr.examples) * args.epochs / secs,
-                             "train_loss": loss, **score(model)}
+        results.setdefault("engine", []).append({"seconds": secs, "examples_per_s": len(tr.examples) * args.epochs
+                                                 / secs, "train_loss": loss, **score(model)})
 
-    # Interleave so that a change in machine load hits both sides alike.
-    run_trainer("trainer", "random")
-    run_engine()
+    sides = [("trainer", lambda **k: run_trainer("trainer", "random", **k)), ("engine", run_engine)]
     if not args.skip_group:
-        run_trainer("trainer-group", "group_by_length")
-    print(f"{'':14s} {'seconds':>8s} {'ex/s':>7s} {'train loss':>10s} {'accuracy':>8s} {'macro-F1':>8s}")
-    for name, r in results.items():
-        print(f"{name:14s} {r['seconds']:8.1f} {r['examples_per_s']:7.2f} {r['train_loss']:10.4f} "
-              f"{r['accuracy']:8.3f} {r['macro_f1']:8.3f}")
-    for base in ("trainer", "trainer-group"):
-        if base in results:
-            print(f"engine / {base}: {results['engine']['examples_per_s'] / results[base]['examples_per_s']:.2f}x "
-                  f"examples/s (goal >= 1.5x vs trainer)")
+        sides.append(("trainer-group", lambda **k: run_trainer("trainer-group", "group_by_length", **k)))
+    for _, fn in sides:                                  # the same untimed warm-up on every side
+        fn(max_steps=args.warmup_steps)
+    for r in range(args.repeats):                        # ABBA: the order reverses every round
+        for _, fn in (sides if r % 2 == 0 else sides[::-1]):
+            fn()
+    print(f"{'':14s} {'median s':>8s} {'range':>13s} {'ex/s':>7s} {'train loss':>10s} {'accuracy':>8s} "
+          f"{'macro-F1':>8s}")
+    med = {}
+    for name, runs in results.items():
+        secs = sorted(x["seconds"] for x in runs)
+        med[name] = float(np.median(secs))
+        last = runs[-1]
+        print(f"{name:14s} {med[name]:8.1f} {secs[0]:6.1f}-{secs[-1]:6.1f} {len(tr.examples) * args.epochs / med[name]:7.2f} "
+              f"{last['train_loss']:10.4f} {last['accuracy']:8.3f} {last['macro_f1']:8.3f}")
+    for base in results:
+        if base != "engine":
+            gap = abs(results["engine"][-1]["accuracy"] - results[base][-1]["accuracy"])
+            assert gap <= args.acc_tolerance, f"accuracy differs from {base} by {gap:.3f} > {args.acc_tolerance}"
+            print(f"engine / {base}: {med[base] / med['engine']:.2f}x examples/s (medians; goal >= 1.5x vs trainer);"
+                  f" accuracy within {gap:.3f} (tolerance {args.acc_tolerance})")
+    print(machine_load())
 
 
 if __name__ == "__main__":
