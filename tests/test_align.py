@@ -310,3 +310,34 @@ def test_langvec_ignores_identical_dictionary_pairs(tiny_model):
     r = langvec.langvec(str(tiny_model), {"en": SENTS[:9], "zh": SENTS[9:]}, SENTS[:4], d, "en", "zh",
                         alphas=(0, 1), progress=False)
     assert all(g["scored_words"] == sum(t == "he" for s in SENTS[:4] for t in s.split()) for g in r.grid)
+
+
+def test_align_skips_identical_dictionary_pairs_by_default(tiny_model):
+    """"apple -> apple" aligns through the shared token, not a translation: skipped (and counted) unless
+    keep_identical, and never a candidate."""
+    d = Dictionary([("apple", "apple"), ("today", "today"), ("apple", "蘋果"), ("he", "他")])
+    zh = ["我今天買了蘋果來吃", "他是中國人", "他買了蘋果", "apple 今天"]
+    r = align.align(str(tiny_model), d, {"en": SENTS, "zh": zh}, "en", "zh", k=2, cbow=False, context_free=False,
+                    progress=False)
+    assert r.coverage["skipped"]["identical strings (a shared token, not a translation)"] == 2
+    assert r.coverage["evaluated_pairs"] == 2 and r.coverage["source_words"] == 2
+    kept = align.align(str(tiny_model), d, {"en": SENTS, "zh": zh}, "en", "zh", k=2, cbow=False,
+                       context_free=False, progress=False, keep_identical=True)
+    assert "identical strings (a shared token, not a translation)" not in kept.coverage["skipped"]
+    assert kept.coverage["evaluated_pairs"] > 2
+
+
+def test_cli_langvec_succeeds(tiny_model, tmp_path, capsys):
+    corpus = _corpus(tmp_path)
+    zh = tmp_path / "zh.txt"
+    zh.write_text("\n".join(s for s in SENTS if any("\u4e00" <= c <= "\u9fff" for c in s)) + "\n", encoding="utf-8")
+    d = tmp_path / "dict.txt"
+    d.write_text("apple\t蘋果\ntoday\t今天\ni\t我\nhe\t他\n", encoding="utf-8")
+    out = tmp_path / "lv"
+    assert main(["langvec", "--model", str(tiny_model), "-c", f"en={corpus}", "-c", f"zh={zh}", "--dict", str(d),
+                 "--convert", "none", "--sentences", f"en={corpus}@4", "--alphas", "0,1", "--layers", "1,2",
+                 "--out", str(out)]) == 0
+    doc = json.loads((out / "results.json").read_text())
+    assert len(doc["grid"]) == 2 * 2 and {g["alpha"] for g in doc["grid"]} == {0.0, 1.0}
+    assert doc["best"]["scored_words"] > 0 and (out / "langvec_grid.png").stat().st_size > 1000
+    assert "best: layer" in capsys.readouterr().out

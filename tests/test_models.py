@@ -1,6 +1,8 @@
 """Model loading: aliases, local directories, hub ids offline, MLM-head detection, storage helpers."""
 
 
+import json
+
 import pytest
 
 from bertology.cli import main
@@ -97,3 +99,70 @@ def test_bf16_checkpoints_load_with_fp32_parameters(tmp_path):
     AutoModelForMaskedLM.from_pretrained(d).to(torch.bfloat16).save_pretrained(d)
     assert next(AutoModelForMaskedLM.from_pretrained(d).parameters()).dtype == torch.bfloat16
     assert {p.dtype for p in load_model(str(d), head="mlm").parameters()} == {torch.float32}
+
+
+class _RunsCode:
+    """Unpickling this creates a directory: what a malicious pytorch_model.bin could do instead."""
+
+    def __init__(self, path):
+        self.path = str(path)
+
+    def __reduce__(self):
+        import os
+
+        return (os.mkdir, (self.path,))
+
+
+def test_bin_checkpoints_load_with_weights_only(tmp_path, tiny_model):
+    """A model stored as pytorch_model.bin loads (same weights); a .bin that would run code when unpickled is
+    refused (torch.load(weights_only=True)) and the code never runs."""
+    import shutil
+
+    import torch
+    from safetensors.torch import load_file
+
+    from bertology.core.models import has_mlm_head, load_model, weight_names
+
+    d = tmp_path / "bin-model"
+    shutil.copytree(tiny_model, d)
+    weights = load_file(str(d / "model.safetensors"))
+    (d / "model.safetensors").unlink()
+    torch.save(weights, d / "pytorch_model.bin")
+    assert set(weight_names(str(d))) == set(weights) and has_mlm_head(str(d))
+    model = load_model(str(d), head="mlm")
+    assert torch.equal(model.state_dict()["bert.embeddings.word_embeddings.weight"],
+                       weights["bert.embeddings.word_embeddings.weight"])
+    marker = tmp_path / "code-ran"
+    torch.save({**weights, "evil": _RunsCode(marker)}, d / "pytorch_model.bin")
+    with pytest.raises(Exception, match="(?i)weights.only|unpickl|unsupported"):
+        load_model(str(d), head="mlm")
+    assert not marker.exists()
+
+
+def test_remote_code_runs_only_with_trust_remote_code(tmp_path, tiny_encoder):
+    """A model directory whose config maps to its own Python code: refused (exit 2, the code not run) without
+    --trust-remote-code; run when it is given."""
+    import shutil
+
+    from bertology.core.models import load_model
+
+    d = tmp_path / "custom"
+    shutil.copytree(tiny_encoder, d)
+    cfg = json.loads((d / "config.json").read_text())
+    cfg.update(model_type="bertology-test-custom",
+               auto_map={"AutoConfig": "custom.CustomConfig", "AutoModel": "custom.CustomModel"})
+    (d / "config.json").write_text(json.dumps(cfg))
+    marker = tmp_path / "code-ran"
+    (d / "custom.py").write_text(
+        "import pathlib\n"
+        f"pathlib.Path({str(marker)!r}).write_text('ran')\n"
+        "from transformers import BertConfig, BertModel\n\n\n"
+        "class CustomConfig(BertConfig):\n    model_type = 'bertology-test-custom'\n\n\n"
+        "class CustomModel(BertModel):\n    config_class = CustomConfig\n")
+    assert main(["senses", "--model", str(d), "--sentences", "apple-en", "--out", str(tmp_path / "o")]) == 2
+    assert not marker.exists()
+    with pytest.raises(UserError):
+        load_model(str(d))
+    assert not marker.exists()
+    model = load_model(str(d), trust_remote_code=True)
+    assert marker.exists() and type(model).__name__ == "CustomModel"

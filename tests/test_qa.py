@@ -284,6 +284,27 @@ def test_onednn_fusion_keeps_logits(tiny_encoder):
     assert next(model.parameters()).dtype == torch.float32 and isinstance(model.qa_outputs, torch.nn.Linear)
 
 
+def test_onednn_swap_skipped_is_warned_and_recorded(tiny_encoder, monkeypatch):
+    """A fused op that fails (or disagrees) keeps the module unfused, and says so: no silent fallback."""
+    import copy
+
+    import torch
+
+    if not torch.backends.mkldnn.is_available():
+        pytest.skip("no oneDNN in this torch")
+
+    class Broken:
+        def __init__(self, *a, **k):
+            raise RuntimeError("no such oneDNN op")
+
+    model, _ = _tiny_qa(tiny_encoder)
+    monkeypatch.setattr(precision, "OneDnnLinear", Broken)
+    fused = copy.deepcopy(model)
+    with pytest.warns(RuntimeWarning, match="oneDNN fusion: 6 module"):
+        assert precision.fuse_onednn(fused) == 0
+    assert len(fused.onednn_skipped) == 6 and all("no such oneDNN op" in r for r in fused.onednn_skipped)
+
+
 def test_convert_keeps_offsets(data_dir):
     ds = qa.QADataset("drcd", qa.load_data("drcd-dev", data_dir).examples[:30])
     conv, aligned = qa.convert_dataset(ds, "t2s")
@@ -368,3 +389,35 @@ def test_report_section_runs(tiny_encoder, tmp_path, data_dir, monkeypatch):
                                                               data_dir=str(data_dir)))
     assert sec2.error is None, sec2.error
     assert "evaluated as it is" in sec2.explanation and len(sec2.figures) == 1
+
+
+def test_cli_qa_train_on_real_data_with_dev_and_patience(tiny_encoder, tmp_path, data_dir):
+    """`qa train` on a slice of SQuAD dev: windows, dev evaluations, the model directory it writes is a --model
+    that `qa eval` accepts, and results.json says what happened."""
+    out = tmp_path / "t"
+    args = ["qa", "train", "--model", str(tiny_encoder), "--train", "squad-dev", "--max-train", "24",
+            "--dev", "squad-dev", "--max-dev", "6", "--max-steps", "6", "--eval-every", "2", "--batch-size", "8",
+            "--max-len", "64", "--doc-stride", "24", "--lr", "1e-3", "--data-dir", str(data_dir), "--out", str(out)]
+    assert main(args) == 0
+    tr = json.loads((out / "results.json").read_text())["train"]
+    assert tr["train_questions"] == 24 and tr["train_windows"] > 24 and tr["steps"] == 6
+    assert [h["step"] for h in tr["history"]] == [2, 4, 6] and tr["best_step"] in (2, 4, 6)
+    assert tr["best_dev_f1"] == max(h["f1"] for h in tr["history"])
+    assert main(["qa", "eval", "--model", tr["model_dir"], "--data", "squad-dev", "--limit", "4", "--max-len", "64",
+                 "--doc-stride", "24", "--data-dir", str(data_dir), "--out", str(tmp_path / "e")]) == 0
+
+
+def test_cli_qa_crosslingual(tiny_encoder, tmp_path, data_dir):
+    """`qa crosslingual`: one fine-tuning run on English, every eval set scored zero-shot with its language's
+    metric (XQuAD-zh with CMRC's character F1)."""
+    out = tmp_path / "x"
+    assert main(["qa", "crosslingual", "--model", str(tiny_encoder), "--train", "en=squad-dev", "--max-train", "16",
+                 "--eval", "xquad-en=xquad-en", "--eval", "xquad-zh=xquad-zh", "--limit", "5", "--max-steps", "2",
+                 "--batch-size", "8", "--max-len", "64", "--doc-stride", "24", "--data-dir", str(data_dir),
+                 "--out", str(out)]) == 0
+    doc = json.loads((out / "results.json").read_text())
+    assert doc["command"] == "crosslingual" and doc["train"]["steps"] == 2
+    scores = {s["name"]: s for s in doc["scores"]}
+    assert set(scores) == {"xquad-en", "xquad-zh"} and all(s["total"] == 5 for s in scores.values())
+    assert scores["xquad-en"]["lang"] == "en" and scores["xquad-zh"]["lang"] == "zh"
+    assert (out / "predictions_xquad-zh.json").exists()

@@ -7,6 +7,8 @@ import json
 import sys
 import types
 
+import pytest
+
 from bertology import report
 from bertology.errors import UserError
 from bertology.report import ReportContext, Section, build_report, render_html, run_section
@@ -71,3 +73,21 @@ def test_section_modules_are_registered_in_page_order():
         assert callable(importlib.import_module(module).report_section)
     assert [m.rsplit(".", 1)[-1] for m, _ in report.SECTIONS] == ["senses", "cbow", "pretrain", "crossdomain",
                                                                  "qa", "align"]
+
+
+def test_missing_cjk_font_is_warned(monkeypatch):
+    import builtins
+
+    from bertology.report import plots
+
+    real_import = builtins.__import__
+
+    def no_mplfonts(name, *a, **k):
+        if name == "mplfonts":
+            raise ImportError("no mplfonts")
+        return real_import(name, *a, **k)
+
+    monkeypatch.setattr(builtins, "__import__", no_mplfonts)
+    monkeypatch.setattr(plots, "_FONT_WARNED", False)
+    with pytest.warns(RuntimeWarning, match="no CJK font"):
+        assert plots.use_cjk_font() is None

@@ -112,3 +112,24 @@ def test_report_on_minilm_shows_every_section_and_why_zh_cannot_run(tmp_path, da
     assert zh and "[UNK]" in zh                       # minilm has no 蘋/果: the section says why
     assert page.count("data:image/png;base64,") >= 4 and "Not run on this model" in page
     assert "@font-face{font-family:'bertology-cjk'" in page      # Chinese renders without a system CJK font
+
+
+def test_cli_cbow_then_senses_static(tmp_path, data_dir, capsys):
+    """`bertology cbow` on a slice of real Chinese text, then `senses --static` on its vectors: one vector per
+    character whatever the context, so every occurrence of 果 is the same vector (separation exactly 0)."""
+    lines = (data_dir / "tatoeba" / "cmn-eng.txt").read_text(encoding="utf-8").splitlines()[:1500]
+    sents, _, _ = read_sentences("apple-zh")
+    corpus = tmp_path / "zh.txt"
+    corpus.write_text("\n".join([l.split("\t")[1] for l in lines] + sents * 3) + "\n", encoding="utf-8")
+    cb = tmp_path / "cbow"
+    assert main(["cbow", "--corpus", str(corpus), "--min-count", "1", "--epochs", "2", "--dim", "32",
+                 "-t", "果", "--out", str(cb)]) == 0
+    doc = json.loads((cb / "results.json").read_text(encoding="utf-8"))
+    assert doc["vocab_size"] > 300 and doc["segment"] == "char" and (cb / "cbow.bin").exists()
+    assert len(doc["neighbours"]["果"]) == 10 and "果:" in capsys.readouterr().out
+    out = tmp_path / "static"
+    assert main(["senses", "--sentences", "apple-zh", "--static", str(cb), "--out", str(out)]) == 0
+    st = json.loads((out / "results.json").read_text(encoding="utf-8"))
+    assert [l["layer"] for l in st["layers"]] == [0]
+    assert st["layers"][0]["separation"] == pytest.approx(0.0, abs=1e-6)
+    assert st["layers"][0]["within"] == pytest.approx(1.0, abs=1e-6)

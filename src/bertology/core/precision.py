@@ -83,15 +83,21 @@ def _is_erf_gelu(act) -> bool:
     return f is torch.nn.functional.gelu or (isinstance(act, torch.nn.GELU) and act.approximate == "none")
 
 
-def _swap_if_equal(parent, name, child, make, args) -> int:
-    """Replace parent.name by make() when it gives the original module's output on a random input."""
+def _swap_if_equal(parent, name, child, make, args, skipped: list[str] | None = None) -> int:
+    """Replace parent.name by make() when it gives the original module's output on a random input; otherwise
+    keep the original and append why to `skipped` (fuse_onednn warns with the list: nothing is dropped silently)."""
     try:
         new = make()
         with torch.inference_mode():
             ref, got = child.eval()(*args).float(), new(*args).float()
         if got.shape != ref.shape or not torch.allclose(got, ref, atol=0.1, rtol=0.05):
+            err = float((got - ref).abs().max()) if got.shape == ref.shape else f"shape {tuple(got.shape)}"
+            if skipped is not None:
+                skipped.append(f"{type(child).__name__} {name}: fused output differs (max |diff| {err})")
             return 0
-    except Exception:   # noqa: BLE001 - an op or a signature this torch / architecture lacks: keep eager
+    except Exception as e:   # noqa: BLE001 - an op or a signature this torch / architecture lacks: keep eager
+        if skipped is not None:
+            skipped.append(f"{type(child).__name__} {name}: {type(e).__name__}: {e}".splitlines()[0][:200])
         return 0
     setattr(parent, name, new)
     return 1
@@ -102,10 +108,11 @@ def fuse_onednn(model: torch.nn.Module) -> int:
     (…Intermediate) and dense+residual add (…SelfOutput / …Output, then LayerNorm); in bf16 also the other
     linears (query/key/value), for their pre-packed weights. Each swap is checked against the original module
     on a random input and skipped when it disagrees or fails (another architecture, a torch without these
-    ops). Returns how many modules were swapped."""
+    ops); skipped swaps are listed in a RuntimeWarning and kept in `model.onednn_skipped`. Returns how many
+    modules were swapped."""
     if not (hasattr(torch.ops.mkldnn, "_linear_pointwise") and torch.backends.mkldnn.is_available()):
         return 0
-    swapped = 0
+    swapped, skipped = 0, []
     for parent in list(model.modules()):
         for name, child in list(parent.named_children()):
             dense = getattr(child, "dense", None)
@@ -113,17 +120,25 @@ def fuse_onednn(model: torch.nn.Module) -> int:
                 continue
             x = torch.randn(2, 5, dense.in_features, dtype=dense.weight.dtype)
             if hasattr(child, "intermediate_act_fn") and _is_erf_gelu(child.intermediate_act_fn):
-                swapped += _swap_if_equal(parent, name, child, lambda: OneDnnLinear(dense, "gelu"), (x,))
+                swapped += _swap_if_equal(parent, name, child, lambda: OneDnnLinear(dense, "gelu"), (x,),
+                                          skipped)
             elif type(child).__name__.endswith("Output") and \
                     isinstance(getattr(child, "LayerNorm", None), torch.nn.LayerNorm):
                 other = torch.randn(2, 5, dense.out_features, dtype=dense.weight.dtype)
                 swapped += _swap_if_equal(parent, name, child,
-                                          lambda: OneDnnLinear(dense, layer_norm=child.LayerNorm), (x, other))
+                                          lambda: OneDnnLinear(dense, layer_norm=child.LayerNorm), (x, other),
+                                          skipped)
     for parent in list(model.modules()):    # the other bf16 linears (query, key, value): pre-packed weights
         for name, child in list(parent.named_children()):
             if isinstance(child, torch.nn.Linear) and child.weight.dtype == torch.bfloat16 and name != "qa_outputs":
                 x = torch.randn(2, 5, child.in_features, dtype=child.weight.dtype)
-                swapped += _swap_if_equal(parent, name, child, lambda: OneDnnLinear(child), (x,))
+                swapped += _swap_if_equal(parent, name, child, lambda: OneDnnLinear(child), (x,), skipped)
+    model.onednn_skipped = skipped
+    if skipped:
+        import warnings
+
+        warnings.warn(f"oneDNN fusion: {len(skipped)} module(s) kept unfused: " + "; ".join(skipped[:5])
+                      + (" ..." if len(skipped) > 5 else ""), RuntimeWarning, stacklevel=2)
     return swapped
 
 

@@ -16,11 +16,13 @@ import numpy as np  # noqa: E402
 from ..io.storage import atomic_write_bytes  # noqa: E402
 
 _FONT_READY = False
+_FONT_WARNED = False
 
 
 def use_cjk_font() -> str | None:
-    """Register Noto Sans CJK (from mplfonts) and put it first in the sans-serif list. Returns its name."""
-    global _FONT_READY
+    """Register Noto Sans CJK (from mplfonts) and put it first in the sans-serif list. Returns its name, or None
+    (with a RuntimeWarning, once per process) when the font is missing."""
+    global _FONT_READY, _FONT_WARNED
     from matplotlib import font_manager
 
     name = None
@@ -33,6 +35,12 @@ def use_cjk_font() -> str | None:
             name = font_manager.FontProperties(fname=str(font)).get_name()
     except ImportError:
         pass
+    if not name and not _FONT_WARNED:
+        import warnings
+
+        _FONT_WARNED = True
+        warnings.warn("no CJK font (the mplfonts package with NotoSansCJKsc-Regular.otf): Chinese text in the "
+                      "figures will render as empty boxes; `pip install mplfonts`", RuntimeWarning, stacklevel=2)
     if name and not _FONT_READY:
         plt.rcParams["font.sans-serif"] = [name, "DejaVu Sans"] + list(plt.rcParams["font.sans-serif"])
         plt.rcParams["font.family"] = "sans-serif"
