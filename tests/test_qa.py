@@ -391,7 +391,7 @@ def test_report_section_runs(tiny_encoder, tmp_path, data_dir, monkeypatch):
     assert "evaluated as it is" in sec2.explanation and len(sec2.figures) == 1
 
 
-def test_cli_qa_train_on_real_data_with_dev_and_patience(tiny_encoder, tmp_path, data_dir):
+def test_cli_qa_train_on_real_data_with_dev(tiny_encoder, tmp_path, data_dir):
     """`qa train` on a slice of SQuAD dev: windows, dev evaluations, the model directory it writes is a --model
     that `qa eval` accepts, and results.json says what happened."""
     out = tmp_path / "t"

@@ -574,6 +574,8 @@ class PretrainResult:
     history: list[dict] = field(default_factory=list)
     train_log: list[dict] = field(default_factory=list)
     warm_start: dict | None = None            # with init_from: which weights came from where
+    compiled: bool = False                    # the training step really ran compiled (False: eager)
+    compile_error: str | None = None          # why --compile fell back to eager (also warned at the time)
 
 
 def load_corpora(cfg: PretrainConfig) -> dict[str, list[str]]:
@@ -637,7 +639,7 @@ def _run_tokenizer(cfg: PretrainConfig, corpora: dict[str, list[str]], out: Path
 
 
 def _pretrain_result(cfg: PretrainConfig, out: Path, mlm, data: PackedData, shares: dict[str, float], result,
-                     tokenizer, warm=None) -> PretrainResult:
+                     tokenizer, warm=None, objective=None) -> PretrainResult:
     n_params = sum(p.numel() for p in mlm.parameters())
     n_embed = sum(p.numel() for n, p in mlm.named_parameters() if "embeddings" in n)
     return PretrainResult(
@@ -648,7 +650,9 @@ def _pretrain_result(cfg: PretrainConfig, out: Path, mlm, data: PackedData, shar
         steps=result.steps, tokens_seen=result.tokens, tokens_per_s=result.tokens / max(result.wall_time, 1e-9),
         wall_time=result.wall_time, final=result.history[-1] if result.history else {},
         unigram_baseline=unigram_baseline(data, tokenizer.all_special_ids),
-        history=result.history, train_log=result.train_log, warm_start=asdict(warm) if warm else None)
+        history=result.history, train_log=result.train_log, warm_start=asdict(warm) if warm else None,
+        compiled=bool(objective is not None and objective.compiled),
+        compile_error=objective.compile_error if objective is not None else None)
 
 
 def pretrain(cfg: PretrainConfig, eval_hooks: Iterable[Callable[[Any, int, dict], dict | None]] = ()
@@ -711,7 +715,7 @@ def pretrain(cfg: PretrainConfig, eval_hooks: Iterable[Callable[[Any, int, dict]
                                                                                    seed=cfg.seed),
                           on_evaluate=hooks, loss_fn=_loss_fn)
 
-    res = _pretrain_result(cfg, out, mlm, data, batches.shares(), result, tokenizer, warm)
+    res = _pretrain_result(cfg, out, mlm, data, batches.shares(), result, tokenizer, warm, objective)
     if is_main:
         from ..io.storage import save_results
 
