@@ -7,6 +7,8 @@ import json
 import sys
 import types
 
+import pytest
+
 from bertology import report
 from bertology.errors import UserError
 from bertology.report import ReportContext, Section, build_report, render_html, run_section
@@ -71,3 +73,44 @@ def test_section_modules_are_registered_in_page_order():
         assert callable(importlib.import_module(module).report_section)
     assert [m.rsplit(".", 1)[-1] for m, _ in report.SECTIONS] == ["senses", "cbow", "pretrain", "crossdomain",
                                                                  "qa", "align"]
+
+
+def test_with_fallback_runs_what_the_model_cannot_and_says_so(tmp_path):
+    from bertology.report import with_fallback
+
+    def run(model):
+        if model == "english-only":
+            raise UserError("target '果' is [UNK] in this vocabulary")
+        return Section("Senses of 果", f"ran on {model}")
+
+    ctx = ReportContext(model="english-only", out_dir=tmp_path, data_dir=None, fallback_model="zh-en-mini")
+    sec = with_fallback(ctx, run)
+    assert sec.model == "zh-en-mini" and sec.title == "Senses of 果 (on zh-en-mini)"
+    assert "because english-only cannot run this section: target '果' is [UNK]" in sec.explanation
+    assert sec.explanation.endswith("ran on zh-en-mini")
+    # a model that can run it is used as it is; without a fallback the reason stands
+    ok = with_fallback(ReportContext(model="bilingual", out_dir=tmp_path, data_dir=None, fallback_model="x"), run)
+    assert ok.model is None and ok.explanation == "ran on bilingual"
+    ctx.fallback_model = None
+    with pytest.raises(UserError, match="is \\[UNK\\]"):
+        with_fallback(ctx, run)
+
+    def nobody_can(model):
+        raise UserError(f"{model} cannot")
+    ctx.fallback_model = "zh-en-mini"
+    with pytest.raises(UserError, match="english-only cannot"):        # the first model's reason is kept
+        with_fallback(ctx, nobody_can)
+
+
+def test_sections_that_time_themselves_keep_their_own_seconds(monkeypatch, tmp_path):
+    import time as _time
+
+    def two(ctx):
+        _time.sleep(0.05)
+        return [Section("timed", seconds=7.0), Section("untimed")]
+
+    mod = types.ModuleType("fake_section_timed")
+    mod.report_section = two
+    monkeypatch.setitem(sys.modules, mod.__name__, mod)
+    timed, untimed = run_section("fake_section_timed", "T", ReportContext(model="m", out_dir=tmp_path, data_dir=None))
+    assert timed.seconds == 7.0 and untimed.seconds == 0.0     # 0.05 s in all, less than the 7 s attributed

@@ -173,23 +173,29 @@ def report_cmd(
     data_dir: Optional[Path] = DataDirOpt,
     seed: int = SeedOpt,
     trust_remote_code: bool = TrustOpt,
+    fallback_model: str = typer.Option("zh-en-mini", "--fallback-model",
+                                       help="Model that runs the sections --model cannot (Chinese text, an "
+                                            "MLM head); each such section says so. '' for none."),
 ):
     """Run every experiment on one model and write OUT/index.html: one self-contained page with every
-    figure, the numbers and a short explanation per section. Experiments the model cannot run (e.g.
-    Chinese on an English-only vocabulary) appear with the reason."""
+    figure, the numbers and a short explanation per section. Sections the model cannot run (e.g. Chinese
+    on an English-only vocabulary, fill-mask without an MLM head) run on --fallback-model, the bilingual
+    model shipped with bertology, and say so; without one they appear with the reason."""
     from .core.models import resolve_model
     from .core.precision import check_precision
     from .report import SECTIONS, build_report
 
     check_precision(precision)
     resolve_model(model)
+    if fallback_model:
+        resolve_model(fallback_model)
     known = [m.rsplit(".", 1)[-1] for m, _ in SECTIONS]
     bad = [o for o in only if o not in known]
     if bad:
         raise UserError(f"--only {bad[0]!r}: unknown section (known: {', '.join(known)})")
     page, sections = build_report(model, out, data_dir=str(data_dir) if data_dir else None, precision=precision,
                                   seed=seed, quick=not full, only=only or None, trust_remote_code=trust_remote_code,
-                                  describe_error=describe_error)
+                                  describe_error=describe_error, fallback_model=fallback_model or None)
     for s in sections:
         typer.echo(f"{'skipped' if s.error else 'ok':8s} {s.seconds:7.1f} s  {s.title}"
                    + (f"  ({s.error.splitlines()[0][:100]})" if s.error else ""))

@@ -31,6 +31,7 @@ class ReportContext:
     quick: bool = True       # small, minutes-scale settings; --full for the paper-scale ones
     trust_remote_code: bool = False
     describe_error: Callable[[UserError], str] = str   # how a UserError reads here (the CLI: fields as flags)
+    fallback_model: str | None = None   # runs the sections `model` cannot (no Chinese vocabulary, no MLM head)
 
 
 @dataclass
@@ -41,6 +42,30 @@ class Section:
     tables: list[tuple[str, list[dict]]] = field(default_factory=list)   # (caption, rows)
     error: str | None = None                    # why the model could not run this experiment
     seconds: float = 0.0
+    model: str | None = None                    # set when the section ran on the fallback model
+
+
+def with_fallback(ctx: ReportContext, run: Callable[[str], Section]) -> Section:
+    """`run(ctx.model)`; when that model cannot run the section (a UserError: no MLM head, the target word is
+    [UNK] to its vocabulary, ...) and the report has a fallback model, the section runs on the fallback model
+    and says so at its top. A section the fallback cannot run either keeps the first model's reason."""
+    try:
+        return run(ctx.model)
+    except UserError as e:
+        if not ctx.fallback_model or ctx.fallback_model == ctx.model:
+            raise
+        reason = ctx.describe_error(e)
+        try:
+            sec = run(ctx.fallback_model)
+        except UserError:
+            raise e from None
+    sec.model = ctx.fallback_model
+    sec.title += f" (on {ctx.fallback_model})"
+    sec.explanation = (f"<b>Run on {html.escape(ctx.fallback_model)}</b>, the bilingual model shipped with bertology, "
+                       f"because {html.escape(ctx.model)} cannot run this section: "
+                       f"{html.escape(reason.rstrip('.'), quote=False)}. "
+                       + sec.explanation)
+    return sec
 
 
 # (module, title used when the section fails before producing its own). Order = order in the report.
@@ -68,8 +93,11 @@ def run_section(module: str, title: str, ctx: ReportContext) -> list[Section]:
     except Exception as e:  # a bug in one section must not lose the others; keep the traceback visible
         sec = Section(title, error=f"failed: {e.__class__.__name__}: {e}\n{traceback.format_exc()}")
     secs = sec if isinstance(sec, list) else [sec]   # a module may contribute several sections
-    for s in secs:
-        s.seconds = (time.perf_counter() - t0) / len(secs)
+    # A module that contributes several sections times each itself; what it did not attribute is shared.
+    untimed = [s for s in secs if not s.seconds]
+    rest = time.perf_counter() - t0 - sum(s.seconds for s in secs)
+    for s in untimed:
+        s.seconds = max(rest, 0.0) / len(untimed)
     return secs
 
 
@@ -148,9 +176,10 @@ text-align:right}} .skip{{color:#a00}} .time,.cap{{color:#666;font-size:.9em}} p
 
 def build_report(model: str, out_dir: str | Path, data_dir: str | None = None, precision: str = "fp32",
                  seed: int = 0, quick: bool = True, only: list[str] | None = None,
-                 trust_remote_code: bool = False, describe_error: Callable[[UserError], str] = str
-                 ) -> tuple[Path, list[Section]]:
-    """Run every section and write out_dir/index.html (+ each section's results under out_dir/<name>/)."""
+                 trust_remote_code: bool = False, describe_error: Callable[[UserError], str] = str,
+                 fallback_model: str | None = None) -> tuple[Path, list[Section]]:
+    """Run every section and write out_dir/index.html (+ each section's results under out_dir/<name>/).
+    fallback_model: runs the sections `model` cannot (see `with_fallback`)."""
     out_dir = Path(out_dir)
     sections = []
     for module, title in SECTIONS:
@@ -159,12 +188,12 @@ def build_report(model: str, out_dir: str | Path, data_dir: str | None = None, p
             continue
         ctx = ReportContext(model=model, out_dir=out_dir / short, data_dir=data_dir, precision=precision,
                             seed=seed, quick=quick, trust_remote_code=trust_remote_code,
-                            describe_error=describe_error)
+                            describe_error=describe_error, fallback_model=fallback_model)
         sections += run_section(module, title, ctx)
     page = atomic_write_text(out_dir / "index.html", render_html(model, sections))
     save_results(out_dir, "bertology.report/1", {
-        "model": model, "quick": quick,
-        "sections": [{"title": s.title, "error": s.error, "seconds": s.seconds,
+        "model": model, "quick": quick, "fallback_model": fallback_model,
+        "sections": [{"title": s.title, "model": s.model or model, "error": s.error, "seconds": s.seconds,
                       "figures": [str(Path(f).relative_to(out_dir)) if Path(f).is_relative_to(out_dir) else str(f)
                                   for f in s.figures]} for s in sections]})
     return page, sections

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 from ...errors import UserError
 from ...experiments.cbow import corpus_lines, save, train_cbow
 from ...experiments.senses import resolve_sentences, static_senses
@@ -18,6 +20,7 @@ def report_section(ctx: ReportContext):
     for lang, demo, corpus_name in [("en", "apple-en", "corpus-en"), ("zh", "apple-zh", "corpus-zh")]:
         sents, labels, source, target = resolve_sentences(demo, None)
         sec = Section(f"Static baseline: CBOW vectors for {target!r}")
+        t0 = time.perf_counter()
         try:
             corpus_dir = find_dataset(corpus_name, ctx.data_dir)
             files = sorted(corpus_dir.glob("*.txt.gz"))[:3] if corpus_dir.is_dir() else [corpus_dir]
@@ -47,5 +50,6 @@ def report_section(ctx: ReportContext):
                                                    "purity": static.layers[0].purity}])]
         except UserError as e:
             sec.error = ctx.describe_error(e)
+        sec.seconds = time.perf_counter() - t0
         sections.append(sec)
     return sections

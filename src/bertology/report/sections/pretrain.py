@@ -9,7 +9,7 @@ from ...core.models import has_mlm_head
 from ...errors import UserError
 from ...experiments.pretrain import FILL_MASK_SCHEMA, fill_mask
 from ...io.storage import save_results
-from .. import ReportContext, Section
+from .. import ReportContext, Section, with_fallback
 from ..figures import fill_mask_figures
 
 
@@ -20,13 +20,18 @@ REPORT_SENTENCES = ["今天買了蘋[MASK]來吃", "今天买了苹[MASK]来吃"
 
 
 def report_section(ctx: ReportContext):
-    """Fill-in-the-blank examples for the report; models without an MLM head get the reason instead."""
-    if not has_mlm_head(ctx.model):
-        raise UserError(f"model {ctx.model!r} has no masked-LM head (its checkpoint holds no cls.predictions "
+    """Fill-in-the-blank examples for the report; a model without an MLM head hands over to the fallback
+    model, or gets the reason instead."""
+    return with_fallback(ctx, lambda model: _fill_mask_section(ctx, model))
+
+
+def _fill_mask_section(ctx: ReportContext, model: str) -> Section:
+    if not has_mlm_head(model):
+        raise UserError(f"model {model!r} has no masked-LM head (its checkpoint holds no cls.predictions "
                         f"weights), so it cannot fill in blanks; pretrain one with `bertology pretrain` and "
                         f"pass its OUT/model directory")
     texts = REPORT_SENTENCES
-    res = fill_mask(ctx.model, texts, top_k=5, precision=ctx.precision, trust_remote_code=ctx.trust_remote_code)
+    res = fill_mask(model, texts, top_k=5, precision=ctx.precision, trust_remote_code=ctx.trust_remote_code)
     save_results(ctx.out_dir, FILL_MASK_SCHEMA, asdict(res))
     fig = fill_mask_figures(res, Path(ctx.out_dir))
     rows = [{"text": it["text"], "mask": j + 1,
