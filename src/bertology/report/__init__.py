@@ -19,6 +19,7 @@ from typing import Callable
 
 from ..errors import UserError
 from ..io.storage import atomic_write_text, save_results
+from .claims import verdicts
 
 
 @dataclass
@@ -43,6 +44,8 @@ class Section:
     error: str | None = None                    # why the model could not run this experiment
     seconds: float = 0.0
     model: str | None = None                    # set when the section ran on the fallback model
+    claim_ids: list[str] = field(default_factory=list)       # the verdict-table claims this section decides
+    measures: dict[str, dict] = field(default_factory=dict)  # {claim id: the numbers its rule needs}
 
 
 def with_fallback(ctx: ReportContext, run: Callable[[str], Section]) -> Section:
@@ -82,16 +85,19 @@ SECTIONS: list[tuple[str, str]] = [
 def run_section(module: str, title: str, ctx: ReportContext) -> list[Section]:
     t0 = time.perf_counter()
     try:
-        fn: Callable[[ReportContext], Section] = importlib.import_module(module).report_section
+        mod = importlib.import_module(module)
+        fn: Callable[[ReportContext], Section] = mod.report_section
     except (ImportError, AttributeError) as e:
         return [Section(title, error=f"not available in this version ({e.__class__.__name__}: {e})")]
+    claim_ids = list(getattr(mod, "CLAIM_IDS", []))   # the claims a failure of the whole module leaves undecided
     ctx.out_dir.mkdir(parents=True, exist_ok=True)
     try:
         sec = fn(ctx)
     except UserError as e:
-        sec = Section(title, error=ctx.describe_error(e))
+        sec = Section(title, error=ctx.describe_error(e), claim_ids=claim_ids)
     except Exception as e:  # a bug in one section must not lose the others; keep the traceback visible
-        sec = Section(title, error=f"failed: {e.__class__.__name__}: {e}\n{traceback.format_exc()}")
+        sec = Section(title, error=f"failed: {e.__class__.__name__}: {e}\n{traceback.format_exc()}",
+                      claim_ids=claim_ids)
     secs = sec if isinstance(sec, list) else [sec]   # a module may contribute several sections
     # A module that contributes several sections times each itself; what it did not attribute is shared.
     untimed = [s for s in secs if not s.seconds]
@@ -139,7 +145,26 @@ def _embedded_cjk_font(text: str) -> str:
     return (f"@font-face{{font-family:'bertology-cjk';src:url(data:font/otf;base64,{data}) format('opentype');}}")
 
 
-def render_html(model: str, sections: list[Section]) -> str:
+def _verdict_html(claims: list[dict]) -> str:
+    """The verdict table: claim, the paper's figure, this run's figure and baseline, verdict, link."""
+    if not claims:
+        return ""
+    rows = []
+    for c in claims:
+        link = f"<a href='#s{c['section']}'>section {c['section']}</a>" if c["section"] else ""
+        why = f"<br><small>{html.escape(c['reason'])}</small>" if c.get("reason") else ""
+        on = f"<br><small>on {html.escape(str(c['model']))}</small>" if c.get("model") else ""
+        rows.append(f"<tr class='v-{c['verdict'].split()[0]}'><td>{html.escape(c['claim'])}</td>"
+                    f"<td>{html.escape(c['paper'])}</td><td>{html.escape(c['this_run'])}{on}</td>"
+                    f"<td>{html.escape(c['baseline'])}</td><td title='{html.escape(c['rule'])}'>"
+                    f"<b>{html.escape(c['verdict'])}</b>{why}</td><td>{link}</td></tr>")
+    return ("<h2 id='verdicts'>Verdicts</h2><p class='cap'>Each claim of the lecture and its papers beside this "
+            "run's number. A verdict follows a written rule (hover it; docs/results.md), not a judgement.</p>"
+            "<table class='verdicts'><tr><th>claim</th><th>lecture / paper</th><th>this run</th><th>baseline</th>"
+            "<th>verdict</th><th></th></tr>" + "".join(rows) + "</table>")
+
+
+def render_html(model: str, sections: list[Section], claims: list[dict] | None = None) -> str:
     parts = []
     for i, s in enumerate(sections, 1):
         body = [f"<h2 id='s{i}'>{i}. {html.escape(s.title)}</h2>"]
@@ -159,7 +184,7 @@ def render_html(model: str, sections: list[Section]) -> str:
         parts.append("<section>" + "\n".join(body) + "</section>")
     toc = "".join(f"<li><a href='#s{i}'>{html.escape(s.title)}</a>{' (not run)' if s.error else ''}</li>"
                   for i, s in enumerate(sections, 1))
-    text = model + "".join(s.title + s.explanation + (s.error or "") + "".join(
+    text = model + _verdict_html(claims or []) + "".join(s.title + s.explanation + (s.error or "") + "".join(
         str(v) for _, rows in s.tables for r in rows for v in list(r) + list(r.values())) for s in sections)
     font = _embedded_cjk_font(text)
     return f"""<!doctype html><html lang="en"><head><meta charset="utf-8">
@@ -167,10 +192,11 @@ def render_html(model: str, sections: list[Section]) -> str:
 <style>{font}
 body{{font-family:system-ui,sans-serif,'Noto Sans CJK TC','PingFang TC','Microsoft JhengHei','bertology-cjk';max-width:60rem;margin:2rem auto;padding:0 1rem;line-height:1.5}}
 img{{max-width:100%}} table{{border-collapse:collapse;margin:.5rem 0}} td,th{{border:1px solid #ccc;padding:.2rem .5rem;
-text-align:right}} .skip{{color:#a00}} .time,.cap{{color:#666;font-size:.9em}} pre{{white-space:pre-wrap;font-size:.8em}}</style>
+text-align:right}} .verdicts td{{text-align:left;vertical-align:top}} .v-shown{{background:#e8f5e9}}
+.v-not{{background:#fff8e1}} .skip{{color:#a00}} .time,.cap{{color:#666;font-size:.9em}} pre{{white-space:pre-wrap;font-size:.8em}}</style>
 </head><body><h1>Why BERT works — {html.escape(model)}</h1>
 <p>Generated by bertology: the experiments of Hung-yi Lee's lecture "Self-supervised learning: BERT explained"
-(ML 2021) and the papers behind it, run on this model.</p><ol>{toc}</ol>
+(ML 2021) and the papers behind it, run on this model.</p>{_verdict_html(claims or [])}<ol>{toc}</ol>
 {''.join(parts)}</body></html>"""
 
 
@@ -190,9 +216,10 @@ def build_report(model: str, out_dir: str | Path, data_dir: str | None = None, p
                             seed=seed, quick=quick, trust_remote_code=trust_remote_code,
                             describe_error=describe_error, fallback_model=fallback_model)
         sections += run_section(module, title, ctx)
-    page = atomic_write_text(out_dir / "index.html", render_html(model, sections))
+    claims = verdicts(sections)
+    page = atomic_write_text(out_dir / "index.html", render_html(model, sections, claims))
     save_results(out_dir, "bertology.report/1", {
-        "model": model, "quick": quick, "fallback_model": fallback_model,
+        "model": model, "quick": quick, "fallback_model": fallback_model, "claims": claims,
         "sections": [{"title": s.title, "model": s.model or model, "error": s.error, "seconds": s.seconds,
                       "figures": [str(Path(f).relative_to(out_dir)) if Path(f).is_relative_to(out_dir) else str(f)
                                   for f in s.figures]} for s in sections]})

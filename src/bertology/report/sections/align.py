@@ -15,6 +15,8 @@ from ...errors import UserError
 from .. import ReportContext, Section, with_fallback
 from ..figures import align_figures, langvec_figures
 
+CLAIM_IDS = ["align", "langvec"]   # decided by this module's sections (report.claims)
+
 
 def report_section(ctx: ReportContext):
     """Alignment (and language vectors when the model has an MLM head) at quick settings for `bertology
@@ -55,12 +57,17 @@ def report_section(ctx: ReportContext):
                 ("Nearest Chinese candidates at the best layer", [{"English": e["source"], "gold": " ".join(e["gold"]),
                                                                    "top 5": " ".join(e["top5"])} for e in res.examples])])
     sec.seconds = time.perf_counter() - t0
+    sec.claim_ids = ["align"]
+    sec.measures = {"align": {"mrr": res.best["mrr"], "layer": res.best["layer"], "model": ctx.model,
+                              "random": res.baselines["random_expected_mrr"],
+                              "random_vectors": res.baselines["random_vectors"]["cosine"]["mrr"]}}
     title = "Language vectors: mean-shift translation"
     t1 = time.perf_counter()
     try:
         lsec = with_fallback(ctx, lambda model: _langvec_section(ctx, model, title, corpora, d))
     except UserError as e:
         lsec = Section(title, error=ctx.describe_error(e))
+    lsec.claim_ids = ["langvec"]
     lsec.seconds = time.perf_counter() - t1
     return [sec, lsec]
 
@@ -79,7 +86,9 @@ def _langvec_section(ctx: ReportContext, model: str, title: str, corpora, d) -> 
     b = lres.best
     plain = next(g for g in lres.grid if g["layer"] == b["layer"] and g["alpha"] == 0)
     return Section(
-        title,
+        title, claim_ids=["langvec"],
+        measures={"langvec": {"precision": b["precision"], "unshifted": plain["precision"], "layer": b["layer"],
+                              "alpha": b["alpha"], "model": model}},
         explanation=(f"The mean hidden state of each language (μ_en, μ_zh, per layer) is added as α·(μ_zh − μ_en) at "
                      f"layer L to English Tatoeba sentences; the masked-LM head then fills every position. Scored by "
                      f"token-translation precision against the dictionary (a one-token English word whose output is "

@@ -22,7 +22,10 @@ REPORT_SENTENCES = ["今天買了蘋[MASK]來吃", "今天买了苹[MASK]来吃"
 def report_section(ctx: ReportContext):
     """Fill-in-the-blank examples for the report; a model without an MLM head hands over to the fallback
     model, or gets the reason instead."""
-    return with_fallback(ctx, lambda model: _fill_mask_section(ctx, model))
+    try:
+        return with_fallback(ctx, lambda model: _fill_mask_section(ctx, model))
+    except UserError as e:
+        return Section("Masked-LM: fill in the blank", error=ctx.describe_error(e), claim_ids=["fillmask"])
 
 
 def _fill_mask_section(ctx: ReportContext, model: str) -> Section:
@@ -37,7 +40,10 @@ def _fill_mask_section(ctx: ReportContext, model: str) -> Section:
     rows = [{"text": it["text"], "mask": j + 1,
              "top-5": ", ".join(f"{c['token']} ({c['prob']:.2f})" for c in m["candidates"])}
             for it in res.items for j, m in enumerate(it["masks"])]
-    return Section(title="Masked-LM: fill in the blank",
+    lecture = [(c["token"], c["prob"]) for c in res.items[0]["masks"][0]["candidates"]]
+    rank = next((i for i, (t, _) in enumerate(lecture, 1) if t == "果"), None)
+    return Section(title="Masked-LM: fill in the blank", claim_ids=["fillmask"],
+                   measures={"fillmask": {"top5": lecture, "rank": rank, "model": model}},
                    explanation="BERT's pretraining task: predict the hidden token from both sides of its context. "
                                "Each row shows the model's five most probable tokens for a [MASK] and their "
                                "probabilities; a model that learnt the language puts the obvious word first "

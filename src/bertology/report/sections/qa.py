@@ -14,6 +14,8 @@ from .. import ReportContext, Section, plots
 REPORT_QUICK = (800, 150)     # (SQuAD train questions, XQuAD questions per language)
 REPORT_FULL = (20000, None)   # None: every question
 
+CLAIM_IDS = ["qa"]   # decided by this module's sections (report.claims)
+
 
 def report_section(ctx: ReportContext):
     """Quick: fine-tune on 800 SQuAD train questions (one short epoch, bf16), then answer the same 150 XQuAD
@@ -65,4 +67,7 @@ def report_section(ctx: ReportContext):
                  f"even in English, so the Chinese score says nothing about transfer yet. Longer runs (docs/qa.md: "
                  f"minilm on 5,000 SQuAD questions reaches 56.9 F1 on SQuAD dev, 13.4 on XQuAD-zh), or "
                  f"`bertology report --model DIR` with a model from `bertology qa train`, show it.")
-    return Section("Cross-lingual zero-shot QA", expl, figs, [("EM / F1 (0-100)", rows)])
+    zh_f1 = next((sc.f1 for sc in res.scores if sc.lang == "zh"), None)
+    measures = {"qa": {"en_f1": en_f1, "zh_f1": zh_f1, "model": ctx.model}} if en_f1 is not None and zh_f1 is not None else {}
+    return Section("Cross-lingual zero-shot QA", expl, figs, [("EM / F1 (0-100)", rows)], claim_ids=["qa"],
+                   measures=measures)
