@@ -370,7 +370,9 @@ async function start() {
   const limits = info.limits;
   $("fm-k").max = limits.max_k; $("nb-k").max = limits.max_k;
   $("lv-alpha").min = -limits.max_alpha; $("lv-alpha").max = limits.max_alpha;
-  $("model").replaceChildren(...info.models.map((m) => el("option", { value: m.name }, m.name)));
+  // A local directory is shown by its last two path parts (the full path is the tooltip).
+  const shortName = (name) => (name.includes("/") ? name.replace(/\/+$/, "").split("/").slice(-2).join("/") : name);
+  $("model").replaceChildren(...info.models.map((m) => el("option", { value: m.name, title: m.name }, shortName(m.name))));
   $("model").value = info.default;
   $("model").addEventListener("change", (e) => selectModel(e.target.value));
   document.querySelectorAll("#tabs button").forEach((b) => b.addEventListener("click", () => showView(b.dataset.view)));
