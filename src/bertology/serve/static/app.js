@@ -51,18 +51,25 @@ async function api(path, body) {
 
 function currentModel() { return state.models.find((m) => m.name === state.model) || {}; }
 
-// The CJK web font: ask for a subset holding every CJK character on the page (inputs included).
-async function ensureCjkFont() {
+// The CJK web font: ask for a subset holding every CJK character on the page (inputs included). Calls are
+// chained, so `window.cjkFontSettled()` (used by the tests before a screenshot) resolves once all are applied.
+let fontChain = Promise.resolve();
+function ensureCjkFont() {
+  fontChain = fontChain.then(loadCjkFont).catch(() => { /* the reader's own fonts remain */ });
+  return fontChain;
+}
+window.cjkFontSettled = () => fontChain;
+
+async function loadCjkFont() {
   let text = document.body.innerText;
   document.querySelectorAll("input[type=text], textarea").forEach((i) => { text += i.value; });
   const fresh = [...new Set(text)].filter((c) => c.codePointAt(0) > 0x2e7f && !state.fontChars.has(c));
   if (!fresh.length) return;
   fresh.forEach((c) => state.fontChars.add(c));
   const chars = [...state.fontChars].sort().join("");
-  try {
-    const css = await (await fetch("/api/font.css?chars=" + encodeURIComponent(chars))).text();
-    if (chars.length === state.fontChars.size) $("cjk-font").textContent = css;
-  } catch (e) { /* the reader's own fonts remain */ }
+  const css = await (await fetch("/api/font.css?chars=" + encodeURIComponent(chars))).text();
+  $("cjk-font").textContent = css;
+  await document.fonts.load("16px bertology-cjk", chars);
 }
 
 // ------------------------------------------------------------------------------------------------ running a view
