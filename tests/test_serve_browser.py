@@ -142,7 +142,14 @@ def test_senses_view(page, models, shots):
     assert cos0 != cos
     assert page.locator("#curve-svg circle.point").count() >= 2 and page.locator("#pca-svg circle.point").count() >= n
     # new sentences, new result
-    page.fill("#senses-sentences", "fruit\ti ate an apple\nfruit\tapple juice is sweet\ncompany\tapple sells phones")
+    # typed as a user would: the Tab key writes the label separator inside the sentence list
+    page.fill("#senses-sentences", "")
+    for label, sentence in [("fruit", "i ate an apple"), ("fruit", "apple juice is sweet"),
+                            ("company", "apple sells phones")]:
+        page.type("#senses-sentences", label)
+        page.press("#senses-sentences", "Tab")
+        page.type("#senses-sentences", sentence + "\n")
+    assert page.input_value("#senses-sentences").count("\t") == 3
     page.fill("#senses-target", "apple")
     run_and_wait(page, "senses")
     assert page.locator("#heatmap-svg rect.cell").count() == 9
