@@ -59,3 +59,29 @@ def test_find_dataset_by_name(data_dir, tmp_path):
         find_dataset("no-such-set", data_dir)
     with pytest.raises(UserError, match=r"data set 'drcd-train' not found; tried"):
         find_dataset("drcd-train", tmp_path, download=False)
+
+
+def test_models_path_prints_the_alias_directory_or_lists_the_aliases(capsys):
+    assert main(["models", "--path", "minilm"]) == 0
+    assert capsys.readouterr().out.strip() == resolve_model("minilm")
+    assert main(["models", "--path", "no-such-alias"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "minilm" in err and "zh-en-mini" in err
+
+
+@pytest.mark.parametrize("damage", ["missing", "truncated", "garbage"])
+def test_damaged_weights_exit_2_naming_the_file(tmp_path, damage, capsys):
+    from conftest import make_tiny_bert
+
+    d = make_tiny_bert(tmp_path / "m")
+    weights = d / "model.safetensors"
+    if damage == "missing":
+        weights.unlink()
+    elif damage == "truncated":
+        weights.write_bytes(weights.read_bytes()[:200])
+    else:
+        weights.write_bytes(b"\x00garbage" * 50)
+    with pytest.raises(UserError, match="model.safetensors"):
+        load_model(str(d), head="mlm")
+    assert main(["fill-mask", "--model", str(d), "a [MASK]"]) == 2
+    assert "model.safetensors" in capsys.readouterr().err

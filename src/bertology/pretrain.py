@@ -527,9 +527,10 @@ class PretrainConfig:
     corpora: list[str]                        # LANG=SOURCE[#COL][@MAX] specs (see data.read_corpus)
     out_dir: str
     tokenizer: str | None = None              # a tokenizer / model directory; None: train one (vocab_size)
+    init_from: str | None = None              # warm start from this BERT (see bertology.warmstart)
     vocab_size: int = 30000
     lowercase: bool = True
-    size: str = "mini"
+    size: str | None = "mini"                 # None only with init_from: the source's architecture
     config_file: str | None = None
     max_sentences_per_lang: int | None = None
     seq_len: int = 128
@@ -570,6 +571,7 @@ class PretrainResult:
     unigram_baseline: dict[str, float]        # context-free reference for the held-out loss / accuracy
     history: list[dict] = field(default_factory=list)
     train_log: list[dict] = field(default_factory=list)
+    warm_start: dict | None = None            # with init_from: which weights came from where
 
 
 def _load_corpora(cfg: PretrainConfig) -> dict[str, list[str]]:
@@ -600,7 +602,8 @@ def pretrain(cfg: PretrainConfig, eval_hooks: Iterable[Callable[[Any, int, dict]
 
     check_precision(cfg.precision)
     # fail on bad options before minutes of reading and tokenising
-    if cfg.config_file is None and cfg.size not in PRESETS:
+    source = _warm_start_source(cfg)
+    if source is None and cfg.config_file is None and cfg.size not in PRESETS:
         raise UserError(f"--size {cfg.size!r}: choose one of {', '.join(PRESETS)}")
     for name, value, low in (("--seq-len", cfg.seq_len, 8), ("--batch-size", cfg.batch_size, 1),
                              ("--max-steps", cfg.max_steps, 1), ("--eval-every", cfg.eval_every, 1),
@@ -629,6 +632,10 @@ def pretrain(cfg: PretrainConfig, eval_hooks: Iterable[Callable[[Any, int, dict]
         if world > 1:
             torch.distributed.barrier()
         tokenizer = AutoTokenizer.from_pretrained(tok_dir)
+    if source is not None:
+        from .warmstart import extend_vocabulary
+
+        tokenizer, _ = extend_vocabulary(source[1], tokenizer)
     if tokenizer.mask_token_id is None or tokenizer.cls_token_id is None or tokenizer.sep_token_id is None:
         raise UserError(f"tokenizer {cfg.tokenizer}: needs [CLS], [SEP] and [MASK] tokens")
 
@@ -636,7 +643,15 @@ def pretrain(cfg: PretrainConfig, eval_hooks: Iterable[Callable[[Any, int, dict]
                         cache_dir=out if is_main else None, progress=cfg.progress and is_main)
     del corpora
     engine.set_seed(cfg.seed)   # the same initial weights on every rank and on resume
-    mlm = make_mlm(model_config(cfg.size, cfg.config_file, len(tokenizer), cfg.seq_len, cfg.dropout), pick_device())
+    warm = None
+    if source is None:
+        mlm = make_mlm(model_config(cfg.size, cfg.config_file, len(tokenizer), cfg.seq_len, cfg.dropout),
+                       pick_device())
+    else:
+        from .warmstart import target_config, warm_start
+
+        mlm = make_mlm(target_config(source[0], len(tokenizer), cfg.seq_len, cfg.dropout), pick_device())
+        warm = warm_start(mlm, cfg.init_from, source[1], tokenizer, seed=cfg.seed)
     objective = MaskedLMObjective(mlm, compile=cfg.compile)
     masker = make_masker(tokenizer, cfg.mask_prob, cfg.whole_word)
     batches = PackedMLMBatches(data.train, cfg.batch_size, masker, cfg.alpha, cfg.seed)
@@ -672,7 +687,7 @@ def pretrain(cfg: PretrainConfig, eval_hooks: Iterable[Callable[[Any, int, dict]
         steps=result.steps, tokens_seen=result.tokens, tokens_per_s=result.tokens / max(result.wall_time, 1e-9),
         wall_time=result.wall_time, final=result.history[-1] if result.history else {},
         unigram_baseline=unigram_baseline(data, tokenizer.all_special_ids),
-        history=result.history, train_log=result.train_log)
+        history=result.history, train_log=result.train_log, warm_start=asdict(warm) if warm else None)
     if is_main:
         from .plots import plot_pretrain_curves
         from .storage import save_results
@@ -684,6 +699,19 @@ def pretrain(cfg: PretrainConfig, eval_hooks: Iterable[Callable[[Any, int, dict]
     gc.collect()
     engine.shutdown_distributed()
     return res
+
+
+def _warm_start_source(cfg: PretrainConfig):
+    """(config, tokenizer) of the --init-from model, validated before any data is read; None without it."""
+    if not cfg.init_from:
+        return None
+    from .warmstart import check_size, source_config, source_tokenizer
+
+    if cfg.config_file:
+        raise UserError("--init-from and --config both set the architecture: give one")
+    src_cfg = source_config(cfg.init_from)
+    check_size(cfg.init_from, src_cfg, cfg.size, PRESETS)
+    return src_cfg, source_tokenizer(cfg.init_from)
 
 
 def alignment_hook(dictionary: str | Path, specs, out_dir: str | Path, data_dir: str | None = None,
