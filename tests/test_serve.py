@@ -203,6 +203,28 @@ def test_concurrent_requests_do_not_interfere(server, tiny_model):
             assert [r["layers"][-1]["similarity"] for r in again] == [r["layers"][-1]["similarity"] for r in once]
 
 
+@pytest.mark.parametrize("path, body", [
+    ("/api/senses", {"sentences": "an apple", "target": "apple"}), ("/api/fill-mask", {"text": "a [MASK]"}),
+    ("/api/neighbours", {"word": "water"}), ("/api/langvec", {"sentence": "no one", "layer": 1, "alpha": 1}),
+    ("/api/examples", None)])
+def test_every_model_call_waits_for_the_lock(server, path, body):
+    """While the model is held, a request of any view waits, then answers 503 (and the server stays up)."""
+    queue = server.explorer.queue
+    timeout, queue.timeout = queue.timeout, 0.3
+    queue._model_lock.acquire()
+    try:
+        if body is None:
+            status, res = server.call(path)
+        else:
+            status, res = server.call(path, body)
+        assert status == 503 and "waited" in res["error"]
+    finally:
+        queue._model_lock.release()
+        queue.timeout = timeout
+    status, _ = server.call(path) if body is None else server.call(path, body)
+    assert status == 200
+
+
 def test_queue_is_bounded_in_count_and_time():
     queue = ModelQueue(max_queue=2, timeout=0.5)
     entered = threading.Event()
