@@ -287,3 +287,37 @@ def test_minilm_lecture_example_first_load():
     assert len(res["occurrences"]) >= len(sents) == 24
     assert res["best_layer"] == 3 and res["scores"][3]["separation"] == pytest.approx(0.169, abs=5e-4)
     assert res["scores"][0]["separation"] == pytest.approx(0.004, abs=5e-4)
+
+
+def test_load_benchmark_runs_against_a_loopback_server(server, tmp_path):
+    """bench/serve_load.py as documented, small: every request answered, percentiles reported."""
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    bench = Path(__file__).resolve().parents[1] / "bench" / "serve_load.py"
+    out = tmp_path / "load.json"
+    run = subprocess.run([sys.executable, str(bench), "--url", server.url, "--requests", "4", "--concurrency", "1,2",
+                          "--out", str(out)], capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stderr
+    report = json.loads(out.read_text())
+    assert [(r["concurrency"], r["ok"], r["errors"]) for r in report["levels"]] == [(1, 4, {}), (2, 4, {})]
+    assert 0 < report["levels"][0]["p50_s"] <= report["levels"][0]["p95_s"] <= report["levels"][0]["max_s"]
+    refused = subprocess.run([sys.executable, str(bench), "--url", "http://example.com:8000"], capture_output=True,
+                             text=True, timeout=60)
+    assert refused.returncode != 0 and "loopback" in refused.stderr
+
+
+def test_pca_is_the_principal_components():
+    """The Gram-matrix PCA gives the SVD's scores (up to each axis's sign) and explained variance."""
+    from bertology.serve.explorer import _pca_2d
+
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((20, 64)) * np.linspace(3, 0.1, 64)      # unequal variances: a defined order
+    points, explained = _pca_2d(x, None)
+    u, s, _ = np.linalg.svd(x - x.mean(0), full_matrices=False)
+    assert np.allclose(np.abs(points), np.abs(u[:, :2] * s[:2]), atol=1e-8)
+    assert explained == pytest.approx((s[:2] ** 2 / (s ** 2).sum()).tolist(), abs=1e-4)
+    flipped, _ = _pca_2d(x, -points)                                 # signs follow the previous layer
+    assert np.allclose(flipped, -points)

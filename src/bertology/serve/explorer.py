@@ -139,24 +139,26 @@ class Explorer:
         self.config = config
         self.limits = config.limits
         self.queue = ModelQueue(config.max_queue, config.queue_timeout)
-        self.choices = self._describe(config.models)
+        self.choices: OrderedDict[str, dict] = OrderedDict()
+        self.add_models(config.models)
         self._loaded: OrderedDict[str, LoadedModel] = OrderedDict()
         self._data: dict[str, Any] = {}
         self._data_lock = threading.Lock()
 
     # ------------------------------------------------------------------------------------------- models
-    def _describe(self, names: list[str]) -> "OrderedDict[str, dict]":
-        """name -> {description, mlm, layers}. The page can only ever name one of these keys: the server
-        resolves nothing else, so no path sent by a browser is opened."""
+    def add_models(self, names: list[str]) -> None:
+        """Offer these models in the picker, each described as {name, description, mlm, layers}; a model that
+        cannot be found raises UserError. The page can only ever name one of these: the server resolves
+        nothing else, so no path sent by a browser is opened."""
         from ..models import ALIASES, has_mlm_head, load_config
 
-        out: OrderedDict[str, dict] = OrderedDict()
         for name in dict.fromkeys(names):
-            cfg = load_config(name, self.config.trust_remote_code)   # UserError: the command exits 2
+            if name in self.choices:
+                continue
+            cfg = load_config(name, self.config.trust_remote_code)
             alias = ALIASES.get(name)
-            out[name] = {"name": name, "description": alias.description if alias else "local model directory",
-                         "mlm": has_mlm_head(name), "layers": int(cfg.num_hidden_layers)}
-        return out
+            self.choices[name] = {"name": name, "mlm": has_mlm_head(name), "layers": int(cfg.num_hidden_layers),
+                                  "description": alias.description if alias else "local model directory"}
 
     def model_list(self) -> list[dict]:
         return list(self.choices.values())
@@ -235,16 +237,16 @@ class Explorer:
         """The lecture's examples, picking for each view the first one this model's vocabulary covers."""
         from ..data import DEMO_SETS, read_sentences
 
-        with self.queue.turn():
+        with self.queue.turn():   # a fast tokenizer must not be used by two threads at once
             lm = self._model(model)
-        tok = lm.tokenizer
+            tok = lm.tokenizer
 
-        def readable(text: str) -> bool:
-            body = text.replace("[MASK]", " ")
-            return tok.unk_token_id not in tok(body, add_special_tokens=False)["input_ids"]
-        senses_set = next((s for s in SENSES_SETS if readable(DEMO_SETS[s][1])), SENSES_SETS[-1])
+            def readable(text: str) -> bool:
+                body = text.replace("[MASK]", " ")
+                return tok.unk_token_id not in tok(body, add_special_tokens=False)["input_ids"]
+            senses_set = next((s for s in SENSES_SETS if readable(DEMO_SETS[s][1])), SENSES_SETS[-1])
+            fill = next((t for t in FILL_MASK_EXAMPLES if readable(t)), FILL_MASK_EXAMPLES[-1])
         sents, labels, _ = read_sentences(senses_set)
-        fill = next((t for t in FILL_MASK_EXAMPLES if readable(t)), FILL_MASK_EXAMPLES[-1])
         if tok.mask_token and tok.mask_token != "[MASK]":
             fill = fill.replace("[MASK]", tok.mask_token)
         return {"model": lm.name, "senses": {"set": senses_set, "target": DEMO_SETS[senses_set][1],
@@ -468,19 +470,24 @@ def _float(value, name: str, lo: float, hi: float) -> float:
 
 def _pca_2d(vectors: np.ndarray, previous: np.ndarray | None) -> tuple[np.ndarray, list[float]]:
     """2-D PCA of the occurrence vectors; each axis's sign is flipped to agree with the previous layer's
-    projection, so moving the layer slider does not mirror the picture for nothing."""
+    projection, so moving the layer slider does not mirror the picture for nothing.
+
+    Computed from the n x n Gram matrix of the centred vectors (n occurrences << hidden size): its top
+    eigenvectors scaled by the square roots of their eigenvalues are the principal-component scores."""
     n = vectors.shape[0]
-    if n < 2:
-        return np.zeros((n, 2)), [0.0, 0.0]
-    centred = vectors.astype(np.float64) - vectors.mean(0, dtype=np.float64)
-    u, s, _ = np.linalg.svd(centred, full_matrices=False)
     points = np.zeros((n, 2))
-    m = min(2, u.shape[1])
-    points[:, :m] = u[:, :m] * s[:m]
+    if n < 2:
+        return points, [0.0, 0.0]
+    centred = vectors.astype(np.float64) - vectors.mean(0, dtype=np.float64)
+    eigenvalues, eigenvectors = np.linalg.eigh(centred @ centred.T)          # ascending
+    eigenvalues = np.clip(eigenvalues[::-1], 0, None)
+    eigenvectors = eigenvectors[:, ::-1]
+    m = min(2, n)
+    points[:, :m] = eigenvectors[:, :m] * np.sqrt(eigenvalues[:m])
     if previous is not None:
         for j in range(2):
             if float(points[:, j] @ previous[:, j]) < 0:
                 points[:, j] *= -1
-    total = float((s ** 2).sum())
-    explained = [round(float(s[j] ** 2 / total), 4) if total > 0 and j < len(s) else 0.0 for j in range(2)]
+    total = float(eigenvalues.sum())
+    explained = [round(float(eigenvalues[j] / total), 4) if total > 0 and j < m else 0.0 for j in range(2)]
     return points, explained

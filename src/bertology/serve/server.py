@@ -47,7 +47,7 @@ def build_explorer(models: list[str] | None, data_dir: str | None = None, precis
                                     trust_remote_code=trust_remote_code))
     for name in optional:        # an installed alias that does not load is left out of the picker, not fatal
         try:
-            explorer.choices.update(explorer._describe([name]))
+            explorer.add_models([name])
         except UserError as e:
             print(f"bertology serve: {name} left out of the model picker: {e}", file=sys.stderr)
     return explorer
