@@ -113,7 +113,8 @@ def main() -> None:
         if host not in LOOPBACK:
             sys.exit(f"serve_load: --url must be a loopback address (127.0.0.1, localhost, ::1), not {host!r}")
         url = args.url.rstrip("/")
-        model = None
+        model = None                                # the server's default model
+        args.model = f"the default model of {url}"
     else:
         sys.path.insert(0, str(ROOT / "tests"))
         from serve_support import free_port
@@ -155,7 +156,7 @@ def main() -> None:
               "loadavg_1_5_15_before": [round(x, 2) for x in load_before],
               "loadavg_1_5_15_after": [round(x, 2) for x in load_after],
               "time_utc": time.strftime("%Y-%m-%d %H:%M", time.gmtime()), "levels": rows}
-    print(f"{args.model}, 24-sentence senses requests; load average before {report['loadavg_1_5_15_before']}, "
+    print(f"{args.model}, 24-sentence senses requests, server threads {args.threads or 'default'}; load average before {report['loadavg_1_5_15_before']}, "
           f"after {report['loadavg_1_5_15_after']} ({os.cpu_count()} CPUs)")
     print("clients  requests  errors  p50 s  p95 s  max s  req/s")
     for r in rows:
