@@ -16,16 +16,22 @@ from bertology.data import read_sentences
 from bertology.errors import UserError
 from bertology.serve import Explorer, ServeConfig, host_warning
 from bertology.serve.explorer import Busy, ModelQueue
-from conftest import make_tiny_bert
+from conftest import SHARED_DATA, make_tiny_bert
 from serve_support import LiveServer, free_port
 
 SENSES_TEXT = "fruit\ti ate a red apple today\nfruit\tthe apple juice is sweet\ncompany\tapple launched a new phone\n" \
               "company\tapple stock price fell today"
 
 
+
+def _data_dir() -> str | None:
+    return str(SHARED_DATA) if SHARED_DATA.exists() else None
+
+
 @pytest.fixture(scope="module")
-def server(tiny_model, tiny_encoder, data_dir):
-    explorer = Explorer(ServeConfig(models=[str(tiny_model), str(tiny_encoder)], data_dir=str(data_dir),
+def server(tiny_model, tiny_encoder):
+    # the neighbours and language-vector tests ask for `data_dir` too: they skip without the real data
+    explorer = Explorer(ServeConfig(models=[str(tiny_model), str(tiny_encoder)], data_dir=_data_dir(),
                                     corpus_lines=2000, neighbour_candidates=300))
     with LiveServer(explorer) as live:
         yield live
@@ -138,7 +144,7 @@ def test_fill_mask_matches_the_library(server, tiny_model, tiny_encoder):
     assert status == 400 and "no masked-LM head" in err["error"] and err["field"] == "model"
 
 
-def test_langvec_matches_the_library(server, tiny_model):
+def test_langvec_matches_the_library(server, tiny_model, data_dir):
     from bertology.langvec import translate
 
     body = {"model": str(tiny_model), "sentence": "no one can help me", "layer": 1}
@@ -158,7 +164,7 @@ def test_langvec_matches_the_library(server, tiny_model):
         assert status == 400 and words in err["error"], err
 
 
-def test_neighbours(server, tiny_model):
+def test_neighbours(server, tiny_model, data_dir):
     status, res = server.call("/api/neighbours", {"model": str(tiny_model), "word": "water", "k": 4})
     assert status == 200, res
     assert res["direction"] == "en-zh" and len(res["layers"]) == 3
@@ -209,6 +215,8 @@ def test_concurrent_requests_do_not_interfere(server, tiny_model):
     ("/api/examples", None)])
 def test_every_model_call_waits_for_the_lock(server, path, body):
     """While the model is held, a request of any view waits, then answers 503 (and the server stays up)."""
+    if path in ("/api/neighbours", "/api/langvec") and _data_dir() is None:
+        pytest.skip(f"real data not found at {SHARED_DATA}")
     queue = server.explorer.queue
     timeout, queue.timeout = queue.timeout, 0.3
     queue._model_lock.acquire()

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from bertology.serve import Explorer, ServeConfig
+from conftest import SHARED_DATA
 from serve_support import LiveServer
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -55,9 +56,15 @@ def models(tiny_model, tiny_encoder):
     return default, _mlm_alias() or str(tiny_model), str(tiny_encoder)
 
 
+
+def _data_dir() -> str | None:
+    return str(SHARED_DATA) if SHARED_DATA.exists() else None
+
+
 @pytest.fixture(scope="module")
-def server(models, data_dir):
-    explorer = Explorer(ServeConfig(models=list(dict.fromkeys(models)), data_dir=str(data_dir), corpus_lines=2000,
+def server(models):
+    # the neighbours and language-vector tests ask for `data_dir` too: they skip without the real data
+    explorer = Explorer(ServeConfig(models=list(dict.fromkeys(models)), data_dir=_data_dir(), corpus_lines=2000,
                                     neighbour_candidates=500))
     with LiveServer(explorer) as live:
         yield live
@@ -200,7 +207,7 @@ def test_fill_mask_view(page, models, shots):
     assert "no masked-LM head" in page.inner_text("#fm-error")
 
 
-def test_neighbours_view(page, models, shots):
+def test_neighbours_view(page, models, shots, data_dir):
     wait_state(page, "senses")
     page.click("#tabs button[data-view=neighbours]")
     wait_state(page, "neighbours")
@@ -219,7 +226,7 @@ def test_neighbours_view(page, models, shots):
     assert "qwzxv" in page.inner_text("#nb-error")
 
 
-def test_langvec_view(page, models, shots):
+def test_langvec_view(page, models, shots, data_dir):
     wait_state(page, "senses")
     pick_model(page, models[1])
     page.click("#tabs button[data-view=langvec]")
