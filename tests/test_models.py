@@ -85,3 +85,15 @@ def test_damaged_weights_exit_2_naming_the_file(tmp_path, damage, capsys):
         load_model(str(d), head="mlm")
     assert main(["fill-mask", "--model", str(d), "a [MASK]"]) == 2
     assert "model.safetensors" in capsys.readouterr().err
+
+
+def test_bf16_checkpoints_load_with_fp32_parameters(tmp_path):
+    """The shipped model is stored in bf16; every command still gets fp32 master weights."""
+    import torch
+    from conftest import make_tiny_bert
+    from transformers import AutoModelForMaskedLM
+
+    d = make_tiny_bert(tmp_path / "m")
+    AutoModelForMaskedLM.from_pretrained(d).to(torch.bfloat16).save_pretrained(d)
+    assert next(AutoModelForMaskedLM.from_pretrained(d).parameters()).dtype == torch.bfloat16
+    assert {p.dtype for p in load_model(str(d), head="mlm").parameters()} == {torch.float32}

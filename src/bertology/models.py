@@ -196,6 +196,9 @@ def load_model(name: str, head: str = "base", trust_remote_code: bool = False, *
                         f"this needs a model pretrained with MLM, e.g. one from `bertology pretrain`")
     cls = getattr(transformers, HEADS[head])
     _go_offline_if_unreachable(resolved)
+    # fp32 parameters whatever the checkpoint stores (transformers 5 keeps a bf16 checkpoint in bf16): the
+    # precision a model *runs* in is chosen per command (--precision), and fine-tuning needs fp32 master weights.
+    kwargs.setdefault("dtype", torch.float32)
     try:
         model = cls.from_pretrained(resolved, trust_remote_code=trust_remote_code, **kwargs)
     except (OSError, ValueError) as e:
