@@ -88,7 +88,7 @@ def unigram_baseline(run_dir: Path) -> dict:
     sys.path.insert(0, str(ROOT / "src"))
     import numpy as np
 
-    from bertology.pretrain import PackedData, unigram_baseline as ub
+    from bertology.experiments.pretrain import PackedData, unigram_baseline as ub
     from transformers import AutoTokenizer
 
     data_file = next(run_dir.glob("data-*.npz"))

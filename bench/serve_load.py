@@ -35,7 +35,7 @@ LOOPBACK = ("127.0.0.1", "localhost", "::1", "[::1]")
 
 def senses_body(model: str | None) -> bytes:
     sys.path.insert(0, str(ROOT / "src"))
-    from bertology.data import read_sentences
+    from bertology.io.sentences import read_sentences
 
     sents, labels, _ = read_sentences("apple-en")
     text = "\n".join(f"{l}\t{s}" for l, s in zip(labels, sents))

@@ -2,7 +2,7 @@
 
     python scripts/ship_model.py RUN/model src/bertology/weights/zh-en-mini --max-length 128
 
-- weights cast to bf16 (half the size; `bertology.models.load_model` loads them back as fp32 parameters);
+- weights cast to bf16 (half the size; `bertology.core.models.load_model` loads them back as fp32 parameters);
 - the tokenizer's model_max_length set to the longest sequence the model was trained on, so that longer inputs
   are truncated instead of reaching position embeddings that training never updated;
 - the model card (README.md in the destination) is written by hand and kept: this script never touches it.

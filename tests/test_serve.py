@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from bertology.cli import main
-from bertology.data import read_sentences
+from bertology.io.sentences import read_sentences
 from bertology.errors import UserError
 from bertology.serve import Explorer, ServeConfig, host_warning
 from bertology.serve.explorer import Busy, ModelQueue
@@ -85,7 +85,7 @@ def test_models_and_examples(server, tiny_model, tiny_encoder):
 
 
 def test_senses_matches_the_library(server, tiny_model):
-    from bertology.senses import word_senses
+    from bertology.experiments.senses import word_senses
 
     status, res = server.call("/api/senses", {"model": str(tiny_model), "sentences": SENSES_TEXT, "target": "apple"})
     assert status == 200, res
@@ -124,7 +124,7 @@ def test_models_only_from_the_list(server, tmp_path):
 
 
 def test_fill_mask_matches_the_library(server, tiny_model, tiny_encoder):
-    from bertology.pretrain import fill_mask
+    from bertology.experiments.pretrain import fill_mask
 
     text = "i ate a [MASK] for [MASK] today"
     status, res = server.call("/api/fill-mask", {"model": str(tiny_model), "text": text, "k": 3})
@@ -145,7 +145,7 @@ def test_fill_mask_matches_the_library(server, tiny_model, tiny_encoder):
 
 
 def test_langvec_matches_the_library(server, tiny_model, data_dir):
-    from bertology.langvec import translate
+    from bertology.experiments.langvec import translate
 
     body = {"model": str(tiny_model), "sentence": "no one can help me", "layer": 1}
     status, plain = server.call("/api/langvec", {**body, "alpha": 0})
@@ -279,7 +279,7 @@ def test_serve_refuses_an_explorer_without_models():
 
 
 def _minilm_installed() -> bool:
-    from bertology.models import list_models
+    from bertology.core.models import list_models
 
     return any(row["alias"] == "minilm" and row["offline"] for row in list_models())
 

@@ -34,14 +34,14 @@ sync_api = pytest.importorskip("playwright.sync_api", reason="browser tests need
 
 
 def _installed(alias: str) -> bool:
-    from bertology.models import list_models
+    from bertology.core.models import list_models
 
     return any(r["alias"] == alias and r["offline"] for r in list_models())
 
 
 def _mlm_alias() -> str | None:
     """An installed alias with a masked-LM head (the bilingual model once `bertology models` lists it)."""
-    from bertology.models import has_mlm_head, list_models
+    from bertology.core.models import has_mlm_head, list_models
 
     for row in list_models():
         if row["offline"] and has_mlm_head(row["alias"]):

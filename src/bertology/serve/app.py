@@ -99,9 +99,11 @@ def create_app(explorer: Explorer, host: str = "127.0.0.1"):
 
     @app.exception_handler(UserError)
     async def bad_input(request: Request, exc: UserError):
-        # InputError names the input at fault; a UserError from the library (e.g. a model that fails to
-        # load) is shown at the top of the view.
-        return JSONResponse({"error": str(exc), "field": getattr(exc, "field", None)}, 400)
+        # The library names fields in backticks (`layer`); the page's inputs carry the same names, so a field
+        # is said as its plain name and the input it names is outlined. A UserError without a field (a model
+        # that fails to load, say) is shown without one.
+        field = getattr(exc, "field", None) or next(iter(getattr(exc, "fields", ())), None)
+        return JSONResponse({"error": exc.describe(lambda name: name), "field": field}, 400)
 
     @app.exception_handler(Busy)
     async def busy(request: Request, exc: Busy):

@@ -32,7 +32,7 @@ class InputError(UserError):
     """A bad input from the page; `field` names the input the message belongs next to."""
 
     def __init__(self, message: str, field: str | None = None):
-        super().__init__(message)
+        super().__init__(message, (field,) if field else ())
         self.field = field
 
 
@@ -150,7 +150,7 @@ class Explorer:
         """Offer these models in the picker, each described as {name, description, mlm, layers}; a model that
         cannot be found raises UserError. The page can only ever name one of these: the server resolves
         nothing else, so no path sent by a browser is opened."""
-        from ..models import ALIASES, has_mlm_head, load_config
+        from ..core.models import ALIASES, has_mlm_head, load_config
 
         for name in dict.fromkeys(names):
             if name in self.choices:
@@ -179,8 +179,8 @@ class Explorer:
     def _load(self, name: str) -> LoadedModel:
         import torch
 
-        from ..embed import Embedder
-        from ..models import load_model, load_tokenizer
+        from ..core.embed import Embedder
+        from ..core.models import load_model, load_tokenizer
 
         trust = self.config.trust_remote_code
         tokenizer = load_tokenizer(name, trust)
@@ -202,7 +202,7 @@ class Explorer:
             return self._data[key]
 
     def _corpora(self) -> dict[str, list[str]]:
-        from ..data import read_corpora
+        from ..io.corpora import read_corpora
 
         n = self.config.corpus_lines
 
@@ -217,8 +217,7 @@ class Explorer:
     def _dictionary(self, direction: str):
         """MUSE for this direction (en-zh or zh-en), converted to the corpus's script (MUSE's Chinese is
         Traditional, Tatoeba's Simplified)."""
-        from ..align import choose_conversion, convert_dictionary
-        from ..data import load_dictionary
+        from ..io.dictionaries import choose_conversion, convert_dictionary, load_dictionary
 
         corpora = self._corpora()
         source_lang, target_lang = direction.split("-")
@@ -235,7 +234,7 @@ class Explorer:
     # ------------------------------------------------------------------------------------------- examples
     def examples(self, model: str | None) -> dict:
         """The lecture's examples, picking for each view the first one this model's vocabulary covers."""
-        from ..data import DEMO_SETS, read_sentences
+        from ..io.sentences import DEMO_SETS, read_sentences
 
         with self.queue.turn():   # a fast tokenizer must not be used by two threads at once
             lm = self._model(model)
@@ -280,9 +279,9 @@ class Explorer:
         return sents, labels
 
     def senses(self, model: str | None, sentences: str, target: str) -> dict:
-        from ..embed import target_pattern
+        from ..core.embed import target_pattern
         from ..metrics import cosine_matrix
-        from ..senses import word_senses
+        from ..experiments.senses import word_senses
 
         lim = self.limits
         sents, labels = self.parse_sentences(sentences)
@@ -320,7 +319,7 @@ class Explorer:
 
     # ------------------------------------------------------------------------------------------- fill-mask
     def fill_mask(self, model: str | None, text: str, k: int) -> dict:
-        from ..pretrain import fill_mask
+        from ..experiments.pretrain import fill_mask
 
         lim = self.limits
         text = str(text).strip()
@@ -348,8 +347,8 @@ class Explorer:
     def _candidates(self, lm: LoadedModel, direction: str) -> _Candidates:
         """The other language's dictionary words usable with this model (in the corpus, no [UNK]), as the
         alignment experiment's word vectors at every layer; built once per model and direction."""
-        from ..align import WordSet, contextual_vectors, usable_words
-        from ..data import has_cjk
+        from ..experiments.align import WordSet, contextual_vectors, usable_words
+        from ..io.dictionaries import has_cjk
 
         if direction not in lm.neighbour_index:
             corpora, d = self._corpora(), self._dictionary(direction)
@@ -366,8 +365,8 @@ class Explorer:
         return lm.neighbour_index[direction]
 
     def neighbours(self, model: str | None, word: str, k: int) -> dict:
-        from ..align import WordSet, contextual_vectors, usable_words
-        from ..data import has_cjk
+        from ..experiments.align import WordSet, contextual_vectors, usable_words
+        from ..io.dictionaries import has_cjk
 
         lim = self.limits
         k = _int(k, "k", 1, lim.max_k)
@@ -418,7 +417,7 @@ class Explorer:
 
     # ------------------------------------------------------------------------------------------- language vector
     def langvec(self, model: str | None, sentence: str, layer, alpha) -> dict:
-        from ..langvec import language_means, translate
+        from ..experiments.langvec import language_means, translate
 
         lim = self.limits
         sentence = str(sentence).strip()

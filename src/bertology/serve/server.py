@@ -13,7 +13,7 @@ from .explorer import Explorer, ServeConfig
 def picker_models(requested: list[str] | None) -> tuple[list[str], list[str]]:
     """(must-load, optional): the models named with --model (default: the default alias) come first and must
     load; then every alias `bertology models` lists as installed, offered when it loads."""
-    from ..models import DEFAULT_MODEL, list_models
+    from ..core.models import DEFAULT_MODEL, list_models
 
     required = list(dict.fromkeys(requested or [DEFAULT_MODEL]))
     optional = [row["alias"] for row in list_models() if row["offline"] and row["alias"] not in required]
@@ -23,11 +23,11 @@ def picker_models(requested: list[str] | None) -> tuple[list[str], list[str]]:
 def check_port(host: str, port: int) -> None:
     """Fail with one line (exit 2) when the address cannot be bound, before any model is loaded."""
     if not 1 <= port <= 65535:
-        raise UserError(f"--port must be between 1 and 65535, not {port}")
+        raise UserError(f"`port` must be between 1 and 65535, not {port}", fields=("port",))
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except socket.gaierror as e:
-        raise UserError(f"--host {host!r}: {e.strerror}") from None
+        raise UserError(f"`host` {host!r}: {e.strerror}", fields=("host",)) from None
     family, _, _, _, address = infos[0]
     with socket.socket(family, socket.SOCK_STREAM) as s:
         s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -39,7 +39,7 @@ def check_port(host: str, port: int) -> None:
 
 def build_explorer(models: list[str] | None, data_dir: str | None = None, precision: str = "fp32",
                    trust_remote_code: bool = False) -> Explorer:
-    from ..models import check_precision
+    from ..core.precision import check_precision
 
     check_precision(precision)
     required, optional = picker_models(models)

@@ -12,10 +12,10 @@ import csv
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import UserError
+from ..errors import UserError
 
 CLOZE_SCHEMA = "bertology.cloze/1"
-BUILTIN_ITEMS = {"cloze-en-zh": Path(__file__).resolve().parent / "demo" / "cloze_en_zh.tsv"}
+BUILTIN_ITEMS = {"cloze-en-zh": Path(__file__).resolve().parents[1] / "demo" / "cloze_en_zh.tsv"}
 
 
 @dataclass
@@ -56,7 +56,7 @@ def read_cloze_items(source: str | Path = "cloze-en-zh") -> list[ClozeItem]:
 def cloze_accuracy(model: str, items: list[ClozeItem], precision: str = "fp32",
                    trust_remote_code: bool = False) -> ClozeResult:
     """Top-1 / top-5 accuracy of `model`'s masked-LM head on `items`, per language (via `fill_mask`)."""
-    from .models import load_tokenizer
+    from ..core.models import load_tokenizer
     from .pretrain import fill_mask
 
     tok = load_tokenizer(model, trust_remote_code)

@@ -18,8 +18,8 @@ from typing import Any, Iterator
 
 import numpy as np
 
-from . import __version__
-from .errors import UserError
+from .. import __version__
+from ..errors import UserError
 
 DATA_DIR_ENV = "BERTOLOGY_DATA"
 _UMASK = os.umask(0)
@@ -99,18 +99,34 @@ def load_results(path: str | os.PathLike, schema_prefix: str | None = None) -> d
     path = Path(path)
     if path.is_dir():
         path = path / "results.json"
-    try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise UserError(f"{path}: no such results file") from None
-    except json.JSONDecodeError as e:
-        raise UserError(f"{path}:{e.lineno}: not valid JSON ({e.msg})") from None
+    if not path.exists():
+        raise UserError(f"{path}: no such results file")
+    doc = read_json(path)
     if schema_prefix and not str(doc.get("schema", "")).startswith(schema_prefix):
         raise UserError(f"{path}: field 'schema' is {doc.get('schema')!r}, expected {schema_prefix.rstrip('/')}/N")
     return doc
 
 
 # --------------------------------------------------------------------------------------------- text files
+def read_json(path: str | os.PathLike) -> Any:
+    """A (possibly gzipped) JSON file; invalid JSON is a UserError naming the file and line."""
+    try:
+        with open_text(path) as f:
+            return json.load(f)
+    except json.JSONDecodeError as e:
+        raise UserError(f"{path}:{e.lineno}: not valid JSON ({e.msg})") from None
+
+
+def truncate_jsonl(path: str | os.PathLike, max_step: int) -> None:
+    """Keep the entries of a JSON-lines log up to step `max_step` (a run resumed from that step's checkpoint
+    logs the later ones again)."""
+    path = Path(path)
+    if path.exists():
+        keep = [line for line in path.read_text(encoding="utf-8").splitlines()
+                if line.strip() and json.loads(line).get("step", 0) <= max_step]
+        atomic_write_text(path, "".join(line + "\n" for line in keep))
+
+
 def open_text(path: str | os.PathLike):
     """Open a UTF-8 text file for reading, transparently gunzipping `.gz`."""
     path = Path(path)
@@ -207,4 +223,4 @@ def find_dataset(name_or_path: str | os.PathLike, data_dir: str | os.PathLike | 
         except OSError as e:
             tried.append(f"{url} ({e.__class__.__name__})")
     raise UserError(f"data set {name!r} not found; tried {', '.join(tried)}. "
-                    f"Point --data-dir or ${DATA_DIR_ENV} at a directory holding {rel}")
+                    f"Point `data_dir` or ${DATA_DIR_ENV} at a directory holding {rel}", fields=('data_dir',))
