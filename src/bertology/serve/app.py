@@ -64,23 +64,31 @@ class LangvecIn(BaseModel):
 _font_lock = threading.Lock()
 
 
-@lru_cache(maxsize=64)
+@lru_cache(maxsize=16)
 def _font_css(chars: str) -> str:
-    from ..report import _embedded_cjk_font
+    from ..report import embedded_cjk_font
 
     # Subsetting a 16 MB font takes about a second of CPU: one at a time, and cached per character set.
     with _font_lock:
-        return _embedded_cjk_font(chars)
+        return embedded_cjk_font(chars)
 
 
 def create_app(explorer: Explorer, host: str = "127.0.0.1"):
-    from fastapi import FastAPI, Request
-    from fastapi.exceptions import RequestValidationError
-    from fastapi.responses import FileResponse, JSONResponse, Response
-    from fastapi.staticfiles import StaticFiles
-    from starlette.middleware.trustedhost import TrustedHostMiddleware
+    """The explorer's web application; `host` is where it will listen (loopback turns on the Host check)."""
+    from fastapi import FastAPI
 
     app = FastAPI(title="bertology explorer", docs_url=None, redoc_url=None, openapi_url=None)
+    _add_guards(app, host)
+    _add_error_handlers(app)
+    _add_routes(app, explorer)
+    return app
+
+
+def _add_guards(app, host: str) -> None:
+    from fastapi import Request
+    from fastapi.responses import JSONResponse
+    from starlette.middleware.trustedhost import TrustedHostMiddleware
+
     if host in LOOPBACK_HOSTS:
         # Bound to loopback: refuse other Host headers, so a web page the user visits cannot reach the
         # explorer through DNS rebinding.
@@ -96,6 +104,12 @@ def create_app(explorer: Explorer, host: str = "127.0.0.1"):
                 return JSONResponse({"error": f"request body of {int(size):,} bytes: at most {MAX_BODY_BYTES:,}",
                                      "field": None}, 413)
         return await call_next(request)
+
+
+def _add_error_handlers(app) -> None:
+    from fastapi import Request
+    from fastapi.exceptions import RequestValidationError
+    from fastapi.responses import JSONResponse
 
     @app.exception_handler(UserError)
     async def bad_input(request: Request, exc: UserError):
@@ -121,6 +135,11 @@ def create_app(explorer: Explorer, host: str = "127.0.0.1"):
         log.exception("bug while serving %s", request.url.path)
         return JSONResponse({"error": f"internal error ({exc.__class__.__name__}); the server log has the "
                                       f"traceback", "field": None}, 500)
+
+
+def _add_routes(app, explorer: Explorer) -> None:
+    from fastapi.responses import FileResponse, Response
+    from fastapi.staticfiles import StaticFiles
 
     @app.get("/", include_in_schema=False)
     def index():
@@ -158,7 +177,4 @@ def create_app(explorer: Explorer, host: str = "127.0.0.1"):
         wanted = "".join(sorted({c for c in chars if ord(c) > 0x2E7F}))
         if len(wanted) > MAX_FONT_CHARS:
             raise InputError(f"{len(wanted)} characters asked for: at most {MAX_FONT_CHARS}", "chars")
-        return Response(_font_css(wanted), media_type="text/css",
-                        headers={"Cache-Control": "max-age=86400"})
-
-    return app
+        return Response(_font_css(wanted), media_type="text/css", headers={"Cache-Control": "max-age=86400"})
