@@ -176,6 +176,8 @@ def report_cmd(
     fallback_model: str = typer.Option("zh-en-mini", "--fallback-model",
                                        help="Model that runs the sections --model cannot (Chinese text, an "
                                             "MLM head); each such section says so. '' for none."),
+    keep_models: bool = typer.Option(False, "--keep-models", help="Keep the models sections fine-tune (QA) in "
+                                     "OUT; by default the report folder holds results and figures only."),
 ):
     """Run every experiment on one model and write OUT/index.html: one self-contained page with every
     figure, the numbers and a short explanation per section. Sections the model cannot run (e.g. Chinese
@@ -195,7 +197,8 @@ def report_cmd(
         raise UserError(f"--only {bad[0]!r}: unknown section (known: {', '.join(known)})")
     page, sections = build_report(model, out, data_dir=str(data_dir) if data_dir else None, precision=precision,
                                   seed=seed, quick=not full, only=only or None, trust_remote_code=trust_remote_code,
-                                  describe_error=describe_error, fallback_model=fallback_model or None)
+                                  describe_error=describe_error, fallback_model=fallback_model or None,
+                                  keep_models=keep_models)
     for s in sections:
         typer.echo(f"{'skipped' if s.error else 'ok':8s} {s.seconds:7.1f} s  {s.title}"
                    + (f"  ({s.error.splitlines()[0][:100]})" if s.error else ""))

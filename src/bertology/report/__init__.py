@@ -33,6 +33,7 @@ class ReportContext:
     trust_remote_code: bool = False
     describe_error: Callable[[UserError], str] = str   # how a UserError reads here (the CLI: fields as flags)
     fallback_model: str | None = None   # runs the sections `model` cannot (no Chinese vocabulary, no MLM head)
+    keep_models: bool = False           # keep models a section trains (QA) in its folder; else only results
 
 
 @dataclass
@@ -203,7 +204,7 @@ text-align:right}} .verdicts td{{text-align:left;vertical-align:top}} .v-shown{{
 def build_report(model: str, out_dir: str | Path, data_dir: str | None = None, precision: str = "fp32",
                  seed: int = 0, quick: bool = True, only: list[str] | None = None,
                  trust_remote_code: bool = False, describe_error: Callable[[UserError], str] = str,
-                 fallback_model: str | None = None) -> tuple[Path, list[Section]]:
+                 fallback_model: str | None = None, keep_models: bool = False) -> tuple[Path, list[Section]]:
     """Run every section and write out_dir/index.html (+ each section's results under out_dir/<name>/).
     fallback_model: runs the sections `model` cannot (see `with_fallback`)."""
     out_dir = Path(out_dir)
@@ -214,7 +215,8 @@ def build_report(model: str, out_dir: str | Path, data_dir: str | None = None, p
             continue
         ctx = ReportContext(model=model, out_dir=out_dir / short, data_dir=data_dir, precision=precision,
                             seed=seed, quick=quick, trust_remote_code=trust_remote_code,
-                            describe_error=describe_error, fallback_model=fallback_model)
+                            describe_error=describe_error, fallback_model=fallback_model,
+                            keep_models=keep_models)
         sections += run_section(module, title, ctx)
     claims = verdicts(sections)
     page = atomic_write_text(out_dir / "index.html", render_html(model, sections, claims))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shutil
+
 from dataclasses import asdict
 from pathlib import Path
 
@@ -45,6 +47,9 @@ def report_section(ctx: ReportContext):
         train_set = load_data("squad-train", ctx.data_dir).sample(n_train, ctx.seed)
         res = crosslingual(ctx.model, {"en": train_set}, evals, ctx.out_dir, s, t, convert=convert,
                            trust_remote_code=ctx.trust_remote_code, progress=False)
+        if not ctx.keep_models:   # ~90 MB of weights and optimizer state: the report keeps results only
+            for d in ("model", "train"):
+                shutil.rmtree(ctx.out_dir / d, ignore_errors=True)
         how = (f"The model was fine-tuned for extractive QA on {len(train_set.examples)} English SQuAD questions "
                f"only ({res.train.steps} steps, {res.train.wall_time:.0f} s).")
     save_results(ctx.out_dir, SCHEMA, res.payload())
