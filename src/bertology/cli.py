@@ -867,6 +867,29 @@ def align_scale_cmd(
               f"MRR {last.get('mrr', float('nan')):.4f} (random {res.random_expected_mrr or float('nan'):.4f})")
 
 
+# ==== the interactive explorer (issue 15) ======================================================================
+@app.command("serve")
+def serve_cmd(
+    model: Optional[List[str]] = typer.Option(None, "--model", "-m", help="Model the page opens with (repeat to "
+                                              "offer several); installed aliases from `bertology models` are "
+                                              "offered too. Default: minilm."),
+    host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on; anything but loopback prints a "
+                                                         "warning (there is no authentication)."),
+    port: int = typer.Option(8000, "--port", help="Port to listen on."),
+    data_dir: Optional[str] = typer.Option(None, "--data-dir", help="Where Tatoeba and MUSE are found (the "
+                                           "neighbours and language-vector views); default: see README, Data."),
+    precision: str = PrecisionOpt,
+    threads: Optional[int] = typer.Option(None, "--threads", help="Cap torch's threads (default: all cores)."),
+    trust_remote_code: bool = TrustOpt,
+):
+    """Interactive explorer in the browser: word senses, fill-mask, neighbours across languages and language
+    vectors, on the models of the picker (see docs/serve.md)."""
+    from .serve.server import run_server
+
+    _set_threads(threads)
+    run_server(model, host, port, data_dir, precision, trust_remote_code)
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     """Entry point: exit 0 on success, 2 on a user mistake (one line on stderr), 1 on a bug (traceback).
 

@@ -120,7 +120,7 @@ def _table_html(rows: list[dict]) -> str:
     return f"<table><tr>{head}</tr>{body}</table>"
 
 
-def _embedded_cjk_font(text: str) -> str:
+def embedded_cjk_font(text: str) -> str:
     """A @font-face rule carrying just the CJK glyphs the page uses (subset of the Noto Sans CJK font that
     mplfonts ships), so Chinese renders even where the reader has no CJK font installed. A few KB."""
     chars = sorted({ch for ch in text if ord(ch) > 0x2E7F})
@@ -187,7 +187,7 @@ def render_html(model: str, sections: list[Section], claims: list[dict] | None =
                   for i, s in enumerate(sections, 1))
     text = model + _verdict_html(claims or []) + "".join(s.title + s.explanation + (s.error or "") + "".join(
         str(v) for _, rows in s.tables for r in rows for v in list(r) + list(r.values())) for s in sections)
-    font = _embedded_cjk_font(text)
+    font = embedded_cjk_font(text)
     return f"""<!doctype html><html lang="en"><head><meta charset="utf-8">
 <title>bertology report: {html.escape(model)}</title>
 <style>{font}
