@@ -282,10 +282,15 @@ def test_report_section(tmp_path, tiny_model, tiny_encoder):
     from bertology.report.sections.pretrain import report_section
     from bertology.report import ReportContext
 
-    with pytest.raises(UserError, match="no masked-LM head"):
-        report_section(ReportContext(model=str(tiny_encoder), out_dir=tmp_path / "a", data_dir=None))
+    refused = report_section(ReportContext(model=str(tiny_encoder), out_dir=tmp_path / "a", data_dir=None))
+    assert "no masked-LM head" in refused.error and refused.claim_ids == ["fillmask"]
     sec = report_section(ReportContext(model=str(tiny_model), out_dir=tmp_path / "b", data_dir=None))
-    assert sec.figures[0].exists() and len(sec.tables[0][1]) >= 5
+    assert sec.figures[0].exists() and len(sec.tables[0][1]) >= 5 and sec.model is None
+    # a model without an MLM head hands the section to the fallback model, which the section names
+    handed = report_section(ReportContext(model=str(tiny_encoder), out_dir=tmp_path / "c", data_dir=None,
+                                          fallback_model=str(tiny_model)))
+    assert handed.error is None and handed.model == str(tiny_model) and "no masked-LM head" in handed.explanation
+    assert handed.measures["fillmask"]["model"] == str(tiny_model)
 
 
 # --------------------------------------------------------------------------------------------- speed options

@@ -107,11 +107,20 @@ def test_report_on_minilm_shows_every_section_and_why_zh_cannot_run(tmp_path, da
     page = (out / "index.html").read_text(encoding="utf-8")
     doc = json.loads((out / "results.json").read_text(encoding="utf-8"))
     assert doc["schema"] == "bertology.report/1" and len(doc["sections"]) == 4
-    titles = {s["title"]: s["error"] for s in doc["sections"]}
-    zh = [e for t, e in titles.items() if "蘋果" in t][0]
-    assert zh and "[UNK]" in zh                       # minilm has no 蘋/果: the section says why
-    assert page.count("data:image/png;base64,") >= 4 and "Not run on this model" in page
+    assert all(s["error"] is None for s in doc["sections"])
+    zh = [s for s in doc["sections"] if "蘋果" in s["title"]][0]
+    # minilm has no 蘋/果: the section runs on the shipped bilingual model and says why
+    assert zh["model"] == "zh-en-mini" and "(on zh-en-mini)" in zh["title"]
+    assert "because minilm cannot run this section" in page and "[UNK]" in page
+    claims = {c["id"]: c for c in doc["claims"]}
+    assert claims["senses"]["model"] == "zh-en-mini" and claims["senses"]["this_run"]
+    assert page.count("data:image/png;base64,") >= 4
     assert "@font-face{font-family:'bertology-cjk'" in page      # Chinese renders without a system CJK font
+    # without a fallback model the section says why it did not run
+    assert main(["report", "--out", str(tmp_path / "nofb"), "--only", "senses", "--fallback-model", "",
+                 "--data-dir", str(data_dir)]) == 0
+    nofb = json.loads((tmp_path / "nofb" / "results.json").read_text(encoding="utf-8"))
+    assert "[UNK]" in [s for s in nofb["sections"] if "蘋果" in s["title"]][0]["error"]
 
 
 def test_cli_cbow_then_senses_static(tmp_path, data_dir, capsys):

@@ -173,23 +173,32 @@ def report_cmd(
     data_dir: Optional[Path] = DataDirOpt,
     seed: int = SeedOpt,
     trust_remote_code: bool = TrustOpt,
+    fallback_model: str = typer.Option("zh-en-mini", "--fallback-model",
+                                       help="Model that runs the sections --model cannot (Chinese text, an "
+                                            "MLM head); each such section says so. '' for none."),
+    keep_models: bool = typer.Option(False, "--keep-models", help="Keep the models sections fine-tune (QA) in "
+                                     "OUT; by default the report folder holds results and figures only."),
 ):
     """Run every experiment on one model and write OUT/index.html: one self-contained page with every
-    figure, the numbers and a short explanation per section. Experiments the model cannot run (e.g.
-    Chinese on an English-only vocabulary) appear with the reason."""
+    figure, the numbers and a short explanation per section. Sections the model cannot run (e.g. Chinese
+    on an English-only vocabulary, fill-mask without an MLM head) run on --fallback-model, the bilingual
+    model shipped with bertology, and say so; without one they appear with the reason."""
     from .core.models import resolve_model
     from .core.precision import check_precision
     from .report import SECTIONS, build_report
 
     check_precision(precision)
     resolve_model(model)
+    if fallback_model:
+        resolve_model(fallback_model)
     known = [m.rsplit(".", 1)[-1] for m, _ in SECTIONS]
     bad = [o for o in only if o not in known]
     if bad:
         raise UserError(f"--only {bad[0]!r}: unknown section (known: {', '.join(known)})")
     page, sections = build_report(model, out, data_dir=str(data_dir) if data_dir else None, precision=precision,
                                   seed=seed, quick=not full, only=only or None, trust_remote_code=trust_remote_code,
-                                  describe_error=describe_error)
+                                  describe_error=describe_error, fallback_model=fallback_model or None,
+                                  keep_models=keep_models)
     for s in sections:
         typer.echo(f"{'skipped' if s.error else 'ok':8s} {s.seconds:7.1f} s  {s.title}"
                    + (f"  ({s.error.splitlines()[0][:100]})" if s.error else ""))
@@ -856,6 +865,29 @@ def align_scale_cmd(
         last = run.history[-1] if run.history else {}
         print(f"{run.sentences_per_lang:,} sentences/lang: loss {last.get('eval_loss', float('nan')):.3f}, "
               f"MRR {last.get('mrr', float('nan')):.4f} (random {res.random_expected_mrr or float('nan'):.4f})")
+
+
+# ==== the interactive explorer (issue 15) ======================================================================
+@app.command("serve")
+def serve_cmd(
+    model: Optional[List[str]] = typer.Option(None, "--model", "-m", help="Model the page opens with (repeat to "
+                                              "offer several); installed aliases from `bertology models` are "
+                                              "offered too. Default: minilm."),
+    host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on; anything but loopback prints a "
+                                                         "warning (there is no authentication)."),
+    port: int = typer.Option(8000, "--port", help="Port to listen on."),
+    data_dir: Optional[str] = typer.Option(None, "--data-dir", help="Where Tatoeba and MUSE are found (the "
+                                           "neighbours and language-vector views); default: see README, Data."),
+    precision: str = PrecisionOpt,
+    threads: Optional[int] = typer.Option(None, "--threads", help="Cap torch's threads (default: all cores)."),
+    trust_remote_code: bool = TrustOpt,
+):
+    """Interactive explorer in the browser: word senses, fill-mask, neighbours across languages and language
+    vectors, on the models of the picker (see docs/serve.md)."""
+    from .serve.server import run_server
+
+    _set_threads(threads)
+    run_server(model, host, port, data_dir, precision, trust_remote_code)
 
 
 def main(argv: Optional[List[str]] = None) -> int:

@@ -750,11 +750,13 @@ class FillMaskResult:
 
 
 def fill_mask(model: str, texts: Sequence[str], top_k: int = 5, precision: str = "fp32",
-              trust_remote_code: bool = False, convert: str | None = None) -> FillMaskResult:
+              trust_remote_code: bool = False, convert: str | None = None, mlm=None,
+              tokenizer=None) -> FillMaskResult:
     """The lecture's fill-in-the-blank: for every [MASK] in each text, the top-k tokens and probabilities.
 
     convert: an OpenCC conversion applied to the texts first (e.g. "t2s": the lecture's Traditional example
-    for a model whose vocabulary was learnt from Simplified text)."""
+    for a model whose vocabulary was learnt from Simplified text). mlm, tokenizer: the model already loaded
+    (bertology serve keeps it in memory); by default both are loaded from `model`."""
     from ..core.models import load_model, load_tokenizer
     from ..core.precision import autocast
 
@@ -768,10 +770,10 @@ def fill_mask(model: str, texts: Sequence[str], top_k: int = 5, precision: str =
                             fields=('convert',)) from None
         texts = [cc.convert(t) for t in texts]
 
-    tok = load_tokenizer(model, trust_remote_code)
+    tok = tokenizer or load_tokenizer(model, trust_remote_code)
     if tok.mask_token is None:
         raise UserError(f"model {model!r}: its tokenizer has no mask token")
-    mlm = load_model(model, head="mlm", trust_remote_code=trust_remote_code)
+    mlm = mlm if mlm is not None else load_model(model, head="mlm", trust_remote_code=trust_remote_code)
     items = []
     for text in texts:
         if tok.mask_token not in text:

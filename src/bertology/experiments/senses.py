@@ -46,6 +46,9 @@ class SensesResult:
     similarity: dict                        # {"layer": N, "matrix": [[...]]}, occurrences in file order
     static: bool = False                    # True: vectors from a static (CBOW) model
     neighbours: list[tuple[str, float]] = field(default_factory=list)   # static model only
+    # [layers, occurrences, hidden] as embedded (contextual runs only); not saved, for callers that draw every
+    # layer (bertology serve's layer slider) without a second forward pass
+    vectors: np.ndarray | None = field(default=None, repr=False)
 
     def to_json(self) -> dict:
         return {"model": self.model, "target": self.target, "static": self.static,
@@ -81,7 +84,9 @@ def word_senses(model: str, sentences: Sequence[str], labels: Sequence[str], tar
     vectors = emb.occurrence_vectors(sentences, occ, pool=pool, target=target, source=source)
     layer_ids = list(range(emb.num_layers + 1))
     sim_layer = emb.num_layers if layer is None else emb.check_layers([layer])[0]
-    return _score(model, target, sentences, labels, occ, vectors, layer_ids, sim_layer, seed)
+    result = _score(model, target, sentences, labels, occ, vectors, layer_ids, sim_layer, seed)
+    result.vectors = vectors
+    return result
 
 
 def static_senses(cbow_path: str | Path, sentences: Sequence[str], labels: Sequence[str], target: str,

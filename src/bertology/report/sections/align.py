@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 from pathlib import Path
 
 from ...core.models import has_mlm_head
@@ -9,13 +11,17 @@ from ...experiments import langvec as lv
 from ...experiments.align import align, save
 from ...io.corpora import read_corpora
 from ...io.dictionaries import choose_conversion, convert_dictionary, load_dictionary
-from .. import ReportContext, Section
+from ...errors import UserError
+from .. import ReportContext, Section, with_fallback
 from ..figures import align_figures, langvec_figures
+
+CLAIM_IDS = ["align", "langvec"]   # decided by this module's sections (report.claims)
 
 
 def report_section(ctx: ReportContext):
     """Alignment (and language vectors when the model has an MLM head) at quick settings for `bertology
     report`: Tatoeba's English and Chinese sides as the corpora, MUSE en-zh converted to Simplified."""
+    t0 = time.perf_counter()
     quick = ctx.quick
     lines = 5000 if quick else 30000
     corpora = read_corpora([f"en=tatoeba-cmn-eng#0@{lines}", f"zh=tatoeba-cmn-eng#1@{lines}"], ctx.data_dir)
@@ -50,21 +56,39 @@ def report_section(ctx: ReportContext):
         tables=[("MRR per layer (contextual word vectors)", rows), ("Baselines", base),
                 ("Nearest Chinese candidates at the best layer", [{"English": e["source"], "gold": " ".join(e["gold"]),
                                                                    "top 5": " ".join(e["top5"])} for e in res.examples])])
+    sec.seconds = time.perf_counter() - t0
+    sec.claim_ids = ["align"]
+    sec.measures = {"align": {"mrr": res.best["mrr"], "layer": res.best["layer"], "model": ctx.model,
+                              "random": res.baselines["random_expected_mrr"],
+                              "random_vectors": res.baselines["random_vectors"]["cosine"]["mrr"]}}
     title = "Language vectors: mean-shift translation"
-    if not has_mlm_head(ctx.model):
-        return [sec, Section(title, error="this model has no masked-LM head: the shifted hidden states must be "
-                                          "decoded into tokens by one (run on a model from `bertology pretrain`)")]
+    t1 = time.perf_counter()
+    try:
+        lsec = with_fallback(ctx, lambda model: _langvec_section(ctx, model, title, corpora, d))
+    except UserError as e:
+        lsec = Section(title, error=ctx.describe_error(e))
+    lsec.claim_ids = ["langvec"]
+    lsec.seconds = time.perf_counter() - t1
+    return [sec, lsec]
 
+
+def _langvec_section(ctx: ReportContext, model: str, title: str, corpora, d) -> Section:
+    quick = ctx.quick
+    if not has_mlm_head(model):
+        raise UserError(f"model {model!r} has no masked-LM head: the shifted hidden states must be decoded into "
+                        f"tokens by one (run on a model from `bertology pretrain`)")
     sents = read_corpora([f"en=tatoeba-cmn-eng#0@{100 if quick else 500}"], ctx.data_dir)["en"]
-    lres = lv.langvec(ctx.model, corpora, sents, d, "en", "zh", alphas=(0, 1, 2, 3) if quick else (0, 0.5, 1, 1.5, 2, 3),
+    lres = lv.langvec(model, corpora, sents, d, "en", "zh", alphas=(0, 1, 2, 3) if quick else (0, 0.5, 1, 1.5, 2, 3),
                       mean_sentences=300 if quick else 1000, precision=ctx.precision,
                       trust_remote_code=ctx.trust_remote_code, progress=False)
     lv.save(lres, Path(ctx.out_dir) / "langvec")
     lpaths = [langvec_figures(lres, Path(ctx.out_dir) / "langvec")]
     b = lres.best
     plain = next(g for g in lres.grid if g["layer"] == b["layer"] and g["alpha"] == 0)
-    lsec = Section(
-        title,
+    return Section(
+        title, claim_ids=["langvec"],
+        measures={"langvec": {"precision": b["precision"], "unshifted": plain["precision"], "layer": b["layer"],
+                              "alpha": b["alpha"], "model": model}},
         explanation=(f"The mean hidden state of each language (μ_en, μ_zh, per layer) is added as α·(μ_zh − μ_en) at "
                      f"layer L to English Tatoeba sentences; the masked-LM head then fills every position. Scored by "
                      f"token-translation precision against the dictionary (a one-token English word whose output is "
@@ -75,4 +99,3 @@ def report_section(ctx: ReportContext):
         figures=[p for p in lpaths if str(p).endswith(".png")],
         tables=[("Examples at the best setting", [{"English": e["sentence"], "unshifted": " ".join(e["unshifted"]),
                                                    "shifted": " ".join(e["shifted"])} for e in lres.examples])])
-    return [sec, lsec]

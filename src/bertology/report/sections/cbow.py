@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 from ...errors import UserError
 from ...experiments.cbow import corpus_lines, save, train_cbow
 from ...experiments.senses import resolve_sentences, static_senses
@@ -18,6 +20,7 @@ def report_section(ctx: ReportContext):
     for lang, demo, corpus_name in [("en", "apple-en", "corpus-en"), ("zh", "apple-zh", "corpus-zh")]:
         sents, labels, source, target = resolve_sentences(demo, None)
         sec = Section(f"Static baseline: CBOW vectors for {target!r}")
+        t0 = time.perf_counter()
         try:
             corpus_dir = find_dataset(corpus_name, ctx.data_dir)
             files = sorted(corpus_dir.glob("*.txt.gz"))[:3] if corpus_dir.is_dir() else [corpus_dir]
@@ -41,11 +44,14 @@ def report_section(ctx: ReportContext):
                 f"separation per layer is drawn beside it. The nearest neighbours of {target!r} in CBOW space "
                 f"mix whatever contexts the corpus used it in: "
                 + ", ".join(f"{w} ({c:.2f})" for w, c in static.neighbours) + ".")
+            if lang == "zh":
+                sec.measures = {"static": {"static_separation": static.layers[0].separation}}
             sec.tables = [("CBOW static senses", [{"within": static.layers[0].within,
                                                    "between": static.layers[0].between,
                                                    "separation": static.layers[0].separation,
                                                    "purity": static.layers[0].purity}])]
         except UserError as e:
             sec.error = ctx.describe_error(e)
+        sec.seconds = time.perf_counter() - t0
         sections.append(sec)
     return sections

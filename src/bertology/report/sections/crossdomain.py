@@ -12,13 +12,10 @@ from ...io.storage import load_results
 from .. import ReportContext, Section
 from ..figures import crossdomain_figures
 
+CLAIM_IDS = ["transfer", "controls"]   # decided by this module's sections (report.claims)
+
 
 REPORT_RESULTS_ENV = "BERTOLOGY_CROSSDOMAIN_RESULTS"   # a results.json (or its directory) the report shows instead
-
-
-def _result_from_json(doc: dict) -> CrossDomainResult:
-    fields = {k: doc[k] for k in CrossDomainResult.__dataclass_fields__ if k in doc and k != "runs"}
-    return CrossDomainResult(**{**fields, "runs": [RunResult(**r) for r in doc["runs"]]})
 
 
 def report_section(ctx: ReportContext):
@@ -64,5 +61,9 @@ def report_section(ctx: ReportContext):
         "the gain would be mere weight scale), <i>frozen</i> is a linear probe on untouched pretrained features. "
         "The dotted line is the majority-class accuracy: a bar near it learned nothing. The learning curves show "
         "convergence speed on dev.")
+    numbers = {c: {"mean": v["accuracy_mean"], "std": v["accuracy_std"] or 0.0} for c, v in s.items()}
+    numbers.update(n_test=len(result.splits.get("test", [])), majority=result.majority_accuracy.get("test", 0.0),
+                   model=result.model)
     return Section("Cross-disciplinary transfer: DNA, protein, music", explanation,
-                   figures=[Path(f) for f in result.figures], tables=[("test scores per condition", summary_rows(result))])
+                   figures=[Path(f) for f in result.figures], tables=[("test scores per condition", summary_rows(result))],
+                   claim_ids=["transfer", "controls"], measures={"transfer": numbers, "controls": numbers})

