@@ -34,6 +34,8 @@ import numpy as np
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).parent))
+from common import machine_load, set_threads  # noqa: E402
 
 
 def matmul_peak(dtype: torch.dtype, n: int = 2048, reps: int = 10) -> float:
@@ -60,10 +62,12 @@ def main() -> int:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--dropout", type=float, default=0.0)
     ap.add_argument("--compile", action=argparse.BooleanOptionalAction, default=True)
-    ap.add_argument("--warmup", type=int, default=3, help="steps run (and timed) before the measured ones")
+    ap.add_argument("--warmup", type=int, default=3, help="untimed warm-up steps, on both sides alike")
+    ap.add_argument("--repeats", type=int, default=3, help="ABBA rounds (median reported)")
     ap.add_argument("--data-dir", default=str(ROOT.parent / "shared" / "data"))
     args = ap.parse_args()
-    torch.set_num_threads(args.threads)
+    set_threads(args.threads)
+    print(machine_load())
     os.environ["TOKENIZERS_PARALLELISM"] = "false"
 
     from transformers import (BertForMaskedLM, DataCollatorForLanguageModeling, Trainer, TrainingArguments)
@@ -101,29 +105,39 @@ def main() -> int:
                                 progress=False, eval_every=10 ** 9, log_every=10 ** 9, fused_optimizer=True)
         t = time.perf_counter()
         res = engine.train(objective, batches, tc, loss_fn=_loss_fn)
-        return res, time.perf_counter() - t
-
-    warm_s = run(args.warmup)[1] if args.warmup else 0.0
-    res, ours_s = run(args.steps)
-    ours_tps = res.tokens / ours_s
+        return time.perf_counter() - t, res.tokens
 
     # --- Hugging Face run_mlm.py recipe on the same packed sequences
-    engine.set_seed(0)
-    hf_model = BertForMaskedLM(cfg)
     seqs = np.concatenate(list(data.train.values()))
     rng = np.random.default_rng(0)
     rows = seqs[rng.permutation(len(seqs))[:n_seq]]
     dataset = [{"input_ids": r.tolist()} for r in rows]
-    targs = TrainingArguments(output_dir=str(tmp / "hf"), per_device_train_batch_size=args.batch_size,
-                              max_steps=args.steps, learning_rate=5e-4, warmup_steps=max(1, int(0.06 * args.steps)),
-                              bf16=args.precision == "bf16", use_cpu=True, save_strategy="no", report_to=[],
-                              logging_steps=10 ** 9, dataloader_num_workers=0, disable_tqdm=True, seed=0)
-    trainer = Trainer(model=hf_model, args=targs, train_dataset=dataset,
-                      data_collator=DataCollatorForLanguageModeling(tok, mlm_probability=0.15))
-    t = time.perf_counter()
-    trainer.train()
-    hf_s = time.perf_counter() - t
-    hf_tps = n_seq * args.seq_len / hf_s
+
+    def hf_run(steps):
+        """A fresh model and Trainer (untimed), then trainer.train() timed: its set-up is paid in every run, as
+        ours pays engine.train's."""
+        engine.set_seed(0)
+        targs = TrainingArguments(output_dir=str(tmp / "hf"), per_device_train_batch_size=args.batch_size,
+                                  max_steps=steps, learning_rate=5e-4, warmup_steps=max(1, int(0.06 * steps)),
+                                  bf16=args.precision == "bf16", use_cpu=True, save_strategy="no", report_to=[],
+                                  logging_steps=10 ** 9, dataloader_num_workers=0, disable_tqdm=True, seed=0)
+        trainer = Trainer(model=BertForMaskedLM(cfg), args=targs, train_dataset=dataset,
+                          data_collator=DataCollatorForLanguageModeling(tok, mlm_probability=0.15))
+        t = time.perf_counter()
+        trainer.train()
+        return time.perf_counter() - t, steps * args.batch_size * args.seq_len
+
+    # Protocol (bench/README.md): the same untimed warm-up on both sides (ours: this also compiles), then ABBA.
+    if args.warmup:
+        run(args.warmup)
+        hf_run(args.warmup)
+    times = {"ours": [], "hf": []}
+    for r in range(args.repeats):
+        for name, fn in ((("ours", run), ("hf", hf_run)) if r % 2 == 0 else (("hf", hf_run), ("ours", run))):
+            secs, tokens = fn(args.steps)
+            times[name].append(secs)
+    ours_s, hf_s = float(np.median(times["ours"])), float(np.median(times["hf"]))
+    ours_tps, hf_tps = n_seq * args.seq_len / ours_s, n_seq * args.seq_len / hf_s   # the same tokens per run
 
     n_params = sum(p.numel() for p in ours_model.parameters())
     n_embed = sum(p.numel() for n, p in ours_model.named_parameters() if "embeddings" in n)
@@ -132,9 +146,12 @@ def main() -> int:
     peak = max(peak_before, peak_after)
     load = os.getloadavg()[0]
     mode = ("torch.compile" if objective.compiled else f"eager{' (compile failed)' if args.compile else ''}")
-    print(f"bertology pretrain : {ours_tps:9.0f} tokens/s ({ours_s:.1f} s; {mode}, fused AdamW; "
-          f"{args.warmup} warm-up steps {warm_s:.1f} s not counted)")
-    print(f"HF Trainer+collator: {hf_tps:9.0f} tokens/s ({hf_s:.1f} s)")
+    rng_s = {k: f"{min(v):.1f}-{max(v):.1f} s" for k, v in times.items()}
+    print(f"bertology pretrain : {ours_tps:9.0f} tokens/s (median {ours_s:.1f} s, {rng_s['ours']}; {mode}, fused "
+          f"AdamW)")
+    print(f"HF Trainer+collator: {hf_tps:9.0f} tokens/s (median {hf_s:.1f} s, {rng_s['hf']})")
+    print(f"protocol           : {args.warmup} untimed warm-up steps on each side, ABBA x {args.repeats}, medians; "
+          f"outputs not compared (different masking recipes: throughput only)")
     print(f"ratio              : {ours_tps / hf_tps:9.2f}x   (goal >= 2x)")
     print(f"matmul peak        : {peak / 1e9:9.1f} GFLOP/s ({args.precision}, {args.threads} thread(s); before "
           f"{peak_before / 1e9:.0f}, after {peak_after / 1e9:.0f})")
@@ -143,6 +160,7 @@ def main() -> int:
     print(f"MFU bertology      : {100 * ours_tps * flops_per_token / peak:9.1f} %  (goal >= 40% bf16 mini)")
     print(f"MFU HF             : {100 * hf_tps * flops_per_token / peak:9.1f} %")
     print(f"1-min load average: {load_before:.1f} before, {load:.1f} after the runs, on {os.cpu_count()} CPUs")
+    print(machine_load())
     return 0
 
 
