@@ -221,14 +221,14 @@ AlphaOpt = typer.Option(0.7, "--alpha", help="Language sampling smoothing: p ∝
 def tokenizer_train_cmd(
     corpus: List[str] = CorpusOpt,
     out: Path = OutOpt,
-    vocab_size: int = typer.Option(30000, "--vocab-size", help="Vocabulary size, special tokens included."),
+    vocab_size: int = typer.Option(16000, "--vocab-size", help="Vocabulary size, special tokens included."),
     lowercase: bool = typer.Option(True, "--lowercase/--cased", help="Lower-case (and strip accents) or keep case."),
     alpha: float = AlphaOpt,
     budget: int = typer.Option(20_000_000, "--budget-tokens",
                                help="Approximate tokens of text sampled (over all languages) to train on."),
     alphabet_size: Optional[int] = typer.Option(None, "--alphabet-size",
                                                 help="Distinct characters kept as tokens, the most frequent "
-                                                     "(default: a quarter of --vocab-size); the rest are [UNK]."),
+                                                     "(default: a third of --vocab-size); the rest are [UNK]."),
     data_dir: Optional[Path] = DataDirOpt,
     seed: int = SeedOpt,
 ):
@@ -253,7 +253,8 @@ def pretrain_cmd(
     out: Path = OutOpt,
     tokenizer: Optional[str] = typer.Option(None, "--tokenizer", help="Tokenizer or model directory to use; "
                                             "default: train a WordPiece vocabulary on the corpora."),
-    vocab_size: int = typer.Option(30000, "--vocab-size", help="Size of the vocabulary trained when no --tokenizer."),
+    vocab_size: int = typer.Option(16000, "--vocab-size", help="Size of the vocabulary trained when no --tokenizer "
+                                   "(a third of it characters: Chinese in both scripts needs ~5,000)."),
     lowercase: bool = typer.Option(True, "--lowercase/--cased", help="Vocabulary trained when no --tokenizer: "
                                                                       "lower-case and strip accents, or keep case."),
     size: Optional[str] = typer.Option(None, "--size", help="tiny 2x128, mini 4x256 (the default), small 4x512, "
@@ -270,8 +271,9 @@ def pretrain_cmd(
     batch_size: int = typer.Option(64, "--batch-size", help="Sequences per step per process."),
     grad_accum: int = typer.Option(1, "--grad-accum", help="Gradient accumulation steps."),
     seq_len: int = typer.Option(128, "--seq-len", help="Packed sequence length in tokens."),
-    lr: float = typer.Option(5e-4, "--lr", help="Peak learning rate (AdamW, linear warm-up and decay)."),
-    warmup: float = typer.Option(0.06, "--warmup", help="Warm-up: fraction of steps (<1) or steps (>=1)."),
+    lr: float = typer.Option(1e-3, "--lr", help="Peak learning rate (AdamW, linear warm-up and decay). 1e-3 "
+                             "leaves the BERT plateau after ~20M tokens for `mini` (docs/pretrain.md)."),
+    warmup: float = typer.Option(0.03, "--warmup", help="Warm-up: fraction of steps (<1) or steps (>=1)."),
     whole_word: bool = typer.Option(False, "--whole-word-mask", help="Mask whole words rather than word pieces."),
     alpha: float = AlphaOpt,
     dropout: float = typer.Option(0.0, "--dropout", help="Hidden and attention dropout (default 0, as Cramming "

@@ -100,7 +100,7 @@ def _sample_for_tokenizer(corpora: dict[str, list[str]], alpha: float, budget_to
     return out
 
 
-def train_tokenizer(corpora: dict[str, list[str]], out_dir: str | Path, vocab_size: int = 30000,
+def train_tokenizer(corpora: dict[str, list[str]], out_dir: str | Path, vocab_size: int = 16000,
                     lowercase: bool = True, strip_accents: bool | None = None, alpha: float = 0.7,
                     budget_tokens: int = 20_000_000, seed: int = 0, progress: bool = True,
                     alphabet_size: int | None = None) -> tuple[Any, TokenizerResult]:
@@ -112,7 +112,7 @@ def train_tokenizer(corpora: dict[str, list[str]], out_dir: str | Path, vocab_si
     sampled with exponentially smoothed shares so a large English corpus does not crowd out Chinese pieces.
 
     alphabet_size: how many distinct characters (the most frequent) become tokens; every other character is
-    [UNK]. Default vocab_size // 4. A small vocabulary for Chinese in both scripts needs more than a quarter
+    [UNK]. Default vocab_size // 3. A small vocabulary for Chinese in both scripts needs more than a quarter
     of it: Simplified and Traditional text together use ~5,000 characters that occur 20 times or more.
     """
     from tokenizers.implementations import BertWordPieceTokenizer
@@ -123,7 +123,7 @@ def train_tokenizer(corpora: dict[str, list[str]], out_dir: str | Path, vocab_si
         raise UserError(f"`vocab_size` {vocab_size}: too small (at least {len(SPECIAL_TOKENS) + 100})",
                         fields=('vocab_size',))
     if alphabet_size is None:
-        alphabet_size = max(100, vocab_size // 4)
+        alphabet_size = max(100, vocab_size // 3)
     if not 100 <= alphabet_size < vocab_size:
         raise UserError(f"`alphabet_size` {alphabet_size}: must be at least 100 and below the vocabulary size "
                         f"({vocab_size})", fields=('alphabet_size',))
@@ -131,7 +131,7 @@ def train_tokenizer(corpora: dict[str, list[str]], out_dir: str | Path, vocab_si
     wp = BertWordPieceTokenizer(clean_text=True, handle_chinese_chars=True, strip_accents=strip_accents,
                                 lowercase=lowercase)
     # The alphabet must hold thousands of CJK characters (the library's default limit of 1000 would turn most
-    # Chinese into [UNK]); by default a quarter of the vocabulary, leaving the rest for English word pieces.
+    # Chinese into [UNK]); by default a third of the vocabulary, leaving the rest for English word pieces.
     lines = [x for lang in sorted(sample) for x in sample[lang]]
     wp.train_from_iterator(lines, vocab_size=vocab_size, min_frequency=2, special_tokens=SPECIAL_TOKENS,
                            limit_alphabet=alphabet_size, wordpieces_prefix="##", show_progress=progress)
@@ -530,7 +530,7 @@ class PretrainConfig:
     out_dir: str
     tokenizer: str | None = None              # a tokenizer / model directory; None: train one (vocab_size)
     init_from: str | None = None              # warm start from this BERT (see bertology.warmstart)
-    vocab_size: int = 30000
+    vocab_size: int = 16000                   # the zh-en-mini recipe (docs/pretrain.md); was 30000
     lowercase: bool = True
     size: str | None = "mini"                 # None only with init_from: the source's architecture
     config_file: str | None = None
@@ -539,8 +539,8 @@ class PretrainConfig:
     batch_size: int = 64
     grad_accum: int = 1
     max_steps: int = 1000
-    lr: float = 5e-4
-    warmup: float = 0.06
+    lr: float = 1e-3                          # was 5e-4 / 0.06: that schedule stalled on the plateau
+    warmup: float = 0.03
     weight_decay: float = 0.01
     clip: float = 1.0
     mask_prob: float = 0.15
