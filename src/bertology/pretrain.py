@@ -778,6 +778,8 @@ def fill_mask(model: str, texts: Sequence[str], top_k: int = 5, precision: str =
     if tok.mask_token is None:
         raise UserError(f"model {model!r}: its tokenizer has no mask token")
     mlm = load_model(model, head="mlm", trust_remote_code=trust_remote_code)
+    if top_k > len(tok):    # torch.topk would fail with a RuntimeError after the first text
+        raise UserError(f"--top-k {top_k}: more than the model's vocabulary ({len(tok)} tokens)")
     items = []
     for text in texts:
         if tok.mask_token not in text:

@@ -461,6 +461,10 @@ class QAScore:
 
 def score(dataset: QADataset, answers: dict[str, str], lang: str = "auto", name: str | None = None) -> QAScore:
     lang = resolve_lang(lang, dataset.examples)
+    if answers and not any(e.id in answers for e in dataset.examples):
+        # every question "unanswered" scores 0: the mark of predictions for another data set, not of a model
+        raise UserError(f"the predictions answer none of the {len(dataset.examples)} questions of "
+                        f"{dataset.path} (no question id in common; e.g. {next(iter(answers))!r})")
     r = qa_scores(dataset.references(), answers, lang)
     return QAScore(name or Path(dataset.path).stem, dataset.path, lang, r["exact_match"], r["f1"], r["total"],
                    r["missing"], dataset.skipped, dataset.relocated)
@@ -572,10 +576,12 @@ class QATrainResult:
 
 
 def load_data(name_or_path: str, data_dir: str | None = None, skip_bad: bool = False,
-              require_answers: bool = True) -> QADataset:
+              require_answers: bool = True, check_offsets: bool = True) -> QADataset:
+    """A SQuAD-format file or data set name; check_offsets=False for data that is only scored (see load_squad)."""
     from .storage import find_dataset
 
-    return load_squad(find_dataset(name_or_path, data_dir), skip_bad=skip_bad, require_answers=require_answers)
+    return load_squad(find_dataset(name_or_path, data_dir), skip_bad=skip_bad, require_answers=require_answers,
+                      check_offsets=check_offsets)
 
 
 def _load_qa_model(model_name: str, trust_remote_code: bool):

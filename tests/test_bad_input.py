@@ -1,0 +1,223 @@
+"""Bad input, table-driven (issue 14): every command, through `main([...])` as a user runs it, on inputs an
+adversarial user tried. Each must end with exit 2 and one line on stderr that names the flag or file at fault,
+never a traceback, and before any work starts (so every case here takes well under a second or two).
+
+The table is the contract: a new command or flag with a bound gets its rows here.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import pickle
+import re
+from pathlib import Path
+
+import pytest
+
+from bertology.cli import main
+
+CORPUS = ["the apple is red", "i ate an apple today", "the bank sells shares", "a new phone was launched",
+          "the river bank is green", "he bought a book", "she read the book", "we eat apple pie"] * 4
+
+
+class _Evil:
+    """A pickle that would run code when loaded: torch.load(weights_only=True) must refuse it."""
+
+    def __reduce__(self):
+        import os
+
+        return (os.getcwd, ())
+
+
+@pytest.fixture(scope="module")
+def bad(tmp_path_factory, tiny_model):
+    """The files the table refers to by name: good ones to isolate one fault, and broken ones."""
+    d = tmp_path_factory.mktemp("bad")
+    (d / "afile").write_text("not a directory\n")
+    (d / "corpus.txt").write_text("\n".join(CORPUS) + "\n", encoding="utf-8")
+    # invalid UTF-8 throughout (bytes 0x80-0xff alone are never valid)
+    (d / "garbage.txt").write_bytes(bytes(range(128, 256)) * 8)
+    (d / "garbage.json").write_bytes(b"\xff\xfe{" + bytes(range(128, 256)))
+    full = gzip.compress(("\n".join(CORPUS * 40) + "\n").encode())
+    (d / "trunc.txt.gz").write_bytes(full[: len(full) // 2])
+    (d / "trunc.json.gz").write_bytes(gzip.compress(b'{"a": "' + b"x" * 5000 + b'"}')[:40])
+    ctx = "the apple is red and the bank is green"
+    squad = {"version": "1.1", "data": [{"title": "t", "paragraphs": [{"context": ctx, "qas": [
+        {"id": "q1", "question": "what is red", "answers": [{"text": "the apple", "answer_start": 0}]}]}]}]}
+    (d / "squad.json").write_text(json.dumps(squad))
+    (d / "preds.json").write_text(json.dumps({"q1": "the apple"}))
+    (d / "dict.txt").write_text("apple\t蘋果\nbank\t銀行\n", encoding="utf-8")
+    # damaged models: each a copy of the tiny model with one file spoilt
+    import shutil
+
+    for name in ("trunc-st", "garbage-st", "config-list", "pickle"):
+        shutil.copytree(tiny_model, d / name)
+    st = (d / "trunc-st" / "model.safetensors").read_bytes()
+    (d / "trunc-st" / "model.safetensors").write_bytes(st[: len(st) // 2])
+    (d / "garbage-st" / "model.safetensors").write_bytes(bytes(range(256)) * 4)
+    (d / "config-list" / "config.json").write_text("[1, 2, 3]")
+    (d / "pickle" / "model.safetensors").unlink()
+    with open(d / "pickle" / "pytorch_model.bin", "wb") as f:
+        pickle.dump({"w": _Evil()}, f)
+    return d
+
+
+M = "{model}"          # the tiny model with an MLM head
+O = "{tmp}/out"        # a fresh output directory that does not exist yet
+# (case id, argv with {bad}/{model}/{tmp} filled in, a string the one-line message must contain)
+CASES = [
+    # --out is a file, or lies under a file: refused before any work, for every command that writes
+    *[(f"out-file-{cmd[0]}{'-' + cmd[1] if len(cmd) > 1 and not cmd[1].startswith('-') else ''}",
+       [*cmd, "--out", "{bad}/afile"], "--out")
+      for cmd in (["senses", "-s", "apple-en", "-m", M], ["cbow", "-c", "{bad}/corpus.txt"],
+                  ["report", "-m", M], ["tokenizer", "train", "-c", "en={bad}/corpus.txt"],
+                  ["pretrain", "-c", "en={bad}/corpus.txt"], ["fill-mask", "the [MASK]", "-m", M],
+                  ["cloze", "-m", M], ["crossdomain", "-m", M],
+                  ["qa", "score", "-d", "{bad}/squad.json", "-p", "{bad}/preds.json"],
+                  ["qa", "train", "-t", "{bad}/squad.json", "-m", M],
+                  ["qa", "predict", "-d", "{bad}/squad.json", "-m", M],
+                  ["qa", "eval", "-d", "{bad}/squad.json", "-m", M],
+                  ["qa", "crosslingual", "-t", "en={bad}/squad.json", "-e", "x={bad}/squad.json", "-m", M],
+                  ["align", "-c", "en={bad}/corpus.txt", "-m", M],
+                  ["langvec", "-c", "en={bad}/corpus.txt", "-m", M],
+                  ["align-scale", "-c", "en={bad}/corpus.txt"])],
+    ("out-under-file", ["cbow", "-c", "{bad}/corpus.txt", "--out", "{bad}/afile/sub"], "--out"),
+    # numbers out of range: named by flag, refused before the data is read
+    ("cbow-window-0", ["cbow", "-c", "{bad}/corpus.txt", "-o", O, "--window", "0"], "--window"),
+    ("cbow-dim-0", ["cbow", "-c", "{bad}/corpus.txt", "-o", O, "--dim", "0"], "--dim"),
+    ("cbow-epochs-0", ["cbow", "-c", "{bad}/corpus.txt", "-o", O, "--epochs", "0"], "--epochs"),
+    ("cbow-max-lines", ["cbow", "-c", "{bad}/corpus.txt", "-o", O, "--max-lines", "-1"], "--max-lines"),
+    ("senses-batch-0", ["senses", "-s", "apple-en", "-m", M, "-o", O, "--batch-size", "0"], "--batch-size"),
+    ("tok-budget-0", ["tokenizer", "train", "-c", "en={bad}/corpus.txt", "-o", O, "--budget-tokens", "0"],
+     "--budget-tokens"),
+    ("tok-alpha-5", ["tokenizer", "train", "-c", "en={bad}/corpus.txt", "-o", O, "--alpha", "5"], "--alpha"),
+    ("pretrain-warmup", ["pretrain", "-c", "en={bad}/corpus.txt", "-o", O, "--warmup", "-5"], "--warmup"),
+    ("pretrain-lr", ["pretrain", "-c", "en={bad}/corpus.txt", "-o", O, "--lr", "-1"], "--lr"),
+    ("pretrain-batch-0", ["pretrain", "-c", "en={bad}/corpus.txt", "-o", O, "--batch-size", "0"], "--batch-size"),
+    ("fill-k-neg", ["fill-mask", "the [MASK]", "-m", M, "-k", "-3"], "--top-k"),
+    ("fill-k-huge", ["fill-mask", "the [MASK]", "-m", M, "-k", "100000"], "--top-k"),
+    ("cross-epochs-0", ["crossdomain", "-m", M, "-o", O, "--epochs", "0"], "--epochs"),
+    ("cross-lr", ["crossdomain", "-m", M, "-o", O, "--lr", "-1"], "--lr"),
+    ("cross-max-length", ["crossdomain", "-m", M, "-o", O, "--max-length", "2"], "--max-length"),
+    ("cross-limit", ["crossdomain", "-m", M, "-o", O, "--limit", "-1"], "--limit"),
+    ("cross-batch-0", ["crossdomain", "-m", M, "-o", O, "--batch-size", "0"], "--batch-size"),
+    ("qa-train-steps", ["qa", "train", "-t", "{bad}/squad.json", "-m", M, "-o", O, "--max-steps", "-1"],
+     "--max-steps"),
+    ("qa-train-epochs", ["qa", "train", "-t", "{bad}/squad.json", "-m", M, "-o", O, "--epochs", "0"], "--epochs"),
+    ("qa-train-lr", ["qa", "train", "-t", "{bad}/squad.json", "-m", M, "-o", O, "--lr", "-1"], "--lr"),
+    ("qa-train-batch", ["qa", "train", "-t", "{bad}/squad.json", "-m", M, "-o", O, "--batch-size", "0"],
+     "--batch-size"),
+    ("qa-predict-limit-0", ["qa", "predict", "-d", "{bad}/squad.json", "-m", M, "-o", O, "--limit", "0"],
+     "--limit"),
+    ("qa-predict-limit-neg", ["qa", "predict", "-d", "{bad}/squad.json", "-m", M, "-o", O, "--limit", "-1"],
+     "--limit"),
+    ("qa-predict-batch-0", ["qa", "predict", "-d", "{bad}/squad.json", "-m", M, "-o", O,
+                            "--eval-batch-size", "0"], "--eval-batch-size"),
+    ("qa-eval-limit-0", ["qa", "eval", "-d", "{bad}/squad.json", "-m", M, "-o", O, "--limit", "0"], "--limit"),
+    ("qa-eval-convert", ["qa", "eval", "-d", "{bad}/squad.json", "-m", M, "-o", O, "--convert", "zz"],
+     "--convert"),
+    ("qa-predict-convert", ["qa", "predict", "-d", "{bad}/squad.json", "-m", M, "-o", O, "--convert", "zz"],
+     "--convert"),
+    ("align-csls-k", ["align", "-c", "en={bad}/corpus.txt", "-m", M, "-o", O, "--csls-k", "-1"], "--csls-k"),
+    ("align-max-length", ["align", "-c", "en={bad}/corpus.txt", "-m", M, "-o", O, "--max-length", "2"],
+     "--max-length"),
+    ("align-k-neg", ["align", "-c", "en={bad}/corpus.txt", "-m", M, "-o", O, "--k", "-3"], "--k"),
+    ("align-max-lines", ["align", "-c", "en={bad}/corpus.txt", "-m", M, "-o", O, "--max-lines", "-1"],
+     "--max-lines"),
+    ("langvec-mean-0", ["langvec", "-c", "en={bad}/corpus.txt", "-m", M, "-o", O, "--mean-sentences", "0"],
+     "--mean-sentences"),
+    ("scale-steps-0", ["align-scale", "-c", "en={bad}/corpus.txt", "-o", O, "--steps", "0"], "--steps"),
+    # garbage bytes / a truncated .gz as each kind of input file: named by file
+    ("cbow-garbage", ["cbow", "-c", "{bad}/garbage.txt", "-o", O], "garbage.txt"),
+    ("cbow-trunc-gz", ["cbow", "-c", "{bad}/trunc.txt.gz", "-o", O], "trunc.txt.gz"),
+    ("tok-garbage", ["tokenizer", "train", "-c", "en={bad}/garbage.txt", "-o", O], "garbage.txt"),
+    ("tok-trunc-gz", ["tokenizer", "train", "-c", "en={bad}/trunc.txt.gz", "-o", O], "trunc.txt.gz"),
+    ("senses-garbage", ["senses", "-s", "{bad}/garbage.txt", "-t", "x", "-m", M, "-o", O], "garbage.txt"),
+    ("senses-trunc-gz", ["senses", "-s", "{bad}/trunc.txt.gz", "-t", "x", "-m", M, "-o", O], "trunc.txt.gz"),
+    ("align-dict-garbage", ["align", "-c", "en={bad}/corpus.txt", "-c", "zh={bad}/corpus.txt",
+                            "-d", "{bad}/garbage.txt", "-m", M, "-o", O], "garbage.txt"),
+    ("score-preds-garbage", ["qa", "score", "-d", "{bad}/squad.json", "-p", "{bad}/garbage.json"],
+     "garbage.json"),
+    ("score-preds-trunc-gz", ["qa", "score", "-d", "{bad}/squad.json", "-p", "{bad}/trunc.json.gz"],
+     "trunc.json.gz"),
+    ("score-data-garbage", ["qa", "score", "-d", "{bad}/garbage.json", "-p", "{bad}/preds.json"], "garbage.json"),
+    ("score-data-trunc-gz", ["qa", "score", "-d", "{bad}/trunc.json.gz", "-p", "{bad}/preds.json"],
+     "trunc.json.gz"),
+    ("cross-task-garbage", ["crossdomain", "-t", "{bad}/garbage.txt", "-m", M, "-o", O], "garbage.txt"),
+    ("cloze-garbage", ["cloze", "--items", "{bad}/garbage.txt", "-m", M], "garbage.txt"),
+    # damaged models and refused pickles: named by file, never a suggestion to turn safety off
+    *[(f"model-{name}-{cmd[0]}", [*cmd, "-m", f"{{bad}}/{name}"], name)
+      for name in ("trunc-st", "garbage-st", "config-list", "pickle")
+      for cmd in (["fill-mask", "the [MASK]"], ["senses", "-s", "apple-en", "-o", O])],
+]
+
+
+def _fill(arg: str, bad: Path, model: Path, tmp: Path) -> str:
+    return arg.replace("{bad}", str(bad)).replace("{model}", str(model)).replace("{tmp}", str(tmp))
+
+
+@pytest.mark.parametrize("argv,needle", [pytest.param(a, n, id=i) for i, a, n in CASES])
+def test_bad_input_exits_2_with_one_line(argv, needle, bad, tiny_model, tmp_path, capsys):
+    args = [_fill(a, bad, tiny_model, tmp_path) for a in argv]
+    code = main(args)
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert code == 2, (code, err)
+    assert "Traceback" not in err
+    assert len(lines) == 1, err
+    assert lines[0].startswith("bertology: error: "), err
+    # the flag or file named as a whole word: `--steps` is not satisfied by `--max-steps`
+    needle = re.escape(_fill(needle, bad, tiny_model, tmp_path))
+    assert re.search(rf"(?<![\w-]){needle}(?![\w-])", lines[0]), lines[0]
+    assert "weights_only=False" not in err
+    # refused before the work: nothing was written under a fresh --out
+    assert not (tmp_path / "out" / "results.json").exists()
+
+
+def test_table_covers_every_command():
+    """A new command joins the table: each top-level command (and qa/tokenizer subcommand) has a row."""
+    from bertology.cli import app, qa_app, tokenizer_app
+
+    names = {c.name or c.callback.__name__ for c in app.registered_commands} - {"models"}
+    names |= {f"qa {c.name}" for c in qa_app.registered_commands}
+    names |= {f"tokenizer {c.name}" for c in tokenizer_app.registered_commands}
+    used = {(a[0] + " " + a[1]) if a[0] in ("qa", "tokenizer") else a[0] for _, a, _ in CASES}
+    assert names <= used, names - used
+
+
+# --------------------------------------------------------------------------------------------- right results
+def _squad_file(path: Path, qas: list[tuple[str, str, str, int]], context: str) -> Path:
+    path.write_text(json.dumps({"data": [{"title": "t", "paragraphs": [{"context": context, "qas": [
+        {"id": i, "question": q, "answers": [{"text": a, "answer_start": s}]} for i, q, a, s in qas]}]}]},
+        ensure_ascii=False), encoding="utf-8")
+    return path
+
+
+def test_qa_score_scores_answer_texts_of_every_question(tmp_path, capsys):
+    """issue 14.7: as the official SQuAD v1.1 / CMRC 2018 scripts, `qa score` compares answer texts, over all
+    questions, whatever answer_start says: an answer absent from its context (174 in CMRC 2018 dev) is scored,
+    not rejected, and not dropped (dropping changed EM 41.75 -> 41.38)."""
+    ctx = "2008年夏季奥运会在北京举行，这是中国第一次举办奥运会。"
+    data = _squad_file(tmp_path / "d.json", [("q1", "奥运会在哪里举行？", "北京", 12),
+                                             ("q2", "哪一届奥运会？", "第29届夏季奥运会", 999)], ctx)
+    (tmp_path / "p.json").write_text(json.dumps({"q1": "北京", "q2": "第29届夏季奥运会"}, ensure_ascii=False))
+    assert main(["qa", "score", "-d", str(data), "-p", str(tmp_path / "p.json"), "-o", str(tmp_path / "o")]) == 0
+    sc = json.loads((tmp_path / "o" / "results.json").read_text())["scores"][0]
+    assert (sc["total"], sc["exact_match"], sc["f1"], sc["skipped"]) == (2, 100.0, 100.0, 0)
+    # a wrong answer to the out-of-context question counts 0 for it: EM 1/2 over both questions; CMRC F1 of
+    # "第29届" against "第29届夏季奥运会": segments 第 29 届 | 第 29 届 夏 季 奥 运 会 (8), LCS 3: P 1, R 3/8
+    (tmp_path / "p.json").write_text(json.dumps({"q1": "北京", "q2": "第29届"}, ensure_ascii=False))
+    assert main(["qa", "score", "-d", str(data), "-p", str(tmp_path / "p.json"), "-o", str(tmp_path / "o")]) == 0
+    sc = json.loads((tmp_path / "o" / "results.json").read_text())["scores"][0]
+    assert sc["exact_match"] == pytest.approx(50.0)
+    assert sc["f1"] == pytest.approx(100 * (1 + 2 * (3 / 8) / (1 + 3 / 8)) / 2)
+
+
+def test_qa_score_without_a_common_question_id_is_refused(tmp_path, capsys):
+    """issue 14.5: predictions that answer none of the questions (another data set's) scored 0, silently."""
+    data = _squad_file(tmp_path / "d.json", [("q1", "what is red", "the apple", 0)], "the apple is red")
+    (tmp_path / "p.json").write_text(json.dumps({"other-id": "the apple"}))
+    assert main(["qa", "score", "-d", str(data), "-p", str(tmp_path / "p.json")]) == 2
+    err = capsys.readouterr().err
+    assert "no question id in common" in err and "d.json" in err
