@@ -28,7 +28,7 @@ import time
 import numpy as np
 import torch
 
-from bertology.data import load_dictionary
+from bertology.io.dictionaries import load_dictionary
 from bertology.metrics import knn_mean_similarity, ranking_scores, retrieval_ranks_all
 
 

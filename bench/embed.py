@@ -46,8 +46,8 @@ def main() -> None:
     from transformers.utils import logging
 
     logging.set_verbosity_error()
-    from bertology.embed import Embedder
-    from bertology.models import load_model, load_tokenizer
+    from bertology.core.embed import Embedder
+    from bertology.core.models import load_model, load_tokenizer
 
     sents = real_sentences(Path(args.data), args.n)
     tok = load_tokenizer(args.model)

@@ -51,11 +51,11 @@ def main() -> None:
     import transformers
     transformers.utils.logging.set_verbosity_error()
 
-    from bertology.crossdomain import (build_model, encode, load_task, make_mapping, predict_logits, split_indices,
+    from bertology.experiments.crossdomain import (build_model, encode, load_task, make_mapping, predict_logits, split_indices,
                                        stratified_subset)
-    from bertology.engine import ExampleBatches, TrainConfig, train
+    from bertology.core.engine import ExampleBatches, TrainConfig, train
     from bertology.metrics import classification_scores
-    from bertology.models import load_tokenizer
+    from bertology.core.models import load_tokenizer
 
     data = load_task(args.task, args.data_dir)
     data = data.subset(stratified_subset(data, args.n_train + args.n_eval, args.seed))

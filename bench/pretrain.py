@@ -69,9 +69,9 @@ def main() -> int:
     from transformers import (BertForMaskedLM, DataCollatorForLanguageModeling, Trainer, TrainingArguments)
     from transformers.utils import logging as hf_logging
 
-    from bertology import engine
-    from bertology.data import read_corpora
-    from bertology.pretrain import (MaskedLMObjective, PackedMLMBatches, _loss_fn, make_masker, make_mlm,
+    from bertology.core import engine
+    from bertology.io.corpora import read_corpora
+    from bertology.experiments.pretrain import (MaskedLMObjective, PackedMLMBatches, _loss_fn, make_masker, make_mlm,
                                     model_config, prepare_data, train_tokenizer)
 
     hf_logging.set_verbosity_error()

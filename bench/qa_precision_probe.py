@@ -75,8 +75,8 @@ def error_by_lead(model_dir: str, n: int, seed: int) -> None:
     sys.path.insert(0, str(ROOT / "src"))
     from qa_predict import bf16_and_fp32, load_questions   # this directory's QA benchmark
 
-    from bertology import qa
-    from bertology.models import load_model, load_tokenizer
+    from bertology.experiments import qa
+    from bertology.core.models import load_model, load_tokenizer
 
     bench = {e.id for e in load_questions(500, 0).examples}   # bench/qa_predict.py's default sample
     pool = [e for e in qa.load_data("squad-dev").examples if e.id not in bench]

@@ -37,7 +37,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def load_questions(n: int, seed: int):
     sys.path.insert(0, str(ROOT / "src"))
-    from bertology import qa
+    from bertology.experiments import qa
 
     return qa.load_data("squad-dev").sample(n, seed)
 
@@ -144,9 +144,9 @@ def main() -> None:
 
     torch.set_num_threads(args.threads)
     sys.path.insert(0, str(ROOT / "src"))
-    from bertology import qa
+    from bertology.experiments import qa
     from bertology.metrics import qa_scores
-    from bertology.models import load_model, load_tokenizer
+    from bertology.core.models import load_model, load_tokenizer
 
     if not (Path(args.hf4) / "transformers").exists():
         sys.exit(f"bench: {args.hf4} holds no transformers 4.x; see this script's docstring")

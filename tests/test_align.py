@@ -10,9 +10,11 @@ import numpy as np
 import pytest
 import torch
 
-from bertology import align, langvec
+from bertology.experiments import align
+from bertology.experiments import langvec
 from bertology.cli import main
-from bertology.data import Dictionary, load_cedict, load_dictionary, load_muse_dictionary
+from bertology.io.dictionaries import (Dictionary, choose_conversion, convert_dictionary, load_cedict, load_dictionary,
+                                       load_muse_dictionary)
 from bertology.errors import UserError
 from bertology.metrics import bf16_dot_error_bound, knn_mean_similarity, random_mrr, ranking_scores, retrieval_ranks
 
@@ -146,8 +148,8 @@ def test_real_muse_dictionary_and_auto_conversion(data_dir):
     d = load_dictionary("muse-en-zh", data_dir=data_dir)
     assert len(d.pairs) > 30000 and ("and", "和") in d.pairs
     simplified = ["我们今天买了很多东西，价格也不贵。"] * 10
-    assert align.choose_conversion(d, (["we bought things"], simplified)) == "t2s"
-    conv = align.convert_dictionary(d, "t2s")
+    assert choose_conversion(d, (["we bought things"], simplified)) == "t2s"
+    conv = convert_dictionary(d, "t2s")
     assert conv.converted_words > 1000 and ("apple", "苹果") in conv.pairs
 
 

@@ -7,8 +7,8 @@ import json
 import pytest
 
 from bertology.cli import main
-from bertology.cloze import ClozeItem, cloze_accuracy, read_cloze_items
-from bertology.pretrain import fill_mask
+from bertology.experiments.cloze import ClozeItem, cloze_accuracy, read_cloze_items
+from bertology.experiments.pretrain import fill_mask
 
 
 def test_builtin_set_has_both_languages_and_scripts():

@@ -12,12 +12,13 @@ import pytest
 import torch
 
 from bertology.cli import main
-from bertology.crossdomain import (CONDITIONS, CrossDomainConfig, build_model, encode, make_mapping, predict_logits,
+from bertology.experiments.crossdomain import (CONDITIONS, CrossDomainConfig, build_model, encode, make_mapping, predict_logits,
                                    read_mapping, run_crossdomain, save, split_indices, stratified_subset, word_tokens)
-from bertology.data import kmers, load_sequences
+from bertology.io.sequences import kmers, load_sequences
 from bertology.errors import UserError
 from bertology.metrics import classification_scores
-from bertology.models import load_tokenizer
+from bertology.core.models import load_tokenizer
+from bertology.report.figures import crossdomain_figures
 
 
 # --------------------------------------------------------------------------------------------- loaders
@@ -184,7 +185,9 @@ def test_experiment_end_to_end_learns_saves_and_resumes(tiny_encoder, tmp_path, 
     cfg = CrossDomainConfig(model=str(tiny_encoder), task=str(task), conditions=("scratch", "frozen"),
                             seeds=2, epochs=3, patience=None, batch_size=8, lr=2e-3, max_length=8, progress=False)
     out = tmp_path / "out"
-    res = save(run_crossdomain(cfg, out), out)
+    res = run_crossdomain(cfg, out)
+    crossdomain_figures(res, out)
+    save(res, out)
     # seed-major order: a run stopped part-way still has every condition for the seeds it finished
     assert [(r.condition, r.seed) for r in res.runs] == [("scratch", 0), ("frozen", 0), ("scratch", 1), ("frozen", 1)]
     by = {(r.condition, r.seed): r for r in res.runs}
@@ -210,7 +213,7 @@ def test_experiment_end_to_end_learns_saves_and_resumes(tiny_encoder, tmp_path, 
     with pytest.raises(UserError, match="different settings"):
         run_crossdomain(CrossDomainConfig(**{**cfg.__dict__, "lr": 1e-3}), out)
     # the report can show this finished run instead of computing its quick one
-    from bertology.crossdomain import REPORT_RESULTS_ENV, report_section
+    from bertology.report.sections.crossdomain import REPORT_RESULTS_ENV, report_section
     from bertology.report import ReportContext
 
     monkeypatch.setenv(REPORT_RESULTS_ENV, str(out / "results.json"))

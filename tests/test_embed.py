@@ -6,7 +6,7 @@ import pytest
 import torch
 from transformers import AutoModel, AutoTokenizer
 
-from bertology.embed import Embedder, find_occurrences
+from bertology.core.embed import Embedder, find_occurrences
 from bertology.errors import UserError
 
 SENTENCES = ["I ate an apple today.", "Apple launched a new iPhone, and apple stock rose.",
@@ -49,7 +49,7 @@ def test_real_minilm_matches_direct_forward():
     emb = Embedder("minilm", batch_size=4, progress=False)
     occ = find_occurrences(SENTENCES[:3], "apple")
     vecs = emb.occurrence_vectors(SENTENCES[:3], occ, layers=[0, 6])
-    from bertology.models import resolve_model
+    from bertology.core.models import resolve_model
     for k, o in enumerate(occ):
         ref = _direct(resolve_model("minilm"), SENTENCES[o.sentence], (o.start, o.end))
         np.testing.assert_allclose(vecs[:, k], ref[[0, 6]], atol=1e-5)

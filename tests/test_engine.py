@@ -3,7 +3,7 @@
 import torch
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-from bertology.engine import ExampleBatches, TrainConfig, length_batches, pad_batch, train
+from bertology.core.engine import ExampleBatches, TrainConfig, length_batches, pad_batch, train
 
 
 def _task(tiny_model):
@@ -73,7 +73,7 @@ def test_train_learns_and_resume_is_exact(tiny_model, tmp_path):
 
 
 def test_best_weights_written_at_checkpoints_only_and_fused_adamw(tiny_model, tmp_path, monkeypatch):
-    from bertology import engine
+    from bertology.core import engine
 
     tok, ex = _task(tiny_model)
     writes = []

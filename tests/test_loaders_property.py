@@ -18,12 +18,15 @@ hypothesis = pytest.importorskip("hypothesis")
 from hypothesis import HealthCheck, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
-from bertology.cloze import read_cloze_items  # noqa: E402
-from bertology.data import (load_cedict, load_muse_dictionary, load_sequences, load_squad,  # noqa: E402
-                            read_corpora, read_sentences)
 from bertology.errors import UserError  # noqa: E402
-from bertology.qa import load_predictions  # noqa: E402
-from bertology.storage import load_results  # noqa: E402
+from bertology.experiments.cloze import read_cloze_items  # noqa: E402
+from bertology.experiments.qa import load_predictions  # noqa: E402
+from bertology.io.corpora import read_corpora  # noqa: E402
+from bertology.io.dictionaries import load_cedict, load_muse_dictionary  # noqa: E402
+from bertology.io.sentences import read_sentences  # noqa: E402
+from bertology.io.sequences import load_sequences  # noqa: E402
+from bertology.io.squad import load_squad  # noqa: E402
+from bertology.io.storage import load_results  # noqa: E402
 
 
 def _sentences_ok(r):
@@ -44,6 +47,7 @@ LOADERS = {
     "squad": (load_squad, _squad_ok),
     "squad-skip-bad": (lambda p: load_squad(p, skip_bad=True), _squad_ok),
     "squad-questions": (lambda p: load_squad(p, require_answers=False), _squad_ok),
+    "squad-scored": (lambda p: load_squad(p, check_offsets=False), _squad_ok),
     "muse": (load_muse_dictionary, lambda d: all(isinstance(a, str) and isinstance(b, str) for a, b in d.pairs)),
     "cedict": (load_cedict, lambda d: all(isinstance(a, str) and isinstance(b, str) for a, b in d.pairs)),
     "predictions": (load_predictions, lambda r: all(isinstance(v, str) for v in r.values())),

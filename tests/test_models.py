@@ -5,8 +5,8 @@ import pytest
 
 from bertology.cli import main
 from bertology.errors import UserError
-from bertology.models import has_mlm_head, list_models, load_model, load_tokenizer, resolve_model
-from bertology.storage import find_dataset, load_results, save_results
+from bertology.core.models import has_mlm_head, list_models, load_model, load_tokenizer, resolve_model
+from bertology.io.storage import find_dataset, load_results, save_results
 
 
 def test_minilm_alias_is_installed_and_real():
@@ -31,7 +31,7 @@ def test_local_directories(tiny_model, tiny_encoder, tmp_path):
 
 
 def test_unreachable_hub_id_says_what_was_tried():
-    with pytest.raises(UserError, match=r"not a local directory.*pass --model DIR"):
+    with pytest.raises(UserError, match=r"not a local directory.*pass `model` DIR"):
         load_model("no-such-org/no-such-model")
 
 

@@ -19,9 +19,9 @@ import pytest
 import torch
 
 from bertology.cli import main
-from bertology.data import parse_corpus_spec, read_corpora
+from bertology.io.corpora import parse_corpus_spec, read_corpora
 from bertology.errors import UserError
-from bertology.pretrain import (PackedMLMBatches, PretrainConfig, fill_mask, make_masker, pack_lines, pretrain,
+from bertology.experiments.pretrain import (PackedMLMBatches, PretrainConfig, fill_mask, make_masker, pack_lines, pretrain,
                                 smoothed_shares)
 
 from conftest import TINY_WORDS
@@ -265,8 +265,8 @@ def _weights_initial(tiny_model, common) -> dict[str, torch.Tensor]:
     """The weights every run starts from (seed 0), to show the runs moved far more than they differ."""
     from transformers import AutoTokenizer, BertForMaskedLM
 
-    from bertology import engine
-    from bertology.pretrain import model_config
+    from bertology.core import engine
+    from bertology.experiments.pretrain import model_config
 
     engine.set_seed(0)
     m = BertForMaskedLM(model_config("tiny", None, len(AutoTokenizer.from_pretrained(tiny_model)), 32, 0.0))
@@ -286,7 +286,7 @@ def test_fill_mask_needs_mlm_head_and_a_mask(tiny_model, tiny_encoder, capsys):
 
 
 def test_report_section(tmp_path, tiny_model, tiny_encoder):
-    from bertology.pretrain import report_section
+    from bertology.report.sections.pretrain import report_section
     from bertology.report import ReportContext
 
     with pytest.raises(UserError, match="no masked-LM head"):
@@ -297,7 +297,7 @@ def test_report_section(tmp_path, tiny_model, tiny_encoder):
 
 # --------------------------------------------------------------------------------------------- speed options
 def _tiny_mlm_batch(vocab=120, seed=0):
-    from bertology.pretrain import Masker, make_mlm, model_config
+    from bertology.experiments.pretrain import Masker, make_mlm, model_config
 
     torch.manual_seed(seed)
     mlm = make_mlm(model_config("tiny", None, vocab, 16, 0.0))
@@ -307,7 +307,7 @@ def _tiny_mlm_batch(vocab=120, seed=0):
 
 
 def test_compiled_objective_matches_eager_and_keeps_state_dict_keys():
-    from bertology.pretrain import MaskedLMObjective
+    from bertology.experiments.pretrain import MaskedLMObjective
 
     mlm, batch = _tiny_mlm_batch()
     eager = MaskedLMObjective(mlm)
@@ -358,7 +358,7 @@ def _compile_failing_backward(fn, **kw):
                                                      (_compile_failing_backward, "backward compilation failed")])
 def test_compile_failure_falls_back_to_eager(monkeypatch, broken_compile, message):
     """Compilation failing in the forward or in the backward graph: caught at the first step, eager from then."""
-    from bertology.pretrain import MaskedLMObjective
+    from bertology.experiments.pretrain import MaskedLMObjective
 
     monkeypatch.setattr(torch, "compile", broken_compile)
     mlm, batch = _tiny_mlm_batch()

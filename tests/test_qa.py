@@ -10,9 +10,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bertology import qa
+from bertology.core import precision
+from bertology.experiments import qa
 from bertology.cli import main
-from bertology.data import load_squad
+from bertology.io.squad import load_squad
 from bertology.errors import UserError
 from bertology.metrics import (cmrc_em, cmrc_f1, cmrc_segment, longest_common_run, qa_scores, squad_em, squad_f1,
                                squad_normalize)
@@ -130,7 +131,7 @@ def test_real_files_load(data_dir):
 # --------------------------------------------------------------------------------------------- windows & spans
 @pytest.fixture(scope="module")
 def minilm_tokenizer():
-    from bertology.models import load_tokenizer
+    from bertology.core.models import load_tokenizer
 
     try:
         return load_tokenizer("minilm")
@@ -190,7 +191,7 @@ def test_training_learns_and_predictions_are_exact_substrings(tiny_encoder, tmp_
     train = qa.QADataset("toy", _toy_examples(96, 0))
     dev = qa.QADataset("toy-dev", _toy_examples(32, 1))
     s = qa.QASettings(max_len=64, doc_stride=16, max_query_len=16, max_answer_len=5)
-    from bertology.models import load_model, load_tokenizer
+    from bertology.core.models import load_model, load_tokenizer
 
     tok = load_tokenizer(str(tiny_encoder))
     before = qa.score(dev, qa.predict(load_model(str(tiny_encoder), head="qa"), tok, dev.examples, s,
@@ -221,7 +222,7 @@ def test_answer_margins_count_only_different_texts():
 
 
 def _tiny_qa(tiny_encoder):
-    from bertology.models import load_model, load_tokenizer
+    from bertology.core.models import load_model, load_tokenizer
 
     return load_model(str(tiny_encoder), head="qa").eval(), load_tokenizer(str(tiny_encoder))
 
@@ -263,7 +264,7 @@ def test_onednn_fusion_keeps_logits(tiny_encoder):
 
     import torch
 
-    from bertology.engine import pad_batch
+    from bertology.core.engine import pad_batch
 
     model, tok = _tiny_qa(tiny_encoder)
     feats = qa.eval_features(tok, _toy_examples(8, 4), qa.QASettings(max_len=64, doc_stride=16, max_query_len=16))
@@ -271,12 +272,12 @@ def test_onednn_fusion_keeps_logits(tiny_encoder):
     with torch.inference_mode():
         ref = model(**batch).start_logits
         fused = copy.deepcopy(model)
-        swapped = qa._fuse_onednn(fused)
+        swapped = precision.fuse_onednn(fused)
         if torch.backends.mkldnn.is_available():
             assert swapped == 6      # 2 layers x (dense+GELU, 2 x dense+residual+LayerNorm), fp32
         assert torch.allclose(fused(**batch).start_logits, ref, atol=1e-4)
-        b16 = qa._bf16_inference_copy(model)
-        assert isinstance(b16.qa_outputs, qa._Fp32Head)
+        b16 = precision.fused_bf16_copy(model)
+        assert isinstance(b16.qa_outputs, precision.Fp32Head)
         got = b16(**batch).start_logits
         assert got.dtype == torch.float32 and torch.allclose(got, ref, atol=0.1)
     # the caller's model is untouched
@@ -318,7 +319,7 @@ def test_cli_score_and_errors(tmp_path, capsys):
 
 
 def test_cli_eval_and_predict(tiny_encoder, tmp_path):
-    from bertology.models import load_model, load_tokenizer
+    from bertology.core.models import load_model, load_tokenizer
 
     # a QA model directory (random span head) that `qa eval` / `qa predict` accept as --model
     mdir = tmp_path / "qa-model"
@@ -347,10 +348,12 @@ def test_cli_eval_and_predict(tiny_encoder, tmp_path):
 
 
 def test_report_section_runs(tiny_encoder, tmp_path, data_dir, monkeypatch):
+    from bertology.core.models import has_qa_head
     from bertology.report import ReportContext, run_section
+    from bertology.report.sections import qa as qa_section
 
-    monkeypatch.setattr(qa, "REPORT_QUICK", (4, 3))      # the code path of the quick report, at toy size
-    (sec,) = run_section("bertology.qa", "QA", ReportContext(model=str(tiny_encoder), out_dir=tmp_path / "r",
+    monkeypatch.setattr(qa_section, "REPORT_QUICK", (4, 3))      # the code path of the quick report, at toy size
+    (sec,) = run_section("bertology.report.sections.qa", "QA", ReportContext(model=str(tiny_encoder), out_dir=tmp_path / "r",
                                                              data_dir=str(data_dir)))
     assert sec.error is None, sec.error
     names = [r["eval set"] for r in sec.tables[0][1]]
@@ -359,10 +362,10 @@ def test_report_section_runs(tiny_encoder, tmp_path, data_dir, monkeypatch):
     doc = json.loads((tmp_path / "r" / "results.json").read_text())
     assert doc["schema"] == "bertology.qa/1" and doc["train"]["train_questions"] == 4
     # a model that already has a span head is evaluated without training
-    assert not qa.has_qa_head(str(tiny_encoder))
+    assert not has_qa_head(str(tiny_encoder))
     qa_model = Path(doc["train"]["model_dir"])
-    assert qa.has_qa_head(str(qa_model))
-    (sec2,) = run_section("bertology.qa", "QA", ReportContext(model=str(qa_model), out_dir=tmp_path / "r2",
+    assert has_qa_head(str(qa_model))
+    (sec2,) = run_section("bertology.report.sections.qa", "QA", ReportContext(model=str(qa_model), out_dir=tmp_path / "r2",
                                                               data_dir=str(data_dir)))
     assert sec2.error is None, sec2.error
     assert "evaluated as it is" in sec2.explanation and len(sec2.figures) == 1

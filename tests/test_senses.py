@@ -8,12 +8,12 @@ import sys
 import numpy as np
 import pytest
 
-from bertology.cbow import segment_line, train_cbow
+from bertology.experiments.cbow import segment_line, train_cbow
 from bertology.cli import main
-from bertology.data import read_sentences
+from bertology.io.sentences import read_sentences
 from bertology.errors import UserError
 from bertology.metrics import sense_separation
-from bertology.senses import static_senses, word_senses
+from bertology.experiments.senses import static_senses, word_senses
 
 
 def test_sense_separation_hand_checked():

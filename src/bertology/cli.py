@@ -57,6 +57,16 @@ TrustOpt = typer.Option(False, "--trust-remote-code", help="Allow model code fro
 SeedOpt = typer.Option(0, "--seed", help="Random seed (runs with the same seed repeat exactly).")
 
 
+def flag_name(field: str) -> str:
+    """The option that sets a library field: `seq_len` -> --seq-len (every field is named after its flag)."""
+    return "--" + field.replace("_", "-")
+
+
+def describe_error(error: UserError) -> str:
+    """A library error in the CLI's terms: its fields as flag names."""
+    return error.describe(flag_name)
+
+
 @app.callback()
 def _root():
     """See why BERT works (run `bertology COMMAND --help` for each experiment)."""
@@ -87,7 +97,7 @@ def models_cmd(
     from rich.console import Console
     from rich.table import Table
 
-    from .models import alias_path, list_models
+    from .core.models import alias_path, list_models
 
     if path is not None:
         print(alias_path(path))
@@ -122,7 +132,8 @@ def senses_cmd(
 ):
     """Word senses: embed every occurrence of a target at every layer; cosine heatmap and per-layer
     separation of the labelled senses (within-sense minus between-sense cosine, silhouette, purity)."""
-    from . import senses
+    from .experiments import senses
+    from .report.figures import senses_figures
 
     sents, labels, source, target = senses.resolve_sentences(sentences, target)
     if static is not None:
@@ -132,6 +143,7 @@ def senses_cmd(
                                     batch_size=batch_size, seed=seed, trust_remote_code=trust_remote_code,
                                     source=source)
     senses.save(result, out)
+    senses_figures(result, out)
     for s in result.layers:
         fmt = lambda v: "   -  " if v is None else f"{v:6.3f}"  # noqa: E731
         typer.echo(f"layer {s.layer:2d}  within {fmt(s.within)}  between {fmt(s.between)}  "
@@ -160,8 +172,8 @@ def cbow_cmd(
 ):
     """Train a static word2vec CBOW baseline (gensim): one vector per word, whatever its context.
     Use it with `bertology senses --static OUT`."""
-    from . import cbow
-    from .senses import nearest_neighbours
+    from .experiments import cbow
+    from .experiments.senses import nearest_neighbours
 
     lines = cbow.corpus_lines(corpus, max_lines)
     result = cbow.train_cbow(lines, out, segment=segment, vector_size=vector_size, window=window,
@@ -187,21 +199,32 @@ def report_cmd(
     data_dir: Optional[Path] = DataDirOpt,
     seed: int = SeedOpt,
     trust_remote_code: bool = TrustOpt,
+    fallback_model: str = typer.Option("zh-en-mini", "--fallback-model",
+                                       help="Model that runs the sections --model cannot (Chinese text, an "
+                                            "MLM head); each such section says so. '' for none."),
+    keep_models: bool = typer.Option(False, "--keep-models", help="Keep the models sections fine-tune (QA) in "
+                                     "OUT; by default the report folder holds results and figures only."),
 ):
     """Run every experiment on one model and write OUT/index.html: one self-contained page with every
-    figure, the numbers and a short explanation per section. Experiments the model cannot run (e.g.
-    Chinese on an English-only vocabulary) appear with the reason."""
-    from .models import check_precision, resolve_model
+    figure, the numbers and a short explanation per section. Sections the model cannot run (e.g. Chinese
+    on an English-only vocabulary, fill-mask without an MLM head) run on --fallback-model, the bilingual
+    model shipped with bertology, and say so; without one they appear with the reason."""
+    from .core.models import resolve_model
+    from .core.precision import check_precision
     from .report import SECTIONS, build_report
 
     check_precision(precision)
     resolve_model(model)
+    if fallback_model:
+        resolve_model(fallback_model)
     known = [m.rsplit(".", 1)[-1] for m, _ in SECTIONS]
     bad = [o for o in only if o not in known]
     if bad:
         raise UserError(f"--only {bad[0]!r}: unknown section (known: {', '.join(known)})")
     page, sections = build_report(model, out, data_dir=str(data_dir) if data_dir else None, precision=precision,
-                                  seed=seed, quick=not full, only=only or None, trust_remote_code=trust_remote_code)
+                                  seed=seed, quick=not full, only=only or None, trust_remote_code=trust_remote_code,
+                                  describe_error=describe_error, fallback_model=fallback_model or None,
+                                  keep_models=keep_models)
     for s in sections:
         typer.echo(f"{'skipped' if s.error else 'ok':8s} {s.seconds:7.1f} s  {s.title}"
                    + (f"  ({s.error.splitlines()[0][:100]})" if s.error else ""))
@@ -239,9 +262,9 @@ def tokenizer_train_cmd(
     language-balanced sampling; OUT loads with AutoTokenizer.from_pretrained and works as --tokenizer."""
     from dataclasses import asdict
 
-    from .data import read_corpora
-    from .pretrain import TOKENIZER_SCHEMA, train_tokenizer
-    from .storage import save_results
+    from .io.corpora import read_corpora
+    from .experiments.pretrain import TOKENIZER_SCHEMA, train_tokenizer
+    from .io.storage import save_results
 
     corpora = read_corpora(corpus, str(data_dir) if data_dir else None)
     _, res = train_tokenizer(corpora, out, vocab_size, lowercase, None, alpha, budget, seed,
@@ -299,7 +322,7 @@ def pretrain_cmd(
     evaluation), OUT/checkpoint (for --resume), log.jsonl, eval.jsonl, results.json and loss_curve.png.
     Runs unchanged under `torchrun --nproc_per_node=N` (see docs/pretrain.md).
     """
-    from .pretrain import PretrainConfig, pretrain
+    from .experiments.pretrain import PretrainConfig, pretrain
 
     ddir = str(data_dir) if data_dir else None
     cfg = PretrainConfig(corpora=corpus, out_dir=str(out), tokenizer=tokenizer, init_from=init_from,
@@ -311,12 +334,16 @@ def pretrain_cmd(
                          eval_every=eval_every, resume=resume, data_dir=ddir, progress=progress)
     hooks = []
     if track_alignment is not None:
-        from .data import parse_corpus_spec
-        from .pretrain import alignment_hook
+        from .experiments.align import alignment_hook_for_run
+        from .io.corpora import parse_corpus_spec
 
-        hooks.append(alignment_hook(track_alignment, [parse_corpus_spec(c) for c in corpus], out, ddir,
-                                    tokenizer))
+        hooks.append(alignment_hook_for_run(track_alignment, [parse_corpus_spec(c) for c in corpus], out, ddir,
+                                            tokenizer))
     res = pretrain(cfg, eval_hooks=hooks)
+    if int(os.environ.get("RANK", "0")) == 0:     # under torchrun only rank 0 writes
+        from .report.figures import pretrain_figures
+
+        pretrain_figures(res.train_log, res.history, out)
     if res.final and int(os.environ.get("RANK", "0")) == 0:     # under torchrun only rank 0 evaluates
         print(f"{res.steps} steps, {res.tokens_per_s:.0f} tokens/s; held-out loss {res.final.get('eval_loss', 0):.3f}, "
               f"masked-token accuracy {res.final.get('eval_acc', 0):.3f}; model in {res.model_dir}")
@@ -337,7 +364,7 @@ def fill_mask_cmd(
     """Fill in the blank: the top-k tokens and probabilities for every [MASK] (needs a model with an MLM head)."""
     from dataclasses import asdict
 
-    from .pretrain import FILL_MASK_SCHEMA, fill_mask
+    from .experiments.pretrain import FILL_MASK_SCHEMA, fill_mask
 
     res = fill_mask(model, texts, top_k, precision, trust_remote_code, convert)
     for it in res.items:
@@ -345,11 +372,11 @@ def fill_mask_cmd(
         for j, m in enumerate(it["masks"]):
             print(f"  [MASK] {j + 1}: " + "  ".join(f"{c['token']} {c['prob']:.3f}" for c in m["candidates"]))
     if out is not None:
-        from .plots import plot_fill_mask
-        from .storage import save_results
+        from .io.storage import save_results
+        from .report.figures import fill_mask_figures
 
         save_results(out, FILL_MASK_SCHEMA, asdict(res))
-        plot_fill_mask(res.items, out / "fill_mask.png")
+        fill_mask_figures(res, out)
 
 
 @app.command("cloze")
@@ -364,14 +391,14 @@ def cloze_cmd(
     """Cloze accuracy: top-1 / top-5 of the masked-LM head on fill-in-the-blank items, per language."""
     from dataclasses import asdict
 
-    from .cloze import CLOZE_SCHEMA, cloze_accuracy, read_cloze_items
+    from .experiments.cloze import CLOZE_SCHEMA, cloze_accuracy, read_cloze_items
 
     res = cloze_accuracy(model, read_cloze_items(items), precision, trust_remote_code)
     for lang, s in res.summary.items():
         print(f"{lang}: top-1 {s['top1']:.3f}  top-5 {s['top5']:.3f}  ({s['n']} items, "
               f"{s['unscorable']} answers not a single token)")
     if out is not None:
-        from .storage import save_results
+        from .io.storage import save_results
 
         save_results(out, CLOZE_SCHEMA, asdict(res))
 
@@ -412,7 +439,8 @@ def crossdomain_cmd(
 
     Writes results.json (bertology.crossdomain/1), conditions.png (bars, mean ± std over seeds) and learning_curves.png. Re-running the same command resumes an interrupted experiment.
     """
-    from .crossdomain import CrossDomainConfig, run_crossdomain, save, summary_rows
+    from .experiments.crossdomain import CrossDomainConfig, run_crossdomain, save, summary_rows
+    from .report.figures import crossdomain_figures
 
     _set_threads(threads)
     cfg = CrossDomainConfig(model=model, task=task, conditions=tuple(c.strip() for c in conditions.split(",") if c.strip()),
@@ -420,7 +448,9 @@ def crossdomain_cmd(
                             lr=lr, precision=precision, max_length=max_length, max_windows=max_windows, kmer=kmer,
                             symbols=symbols, limit=limit, mapping=str(mapping) if mapping else None,
                             skip_bad=skip_bad, data_dir=data_dir, trust_remote_code=trust_remote_code)
-    result = save(run_crossdomain(cfg, out), out)
+    result = run_crossdomain(cfg, out)
+    crossdomain_figures(result, out)    # before saving: results.json lists the figures
+    save(result, out)
     if result.skipped_rows:
         typer.echo(f"skipped {len(result.skipped_rows)} bad rows (listed in results.json), e.g. {result.skipped_rows[0]}",
                    err=True)
@@ -461,9 +491,8 @@ _QaThreads = typer.Option(None, "--threads", min=1, help="CPU threads for torch 
 
 def _qa_settings(max_len, doc_stride, n_best, max_answer_len, batch_size, precision, span_score="logit",
                  verify_margin=None):
-    from .models import PRECISIONS, check_precision
-    from .qa import PRECISIONS as PREDICT_PRECISIONS
-    from .qa import QASettings
+    from .core.precision import PREDICT_PRECISIONS, PRECISIONS, check_precision
+    from .experiments.qa import QASettings
 
     # bf16-verified exists for prediction only (the commands that take --verify-margin); training: fp32 | bf16
     check_precision(precision, PREDICT_PRECISIONS if verify_margin is not None else PRECISIONS)
@@ -495,6 +524,15 @@ def _qa_named(specs: List[str], what: str) -> list[tuple[str, str]]:
     return out
 
 
+def _qa_save(result, out: Path) -> None:
+    """results.json (+ predictions, n-best) and the figures that apply."""
+    from .experiments import qa
+    from .report.figures import qa_figures
+
+    qa_figures(result, out)
+    qa.save(result, out)
+
+
 def _qa_print_scores(scores) -> None:
     for sc in scores:
         typer.echo(f"{sc.name:28s} {sc.lang}  EM {sc.exact_match:6.2f}  F1 {sc.f1:6.2f}  "
@@ -513,14 +551,14 @@ def qa_score_cmd(
 ):
     """Score predictions with the official metrics: exact_match and f1 (0-100), total, missing (unanswered
     questions count as 0)."""
-    from . import qa
+    from .experiments import qa
 
     # scored data: answer texts only, as the official scripts (no offset validation)
     ds = qa.load_data(data, data_dir, skip_bad=skip_bad, check_offsets=False)
     sc = qa.score(ds, qa.load_predictions(predictions), lang)
     _qa_print_scores([sc])
     if out:
-        qa.save(qa.QAResult("score", None, None, [sc]), out)
+        _qa_save(qa.QAResult("score", None, None, [sc]), out)
         typer.echo(f"wrote {out}/results.json")
 
 
@@ -547,7 +585,7 @@ def qa_train_cmd(
     """Fine-tune a span-extraction head: sliding windows over long contexts, answer span labelled in the
     window that holds it ([CLS] elsewhere), shared engine (bf16, resume, progress). Writes OUT/model (use it as
     --model), OUT/train/ (checkpoint, log.jsonl), results.json and qa_training.png."""
-    from . import qa
+    from .experiments import qa
 
     _set_threads(threads)
     s = _qa_settings(max_len, doc_stride, n_best, max_answer_len, eval_batch_size, precision)
@@ -557,7 +595,7 @@ def qa_train_cmd(
     dev_set = (qa.load_data(dev, data_dir, skip_bad=skip_bad, check_offsets=False).sample(max_dev, seed)
                if dev else None)
     _, _, tr = qa.train(model, train_sets, dev_set, out, s, t, dev_lang=lang, trust_remote_code=trust_remote_code)
-    qa.save(qa.QAResult("train", model, qa.asdict(s), [], tr), out)
+    _qa_save(qa.QAResult("train", model, qa.asdict(s), [], tr), out)
     typer.echo(f"{tr.steps} steps on {tr.train_windows} windows in {tr.wall_time:.0f} s"
                + (f"; best dev F1 {tr.best_dev_f1:.2f} at step {tr.best_step}" if tr.best_dev_f1 is not None else ""))
     typer.echo(f"wrote {tr.model_dir} and {out}/results.json")
@@ -565,13 +603,13 @@ def qa_train_cmd(
 
 def _qa_predict_or_eval(command, model, data, out, lang, limit, skip_bad, settings, data_dir, seed, convert,
                         trust_remote_code):
-    from . import qa
+    from .experiments import qa
 
     ds = qa.load_data(data, data_dir, skip_bad=skip_bad, require_answers=command == "eval",
                       check_offsets=False).sample(limit, seed)
     result = qa.predict_file(command, model, ds, settings, lang=lang, convert=convert,
                              trust_remote_code=trust_remote_code)
-    qa.save(result, out)
+    _qa_save(result, out)
     if result.scores:
         _qa_print_scores(result.scores)
     typer.echo(f"{len(result.predictions)} questions answered; wrote {out}/predictions.json, nbest.json, "
@@ -648,7 +686,7 @@ def qa_crosslingual_cmd(
     """The lecture's experiment: one fine-tuning run (e.g. English SQuAD only), evaluated zero-shot on every
     eval set (SQuAD dev, XQuAD-en/zh, DRCD dev, CMRC trial...). Prints a table next to the lecture's
     (mBERT en->zh DRCD 78.8 F1); writes results.json, qa_scores.png, qa_training.png, predictions_*.json."""
-    from . import qa
+    from .experiments import qa
 
     _set_threads(threads)
     s = _qa_settings(max_len, doc_stride, n_best, max_answer_len, eval_batch_size, precision)
@@ -662,7 +700,7 @@ def qa_crosslingual_cmd(
                if dev else None)
     result = qa.crosslingual(model, train_sets, evals, out, s, t, dev=dev_set, convert=convert,
                              trust_remote_code=trust_remote_code)
-    qa.save(result, out)
+    _qa_save(result, out)
     _qa_print_scores(result.scores)
     for k, v in qa.LECTURE_DRCD_F1.items():
         typer.echo(f"{'lecture: ' + k:40s} F1 {v:5.1f}  (DRCD dev)")
@@ -706,8 +744,8 @@ def _floats_arg(text: str, name: str) -> List[float]:
 
 def _align_inputs(corpus, dict_path, dict_format, convert, source, target, max_lines, data_dir):
     """Read corpora, pick the two languages, load the dictionary (converted as asked)."""
-    from .align import choose_conversion, convert_dictionary
-    from .data import load_dictionary, read_corpora
+    from .io.dictionaries import choose_conversion, convert_dictionary, load_dictionary
+    from .io.corpora import read_corpora
 
     ddir = str(data_dir) if data_dir else None
     corpora = read_corpora(corpus, ddir)
@@ -761,7 +799,8 @@ def align_cmd(
     random baselines. Writes OUT/results.json and OUT/mrr_per_layer.png."""
     import torch
 
-    from . import align
+    from .experiments import align
+    from .report.figures import align_figures
 
     torch.manual_seed(seed)
     corpora, source, target, d = _align_inputs(corpus, dict_path, dict_format, convert, source, target,
@@ -771,6 +810,7 @@ def align_cmd(
                       batch_size=batch_size, max_length=max_length, cbow=cbow, seed=seed, work_dir=None,
                       trust_remote_code=trust_remote_code, keep_identical=keep_identical)
     align.save(res, out)
+    align_figures(res, out)
     b = res.best
     print(f"{res.coverage['source_words']} {source} words vs {res.coverage['candidates']} {target} candidates "
           f"({res.coverage['evaluated_pairs']} pairs; {res.coverage['skipped_pairs']} skipped). Best layer {b['layer']}: "
@@ -804,8 +844,9 @@ def langvec_cmd(
     each (L, α). Needs a model with an MLM head. Writes OUT/results.json and OUT/langvec_grid.png."""
     import torch
 
-    from . import langvec
-    from .data import read_corpora
+    from .experiments import langvec
+    from .report.figures import langvec_figures
+    from .io.corpora import read_corpora
 
     torch.manual_seed(seed)
     corpora, source, target, d = _align_inputs(corpus, dict_path, dict_format, convert, source, target,
@@ -815,6 +856,7 @@ def langvec_cmd(
                           _floats_arg(alphas, "--alphas"), mean_sentences, precision, batch_size,
                           trust_remote_code=trust_remote_code)
     langvec.save(res, out)
+    langvec_figures(res, out)
     b = res.best
     print(f"best: layer {b['layer']}, α {b['alpha']:g}: precision {b['precision']:.3f} over {b['scored_words']} "
           f"words, {b['target_script_rate']:.2f} of tokens in {target} script. Results in {out}")
@@ -844,11 +886,13 @@ def align_scale_cmd(
 ):
     """The data-scale experiment: pretrain identical bilingual models on N and 5N sentences per language and
     plot masked-LM loss and alignment MRR against steps (OUT/data_scale.png; each run in OUT/n<N>/)."""
-    from . import align
+    from .experiments.data_scale import data_scale
+    from .report.figures import data_scale_figures
 
     sizes = [int(x) for x in _floats_arg(sentences, "--sentences")]
-    res = align.data_scale(corpus, dict_path, out, sizes, size, steps, eval_every, batch_size, seq_len, vocab_size,
-                           lr, precision, seed, convert=convert, data_dir=str(data_dir) if data_dir else None)
+    res = data_scale(corpus, dict_path, out, sizes, size, steps, eval_every, batch_size, seq_len, vocab_size,
+                     lr, precision, seed, convert=convert, data_dir=str(data_dir) if data_dir else None,
+                     after_each_run=lambda partial: data_scale_figures(partial, out))
     for run in res.runs:
         last = run.history[-1] if run.history else {}
         print(f"{run.sentences_per_lang:,} sentences/lang: loss {last.get('eval_loss', float('nan')):.3f}, "
@@ -870,7 +914,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     try:
         code = app(args=argv, prog_name="bertology", standalone_mode=False)
     except UserError as e:
-        print(f"bertology: error: {_one_line(str(e))}", file=sys.stderr)
+        print(f"bertology: error: {_one_line(describe_error(e))}", file=sys.stderr)
         return 2
     except typer.TyperException as e:
         if type(e).__name__ == "NoArgsIsHelpError":    # `bertology qa`: the help is the answer, not an error

@@ -205,7 +205,7 @@ def qa_scores(references: dict[str, list[str]], predictions: dict[str, str], lan
 RETRIEVAL_SCORINGS = ("cosine", "csls")
 
 
-def _unit_rows(x):
+def unit_rows(x):
     import torch
 
     x = torch.as_tensor(np.asarray(x, dtype=np.float32))
@@ -251,7 +251,7 @@ def knn_mean_similarity(a, b, k: int = 10, chunk_bytes: int = 1 << 27, screen: b
     is not (dense near-ties) are recomputed in fp32."""
     import torch
 
-    a, b = _unit_rows(a), _unit_rows(b)
+    a, b = unit_rows(a), unit_rows(b)
     n, m = a.shape[0], b.shape[0]
     k = min(k, m)
     out = torch.empty(n)
@@ -325,7 +325,7 @@ def retrieval_ranks_all(queries, candidates, gold: list[list[int]], scorings=RET
     computed: 2 cos(x, y) - r_S(y) ranks exactly as CSLS does."""
     import torch
 
-    q, c = _unit_rows(queries), _unit_rows(candidates)
+    q, c = unit_rows(queries), unit_rows(candidates)
     n, m = q.shape[0], c.shape[0]
     if len(gold) != n or any(len(g) == 0 for g in gold):
         raise ValueError("gold needs one non-empty list of candidate indices per query")

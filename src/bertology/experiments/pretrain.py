@@ -37,7 +37,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .errors import UserError
+from ..errors import UserError
+from ..io.storage import truncate_jsonl
 
 SCHEMA = "bertology.pretrain/1"
 FILL_MASK_SCHEMA = "bertology.fill-mask/1"
@@ -119,12 +120,13 @@ def train_tokenizer(corpora: dict[str, list[str]], out_dir: str | Path, vocab_si
 
     t0 = time.perf_counter()
     if vocab_size < len(SPECIAL_TOKENS) + 100:
-        raise UserError(f"--vocab-size {vocab_size}: too small (at least {len(SPECIAL_TOKENS) + 100})")
+        raise UserError(f"`vocab_size` {vocab_size}: too small (at least {len(SPECIAL_TOKENS) + 100})",
+                        fields=('vocab_size',))
     if alphabet_size is None:
         alphabet_size = max(100, vocab_size // 4)
     if not 100 <= alphabet_size < vocab_size:
-        raise UserError(f"--alphabet-size {alphabet_size}: must be at least 100 and below the vocabulary size "
-                        f"({vocab_size})")
+        raise UserError(f"`alphabet_size` {alphabet_size}: must be at least 100 and below the vocabulary size "
+                        f"({vocab_size})", fields=('alphabet_size',))
     sample = _sample_for_tokenizer(corpora, alpha, budget_tokens, seed)
     wp = BertWordPieceTokenizer(clean_text=True, handle_chinese_chars=True, strip_accents=strip_accents,
                                 lowercase=lowercase)
@@ -180,7 +182,7 @@ def pack_lines(token_lists: Sequence[Sequence[int]], seq_len: int, cls_id: int, 
     FULL-SENTENCES; run_mlm's group_texts): no padding at all; a line may continue into the next sequence;
     the incomplete tail is dropped."""
     if seq_len < 8:
-        raise UserError(f"--seq-len {seq_len}: too short (at least 8)")
+        raise UserError(f"`seq_len` {seq_len}: too short (at least 8)", fields=('seq_len',))
     total = sum(len(t) + 1 for t in token_lists)
     stream = np.empty(total, dtype=np.int32)
     pos = 0
@@ -222,8 +224,8 @@ def prepare_data(corpora: dict[str, list[str]], tokenizer, seq_len: int, heldout
             ids += [e.ids for e in backend.encode_batch(lines[i:i + chunk], add_special_tokens=False)]
         seqs = pack_lines(ids, seq_len, tokenizer.cls_token_id, tokenizer.sep_token_id)
         if len(seqs) < 2:
-            raise UserError(f"--corpus {lang}=...: only {len(seqs)} sequence(s) of {seq_len} tokens; need more "
-                            f"text or a shorter --seq-len")
+            raise UserError(f"`corpus` {lang}=...: only {len(seqs)} sequence(s) of {seq_len} tokens; need more "
+                            f"text or a shorter `seq_len`", fields=('corpus', 'seq_len'))
         n_held = min(max_heldout, max(1, int(len(seqs) * heldout_fraction)))
         train[lang], heldout[lang] = seqs[:-n_held], seqs[-n_held:]
         n_lines[lang], n_tokens[lang] = len(lines), int(sum(len(x) for x in ids))
@@ -232,7 +234,7 @@ def prepare_data(corpora: dict[str, list[str]], tokenizer, seq_len: int, heldout
         buf = io.BytesIO()
         np.savez(buf, meta=json.dumps({"langs": list(train), "lines": n_lines, "tokens": n_tokens}),
                  **{f"train_{l}": v for l, v in train.items()}, **{f"heldout_{l}": v for l, v in heldout.items()})
-        from .storage import atomic_write_bytes
+        from ..io.storage import atomic_write_bytes
         atomic_write_bytes(cache, buf.getvalue())
     return data
 
@@ -349,14 +351,14 @@ def model_config(preset: str | None, config_file: str | None, vocab_size: int, s
         cfg.vocab_size = vocab_size
     else:
         if preset not in PRESETS:
-            raise UserError(f"--size {preset!r}: choose one of {', '.join(PRESETS)}")
+            raise UserError(f"`size` {preset!r}: choose one of {', '.join(PRESETS)}", fields=('size',))
         layers, hidden = PRESETS[preset]
         cfg = BertConfig(vocab_size=vocab_size, hidden_size=hidden, num_hidden_layers=layers,
                          num_attention_heads=hidden // 64, intermediate_size=4 * hidden,
                          max_position_embeddings=max(512, seq_len))
     if cfg.max_position_embeddings < seq_len:
-        raise UserError(f"--seq-len {seq_len} exceeds the config's max_position_embeddings "
-                        f"({cfg.max_position_embeddings})")
+        raise UserError(f"`seq_len` {seq_len} exceeds the config's max_position_embeddings "
+                        f"({cfg.max_position_embeddings})", fields=('seq_len',))
     cfg.hidden_dropout_prob = cfg.attention_probs_dropout_prob = dropout
     cfg.architectures = ["BertForMaskedLM"]
     return cfg
@@ -574,8 +576,8 @@ class PretrainResult:
     warm_start: dict | None = None            # with init_from: which weights came from where
 
 
-def _load_corpora(cfg: PretrainConfig) -> dict[str, list[str]]:
-    from .data import read_corpora
+def load_corpora(cfg: PretrainConfig) -> dict[str, list[str]]:
+    from ..io.corpora import read_corpora
 
     corpora = read_corpora(cfg.corpora, cfg.data_dir)
     if cfg.max_sentences_per_lang:
@@ -588,41 +590,34 @@ def _load_corpora(cfg: PretrainConfig) -> dict[str, list[str]]:
     return corpora
 
 
-def pretrain(cfg: PretrainConfig, eval_hooks: Iterable[Callable[[Any, int, dict], dict | None]] = ()
-             ) -> PretrainResult:
-    """Pretrain a BERT with masked-LM from scratch; see the module docstring. Runs unchanged under torchrun.
-
-    eval_hooks: called as hook(model, step, metrics) at each evaluation with the Hugging Face
-    `BertForMaskedLM`; a returned dict is merged into the logged metrics (e.g. alignment MRR).
-    """
-    from transformers import AutoTokenizer
-
-    from . import engine
-    from .models import check_precision, load_tokenizer, pick_device
+def _check_config(cfg: PretrainConfig):
+    """Fail on bad options before minutes of reading and tokenising. Returns the --init-from source
+    (config, tokenizer), validated with the rest, or None."""
+    from ..core.precision import check_precision
 
     check_precision(cfg.precision)
-    # fail on bad options before minutes of reading and tokenising
     source = _warm_start_source(cfg)
     if source is None and cfg.config_file is None and cfg.size not in PRESETS:
-        raise UserError(f"--size {cfg.size!r}: choose one of {', '.join(PRESETS)}")
-    for name, value, low in (("--seq-len", cfg.seq_len, 8), ("--batch-size", cfg.batch_size, 1),
-                             ("--max-steps", cfg.max_steps, 1), ("--eval-every", cfg.eval_every, 1),
-                             ("--grad-accum", cfg.grad_accum, 1)):
+        raise UserError(f"`size` {cfg.size!r}: choose one of {', '.join(PRESETS)}", fields=('size',))
+    for name, value, low in (("seq_len", cfg.seq_len, 8), ("batch_size", cfg.batch_size, 1),
+                             ("max_steps", cfg.max_steps, 1), ("eval_every", cfg.eval_every, 1),
+                             ("grad_accum", cfg.grad_accum, 1)):
         if value < low:
-            raise UserError(f"{name} {value}: must be at least {low}")
+            raise UserError(f"`{name}` {value}: must be at least {low}", fields=(name,))
     if not 0 < cfg.mask_prob < 1 or not 0 <= cfg.alpha <= 1 or not 0 <= cfg.dropout < 1:
-        raise UserError("--alpha must be in [0, 1], --dropout in [0, 1), the mask rate in (0, 1)")
-    out = Path(cfg.out_dir)
-    rank, world = engine.init_distributed(pick_device())
-    is_main = rank == 0
-    if is_main:
-        out.mkdir(parents=True, exist_ok=True)
-        if (out / "checkpoint").exists() and not cfg.resume:
-            raise UserError(f"{out}: holds a checkpoint of an earlier run; pass --resume to continue it "
-                            f"or choose another --out")
-    corpora = _load_corpora(cfg)
+        raise UserError("`alpha` must be in [0, 1], `dropout` in [0, 1), the mask rate in (0, 1)",
+                        fields=('alpha', 'dropout'))
+    return source
 
-    # Tokenizer: given, reused from an interrupted run, or trained now (rank 0 trains, the others wait).
+
+def _run_tokenizer(cfg: PretrainConfig, corpora: dict[str, list[str]], out: Path, is_main: bool, world: int,
+                   source=None):
+    """The run's tokenizer: given, reused from an interrupted run, or trained now (rank 0 trains, the others
+    wait); with a warm-start `source`, extended to the source's vocabulary."""
+    from transformers import AutoTokenizer
+
+    from ..core.models import load_tokenizer
+
     tok_dir = out / "tokenizer"
     if cfg.tokenizer:
         tokenizer = load_tokenizer(cfg.tokenizer)
@@ -638,6 +633,46 @@ def pretrain(cfg: PretrainConfig, eval_hooks: Iterable[Callable[[Any, int, dict]
         tokenizer, _ = extend_vocabulary(source[1], tokenizer)
     if tokenizer.mask_token_id is None or tokenizer.cls_token_id is None or tokenizer.sep_token_id is None:
         raise UserError(f"tokenizer {cfg.tokenizer}: needs [CLS], [SEP] and [MASK] tokens")
+    return tokenizer
+
+
+def _pretrain_result(cfg: PretrainConfig, out: Path, mlm, data: PackedData, shares: dict[str, float], result,
+                     tokenizer, warm=None) -> PretrainResult:
+    n_params = sum(p.numel() for p in mlm.parameters())
+    n_embed = sum(p.numel() for n, p in mlm.named_parameters() if "embeddings" in n)
+    return PretrainResult(
+        config=asdict(cfg), model_dir=str(out / "model"), parameters=n_params,
+        parameters_non_embedding=n_params - n_embed,
+        languages={l: {"lines": data.lines[l], "tokens": data.tokens[l], "train_sequences": len(data.train[l]),
+                       "heldout_sequences": len(data.heldout[l]), "sampling_share": shares[l]} for l in data.train},
+        steps=result.steps, tokens_seen=result.tokens, tokens_per_s=result.tokens / max(result.wall_time, 1e-9),
+        wall_time=result.wall_time, final=result.history[-1] if result.history else {},
+        unigram_baseline=unigram_baseline(data, tokenizer.all_special_ids),
+        history=result.history, train_log=result.train_log, warm_start=asdict(warm) if warm else None)
+
+
+def pretrain(cfg: PretrainConfig, eval_hooks: Iterable[Callable[[Any, int, dict], dict | None]] = ()
+             ) -> PretrainResult:
+    """Pretrain a BERT with masked-LM from scratch; see the module docstring. Runs unchanged under torchrun.
+
+    eval_hooks: called as hook(model, step, metrics) at each evaluation with the Hugging Face
+    `BertForMaskedLM`; a returned dict is merged into the logged metrics (e.g. alignment MRR).
+    """
+    from ..core import engine
+    from ..core.models import pick_device
+
+    source = _check_config(cfg)
+    out = Path(cfg.out_dir)
+    rank, world = engine.init_distributed(pick_device())
+    is_main = rank == 0
+    if is_main:
+        out.mkdir(parents=True, exist_ok=True)
+        if (out / "checkpoint").exists() and not cfg.resume:
+            raise UserError(f"{out}: holds a checkpoint of an earlier run; pass `resume` to continue it "
+                            f"or choose another `out`", fields=('resume', 'out'))
+    corpora = load_corpora(cfg)
+
+    tokenizer = _run_tokenizer(cfg, corpora, out, is_main, world, source)
 
     data = prepare_data(corpora, tokenizer, cfg.seq_len, cfg.heldout_fraction, cfg.max_heldout,
                         cache_dir=out if is_main else None, progress=cfg.progress and is_main)
@@ -656,8 +691,8 @@ def pretrain(cfg: PretrainConfig, eval_hooks: Iterable[Callable[[Any, int, dict]
     masker = make_masker(tokenizer, cfg.mask_prob, cfg.whole_word)
     batches = PackedMLMBatches(data.train, cfg.batch_size, masker, cfg.alpha, cfg.seed)
     if len(batches(0, rank, world)) == 0:
-        raise UserError(f"--batch-size {cfg.batch_size} x {world} process(es) exceeds the "
-                        f"{sum(len(s) for s in data.train.values())} training sequences")
+        raise UserError(f"`batch_size` {cfg.batch_size} x {world} process(es) exceeds the "
+                        f"{sum(len(s) for s in data.train.values())} training sequences", fields=('batch_size',))
 
     def export_hook(model, step, metrics):
         export_model(mlm, tokenizer, out / "model")
@@ -666,7 +701,7 @@ def pretrain(cfg: PretrainConfig, eval_hooks: Iterable[Callable[[Any, int, dict]
 
     hooks = [lambda m, s, met, h=h: h(mlm, s, met) for h in eval_hooks] + [export_hook]
     if cfg.resume and is_main and (ckpt := engine.find_checkpoint(out)):
-        _truncate_jsonl(out / "eval.jsonl", torch.load(ckpt / "state.pt", weights_only=True)["step"])
+        truncate_jsonl(out / "eval.jsonl", torch.load(ckpt / "state.pt", weights_only=True)["step"])
     tc = engine.TrainConfig(out_dir=out, lr=cfg.lr, weight_decay=cfg.weight_decay, warmup=cfg.warmup,
                             max_steps=cfg.max_steps, grad_accum=cfg.grad_accum, clip=cfg.clip,
                             precision=cfg.precision, seed=cfg.seed, eval_every=cfg.eval_every,
@@ -676,24 +711,11 @@ def pretrain(cfg: PretrainConfig, eval_hooks: Iterable[Callable[[Any, int, dict]
                                                                                    seed=cfg.seed),
                           on_evaluate=hooks, loss_fn=_loss_fn)
 
-    n_params = sum(p.numel() for p in mlm.parameters())
-    n_embed = sum(p.numel() for n, p in mlm.named_parameters() if "embeddings" in n)
-    shares = batches.shares()
-    res = PretrainResult(
-        config=asdict(cfg), model_dir=str(out / "model"), parameters=n_params,
-        parameters_non_embedding=n_params - n_embed,
-        languages={l: {"lines": data.lines[l], "tokens": data.tokens[l], "train_sequences": len(data.train[l]),
-                       "heldout_sequences": len(data.heldout[l]), "sampling_share": shares[l]} for l in data.train},
-        steps=result.steps, tokens_seen=result.tokens, tokens_per_s=result.tokens / max(result.wall_time, 1e-9),
-        wall_time=result.wall_time, final=result.history[-1] if result.history else {},
-        unigram_baseline=unigram_baseline(data, tokenizer.all_special_ids),
-        history=result.history, train_log=result.train_log, warm_start=asdict(warm) if warm else None)
+    res = _pretrain_result(cfg, out, mlm, data, batches.shares(), result, tokenizer, warm)
     if is_main:
-        from .plots import plot_pretrain_curves
-        from .storage import save_results
+        from ..io.storage import save_results
 
         save_results(out, SCHEMA, asdict(res))
-        plot_pretrain_curves(res.train_log, res.history, out / "loss_curve.png")
     # Clean multi-process shutdown: drop the model/optimizer references, then barrier + destroy.
     del objective, batches, result
     gc.collect()
@@ -702,51 +724,17 @@ def pretrain(cfg: PretrainConfig, eval_hooks: Iterable[Callable[[Any, int, dict]
 
 
 def _warm_start_source(cfg: PretrainConfig):
-    """(config, tokenizer) of the --init-from model, validated before any data is read; None without it."""
+    """(config, tokenizer) of the `init_from` model, validated before any data is read; None without it."""
     if not cfg.init_from:
         return None
     from .warmstart import check_size, source_config, source_tokenizer
 
     if cfg.config_file:
-        raise UserError("--init-from and --config both set the architecture: give one")
+        raise UserError("`init_from` and `config` both set the architecture: give one",
+                        fields=("init_from", "config"))
     src_cfg = source_config(cfg.init_from)
     check_size(cfg.init_from, src_cfg, cfg.size, PRESETS)
     return src_cfg, source_tokenizer(cfg.init_from)
-
-
-def alignment_hook(dictionary: str | Path, specs, out_dir: str | Path, data_dir: str | None = None,
-                   tokenizer: str | None = None):
-    """The `--track-alignment DICT` hook: cross-lingual alignment (bertology.align) measured at every
-    evaluation on the run's own corpora. Built on first call, when the run's tokenizer exists."""
-    try:
-        from .align import make_alignment_hook
-    except ImportError as e:
-        raise UserError(f"--track-alignment needs bertology.align ({e})") from None
-    # the first source of each language, as a SOURCE[#COLUMN][@MAX] spec that align reads itself
-    corpora: dict[str, str] = {}
-    for spec in specs:
-        corpora.setdefault(spec.lang, spec.source + (f"#{spec.column}" if spec.column is not None else "")
-                           + (f"@{spec.max_lines}" if spec.max_lines is not None else ""))
-    state: dict = {}
-
-    def hook(model, step, metrics):
-        if "hook" not in state:
-            from transformers import AutoTokenizer
-
-            tok = AutoTokenizer.from_pretrained(tokenizer or Path(out_dir) / "tokenizer")
-            state["hook"] = make_alignment_hook(Path(dictionary), corpora, tok, data_dir=data_dir)
-        return state["hook"](model, step, metrics)
-
-    return hook
-
-
-def _truncate_jsonl(path: Path, max_step: int) -> None:
-    """Drop entries logged after the checkpoint a resumed run restarts from (they will be logged again)."""
-    if path.exists():
-        keep = [l for l in path.read_text(encoding="utf-8").splitlines()
-                if l.strip() and json.loads(l).get("step", 0) <= max_step]
-        from .storage import atomic_write_text
-        atomic_write_text(path, "".join(l + "\n" for l in keep))
 
 
 # --------------------------------------------------------------------------------------------- fill-mask
@@ -763,7 +751,8 @@ def fill_mask(model: str, texts: Sequence[str], top_k: int = 5, precision: str =
 
     convert: an OpenCC conversion applied to the texts first (e.g. "t2s": the lecture's Traditional example
     for a model whose vocabulary was learnt from Simplified text)."""
-    from .models import autocast, load_model, load_tokenizer
+    from ..core.models import load_model, load_tokenizer
+    from ..core.precision import autocast
 
     if convert:
         import opencc
@@ -771,7 +760,8 @@ def fill_mask(model: str, texts: Sequence[str], top_k: int = 5, precision: str =
         try:
             cc = opencc.OpenCC(convert)
         except Exception:  # opencc raises a bare RuntimeError / ValueError for unknown configurations
-            raise UserError(f"--convert {convert!r}: not an OpenCC conversion (e.g. t2s, s2t, tw2s)") from None
+            raise UserError(f"`convert` {convert!r}: not an OpenCC conversion (e.g. t2s, s2t, tw2s)",
+                            fields=('convert',)) from None
         texts = [cc.convert(t) for t in texts]
 
     tok = load_tokenizer(model, trust_remote_code)
@@ -779,7 +769,7 @@ def fill_mask(model: str, texts: Sequence[str], top_k: int = 5, precision: str =
         raise UserError(f"model {model!r}: its tokenizer has no mask token")
     mlm = load_model(model, head="mlm", trust_remote_code=trust_remote_code)
     if top_k > len(tok):    # torch.topk would fail with a RuntimeError after the first text
-        raise UserError(f"--top-k {top_k}: more than the model's vocabulary ({len(tok)} tokens)")
+        raise UserError(f"`top_k` {top_k}: more than the model's vocabulary ({len(tok)} tokens)", ("top_k",))
     items = []
     for text in texts:
         if tok.mask_token not in text:
@@ -797,35 +787,3 @@ def fill_mask(model: str, texts: Sequence[str], top_k: int = 5, precision: str =
                 for v, i in zip(top.values, top.indices)]})
         items.append({"text": text, "masks": masks})
     return FillMaskResult(model=str(model), top_k=top_k, items=items)
-
-
-# The lecture's example (Traditional), its Simplified form (most of our Chinese text is Simplified), and a few
-# blanks with one obvious answer in each language.
-REPORT_SENTENCES = ["今天買了蘋[MASK]來吃", "今天买了苹[MASK]来吃", "中国的首都是北[MASK]。",
-                    "the capital of france is [MASK].", "i went to the [MASK] to buy some bread."]
-
-
-def report_section(ctx):
-    """Fill-in-the-blank examples for the report; models without an MLM head get the reason instead."""
-    from .models import has_mlm_head
-    from .plots import plot_fill_mask
-    from .report import Section
-    from .storage import save_results
-
-    if not has_mlm_head(ctx.model):
-        raise UserError(f"model {ctx.model!r} has no masked-LM head (its checkpoint holds no cls.predictions "
-                        f"weights), so it cannot fill in blanks; pretrain one with `bertology pretrain` and "
-                        f"pass its OUT/model directory")
-    texts = REPORT_SENTENCES
-    res = fill_mask(ctx.model, texts, top_k=5, precision=ctx.precision, trust_remote_code=ctx.trust_remote_code)
-    save_results(ctx.out_dir, FILL_MASK_SCHEMA, asdict(res))
-    fig = plot_fill_mask(res.items, Path(ctx.out_dir) / "fill_mask.png")
-    rows = [{"text": it["text"], "mask": j + 1,
-             "top-5": ", ".join(f"{c['token']} ({c['prob']:.2f})" for c in m["candidates"])}
-            for it in res.items for j, m in enumerate(it["masks"])]
-    return Section(title="Masked-LM: fill in the blank",
-                   explanation="BERT's pretraining task: predict the hidden token from both sides of its context. "
-                               "Each row shows the model's five most probable tokens for a [MASK] and their "
-                               "probabilities; a model that learnt the language puts the obvious word first "
-                               "with most of the probability mass.",
-                   figures=[fig], tables=[("Top-5 candidates per [MASK]", rows)])

@@ -31,11 +31,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .data import QADataset, QAExample, load_squad
-from .errors import UserError
-from .metrics import cjk_fraction, qa_scores
-from .models import check_precision
-from .storage import replace_dir
+from ..io.squad import QADataset, QAExample, load_squad
+from ..errors import UserError
+from ..metrics import cjk_fraction, qa_scores
+from ..core.precision import PREDICT_PRECISIONS, check_precision, fused_bf16_copy
+from ..io.storage import replace_dir
 
 SCHEMA = "bertology.qa/1"
 
@@ -69,11 +69,8 @@ class QASettings:
                                  # log-probability units) are re-run in fp32; docs/qa.md: how it was calibrated
 
 
-PRECISIONS = ("fp32", "bf16", "bf16-verified")
-
-
 # --------------------------------------------------------------------------------------------- features
-def _check_settings(tokenizer, model_config, s: QASettings) -> QASettings:
+def check_settings(tokenizer, model_config, s: QASettings) -> QASettings:
     """Clamp max_len to what the model can take, and refuse settings the tokenizer cannot honour."""
     limits = [s.max_len]
     if model_config is not None and getattr(model_config, "max_position_embeddings", None):
@@ -82,20 +79,21 @@ def _check_settings(tokenizer, model_config, s: QASettings) -> QASettings:
         limits.append(int(tokenizer.model_max_length))
     max_len = min(limits)
     if max_len < 16:
-        raise UserError(f"--max-len {max_len} is too short for a question and a context "
-                        f"(the model allows at most {min(limits[1:], default=max_len)} tokens)")
+        raise UserError(f"`max_len` {max_len} is too short for a question and a context "
+                        f"(the model allows at most {min(limits[1:], default=max_len)} tokens)", fields=('max_len',))
     query_len = min(s.max_query_len, (max_len - 3) // 2)   # short windows: questions get at most half
     room = max_len - query_len - 3
     if not 0 <= s.doc_stride < room:
-        raise UserError(f"--doc-stride must be at least 0 and below {room} (max-len {max_len} minus the question "
-                        f"and 3 special tokens), not {s.doc_stride}")
+        raise UserError(f"`doc_stride` must be at least 0 and below {room} (max-len {max_len} minus the question "
+                        f"and 3 special tokens), not {s.doc_stride}", fields=('doc_stride',))
     if s.span_score not in ("logit", "window-prob"):
-        raise UserError(f"--span-score must be logit or window-prob, not {s.span_score!r}")
-    check_precision(s.precision, PRECISIONS)
+        raise UserError(f"`span_score` must be logit or window-prob, not {s.span_score!r}", fields=('span_score',))
+    check_precision(s.precision, PREDICT_PRECISIONS)
     if not s.verify_margin >= 0:
         raise UserError(f"verify_margin must be >= 0, not {s.verify_margin!r}")
     if s.n_best < 1 or s.max_answer_len < 1 or s.batch_size < 1:
-        raise UserError("--n-best, --max-answer-len and --batch-size must be positive")
+        raise UserError("`n_best`, `max_answer_len` and `batch_size` must be positive",
+                        fields=('n_best', 'max_answer_len', 'batch_size'))
     return QASettings(**{**asdict(s), "max_len": max_len, "max_query_len": query_len})
 
 
@@ -174,134 +172,25 @@ def eval_features(tokenizer, examples: list[QAExample], s: QASettings) -> EvalFe
 
 # --------------------------------------------------------------------------------------------- prediction
 def window_logits(model, items: list[dict], s: QASettings, device=None, progress: bool = False):
-    """Start/end logits of every window: longest first, dynamically padded batches, inference mode.
-    bf16 (and bf16-verified) run a bf16 copy of an fp32 model (_bf16_inference_copy); the caller's model is
-    untouched."""
-    from tqdm.auto import tqdm
-
-    from .engine import length_batches, pad_batch
-    from .models import autocast
+    """Start/end logits of every window (core.inference.batched_inference). bf16 (and bf16-verified) run a
+    bf16 copy of an fp32 model (precision.fused_bf16_copy); the caller's model is untouched."""
+    from ..core.inference import batched_inference
 
     device = device or next(model.parameters()).device
-    pad_id = _pad_id(model)
     out: list[tuple[np.ndarray, np.ndarray] | None] = [None] * len(items)
     if not items:
         return out
-    groups = length_batches([len(it["input_ids"]) for it in items], s.batch_size, shuffle=False)
-    was_training = model.training
-    model.eval()
     run_model, precision = model, "bf16" if s.precision.startswith("bf16") else "fp32"
     if precision == "bf16" and next(model.parameters()).dtype == torch.float32:
-        run_model, precision = _bf16_inference_copy(model, device), "fp32"
-    with torch.inference_mode(), autocast(precision, device):
-        for g in tqdm(groups, disable=not progress, unit="batch", desc="predict", dynamic_ncols=True):
-            batch = {k: v.to(device) for k, v in pad_batch([items[i] for i in g], pad_id).items()}
-            res = run_model(**batch)
-            starts = res.start_logits.float().cpu().numpy()
-            ends = res.end_logits.float().cpu().numpy()
-            for j, i in enumerate(g):
-                n = len(items[i]["input_ids"])
-                out[i] = (starts[j, :n], ends[j, :n])
-    if was_training:
-        model.train()
+        run_model, precision = fused_bf16_copy(model, device), "fp32"
+    for g, _, res in batched_inference(model, items, s.batch_size, _pad_id(model), precision, device,
+                                       forward=lambda batch: run_model(**batch), progress=progress):
+        starts = res.start_logits.float().cpu().numpy()
+        ends = res.end_logits.float().cpu().numpy()
+        for j, i in enumerate(g):
+            n = len(items[i]["input_ids"])
+            out[i] = (starts[j, :n], ends[j, :n])
     return out
-
-
-class _Fp32Head(torch.nn.Module):
-    """The span head in fp32 on bf16 hidden states: start/end logits are not rounded to bf16's 8 bits (which
-    would make spans tie: logits of 2-4 would only come in steps of 1/64)."""
-
-    def __init__(self, linear: torch.nn.Linear):
-        super().__init__()
-        self.linear = linear
-
-    def forward(self, x):
-        return self.linear(x.float())
-
-
-class _OneDnnLinear(torch.nn.Module):
-    """An nn.Linear (bf16 or fp32) as one oneDNN call on a pre-packed weight, optionally with the following GELU
-    (erf) or residual add fused into the matmul: what torch.compile's CPU freezing passes do, without compiling.
-    With layer_norm: forward(x, other) = LayerNorm(x W^T + b + other), i.e. BertSelfOutput / BertOutput
-    (dropout is the identity at inference)."""
-
-    def __init__(self, linear: torch.nn.Linear, act: str = "none", layer_norm=None, batch_hint: int = 4096):
-        super().__init__()
-        self.weight = torch.ops.mkldnn._reorder_linear_weight(linear.weight.detach(), batch_hint)
-        self.bias = None if linear.bias is None else linear.bias.detach()
-        self.act = act
-        self.layer_norm = layer_norm
-
-    def forward(self, x, other=None):
-        if other is None:
-            return torch.ops.mkldnn._linear_pointwise(x, self.weight, self.bias, self.act, [], "none")
-        y = torch.ops.mkldnn._linear_pointwise.binary(x, other.contiguous(), self.weight, self.bias, "add")
-        return self.layer_norm(y)
-
-
-def _is_erf_gelu(act) -> bool:
-    f = getattr(act, "act", act)
-    return f is torch.nn.functional.gelu or (isinstance(act, torch.nn.GELU) and act.approximate == "none")
-
-
-def _fuse_onednn(model: torch.nn.Module) -> int:
-    """Swap the BERT-family blocks of a CPU model (in place) for oneDNN fused ops (_OneDnnLinear): dense+GELU
-    (…Intermediate) and dense+residual add (…SelfOutput / …Output, then LayerNorm); in bf16 also the other
-    linears (query/key/value), for their pre-packed weights. Each swap is checked against the original module
-    on a random input and skipped when it disagrees or fails (another architecture, a torch without these
-    ops). Returns how many modules were swapped."""
-    if not (hasattr(torch.ops.mkldnn, "_linear_pointwise") and torch.backends.mkldnn.is_available()):
-        return 0
-    def swap_if_equal(parent, name, child, make, args) -> int:
-        """Replace parent.name by make() when it gives the original module's output on a random input."""
-        try:
-            new = make()
-            with torch.inference_mode():
-                ref, got = child.eval()(*args).float(), new(*args).float()
-            if got.shape != ref.shape or not torch.allclose(got, ref, atol=0.1, rtol=0.05):
-                return 0
-        except Exception:   # noqa: BLE001 - an op or a signature this torch / architecture lacks: keep eager
-            return 0
-        setattr(parent, name, new)
-        return 1
-
-    swapped = 0
-    for parent in list(model.modules()):
-        for name, child in list(parent.named_children()):
-            dense = getattr(child, "dense", None)
-            if not isinstance(dense, torch.nn.Linear) or dense.weight.dtype not in (torch.bfloat16, torch.float32):
-                continue
-            x = torch.randn(2, 5, dense.in_features, dtype=dense.weight.dtype)
-            if hasattr(child, "intermediate_act_fn") and _is_erf_gelu(child.intermediate_act_fn):
-                swapped += swap_if_equal(parent, name, child, lambda: _OneDnnLinear(dense, "gelu"), (x,))
-            elif type(child).__name__.endswith("Output") and \
-                    isinstance(getattr(child, "LayerNorm", None), torch.nn.LayerNorm):
-                other = torch.randn(2, 5, dense.out_features, dtype=dense.weight.dtype)
-                swapped += swap_if_equal(parent, name, child, lambda: _OneDnnLinear(dense, layer_norm=child.LayerNorm),
-                                         (x, other))
-    for parent in list(model.modules()):    # the other bf16 linears (query, key, value): pre-packed weights
-        for name, child in list(parent.named_children()):
-            if isinstance(child, torch.nn.Linear) and child.weight.dtype == torch.bfloat16 and name != "qa_outputs":
-                x = torch.randn(2, 5, child.in_features, dtype=child.weight.dtype)
-                swapped += swap_if_equal(parent, name, child, lambda: _OneDnnLinear(child), (x,))
-    return swapped
-
-
-def _bf16_inference_copy(model, device=None):
-    """A bf16 copy of an fp32 model for inference, so the caller's model is untouched: weights cast once (on CPU
-    faster than autocast, which re-casts them at every matmul), span head kept in fp32. On CPU the linears run
-    as oneDNN calls with pre-packed weights, GELU and residual adds fused (_fuse_onednn).
-    fp32 predictions do not use a copy: they run the caller's model as is (the reference that bf16-verified
-    falls back to). Fused fp32 was ~9% faster on minilm with logits within 1.5e-5, but oneDNN parallelises even
-    tiny matmuls, and with 2 threads on a busy 2-core CPU a tiny model's predict took 0.36 s instead of 0.016 s."""
-    import copy
-
-    run = copy.deepcopy(model).eval().to(torch.bfloat16)
-    if isinstance(getattr(run, "qa_outputs", None), torch.nn.Linear):
-        run.qa_outputs = _Fp32Head(copy.deepcopy(model.qa_outputs).float())
-    if torch.device(device or "cpu").type == "cpu":
-        _fuse_onednn(run)
-    return run
 
 
 def _pad_id(model) -> int:
@@ -397,7 +286,7 @@ def predict(model, tokenizer, examples: list[QAExample], s: QASettings, progress
     rounding could change the answer, has its windows re-run in fp32, and its answer and n-best come from the
     fp32 logits."""
     t0 = time.perf_counter()
-    s = _check_settings(tokenizer, getattr(model, "config", None), s)
+    s = check_settings(tokenizer, getattr(model, "config", None), s)
     feats = eval_features(tokenizer, examples, s)
     logits = window_logits(model, feats.items, s, device=device, progress=progress)
     cands: list[dict[tuple[int, int], float]] = [dict() for _ in examples]
@@ -439,7 +328,7 @@ def resolve_lang(lang: str, examples: list[QAExample]) -> str:
     if lang == "auto":
         return detect_lang(examples)
     if lang not in ("en", "zh"):
-        raise UserError(f"--lang must be auto, en or zh, not {lang!r}")
+        raise UserError(f"`lang` must be auto, en or zh, not {lang!r}", fields=('lang',))
     return lang
 
 
@@ -471,15 +360,9 @@ def score(dataset: QADataset, answers: dict[str, str], lang: str = "auto", name:
 
 
 def load_predictions(path: str | Path) -> dict[str, str]:
-    import json
+    from ..io.storage import read_json
 
-    from .storage import open_text
-
-    try:
-        with open_text(path) as f:
-            doc = json.load(f)
-    except json.JSONDecodeError as e:
-        raise UserError(f"{path}:{e.lineno}: not valid JSON ({e.msg})") from None
+    doc = read_json(path)
     if not isinstance(doc, dict):
         raise UserError(f'{path}: predictions must be a JSON object {{"question id": "answer text"}}')
     for k, v in doc.items():
@@ -496,7 +379,7 @@ def convert_dataset(dataset: QADataset, config: str) -> tuple[QADataset, list[bo
     import opencc
 
     if config not in ("t2s", "s2t"):
-        raise UserError(f"--convert must be t2s or s2t, not {config!r}")
+        raise UserError(f"`convert` must be t2s or s2t, not {config!r}", fields=('convert',))
     cc = opencc.OpenCC(config)
     cache: dict[str, str] = {}
     out, aligned = [], []
@@ -578,14 +461,14 @@ class QATrainResult:
 def load_data(name_or_path: str, data_dir: str | None = None, skip_bad: bool = False,
               require_answers: bool = True, check_offsets: bool = True) -> QADataset:
     """A SQuAD-format file or data set name; check_offsets=False for data that is only scored (see load_squad)."""
-    from .storage import find_dataset
+    from ..io.storage import find_dataset
 
     return load_squad(find_dataset(name_or_path, data_dir), skip_bad=skip_bad, require_answers=require_answers,
                       check_offsets=check_offsets)
 
 
-def _load_qa_model(model_name: str, trust_remote_code: bool):
-    from .models import load_model, load_tokenizer
+def load_qa_model(model_name: str, trust_remote_code: bool):
+    from ..core.models import load_model, load_tokenizer
 
     tokenizer = load_tokenizer(model_name, trust_remote_code=trust_remote_code)
     model = load_model(model_name, head="qa", trust_remote_code=trust_remote_code)
@@ -606,12 +489,12 @@ def train(model_name: str, train_data: list[QADataset], dev: QADataset | None, o
           trust_remote_code: bool = False, progress: bool = True):
     """Fine-tune `model_name` with a fresh span head on the training sets (concatenated); keep the weights
     with the best dev F1 (when a dev set is given). Returns (model, tokenizer, QATrainResult)."""
-    from .engine import ExampleBatches, TrainConfig
-    from .engine import train as engine_train
+    from ..core.engine import ExampleBatches, TrainConfig
+    from ..core.engine import train as engine_train
 
     out_dir = Path(out_dir)
-    model, tokenizer = _load_qa_model(model_name, trust_remote_code)
-    s = _check_settings(tokenizer, model.config, s)
+    model, tokenizer = load_qa_model(model_name, trust_remote_code)
+    s = check_settings(tokenizer, model.config, s)
     examples = [e for d in train_data for e in d.examples]
     feats = train_features(tokenizer, examples, s)
     dev_lang = resolve_lang(dev_lang, dev.examples) if dev is not None else None
@@ -662,20 +545,14 @@ class QAResult:
 
 
 def save(result: QAResult, out_dir: str | Path) -> Path:
-    """results.json (bertology.qa/1), predictions.json + nbest.json, and the figures that apply."""
-    from . import plots
-    from .storage import atomic_write_json, save_results
+    """results.json (bertology.qa/1), with predictions.json + nbest.json when there are predictions."""
+    from ..io.storage import atomic_write_json, save_results
 
     out_dir = Path(out_dir)
     if result.predictions:
         atomic_write_json(out_dir / "predictions.json", result.predictions)
     if result.nbest:
         atomic_write_json(out_dir / "nbest.json", result.nbest)
-    if result.scores and result.command != "score":
-        plots.plot_qa_scores(result.scores, LECTURE_DRCD_F1 if result.command == "crosslingual" else None,
-                             out_dir / "qa_scores.png", title=f"{Path(str(result.model)).name}: extractive QA")
-    if result.train is not None and result.train.train_log:
-        plots.plot_qa_training(result.train, out_dir / "qa_training.png")
     return save_results(out_dir, SCHEMA, result.payload())
 
 
@@ -683,14 +560,14 @@ def predict_file(command: str, model_name: str, dataset: QADataset, s: QASetting
                  convert: str | None = None, trust_remote_code: bool = False, progress: bool = True) -> QAResult:
     """`qa predict` (answers only) and `qa eval` (answers + official scores; with `convert`, Chinese data is
     scored both as is and after OpenCC conversion)."""
-    from .models import _weight_names, resolve_model
+    from ..core.models import has_qa_head, resolve_model, weight_names
 
-    if _weight_names(resolve_model(model_name)) is not None and not has_qa_head(model_name):
+    if weight_names(resolve_model(model_name)) is not None and not has_qa_head(model_name):
         raise UserError(f"model {model_name!r} has no trained span head (no `qa_outputs` weights): its answers "
                         f"would be random. Fine-tune it first with `bertology qa train` and pass OUT/model")
-    model, tokenizer = _load_qa_model(model_name, trust_remote_code)
+    model, tokenizer = load_qa_model(model_name, trust_remote_code)
     model.to(_device())
-    s = _check_settings(tokenizer, model.config, s)
+    s = check_settings(tokenizer, model.config, s)
     name = Path(dataset.path).stem
     notes: list[str] = []
     if command == "eval":
@@ -712,7 +589,7 @@ def predict_file(command: str, model_name: str, dataset: QADataset, s: QASetting
 
 
 def _device():
-    from .models import pick_device
+    from ..core.models import pick_device
 
     return pick_device()
 
@@ -760,90 +637,21 @@ def crosslingual(model_name: str, train_sets: dict[str, QADataset], eval_sets: d
     """One fine-tuning run on `train_sets` (e.g. {"en": SQuAD}), evaluated zero-shot on every eval set."""
     model, tokenizer, tr = train(model_name, list(train_sets.values()), dev, out_dir, s, t,
                                  trust_remote_code=trust_remote_code, progress=progress)
-    s = _check_settings(tokenizer, model.config, s)
+    s = check_settings(tokenizer, model.config, s)
     scores, preds, notes = evaluate_sets(model, tokenizer, eval_sets, s, convert=convert, progress=progress)
     for name, ds in eval_sets.items():
         if resolve_lang("auto", ds.examples) == "zh":
             rate = unk_rate(tokenizer, list(dict.fromkeys(e.context for e in ds.examples))[:200])
             notes.append(f"{name}: {100 * rate:.1f}% of context tokens are [UNK] for this tokenizer")
-    _write_predictions(out_dir, preds)
+    write_predictions(out_dir, preds)
     notes.insert(0, "trained on " + ", ".join(f"{k}={len(v.examples)} questions" for k, v in train_sets.items()))
     return QAResult("crosslingual", model_name, asdict(s), scores, tr, {}, notes=notes)
 
 
-def _write_predictions(out_dir: str | Path, preds_by_name: dict[str, Predictions]) -> None:
-    from .storage import atomic_write_json
+def write_predictions(out_dir: str | Path, preds_by_name: dict[str, Predictions]) -> None:
+    from ..io.storage import atomic_write_json
 
     for name, p in preds_by_name.items():
         answers = p.answers
         safe = "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in name).strip("_")
         atomic_write_json(Path(out_dir) / f"predictions_{safe}.json", answers)
-
-
-# --------------------------------------------------------------------------------------------- report
-REPORT_QUICK = (800, 150)     # (SQuAD train questions, XQuAD questions per language)
-REPORT_FULL = (20000, None)   # None: every question
-def has_qa_head(model_name: str) -> bool:
-    """Whether a local checkpoint already carries a trained span head (e.g. OUT/model from `qa train`)."""
-    from .models import _weight_names, resolve_model
-
-    names = _weight_names(resolve_model(model_name)) or []
-    return any(n.startswith("qa_outputs.") for n in names)
-
-
-def report_section(ctx):
-    """Quick: fine-tune on 800 SQuAD train questions (one short epoch, bf16), then answer the same 150 XQuAD
-    questions in English and in their Chinese translation. Full: 20,000 questions, all of XQuAD, DRCD dev.
-    A model that already has a QA head (from `qa train`) is evaluated as it is, without training."""
-    from . import plots
-    from .models import load_config
-    from .report import Section
-    from .storage import save_results
-
-    quick = ctx.quick
-    n_train, n_eval = REPORT_QUICK if quick else REPORT_FULL
-    max_pos = getattr(load_config(ctx.model, ctx.trust_remote_code), "max_position_embeddings", None) or 512
-    max_len = min(256 if quick else 384, max_pos)
-    # Quick mode always trains and predicts in bf16: on a CPU that is what fits a few minutes.
-    s = QASettings(max_len=max_len, doc_stride=max_len // 3, precision="bf16" if quick else ctx.precision)
-    t = TrainSettings(epochs=1 if quick else 2, batch_size=16, lr=1e-4 if quick else 5e-5, seed=ctx.seed,
-                      checkpoint_every=100000, resume=True)
-    evals = {"XQuAD-en": load_data("xquad-en", ctx.data_dir).sample(n_eval, ctx.seed),
-             "XQuAD-zh": load_data("xquad-zh", ctx.data_dir).sample(n_eval, ctx.seed)}
-    if not quick:
-        evals["DRCD dev"] = load_data("drcd-dev", ctx.data_dir)
-    convert = None if quick else "t2s"
-    if has_qa_head(ctx.model):
-        model, tokenizer = _load_qa_model(ctx.model, ctx.trust_remote_code)
-        s = _check_settings(tokenizer, model.config, s)
-        scores, preds, notes = evaluate_sets(model, tokenizer, evals, s, convert=convert, progress=False)
-        _write_predictions(ctx.out_dir, preds)
-        res = QAResult("eval", ctx.model, asdict(s), scores, notes=notes)
-        how = "This model already has a trained span head, so it was evaluated as it is (no fine-tuning)."
-    else:
-        train_set = load_data("squad-train", ctx.data_dir).sample(n_train, ctx.seed)
-        res = crosslingual(ctx.model, {"en": train_set}, evals, ctx.out_dir, s, t, convert=convert,
-                           trust_remote_code=ctx.trust_remote_code, progress=False)
-        how = (f"The model was fine-tuned for extractive QA on {len(train_set.examples)} English SQuAD questions "
-               f"only ({res.train.steps} steps, {res.train.wall_time:.0f} s).")
-    save_results(ctx.out_dir, SCHEMA, res.payload())
-    figs = [plots.plot_qa_scores(res.scores, LECTURE_DRCD_F1, ctx.out_dir / "qa_scores.png",
-                                 title=f"{Path(str(ctx.model)).name}: English QA training only")]
-    if res.train and res.train.train_log:
-        figs.append(plots.plot_qa_training(res.train, ctx.out_dir / "qa_training.png"))
-    rows = [{"eval set": sc.name, "lang": sc.lang, "EM": sc.exact_match, "F1": sc.f1, "questions": sc.total}
-            for sc in res.scores]
-    rows += [{"eval set": f"lecture: {k}", "lang": "zh", "EM": "", "F1": v, "questions": "DRCD dev"}
-             for k, v in LECTURE_DRCD_F1.items()]
-    en_f1 = next((sc.f1 for sc in res.scores if sc.lang == "en"), None)
-    unk = "; ".join(n for n in res.notes if "[UNK]" in n)
-    expl = (f"{how} It then answered the same XQuAD questions in English and in their Chinese translation. "
-            f"The lecture's multilingual BERT keeps most of its English skill in Chinese (78.8 F1 on DRCD vs 89.1 "
-            f"for a Chinese BERT trained on Chinese); the gap between the English and the Chinese bars is what "
-            f"multilingual pretraining closes. " + (f"Tokenizer coverage: {unk}. " if unk else ""))
-    if en_f1 is not None and en_f1 < 25:
-        expl += (f"Here English F1 is only {en_f1:.1f}: the run was too short for the model to learn the task "
-                 f"even in English, so the Chinese score says nothing about transfer yet. Longer runs (docs/qa.md: "
-                 f"minilm on 5,000 SQuAD questions reaches 56.9 F1 on SQuAD dev, 13.4 on XQuAD-zh), or "
-                 f"`bertology report --model DIR` with a model from `bertology qa train`, show it.")
-    return Section("Cross-lingual zero-shot QA", expl, figs, [("EM / F1 (0-100)", rows)])

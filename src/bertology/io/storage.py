@@ -19,8 +19,8 @@ from typing import Any, Iterator
 
 import numpy as np
 
-from . import __version__
-from .errors import UserError
+from .. import __version__
+from ..errors import UserError
 
 DATA_DIR_ENV = "BERTOLOGY_DATA"
 _UMASK = os.umask(0)
@@ -100,14 +100,9 @@ def load_results(path: str | os.PathLike, schema_prefix: str | None = None) -> d
     path = Path(path)
     if path.is_dir():
         path = path / "results.json"
-    try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise UserError(f"{path}: no such results file") from None
-    except json.JSONDecodeError as e:
-        raise UserError(f"{path}:{e.lineno}: not valid JSON ({e.msg})") from None
-    except UnicodeDecodeError as e:
-        raise UserError(f"{path}: not UTF-8 text ({e.reason})") from None
+    if not path.exists():
+        raise UserError(f"{path}: no such results file")
+    doc = read_json(path)
     if not isinstance(doc, dict):    # a results file is one object; anything else is not ours
         raise UserError(f"{path}: not a results file (a JSON {type(doc).__name__}, not an object)")
     if schema_prefix and not str(doc.get("schema", "")).startswith(schema_prefix):
@@ -116,6 +111,25 @@ def load_results(path: str | os.PathLike, schema_prefix: str | None = None) -> d
 
 
 # --------------------------------------------------------------------------------------------- text files
+def read_json(path: str | os.PathLike) -> Any:
+    """A (possibly gzipped) JSON file; invalid JSON is a UserError naming the file and line."""
+    try:
+        with open_text(path) as f:
+            return json.load(f)
+    except json.JSONDecodeError as e:
+        raise UserError(f"{path}:{e.lineno}: not valid JSON ({e.msg})") from None
+
+
+def truncate_jsonl(path: str | os.PathLike, max_step: int) -> None:
+    """Keep the entries of a JSON-lines log up to step `max_step` (a run resumed from that step's checkpoint
+    logs the later ones again)."""
+    path = Path(path)
+    if path.exists():
+        keep = [line for line in path.read_text(encoding="utf-8").splitlines()
+                if line.strip() and json.loads(line).get("step", 0) <= max_step]
+        atomic_write_text(path, "".join(line + "\n" for line in keep))
+
+
 # What a damaged text file raises while it is read: bytes that are not UTF-8, a .gz cut short (EOFError) or not
 # gzip at all (BadGzipFile, an OSError), a corrupt deflate stream (zlib.error).
 _DAMAGED = (UnicodeDecodeError, EOFError, gzip.BadGzipFile, zlib.error)
@@ -260,4 +274,4 @@ def find_dataset(name_or_path: str | os.PathLike, data_dir: str | os.PathLike | 
         except OSError as e:
             tried.append(f"{url} ({e.__class__.__name__})")
     raise UserError(f"data set {name!r} not found; tried {', '.join(tried)}. "
-                    f"Point --data-dir or ${DATA_DIR_ENV} at a directory holding {rel}")
+                    f"Point `data_dir` or ${DATA_DIR_ENV} at a directory holding {rel}", fields=('data_dir',))

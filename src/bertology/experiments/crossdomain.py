@@ -37,9 +37,9 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from .data import SequenceData, load_sequences
-from .errors import UserError
-from .storage import atomic_write_json, atomic_write_text, find_dataset, save_results
+from ..io.sequences import SequenceData, load_sequences
+from ..errors import UserError
+from ..io.storage import atomic_write_json, atomic_write_text, find_dataset, save_results
 
 SCHEMA = "bertology.crossdomain/1"
 CONDITIONS = ("pretrained", "scratch", "rand-embed", "shuffled", "frozen")
@@ -122,7 +122,7 @@ def load_task(task: str, data_dir: str | None = None, fmt: str = "auto", symbols
     else:
         path = Path(task)
         if not path.exists():
-            raise UserError(f"--task {task!r}: not one of {', '.join(TASKS)} and no such file")
+            raise UserError(f"`task` {task!r}: not one of {', '.join(TASKS)} and no such file", fields=('task',))
     return load_sequences(path, fmt=fmt, symbols=symbols, kmer=kmer, skip_bad=skip_bad)
 
 
@@ -212,7 +212,7 @@ def make_mapping(symbols: Sequence[str], tokenizer, seed: int) -> dict[str, str]
     words = word_tokens(tokenizer)
     if len(words) < len(symbols):
         raise UserError(f"the vocabulary has {len(words)} whole-word tokens, fewer than the {len(symbols)} "
-                        f"symbols to map (lower --kmer)")
+                        f"symbols to map (lower `kmer`)", fields=('kmer',))
     rng = np.random.default_rng(seed + 104729)
     pick = rng.choice(len(words), size=len(symbols), replace=False)
     return {s: words[j] for s, j in zip(symbols, pick)}
@@ -272,51 +272,35 @@ def encode(seqs: list[list[str]], labels: list[int], ids: dict[str, int], cls_id
 
 def predict_logits(model, enc: Encoded, batch_size: int = 64, precision: str = "fp32") -> np.ndarray:
     """Per-sequence logits: each window's logits, averaged over the sequence's windows."""
-    from .engine import length_batches, pad_batch
-    from .models import autocast
-
-    device = next(model.parameters()).device
-    was_training = model.training
-    model.eval()
-    sums, counts = None, np.zeros(enc.n_sequences)
-    with torch.inference_mode(), autocast(precision, device):
-        for group in length_batches([len(e["input_ids"]) for e in enc.examples], batch_size, shuffle=False):
-            batch = pad_batch([{"input_ids": enc.examples[i]["input_ids"]} for i in group])
-            logits = model(**{k: v.to(device) for k, v in batch.items()}).logits.float().cpu().numpy()
-            if sums is None:
-                sums = np.zeros((enc.n_sequences, logits.shape[1]))
-            for row, i in zip(logits, group):
-                sums[enc.owner[i]] += row
-                counts[enc.owner[i]] += 1
-    if was_training:
-        model.train()
-    return sums / counts[:, None]
+    return _window_average(model, enc, batch_size, precision, lambda out, batch: out.logits.float())
 
 
 def features(base_model, enc: Encoded, batch_size: int = 64, precision: str = "fp32") -> np.ndarray:
     """Frozen features: last-layer hidden states averaged over the symbol tokens of a window ([CLS], [SEP] and
     padding excluded), then over the sequence's windows."""
-    from .engine import length_batches, pad_batch
-    from .models import autocast
+    def symbol_mean(out, batch):
+        hidden = out.last_hidden_state.float()
+        mask = batch["attention_mask"].clone()
+        mask[:, 0] = 0                                                                  # [CLS]
+        mask[torch.arange(mask.shape[0]), batch["attention_mask"].sum(1) - 1] = 0      # [SEP]
+        return (hidden * mask[..., None]).sum(1) / mask.sum(1, keepdim=True).clamp(min=1)
 
-    device = next(base_model.parameters()).device
-    base_model.eval()
+    return _window_average(base_model, enc, batch_size, precision, symbol_mean)
+
+
+def _window_average(model, enc: Encoded, batch_size: int, precision: str, row_of) -> np.ndarray:
+    """One vector per sequence: `row_of(output, batch)` per window, averaged over the sequence's windows."""
+    from ..core.inference import batched_inference
+
     sums, counts = None, np.zeros(enc.n_sequences)
-    with torch.inference_mode(), autocast(precision, device):
-        for group in length_batches([len(e["input_ids"]) for e in enc.examples], batch_size, shuffle=False):
-            batch = pad_batch([{"input_ids": enc.examples[i]["input_ids"]} for i in group])
-            batch = {k: v.to(device) for k, v in batch.items()}
-            hidden = base_model(**batch).last_hidden_state.float()
-            mask = batch["attention_mask"].clone()
-            mask[:, 0] = 0                                                   # [CLS]
-            mask[torch.arange(len(group)), batch["attention_mask"].sum(1) - 1] = 0  # [SEP]
-            mean = (hidden * mask[..., None]).sum(1) / mask.sum(1, keepdim=True).clamp(min=1)
-            mean = mean.cpu().numpy()
-            if sums is None:
-                sums = np.zeros((enc.n_sequences, mean.shape[1]))
-            for row, i in zip(mean, group):
-                sums[enc.owner[i]] += row
-                counts[enc.owner[i]] += 1
+    items = [{"input_ids": e["input_ids"]} for e in enc.examples]
+    for group, batch, out in batched_inference(model, items, batch_size, precision=precision):
+        rows = row_of(out, batch).cpu().numpy()
+        if sums is None:
+            sums = np.zeros((enc.n_sequences, rows.shape[1]))
+        for row, i in zip(rows, group):
+            sums[enc.owner[i]] += row
+            counts[enc.owner[i]] += 1
     return sums / counts[:, None]
 
 
@@ -325,8 +309,8 @@ def build_model(condition: str, model_name: str, num_labels: int, seed: int, tru
     """The classifier for one condition, initialised reproducibly from `seed`."""
     from transformers import AutoModelForSequenceClassification
 
-    from .engine import set_seed
-    from .models import load_config, load_model
+    from ..core.engine import set_seed
+    from ..core.models import load_config, load_model
 
     set_seed(seed)  # the fresh classifier head (and everything in `scratch`) draws from the global RNG
     if condition == "scratch":
@@ -360,8 +344,8 @@ def _fingerprint(settings: dict, mapping: dict, splits: dict) -> str:
 
 def _finetune(condition: str, seed: int, cfg: CrossDomainConfig, enc: dict[str, Encoded], num_labels: int,
               pad_id: int, run_dir: Path | None) -> RunResult:
-    from .engine import ExampleBatches, TrainConfig, train
-    from .metrics import classification_scores
+    from ..core.engine import ExampleBatches, TrainConfig, train
+    from ..metrics import classification_scores
 
     labels_idx = list(range(num_labels))
     model = build_model(condition, cfg.model, num_labels, seed, cfg.trust_remote_code)
@@ -392,7 +376,7 @@ def _probe(seed: int, cfg: CrossDomainConfig, feats: dict[str, np.ndarray], enc:
     from sklearn.linear_model import LogisticRegression
     from sklearn.preprocessing import StandardScaler
 
-    from .metrics import classification_scores
+    from ..metrics import classification_scores
 
     t0 = time.perf_counter()
     labels_idx = list(range(num_labels))
@@ -424,22 +408,36 @@ def summarize(runs: list[RunResult]) -> dict:
 
 
 # --------------------------------------------------------------------------------------------- the experiment
-def run_crossdomain(cfg: CrossDomainConfig, out_dir: str | Path | None = None) -> CrossDomainResult:
-    """Run every (condition, seed) and return the result. With `out_dir`, each run keeps an engine checkpoint
-    under out_dir/runs/<condition>-seed<k>/ while it trains and a run.json when done, so re-running the same
-    command after an interruption resumes where it stopped (finished runs are not redone)."""
-    from tqdm.auto import tqdm
-
-    from .models import check_precision, load_config, load_tokenizer
+def _check_config(cfg: CrossDomainConfig) -> None:
+    from ..core.precision import check_precision
 
     check_precision(cfg.precision)
     bad = [c for c in cfg.conditions if c not in CONDITIONS]
     if bad or not cfg.conditions:
-        raise UserError(f"--conditions: unknown {', '.join(bad) or '(none given)'} (known: {', '.join(CONDITIONS)})")
+        raise UserError(f"`conditions`: unknown {', '.join(bad) or '(none given)'} (known: {', '.join(CONDITIONS)})",
+                        fields=('conditions',))
     if cfg.seeds < 1 or cfg.epochs < 1 or cfg.batch_size < 1:
-        raise UserError("--seeds, --epochs and --batch-size must be at least 1")
+        raise UserError("`seeds`, `epochs` and `batch_size` must be at least 1",
+                        fields=('seeds', 'epochs', 'batch_size'))
     if cfg.max_length < 3:
-        raise UserError("--max-length must be at least 3 ([CLS], one symbol, [SEP])")
+        raise UserError("`max_length` must be at least 3 ([CLS], one symbol, [SEP])", fields=('max_length',))
+
+
+@dataclass
+class _Prepared:
+    """The task as every run sees it: labelled splits, the symbol mapping, the encoded windows."""
+
+    data: SequenceData
+    label_names: list[str]
+    split: dict[str, list[int]]
+    mapping: dict[str, str]
+    enc: dict[str, Encoded]
+    pad_id: int
+    max_length: int
+
+
+def _prepare(cfg: CrossDomainConfig) -> _Prepared:
+    from ..core.models import load_config, load_tokenizer
 
     data = load_task(cfg.task, cfg.data_dir, cfg.format, cfg.symbols, cfg.kmer, cfg.skip_bad)
     if cfg.limit:
@@ -466,15 +464,53 @@ def run_crossdomain(cfg: CrossDomainConfig, out_dir: str | Path | None = None) -
     pad_id = tokenizer.pad_token_id or 0
     if cls_id is None or sep_id is None:
         raise UserError(f"model {cfg.model!r}: its tokenizer has no [CLS]/[SEP] (or BOS/EOS) tokens")
+    enc = {part: encode([data.sequences[i] for i in idx], [y[i] for i in idx], ids, cls_id, sep_id, max_length,
+                        cfg.max_windows if part == "train" else None)
+           for part, idx in split.items()}
+    return _Prepared(data, label_names, split, mapping, enc, pad_id, max_length)
 
-    enc = {}
-    for part, idx in split.items():
-        enc[part] = encode([data.sequences[i] for i in idx], [y[i] for i in idx], ids, cls_id, sep_id, max_length,
-                           cfg.max_windows if part == "train" else None)
+
+def _finished_run(run_dir: Path | None, fp: str) -> RunResult | None:
+    """The saved result of a finished run (same settings), else None; refuses a run with other settings."""
+    if run_dir is None:
+        return None
+    done_file = run_dir / "run.json"
+    if done_file.exists():
+        prev = json.loads(done_file.read_text(encoding="utf-8"))
+        if prev.get("fingerprint") != fp:
+            raise UserError(f"{done_file}: a finished run with different settings, data or mapping; "
+                            f"use another `out` (or delete {run_dir})", fields=('out',))
+        return RunResult(**prev["run"])
+    # an unfinished run's checkpoint may only be resumed under the same settings
+    stamp = run_dir / "fingerprint.txt"
+    if stamp.exists() and stamp.read_text().strip() != fp:
+        raise UserError(f"{run_dir}: an interrupted run with different settings, data or mapping; "
+                        f"use another `out` (or delete {run_dir})", fields=('out',))
+    atomic_write_text(stamp, fp + "\n")
+    return None
+
+
+def _mark_finished(run_dir: Path, fp: str, run: RunResult) -> None:
+    atomic_write_json(run_dir / "run.json", {"fingerprint": fp, "run": asdict(run)})
+    for name in ("checkpoint", "checkpoint.old", "checkpoint.tmp"):   # big; the run is finished
+        shutil.rmtree(run_dir / name, ignore_errors=True)
+    (run_dir / "best.safetensors").unlink(missing_ok=True)
+
+
+def run_crossdomain(cfg: CrossDomainConfig, out_dir: str | Path | None = None) -> CrossDomainResult:
+    """Run every (condition, seed) and return the result. With `out_dir`, each run keeps an engine checkpoint
+    under out_dir/runs/<condition>-seed<k>/ while it trains and a run.json when done, so re-running the same
+    command after an interruption resumes where it stopped (finished runs are not redone)."""
+    from tqdm.auto import tqdm
+
+    _check_config(cfg)
+    prep = _prepare(cfg)
+    data, split, enc, n_labels = prep.data, prep.split, prep.enc, len(prep.label_names)
     settings = {k: v for k, v in asdict(cfg).items() if k not in ("progress", "data_dir")}
-    settings["max_length_used"] = max_length
+    settings["max_length_used"] = prep.max_length
     splits_lines = {k: [data.lines[i] for i in v] for k, v in split.items()}
-    fp = _fingerprint({k: v for k, v in settings.items() if k not in ("seeds", "conditions")}, mapping, splits_lines)
+    fp = _fingerprint({k: v for k, v in settings.items() if k not in ("seeds", "conditions")}, prep.mapping,
+                      splits_lines)
 
     runs: list[RunResult] = []
     out = Path(out_dir) if out_dir else None
@@ -485,35 +521,22 @@ def run_crossdomain(cfg: CrossDomainConfig, out_dir: str | Path | None = None) -
     for cond, seed in bar:
         bar.set_postfix_str(f"{cond} seed {seed}")
         run_dir = out / "runs" / f"{cond}-seed{seed}" if out else None
-        done_file = run_dir / "run.json" if run_dir else None
-        if done_file and done_file.exists():
-            prev = json.loads(done_file.read_text(encoding="utf-8"))
-            if prev.get("fingerprint") != fp:
-                raise UserError(f"{done_file}: a finished run with different settings, data or mapping; "
-                                f"use another --out (or delete {run_dir})")
-            runs.append(RunResult(**prev["run"]))
+        finished = _finished_run(run_dir, fp)
+        if finished is not None:
+            runs.append(finished)
             continue
-        if run_dir:   # an unfinished run's checkpoint may only be resumed under the same settings
-            stamp = run_dir / "fingerprint.txt"
-            if stamp.exists() and stamp.read_text().strip() != fp:
-                raise UserError(f"{run_dir}: an interrupted run with different settings, data or mapping; "
-                                f"use another --out (or delete {run_dir})")
-            atomic_write_text(stamp, fp + "\n")
         if cond == "frozen":
-            if feats is None:
+            if feats is None:   # one forward pass over every split serves all the probes' seeds
                 t0 = time.perf_counter()
-                base = build_model("pretrained", cfg.model, len(label_names), seed, cfg.trust_remote_code).base_model
+                base = build_model("pretrained", cfg.model, n_labels, seed, cfg.trust_remote_code).base_model
                 feats = {p: features(base, e, precision=cfg.precision) for p, e in enc.items()}
                 feat_seconds = time.perf_counter() - t0
                 del base
-            run = _probe(seed, cfg, feats, enc, len(label_names), feat_seconds)
+            run = _probe(seed, cfg, feats, enc, n_labels, feat_seconds)
         else:
-            run = _finetune(cond, seed, cfg, enc, len(label_names), pad_id, run_dir)
-        if done_file:
-            atomic_write_json(done_file, {"fingerprint": fp, "run": asdict(run)})
-            for name in ("checkpoint", "checkpoint.old", "checkpoint.tmp"):   # big; the run is finished
-                shutil.rmtree(run_dir / name, ignore_errors=True)
-            (run_dir / "best.safetensors").unlink(missing_ok=True)
+            run = _finetune(cond, seed, cfg, enc, n_labels, prep.pad_id, run_dir)
+        if run_dir:
+            _mark_finished(run_dir, fp, run)
         runs.append(run)
     bar.close()
 
@@ -523,23 +546,13 @@ def run_crossdomain(cfg: CrossDomainConfig, out_dir: str | Path | None = None) -
     sizes["test_windows"] = len(enc["test"].examples)
     top = Counter(enc["train"].labels).most_common(1)[0][0]
     majority = {p: float(np.mean(np.array(enc[p].labels) == top)) for p in ("dev", "test")}
-    return CrossDomainResult(cfg.model, cfg.task, data.path, settings, label_names, sizes, splits_lines, mapping,
-                             runs, summarize(runs), data.skipped, majority)
+    return CrossDomainResult(cfg.model, cfg.task, data.path, settings, prep.label_names, sizes, splits_lines,
+                             prep.mapping, runs, summarize(runs), data.skipped, majority)
 
 
 def save(result: CrossDomainResult, out_dir: str | Path) -> CrossDomainResult:
-    """results.json + figures (bar chart of conditions, learning curves)."""
-    from .plots import plot_condition_bars, plot_learning_curves
-
-    out = Path(out_dir)
-    title = f"{result.task} · {Path(result.model).name}"
-    figs = [plot_condition_bars(result.summary, out / "conditions.png", title=title,
-                                majority=result.majority_accuracy.get("test"))]
-    if any(r.dev_curve for r in result.runs):
-        figs.append(plot_learning_curves([asdict(r) for r in result.runs], out / "learning_curves.png", title=title,
-                                         majority=result.majority_accuracy.get("dev")))
-    result.figures = [str(f) for f in figs]
-    save_results(out, SCHEMA, result.payload())
+    """results.json; its `figures` list is what report.figures.crossdomain_figures drew first, if anything."""
+    save_results(out_dir, SCHEMA, result.payload())
     return result
 
 
@@ -550,65 +563,7 @@ def summary_rows(result: CrossDomainResult) -> list[dict]:
              "seconds/run": f"{s['wall_time_mean']:.0f}"} for c, s in result.summary.items()]
 
 
-# --------------------------------------------------------------------------------------------- report
-REPORT_RESULTS_ENV = "BERTOLOGY_CROSSDOMAIN_RESULTS"   # a results.json (or its directory) the report shows instead
-
-
-def _result_from_json(doc: dict) -> CrossDomainResult:
+def result_from_json(doc: dict) -> CrossDomainResult:
+    """A CrossDomainResult back from its results.json (to re-draw or report an earlier run)."""
     fields = {k: doc[k] for k in CrossDomainResult.__dataclass_fields__ if k in doc and k != "runs"}
     return CrossDomainResult(**{**fields, "runs": [RunResult(**r) for r in doc["runs"]]})
-
-
-def report_section(ctx):
-    """Quick settings (the default report): splice, a fixed stratified subset of 800 sequences, one seed, 4
-    epochs (80 optimizer steps), pretrained / scratch / frozen. With --full: 1,000 sequences, 3 seeds, 4 epochs, all five conditions.
-    Or, when $BERTOLOGY_CROSSDOMAIN_RESULTS points at the results.json of an earlier `bertology crossdomain`
-    run, that run is shown (re-drawn) instead of computing anything."""
-    import os
-
-    from .report import Section
-
-    reused = os.environ.get(REPORT_RESULTS_ENV)
-    if reused:
-        from .storage import load_results
-
-        result = save(_result_from_json(load_results(reused, "bertology.crossdomain")), ctx.out_dir)
-        n = len(result.splits.get("train", [])) + len(result.splits.get("dev", [])) + len(result.splits.get("test", []))
-        size = (f"the earlier run {html_escape(str(reused))} (task {html_escape(result.task)}, model "
-                f"{html_escape(result.model)}, {n} sequences, {max(s['n'] for s in result.summary.values())} seed(s); "
-                f"shown as saved, not recomputed)")
-    else:
-        common = dict(model=ctx.model, task="splice", seed=ctx.seed, lr=1e-4, precision=ctx.precision,
-                      data_dir=ctx.data_dir, trust_remote_code=ctx.trust_remote_code, progress=False)
-        if ctx.quick:
-            cfg = CrossDomainConfig(conditions=("pretrained", "scratch", "frozen"), seeds=1, epochs=4, patience=None,
-                                    limit=800, **common)
-        else:
-            cfg = CrossDomainConfig(seeds=3, epochs=4, patience=2, limit=1000, **common)
-        result = save(run_crossdomain(cfg, ctx.out_dir), ctx.out_dir)
-        size = ("a fixed stratified subset of 800 of the 3,190 splice-junction sequences, one seed, 4 epochs "
-                "(quick settings: a smoke view, not the paper-scale result; see docs/crossdomain.md for 3-seed runs "
-                "with all controls, or point $BERTOLOGY_CROSSDOMAIN_RESULTS at one)" if ctx.quick else
-                "1,000 of the 3,190 splice-junction sequences, 3 seeds, up to 4 epochs with early stopping")
-    s = result.summary
-    gap = ""
-    if "pretrained" in s and "scratch" in s:
-        gap = (f" Here pretrained reaches {s['pretrained']['accuracy_mean']:.3f} test accuracy against "
-               f"{s['scratch']['accuracy_mean']:.3f} from scratch.")
-    explanation = (
-        "Sequences (for splice: DNA around exon/intron junctions, classes EI, IE or neither) written as random "
-        f"English words, one word per symbol, then classified by the English model — on {size}. The lecture's "
-        "claim (Kao &amp; Lee 2021) is that the pretrained network (red bar) beats the same network trained from "
-        "scratch (blue)." + gap + " The controls ask why: <i>rand-embed</i> re-initialises the word embeddings, "
-        "<i>shuffled</i> keeps every pretrained weight value but destroys their arrangement (if it did as well, "
-        "the gain would be mere weight scale), <i>frozen</i> is a linear probe on untouched pretrained features. "
-        "The dotted line is the majority-class accuracy: a bar near it learned nothing. The learning curves show "
-        "convergence speed on dev.")
-    return Section("Cross-disciplinary transfer: DNA, protein, music", explanation,
-                   figures=[Path(f) for f in result.figures], tables=[("test scores per condition", summary_rows(result))])
-
-
-def html_escape(text: str) -> str:
-    import html
-
-    return html.escape(text)

@@ -16,6 +16,7 @@ What it guarantees:
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -29,8 +30,9 @@ from typing import Any, Callable, Iterable, Protocol, Sequence
 import numpy as np
 import torch
 
-from .models import autocast, check_precision, pick_device
-from .storage import atomic_write_text, replace_dir
+from .models import pick_device
+from .precision import autocast, check_precision
+from ..io.storage import replace_dir, truncate_jsonl
 
 
 # --------------------------------------------------------------------------------------------- batching
@@ -288,6 +290,202 @@ def linear_warmup_decay(optimizer, warmup_steps: int, total_steps: int):
 
 
 # --------------------------------------------------------------------------------------------- the loop
+@dataclass
+class TrainState:
+    """Everything a run carries from one step to the next; what a checkpoint saves (with the weights,
+    optimizer, scheduler and RNG) and a resumed run restores."""
+
+    step: int = 0                         # optimizer steps done
+    epoch: int = 0
+    batch_pos: int = 0                    # next batch of this epoch
+    best_metric: float | None = None
+    best_step: int | None = None
+    bad_evals: int = 0                    # evaluations since the best one (early stopping)
+    history: list[dict] = field(default_factory=list)
+    train_log: list[dict] = field(default_factory=list)
+    tokens: int = 0
+    examples: int = 0
+    elapsed_before: float = 0.0           # seconds spent before a resume
+    # not checkpointed: the current accumulation group and log window, and the in-memory best weights
+    micro: int = 0
+    running_loss: float = 0.0
+    running_n: int = 0
+    best_weights: dict | None = None
+    best_written: int | None = None       # the best_step whose weights are in best.safetensors
+    stopped_early: bool = False
+
+
+@dataclass
+class _Run:
+    """What stays fixed during a run: the model (and its DDP wrapper), optimizer, schedule, where it runs."""
+
+    model: Any
+    ddp_model: Any
+    optimizer: Any
+    scheduler: Any
+    config: TrainConfig
+    device: torch.device
+    rank: int
+    world: int
+    out_dir: Path | None
+    steps_per_epoch: int
+    total_steps: int
+    loss_fn: Callable[[Any, dict], torch.Tensor] | None
+    t0: float = 0.0
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    def elapsed(self, state: TrainState) -> float:
+        return state.elapsed_before + time.perf_counter() - self.t0
+
+
+def _setup(model, batches: Batches, config: TrainConfig, loss_fn) -> _Run:
+    check_precision(config.precision)
+    device = pick_device(config.device)
+    rank, world = init_distributed(device)
+    out_dir = Path(config.out_dir) if config.out_dir else None
+    if out_dir and rank == 0:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    set_seed(config.seed + rank)
+    model.to(device)
+    steps_per_epoch = math.ceil(len(batches(0, rank, world)) / config.grad_accum)
+    total_steps = config.max_steps or max(1, math.ceil(steps_per_epoch * config.epochs))
+    warmup = int(config.warmup * total_steps) if config.warmup < 1 else int(config.warmup)
+    optimizer = make_optimizer(model, config.lr, config.weight_decay, config.fused_optimizer)
+    scheduler = linear_warmup_decay(optimizer, warmup, total_steps)
+    return _Run(model, model, optimizer, scheduler, config, device, rank, world, out_dir, steps_per_epoch,
+                total_steps, loss_fn)
+
+
+def _resume(run: _Run) -> TrainState:
+    """A fresh state, or the last checkpoint's (log.jsonl cut back to it: later steps will be logged again)."""
+    state = TrainState()
+    ckpt = find_checkpoint(run.out_dir) if run.config.resume and run.out_dir else None
+    if ckpt:
+        saved = load_checkpoint(ckpt, run.model, run.optimizer, run.scheduler)
+        for name in ("step", "epoch", "batch_pos", "best_metric", "best_step", "bad_evals", "tokens", "examples"):
+            setattr(state, name, saved[name])
+        state.history, state.train_log = json.loads(saved["history"]), json.loads(saved["train_log"])
+        state.elapsed_before = saved["elapsed"]
+        _set_rng_state(saved["rng"])
+        if run.is_main:
+            truncate_jsonl(run.out_dir / "log.jsonl", state.step)
+    # The best weights are kept in memory only when they will be restored at the end, and written to
+    # best.safetensors at checkpoints (not at every improving evaluation), for a resumed run.
+    best_file = run.out_dir / "best.safetensors" if run.out_dir else None
+    if run.config.restore_best and best_file and best_file.exists() and run.config.resume:
+        from safetensors.torch import load_file
+
+        state.best_weights = load_file(str(best_file))
+        state.best_written = state.best_step
+    return state
+
+
+def _forward_backward(run: _Run, state: TrainState, batch: dict, sync: bool) -> None:
+    """One micro-batch: loss under autocast, backward (gradients summed across the accumulation group)."""
+    no_sync = run.ddp_model.no_sync() if (run.world > 1 and not sync) else contextlib.nullcontext()
+    with no_sync:
+        with autocast(run.config.precision, run.device):
+            loss = run.loss_fn(run.ddp_model, batch) if run.loss_fn is not None else run.ddp_model(**batch).loss
+        # the one place the accumulated loss is normalised
+        (loss / run.config.grad_accum).backward()
+    state.micro += 1
+    state.running_loss += float(loss.detach())
+    state.running_n += 1
+    state.tokens += int(batch["attention_mask"].sum()) if "attention_mask" in batch else batch["input_ids"].numel()
+    state.examples += batch["input_ids"].shape[0]
+
+
+def _optimizer_step(run: _Run, state: TrainState) -> None:
+    if run.config.clip:
+        torch.nn.utils.clip_grad_norm_(run.model.parameters(), run.config.clip,
+                                       foreach=True if run.config.fused_optimizer else None)
+    run.optimizer.step()
+    run.scheduler.step()
+    run.optimizer.zero_grad(set_to_none=True)
+    state.micro = 0
+    state.step += 1
+
+
+def _log(run: _Run, state: TrainState, bar) -> None:
+    elapsed = run.elapsed(state)
+    entry = {"step": state.step, "loss": state.running_loss / state.running_n, "lr": run.scheduler.get_last_lr()[0],
+             "tokens_per_s": state.tokens * run.world / max(elapsed, 1e-9), "elapsed": elapsed}
+    state.train_log.append(entry)
+    bar.set_postfix(loss=f"{entry['loss']:.4f}")
+    if run.is_main and run.out_dir:
+        with open(run.out_dir / "log.jsonl", "a", encoding="utf-8") as f:
+            f.write(json.dumps(entry) + "\n")
+    state.running_loss, state.running_n = 0.0, 0
+
+
+def _evaluate(run: _Run, state: TrainState, evaluate, on_evaluate) -> bool:
+    """Metrics (rank 0), hooks, best-weights bookkeeping; returns True when training should stop early."""
+    config, model = run.config, run.model
+    metrics: dict = {}
+    if evaluate is not None and run.is_main:
+        model.eval()
+        with torch.inference_mode(), autocast(config.precision, run.device):
+            metrics = dict(evaluate(model))
+        model.train()
+    for hook in on_evaluate:
+        if run.is_main:
+            extra = hook(model, state.step, metrics)
+            model.train()
+            if extra:
+                metrics.update(extra)
+    metrics = {"step": state.step, "epoch": round(state.step / max(1, run.steps_per_epoch), 4), **metrics}
+    stop = False
+    if run.is_main and config.metric in metrics and metrics[config.metric] is not None:
+        value = float(metrics[config.metric])
+        best = state.best_metric
+        if best is None or (value > best if config.greater_is_better else value < best):
+            state.best_metric, state.best_step, state.bad_evals = value, state.step, 0
+            if config.restore_best:
+                state.best_weights = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+        else:
+            state.bad_evals += 1
+            stop = config.patience is not None and state.bad_evals >= config.patience
+    state.history.append(metrics)
+    if run.world > 1:  # every rank must agree on stopping
+        flag = torch.tensor([int(stop)], device=run.device)
+        torch.distributed.broadcast(flag, 0)
+        stop = bool(flag.item())
+    return stop
+
+
+def _checkpoint(run: _Run, state: TrainState) -> None:
+    if not (run.is_main and run.out_dir):
+        return
+    if state.best_weights is not None and state.best_written != state.best_step:
+        _write_best(run.out_dir, state.best_weights)   # only here, so it always matches the checkpoint
+        state.best_written = state.best_step
+    save_checkpoint(run.out_dir, run.model, run.optimizer, run.scheduler, {
+        "step": state.step, "epoch": state.epoch, "batch_pos": state.batch_pos, "best_metric": state.best_metric,
+        "best_step": state.best_step, "bad_evals": state.bad_evals, "history": json.dumps(state.history),
+        "train_log": json.dumps(state.train_log), "tokens": state.tokens, "examples": state.examples,
+        "elapsed": run.elapsed(state)})
+
+
+def _after_step(run: _Run, state: TrainState, at_epoch_end: bool, evaluate, on_evaluate, bar) -> None:
+    """Log, evaluate, checkpoint: whatever this optimizer step is due for."""
+    config, step = run.config, state.step
+    bar.update(1)
+    if step % config.log_every == 0 or step == run.total_steps:
+        _log(run, state, bar)
+    if (config.eval_every and step % config.eval_every == 0) or (not config.eval_every and at_epoch_end) \
+            or step == run.total_steps:
+        state.stopped_early = _evaluate(run, state, evaluate, on_evaluate)
+        if config.checkpoint_every is None:
+            _checkpoint(run, state)   # at an epoch's end batch_pos == len: a resumed run moves to the next epoch
+        if state.stopped_early:
+            return
+    if config.checkpoint_every and step % config.checkpoint_every == 0:
+        _checkpoint(run, state)
+
+
 def train(model, batches: Batches, config: TrainConfig,
           evaluate: Callable[[Any], dict] | None = None,
           on_evaluate: Iterable[Callable[[Any, int, dict], dict | None]] = (),
@@ -299,173 +497,38 @@ def train(model, batches: Batches, config: TrainConfig,
     merged into the metrics (this is how e.g. alignment MRR is tracked during pretraining).
     loss_fn(model, batch) -> loss; default: `model(**batch).loss` (Hugging Face heads compute it from labels).
     """
-    check_precision(config.precision)
-    device = pick_device(config.device)
-    rank, world = init_distributed(device)
-    is_main = rank == 0
-    out_dir = Path(config.out_dir) if config.out_dir else None
-    if out_dir and is_main:
-        out_dir.mkdir(parents=True, exist_ok=True)
-    set_seed(config.seed + rank)
-    model.to(device)
-
-    steps_per_epoch = math.ceil(len(batches(0, rank, world)) / config.grad_accum)
-    total_steps = config.max_steps or max(1, math.ceil(steps_per_epoch * config.epochs))
-    warmup = int(config.warmup * total_steps) if config.warmup < 1 else int(config.warmup)
-    optimizer = make_optimizer(model, config.lr, config.weight_decay, config.fused_optimizer)
-    scheduler = linear_warmup_decay(optimizer, warmup, total_steps)
-
-    step, epoch, batch_pos = 0, 0, 0
-    best_metric, best_step, bad_evals = None, None, 0
-    history, train_log = [], []
-    tokens = examples = 0
-    elapsed_before = 0.0
-    if config.resume and out_dir and (ckpt := find_checkpoint(out_dir)):
-        state = load_checkpoint(ckpt, model, optimizer, scheduler)
-        step, epoch, batch_pos = state["step"], state["epoch"], state["batch_pos"]
-        best_metric, best_step, bad_evals = state["best_metric"], state["best_step"], state["bad_evals"]
-        history, train_log = json.loads(state["history"]), json.loads(state["train_log"])
-        tokens, examples, elapsed_before = state["tokens"], state["examples"], state["elapsed"]
-        _set_rng_state(state["rng"])
-        if is_main and (out_dir / "log.jsonl").exists():  # steps after the checkpoint will be logged again
-            lines = (out_dir / "log.jsonl").read_text(encoding="utf-8").splitlines()
-            atomic_write_text(out_dir / "log.jsonl",
-                              "".join(l + "\n" for l in lines if l.strip() and json.loads(l)["step"] <= step))
-    ddp_model = model
-    if world > 1:
-        ddp_model = torch.nn.parallel.DistributedDataParallel(model)
-
-    def run_loss(batch):
-        with autocast(config.precision, device):
-            if loss_fn is not None:
-                return loss_fn(ddp_model, batch)
-            return ddp_model(**batch).loss
-
-    def checkpoint():
-        nonlocal best_written
-        if is_main and out_dir:
-            if best_weights is not None and best_written != best_step:
-                _write_best(out_dir, best_weights)   # only here, so it always matches the checkpoint
-                best_written = best_step
-            save_checkpoint(out_dir, model, optimizer, scheduler, {
-                "step": step, "epoch": epoch, "batch_pos": batch_pos, "best_metric": best_metric,
-                "best_step": best_step, "bad_evals": bad_evals, "history": json.dumps(history),
-                "train_log": json.dumps(train_log), "tokens": tokens, "examples": examples,
-                "elapsed": elapsed_before + time.perf_counter() - t0})
-
-    # The best weights are kept in memory only when they will be restored at the end, and written to
-    # best.safetensors at checkpoints (not at every improving evaluation), for a resumed run.
-    best_weights: dict | None = None
-    best_written = None
-    if config.restore_best and out_dir and (out_dir / "best.safetensors").exists() and config.resume:
-        from safetensors.torch import load_file
-        best_weights = load_file(str(out_dir / "best.safetensors"))
-        best_written = best_step
-
-    def do_evaluate() -> bool:
-        """Returns True when training should stop early."""
-        nonlocal best_metric, best_step, bad_evals, best_weights
-        metrics: dict = {}
-        if evaluate is not None and is_main:
-            model.eval()
-            with torch.inference_mode(), autocast(config.precision, device):
-                metrics = dict(evaluate(model))
-            model.train()
-        for hook in on_evaluate:
-            if is_main:
-                extra = hook(model, step, metrics)
-                model.train()
-                if extra:
-                    metrics.update(extra)
-        metrics = {"step": step, "epoch": round(step / max(1, steps_per_epoch), 4), **metrics}
-        stop = False
-        if is_main and config.metric in metrics and metrics[config.metric] is not None:
-            value = float(metrics[config.metric])
-            better = best_metric is None or (value > best_metric if config.greater_is_better else value < best_metric)
-            if better:
-                best_metric, best_step, bad_evals = value, step, 0
-                if config.restore_best:
-                    best_weights = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
-            else:
-                bad_evals += 1
-                stop = config.patience is not None and bad_evals >= config.patience
-        history.append(metrics)
-        if world > 1:  # every rank must agree on stopping
-            flag = torch.tensor([int(stop)], device=device)
-            torch.distributed.broadcast(flag, 0)
-            stop = bool(flag.item())
-        return stop
-
     from tqdm.auto import tqdm
 
-    bar = tqdm(total=total_steps, initial=step, disable=not (config.progress and is_main), unit="step",
-               dynamic_ncols=True, desc="train")
+    run = _setup(model, batches, config, loss_fn)
+    state = _resume(run)
+    if run.world > 1:
+        run.ddp_model = torch.nn.parallel.DistributedDataParallel(model)
+    bar = tqdm(total=run.total_steps, initial=state.step, disable=not (config.progress and run.is_main),
+               unit="step", dynamic_ncols=True, desc="train")
     model.train()
-    t0 = time.perf_counter()
-    stopped_early = False
-    running_loss, running_n = 0.0, 0
-    micro = 0
-    while step < total_steps and not stopped_early:
-        epoch_batches = batches(epoch, rank, world)
-        while batch_pos < len(epoch_batches) and step < total_steps:
-            batch = {k: v.to(device) for k, v in epoch_batches[batch_pos].items()}
-            batch_pos += 1
-            sync = (micro + 1) % config.grad_accum == 0 or batch_pos == len(epoch_batches)
-            ctx = ddp_model.no_sync() if (world > 1 and not sync) else _null()
-            with ctx:
-                loss = run_loss(batch)
-                (loss / config.grad_accum).backward()
-            micro += 1
-            running_loss += float(loss.detach())
-            running_n += 1
-            tokens += int(batch["attention_mask"].sum()) if "attention_mask" in batch else batch["input_ids"].numel()
-            examples += batch["input_ids"].shape[0]
+    run.t0 = time.perf_counter()
+    while state.step < run.total_steps and not state.stopped_early:
+        epoch_batches = batches(state.epoch, run.rank, run.world)
+        while state.batch_pos < len(epoch_batches) and state.step < run.total_steps:
+            batch = {k: v.to(run.device) for k, v in epoch_batches[state.batch_pos].items()}
+            state.batch_pos += 1
+            at_epoch_end = state.batch_pos == len(epoch_batches)
+            sync = (state.micro + 1) % config.grad_accum == 0 or at_epoch_end
+            _forward_backward(run, state, batch, sync)
             if not sync:
                 continue
-            if config.clip:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), config.clip,
-                                               foreach=True if config.fused_optimizer else None)
-            optimizer.step()
-            scheduler.step()
-            optimizer.zero_grad(set_to_none=True)
-            micro = 0
-            step += 1
-            bar.update(1)
-            if step % config.log_every == 0 or step == total_steps:
-                elapsed = elapsed_before + time.perf_counter() - t0
-                entry = {"step": step, "loss": running_loss / running_n, "lr": scheduler.get_last_lr()[0],
-                         "tokens_per_s": tokens * world / max(elapsed, 1e-9), "elapsed": elapsed}
-                train_log.append(entry)
-                bar.set_postfix(loss=f"{entry['loss']:.4f}")
-                if is_main and out_dir:
-                    with open(out_dir / "log.jsonl", "a", encoding="utf-8") as f:
-                        f.write(json.dumps(entry) + "\n")
-                running_loss, running_n = 0.0, 0
-            at_epoch_end = batch_pos == len(epoch_batches)
-            if (config.eval_every and step % config.eval_every == 0) or (not config.eval_every and at_epoch_end) \
-                    or step == total_steps:
-                stopped_early = do_evaluate()
-                if config.checkpoint_every is None:
-                    checkpoint()  # at an epoch's end batch_pos == len: a resumed run moves to the next epoch
-                if stopped_early:
-                    break
-            if config.checkpoint_every and step % config.checkpoint_every == 0:
-                checkpoint()
-        if batch_pos >= len(epoch_batches):
-            epoch, batch_pos = epoch + 1, 0
+            _optimizer_step(run, state)
+            _after_step(run, state, at_epoch_end, evaluate, on_evaluate, bar)
+            if state.stopped_early:
+                break
+        if state.batch_pos >= len(epoch_batches):
+            state.epoch, state.batch_pos = state.epoch + 1, 0
     bar.close()
-    wall = elapsed_before + time.perf_counter() - t0
-    if config.restore_best and best_weights is not None:
-        model.load_state_dict(best_weights)
+    wall = run.elapsed(state)
+    if config.restore_best and state.best_weights is not None:
+        model.load_state_dict(state.best_weights)
     model.eval()
-    return TrainResult(steps=step, epochs_done=step / max(1, steps_per_epoch), best_step=best_step,
-                       best_metric=best_metric, history=history, train_log=train_log, wall_time=wall,
-                       tokens=tokens * world, examples=examples * world, stopped_early=stopped_early)
-
-
-class _null:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *a):
-        return False
+    return TrainResult(steps=state.step, epochs_done=state.step / max(1, run.steps_per_epoch),
+                       best_step=state.best_step, best_metric=state.best_metric, history=state.history,
+                       train_log=state.train_log, wall_time=wall, tokens=state.tokens * run.world,
+                       examples=state.examples * run.world, stopped_early=state.stopped_early)

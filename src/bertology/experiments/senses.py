@@ -15,11 +15,11 @@ from typing import Sequence
 
 import numpy as np
 
-from .data import DEMO_SETS, read_sentences
-from .embed import Embedder, Occurrence, find_occurrences
-from .errors import UserError
-from .metrics import cosine_matrix, sense_separation
-from .storage import save_results
+from ..io.sentences import DEMO_SETS, read_sentences
+from ..core.embed import Embedder, Occurrence, find_occurrences
+from ..errors import UserError
+from ..metrics import cosine_matrix, sense_separation
+from ..io.storage import save_results
 
 SCHEMA = "bertology.senses/1"
 
@@ -80,7 +80,7 @@ def word_senses(model: str, sentences: Sequence[str], labels: Sequence[str], tar
     occ = find_occurrences(sentences, target, labels, source=source)
     vectors = emb.occurrence_vectors(sentences, occ, pool=pool, target=target, source=source)
     layer_ids = list(range(emb.num_layers + 1))
-    sim_layer = emb.num_layers if layer is None else emb._check_layers([layer])[0]
+    sim_layer = emb.num_layers if layer is None else emb.check_layers([layer])[0]
     return _score(model, target, sentences, labels, occ, vectors, layer_ids, sim_layer, seed)
 
 
@@ -106,16 +106,9 @@ def nearest_neighbours(kv, target: str, segment: str, k: int = 10) -> list[tuple
     return [(w, float(c)) for w, c in kv.similar_by_vector(vec, topn=k + len(pieces)) if w not in pieces][:k]
 
 
-def save(result: SensesResult, out_dir: str | Path, title: str | None = None) -> list[Path]:
-    """results.json + figures (similarity heatmap, separation per layer)."""
-    from . import plots
-
-    out_dir = Path(out_dir)
-    save_results(out_dir, SCHEMA, result.to_json())
-    figs = [plots.similarity_heatmap(result, out_dir / "similarity.png", title=title)]
-    if not result.static:
-        figs.append(plots.separation_per_layer(result, out_dir / "separation.png", title=title))
-    return figs
+def save(result: SensesResult, out_dir: str | Path) -> Path:
+    """results.json (the figures are drawn by report.figures.senses_figures)."""
+    return save_results(out_dir, SCHEMA, result.to_json())
 
 
 def resolve_sentences(sentences: str, target: str | None) -> tuple[list[str], list[str], str, str]:
@@ -123,40 +116,6 @@ def resolve_sentences(sentences: str, target: str | None) -> tuple[list[str], li
     sents, labels, source = read_sentences(sentences)
     if target is None:
         if sentences not in DEMO_SETS:
-            raise UserError("--target is required (which word or character to embed)")
+            raise UserError("`target` is required (which word or character to embed)", fields=('target',))
         target = DEMO_SETS[sentences][1]
     return sents, labels, source, target
-
-
-# ---------------------------------------------------------------------------------------------------- report
-def report_section(ctx):
-    """Two sections: the English demo (apple) and the Chinese demo (果 in 蘋果)."""
-    from .report import Section
-
-    sections = []
-    emb = None
-    for name, title, note in [
-        ("apple-en", "Word senses: 'apple' the fruit vs Apple the company",
-         "Each cell is the cosine similarity of two occurrences of <i>apple</i> at the last layer; sentences are "
-         "ordered by sense. Two bright blocks on the diagonal mean the model tells the senses apart from context "
-         "alone. The line plot shows, per layer, mean within-sense minus between-sense cosine: layer 0 (the "
-         "input embedding, before any context) separates little; the separation grows through the layers."),
-        ("apple-zh", "Word senses: 果 in 蘋果 (fruit) vs 蘋果 (Apple the company)",
-         "The lecture's experiment: 果 in 蘋果 eaten as fruit vs 蘋果 the phone maker."),
-    ]:
-        sents, labels, source, target = resolve_sentences(name, None)
-        sec = Section(title)
-        try:
-            emb = emb or Embedder(ctx.model, precision=ctx.precision, trust_remote_code=ctx.trust_remote_code,
-                                  progress=False)
-            res = word_senses(ctx.model, sents, labels, target, seed=ctx.seed, source=source, embedder=emb)
-            sec.figures = save(res, ctx.out_dir / name, title=f"{target} — {ctx.model}")
-            sec.explanation = note
-            sec.tables = [(f"Separation of the senses of {target!r} per layer (best: layer {res.best_layer})",
-                           [{"layer": s.layer, "within": s.within, "between": s.between,
-                             "separation": s.separation, "silhouette": s.silhouette, "purity": s.purity}
-                            for s in res.layers])]
-        except UserError as e:
-            sec.error = str(e)
-        sections.append(sec)
-    return sections

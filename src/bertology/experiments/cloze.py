@@ -12,10 +12,10 @@ import csv
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import UserError
+from ..errors import UserError
 
 CLOZE_SCHEMA = "bertology.cloze/1"
-BUILTIN_ITEMS = {"cloze-en-zh": Path(__file__).resolve().parent / "demo" / "cloze_en_zh.tsv"}
+BUILTIN_ITEMS = {"cloze-en-zh": Path(__file__).resolve().parents[1] / "demo" / "cloze_en_zh.tsv"}
 
 
 @dataclass
@@ -37,7 +37,7 @@ def read_cloze_items(source: str | Path = "cloze-en-zh") -> list[ClozeItem]:
     path = BUILTIN_ITEMS.get(str(source), Path(source))
     if not path.is_file():
         raise UserError(f"{path}: no such cloze file (built-in sets: {', '.join(BUILTIN_ITEMS)})")
-    from .storage import open_text
+    from ..io.storage import open_text
 
     with open_text(path, newline="") as f:   # bad UTF-8 is a UserError naming the file
         rows = list(csv.reader(f, delimiter="\t"))
@@ -58,7 +58,7 @@ def read_cloze_items(source: str | Path = "cloze-en-zh") -> list[ClozeItem]:
 def cloze_accuracy(model: str, items: list[ClozeItem], precision: str = "fp32",
                    trust_remote_code: bool = False) -> ClozeResult:
     """Top-1 / top-5 accuracy of `model`'s masked-LM head on `items`, per language (via `fill_mask`)."""
-    from .models import load_tokenizer
+    from ..core.models import load_tokenizer
     from .pretrain import fill_mask
 
     tok = load_tokenizer(model, trust_remote_code)

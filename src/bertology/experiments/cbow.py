@@ -17,8 +17,8 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-from .errors import UserError
-from .storage import atomic_write_json, read_lines, save_results
+from ..errors import UserError
+from ..io.storage import atomic_write_json, read_lines, save_results
 
 SCHEMA = "bertology.cbow/1"
 SEGMENTS = ("auto", "char", "word")
@@ -64,7 +64,7 @@ def train_cbow(lines: Iterable[str], out_dir: str | Path, segment: str = "char",
     from gensim.models import Word2Vec
 
     if segment not in SEGMENTS:
-        raise UserError(f"--segment must be one of {', '.join(SEGMENTS)}, not {segment!r}")
+        raise UserError(f"`segment` must be one of {', '.join(SEGMENTS)}, not {segment!r}", fields=('segment',))
     segment = "char" if segment == "auto" else segment
     corpus = [toks for toks in (segment_line(l, segment) for l in lines) if toks]
     if not corpus:
@@ -129,49 +129,3 @@ def save(result: CbowResult, out_dir: str | Path, neighbours: dict | None = None
     payload = {k: (str(v) if isinstance(v, Path) else v) for k, v in result.__dict__.items()}
     payload["neighbours"] = neighbours or {}
     return save_results(out_dir, SCHEMA, payload)
-
-
-# ---------------------------------------------------------------------------------------------------- report
-def report_section(ctx):
-    """Train a small CBOW per demo language on the real corpora, and compare with the contextual result."""
-    from . import plots
-    from .report import Section
-    from .senses import resolve_sentences, static_senses
-    from .storage import find_dataset, load_results
-
-    sections = []
-    max_lines = 60_000 if ctx.quick else 600_000
-    for lang, demo, corpus_name in [("en", "apple-en", "corpus-en"), ("zh", "apple-zh", "corpus-zh")]:
-        sents, labels, source, target = resolve_sentences(demo, None)
-        sec = Section(f"Static baseline: CBOW vectors for {target!r}")
-        try:
-            corpus_dir = find_dataset(corpus_name, ctx.data_dir)
-            files = sorted(corpus_dir.glob("*.txt.gz"))[:3] if corpus_dir.is_dir() else [corpus_dir]
-            lines = corpus_lines(files, max_lines // max(1, len(files))) + list(sents)
-            res = train_cbow(lines, ctx.out_dir / lang, segment="char", seed=ctx.seed, epochs=5)
-            static = static_senses(ctx.out_dir / lang, sents, labels, target, seed=ctx.seed, source=source)
-            from .senses import save as save_senses
-
-            save_senses(static, ctx.out_dir / lang / "senses", title=f"{target} — CBOW (static)")
-            save(res, ctx.out_dir / lang, {target: static.neighbours})
-            contextual = None
-            ctx_file = ctx.out_dir.parent / "senses" / demo / "results.json"
-            if ctx_file.exists():
-                contextual = load_results(ctx_file, "bertology.senses/")
-            sec.figures = [plots.static_vs_contextual(static, contextual, ctx.out_dir / lang / "static_vs_contextual.png")]
-            sec.explanation = (
-                f"CBOW trained here on {res.sentences:,} lines ({res.tokens:,} tokens, {res.seconds:.0f} s) of "
-                f"{', '.join(f.name for f in files)} plus the demo sentences, segmented by characters. Every "
-                f"occurrence of {target!r} gets the same vector, so within-sense and between-sense similarity "
-                f"are both 1 and the separation is exactly 0, at every 'layer'; the contextual model's "
-                f"separation per layer is drawn beside it. The nearest neighbours of {target!r} in CBOW space "
-                f"mix whatever contexts the corpus used it in: "
-                + ", ".join(f"{w} ({c:.2f})" for w, c in static.neighbours) + ".")
-            sec.tables = [("CBOW static senses", [{"within": static.layers[0].within,
-                                                   "between": static.layers[0].between,
-                                                   "separation": static.layers[0].separation,
-                                                   "purity": static.layers[0].purity}])]
-        except UserError as e:
-            sec.error = str(e)
-        sections.append(sec)
-    return sections

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import torch
 
-from .errors import UserError
+from ..errors import UserError
 
 
 @dataclass
@@ -40,12 +40,12 @@ class WarmStart:
 
 def source_config(name: str, trust_remote_code: bool = False):
     """The source model's config; exit 2 unless it is a BERT (the architecture `make_mlm` builds)."""
-    from .models import load_config
+    from ..core.models import load_config
 
     cfg = load_config(name, trust_remote_code)
     if getattr(cfg, "model_type", None) != "bert":
-        raise UserError(f"--init-from {name}: a BERT model is needed (model_type 'bert'), this one is "
-                        f"{getattr(cfg, 'model_type', None)!r}")
+        raise UserError(f"`init_from` {name}: a BERT model is needed (model_type 'bert'), this one is "
+                        f"{getattr(cfg, 'model_type', None)!r}", fields=('init_from',))
     return cfg
 
 
@@ -77,8 +77,8 @@ def target_config(src_cfg, vocab_size: int, seq_len: int, dropout: float):
 
     cfg = BertConfig(**{k: v for k, v in src_cfg.to_dict().items() if k not in ("architectures", "vocab_size")})
     if cfg.max_position_embeddings < seq_len:
-        raise UserError(f"--seq-len {seq_len} exceeds the --init-from model's {cfg.max_position_embeddings} "
-                        f"positions")
+        raise UserError(f"`seq_len` {seq_len} exceeds the `init_from` model's {cfg.max_position_embeddings} "
+                        f"positions", fields=('seq_len', 'init_from'))
     cfg.vocab_size = vocab_size
     cfg.hidden_dropout_prob = cfg.attention_probs_dropout_prob = dropout
     cfg.architectures = ["BertForMaskedLM"]
@@ -89,7 +89,7 @@ def target_config(src_cfg, vocab_size: int, seq_len: int, dropout: float):
 def warm_start(mlm, name: str, source_tok, tokenizer, trust_remote_code: bool = False, seed: int = 0) -> WarmStart:
     """Copy the weights of model `name` into `mlm` (a fresh `BertForMaskedLM` whose vocabulary is `tokenizer`'s,
     an extension of `source_tok`'s): see the module docstring."""
-    from .models import has_mlm_head, load_model, resolve_model
+    from ..core.models import has_mlm_head, load_model, resolve_model
 
     with_head = has_mlm_head(name)
     src = load_model(name, head="mlm" if with_head else "base", trust_remote_code=trust_remote_code)
@@ -105,14 +105,14 @@ def warm_start(mlm, name: str, source_tok, tokenizer, trust_remote_code: bool = 
             record.new.append(f"bert.{key}")
             continue
         if src_body[key].shape != value.shape:
-            raise UserError(f"--init-from {name}: weight {key} has shape {tuple(src_body[key].shape)}, the run "
-                            f"expects {tuple(value.shape)}")
+            raise UserError(f"`init_from` {name}: weight {key} has shape {tuple(src_body[key].shape)}, the run "
+                            f"expects {tuple(value.shape)}", fields=('init_from',))
         value.copy_(src_body[key])
         record.copied.append(f"bert.{key}")
     emb = mlm.bert.embeddings.word_embeddings.weight
     src_emb = src_body["embeddings.word_embeddings.weight"]
     if src_emb.shape[0] < n_old:
-        raise UserError(f"--init-from {name}: {src_emb.shape[0]} embedding rows for a {n_old}-token vocabulary")
+        raise UserError(f"`init_from` {name}: {src_emb.shape[0]} embedding rows for a {n_old}-token vocabulary", fields=('init_from',))
     emb[:n_old] = src_emb[:n_old]
     record.tokens_from_pieces = _init_new_rows(emb, src_emb[:n_old], source_tok, tokenizer, n_old,
                                                mlm.config.initializer_range, seed)
@@ -167,17 +167,17 @@ def check_size(name: str, src_cfg, size: str | None, presets: dict[str, tuple[in
     want = presets.get(size)
     have = (src_cfg.num_hidden_layers, src_cfg.hidden_size)
     if want != have:
-        raise UserError(f"--init-from {name} has {have[0]} layers x hidden {have[1]}, but --size {size} is "
-                        f"{want[0]}x{want[1]}" if want else f"--size {size!r}: unknown preset")
+        raise UserError(f"`init_from` {name} has {have[0]} layers x hidden {have[1]}, but `size` {size} is "
+                        f"{want[0]}x{want[1]}" if want else f"`size` {size!r}: unknown preset", fields=('init_from', 'size'))
 
 
 def source_tokenizer(name: str, trust_remote_code: bool = False):
     """The source model's tokenizer; exit 2 when it has none (the vocabulary extension needs it)."""
-    from .models import load_tokenizer, resolve_model
+    from ..core.models import load_tokenizer, resolve_model
 
     resolved = resolve_model(name)
     if Path(resolved).is_dir() and not any((Path(resolved) / f).exists()
                                            for f in ("tokenizer.json", "vocab.txt", "tokenizer_config.json")):
-        raise UserError(f"--init-from {name}: {resolved} holds no tokenizer (vocab.txt or tokenizer.json), "
-                        f"which the vocabulary extension needs")
+        raise UserError(f"`init_from` {name}: {resolved} holds no tokenizer (vocab.txt or tokenizer.json), "
+                        f"which the vocabulary extension needs", fields=('init_from',))
     return load_tokenizer(name, trust_remote_code)

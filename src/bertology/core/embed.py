@@ -25,9 +25,10 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from .engine import length_batches
-from .errors import UserError
-from .models import check_precision, load_model, load_tokenizer, pick_device
+from ..errors import UserError
+from .inference import batched_inference
+from .models import load_model, load_tokenizer, pick_device
+from .precision import cast_in_place, check_precision
 
 POOLINGS = ("mean", "first")
 
@@ -97,7 +98,7 @@ class Embedder:
             self.name = getattr(model.config, "name_or_path", "model")
             self.model, self.tokenizer = model, tokenizer
         # bf16 inference: cast the weights once (faster on CPU than autocast, which re-casts every matmul).
-        self.model = self.model.to(self.device, dtype=torch.bfloat16 if precision == "bf16" else torch.float32).eval()
+        self.model = cast_in_place(self.model, precision, self.device).eval()
         limit = getattr(self.model.config, "max_position_embeddings", 512) or 512
         tok_limit = getattr(self.tokenizer, "model_max_length", limit) or limit
         self.max_length = min(max_length or limit, limit, tok_limit if tok_limit < 10**6 else limit)
@@ -166,37 +167,29 @@ class Embedder:
 
     # ----------------------------------------------------------------------------------------- forward
     def _batches(self, segments: list[_Segment], desc: str):
-        from tqdm.auto import tqdm
+        """(segment indices, hidden states [L+1, B, T, H], attention mask) per batch. No autocast: the weights
+        were cast once (precision.cast_in_place)."""
+        items = [{"input_ids": s.ids, "token_type_ids": s.type_ids} for s in segments]
+        with_types = bool(getattr(self.model.config, "type_vocab_size", 0))
 
-        order = length_batches([len(s.ids) for s in segments], self.batch_size, shuffle=False)
-        pad = self.tokenizer.pad_token_id or 0
-        bar = tqdm(total=len(segments), desc=desc, unit="sent", disable=not self.progress or len(segments) < 64)
-        for group in order:
-            width = max(len(segments[i].ids) for i in group)
-            ids = torch.full((len(group), width), pad, dtype=torch.long)
-            mask = torch.zeros((len(group), width), dtype=torch.long)
-            types = torch.zeros((len(group), width), dtype=torch.long)
-            for r, i in enumerate(group):
-                n = len(segments[i].ids)
-                ids[r, :n] = torch.tensor(segments[i].ids)
-                types[r, :n] = torch.tensor(segments[i].type_ids)
-                mask[r, :n] = 1
-            with torch.inference_mode():
-                kwargs = {"input_ids": ids.to(self.device), "attention_mask": mask.to(self.device)}
-                if getattr(self.model.config, "type_vocab_size", 0):
-                    kwargs["token_type_ids"] = types.to(self.device)
-                out = self.model(**kwargs, output_hidden_states=True)
-            bar.update(len(group))
-            yield group, torch.stack(out.hidden_states), mask   # [L+1, B, T, H]
-        bar.close()
+        def forward(batch):
+            kwargs = {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"]}
+            if with_types:
+                kwargs["token_type_ids"] = batch["token_type_ids"]
+            return self.model(**kwargs, output_hidden_states=True)
+
+        for group, batch, out in batched_inference(self.model, items, self.batch_size,
+                                                   self.tokenizer.pad_token_id or 0, "fp32", self.device, forward,
+                                                   progress=self.progress and len(segments) >= 64, desc=desc):
+            yield group, torch.stack(out.hidden_states), batch["attention_mask"]
 
     def occurrence_vectors(self, sentences: Sequence[str], occurrences: Sequence[Occurrence],
                            layers: Sequence[int] | None = None, pool: str = "mean",
                            target: str | None = None, source: str = "sentences") -> np.ndarray:
         """float32 array [len(layers), len(occurrences), hidden]; layers default to all (0..L)."""
         if pool not in POOLINGS:
-            raise UserError(f"--pool must be one of {', '.join(POOLINGS)}, not {pool!r}")
-        layers = self._check_layers(layers)
+            raise UserError(f"`pool` must be one of {', '.join(POOLINGS)}, not {pool!r}", fields=('pool',))
+        layers = self.check_layers(layers)
         segments = self._segments(sentences, occurrences, target, source)
         out = np.zeros((len(layers), len(occurrences), self.model.config.hidden_size), dtype=np.float32)
         for group, hs, _ in self._batches(segments, "embed"):
@@ -211,7 +204,7 @@ class Embedder:
                        include_special: bool = False) -> np.ndarray:
         """Mean hidden state over each sentence's tokens (special tokens excluded unless asked), per layer:
         float32 [len(layers), len(sentences), hidden]. Sentences longer than the limit are truncated here."""
-        layers = self._check_layers(layers)
+        layers = self.check_layers(layers)
         enc = self._encode(sentences)
         prefix, suffix = self._special_affixes()
         room = self.max_length - len(prefix) - len(suffix)
@@ -229,10 +222,11 @@ class Embedder:
                 out[:, k] = hs[:, r, pos].mean(1).cpu().numpy()
         return out
 
-    def _check_layers(self, layers: Sequence[int] | None) -> list[int]:
+    def check_layers(self, layers: Sequence[int] | None) -> list[int]:
         if layers is None:
             return list(range(self.num_layers + 1))
         bad = [l for l in layers if not 0 <= l <= self.num_layers]
         if bad:
-            raise UserError(f"--layer {bad[0]} is out of range: model {self.name!r} has layers 0..{self.num_layers}")
+            raise UserError(f"`layer` {bad[0]} is out of range: model {self.name!r} has layers 0..{self.num_layers}",
+                            fields=('layer',))
         return list(layers)

@@ -24,10 +24,11 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from .data import Dictionary, has_cjk
-from .embed import Embedder
-from .errors import UserError
-from .models import check_precision, load_model, load_tokenizer
+from ..io.dictionaries import Dictionary, has_cjk
+from ..core.embed import Embedder
+from ..errors import UserError
+from ..core.models import load_model, load_tokenizer
+from ..core.precision import cast_in_place, check_precision
 
 SCHEMA = "bertology.langvec/1"
 
@@ -146,14 +147,14 @@ def langvec(model: str, corpora: dict[str, Sequence[str]], sentences: Sequence[s
     check_precision(precision)
     for lang in (source_lang, target_lang):
         if lang not in corpora:
-            raise UserError(f"no --corpus {lang}=FILE given (have: {', '.join(corpora) or 'none'})")
+            raise UserError(f"no `corpus` {lang}=FILE given (have: {', '.join(corpora) or 'none'})", fields=('corpus',))
     if not sentences:
         raise UserError("no source sentences to translate")
     mlm = load_model(model, "mlm", trust_remote_code)   # UserError (exit 2) when there is no MLM head
     tokenizer = load_tokenizer(model, trust_remote_code)
-    mlm = mlm.to(torch.bfloat16 if precision == "bf16" else torch.float32)
+    mlm = cast_in_place(mlm, precision)
     emb = Embedder(mlm.base_model, tokenizer, precision=precision, batch_size=batch_size, progress=progress)
-    layers = emb._check_layers(layers)
+    layers = emb.check_layers(layers)
     means = language_means(emb, {source_lang: corpora[source_lang], target_lang: corpora[target_lang]}, layers,
                            mean_sentences)
     distance = []
@@ -198,9 +199,7 @@ def langvec(model: str, corpora: dict[str, Sequence[str]], sentences: Sequence[s
                          seconds=time.perf_counter() - t0)
 
 
-def save(result: LangvecResult, out_dir: str | Path) -> list[Path]:
-    from .plots import plot_langvec
-    from .storage import save_results
+def save(result: LangvecResult, out_dir: str | Path) -> Path:
+    from ..io.storage import save_results
 
-    out_dir = Path(out_dir)
-    return [save_results(out_dir, SCHEMA, asdict(result)), plot_langvec(result, out_dir / "langvec_grid.png")]
+    return save_results(out_dir, SCHEMA, asdict(result))

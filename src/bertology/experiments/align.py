@@ -29,13 +29,12 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from .data import Dictionary, has_cjk, load_dictionary
-from .embed import Embedder, Occurrence
-from .errors import UserError
-from .metrics import RETRIEVAL_SCORINGS, random_mrr, ranking_scores, retrieval_ranks_all
+from ..io.dictionaries import Dictionary, choose_conversion, convert_dictionary, has_cjk, load_dictionary
+from ..core.embed import Embedder, Occurrence
+from ..errors import UserError
+from ..metrics import RETRIEVAL_SCORINGS, random_mrr, ranking_scores, retrieval_ranks_all, unit_rows
 
 SCHEMA = "bertology.align/1"
-SCALE_SCHEMA = "bertology.align-scale/1"
 _LATIN_WORD = re.compile(r"(?:(?![\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff])\w)+(?:['’-](?:(?![\u3400-\u9fff])\w)+)*")
 
 
@@ -141,42 +140,6 @@ def usable_words(words: Sequence[str], sentences: Sequence[str], tokenizer, k: i
             reasons[w] = "unknown token in every context" if w in lost else "not in the corpus"
     ok = [w for w in candidates if w not in reasons]
     return WordSet(ok, {w: occ[w] for w in ok}, reasons)
-
-
-def choose_conversion(dictionary: Dictionary, corpora_by_side: tuple[Sequence[str], Sequence[str]]) -> str | None:
-    """`--convert auto`: t2s when the dictionary's Chinese is Traditional and the matching corpus Simplified
-    (MUSE vs most corpora), s2t in the opposite case, else none. Script is judged by how much opencc's t2s
-    changes: a sample of the dictionary's Chinese words, and a sample of the corpus's Chinese characters."""
-    import opencc
-
-    t2s = opencc.OpenCC("t2s")
-    for side, lines in enumerate(corpora_by_side):
-        words = [p[side] for p in dictionary.pairs[:20000] if has_cjk(p[side])][:5000]
-        if not words:
-            continue
-        dict_trad = np.mean([t2s.convert(w) != w for w in words])
-        text = "".join(l for l in list(lines)[:3000] if has_cjk(l))
-        cjk = [c for c in text if has_cjk(c)]
-        if not cjk:
-            return None
-        conv = t2s.convert("".join(cjk))
-        corpus_trad = np.mean([a != b for a, b in zip(cjk, conv)]) if len(conv) == len(cjk) else 0.0
-        # Traditional text changes in roughly a quarter to a third of characters, Simplified almost never.
-        if dict_trad > 0.1 and corpus_trad < 0.03:
-            return "t2s"
-        if dict_trad < 0.03 and corpus_trad > 0.1:
-            return "s2t"
-        return None
-    return None
-
-
-def convert_dictionary(dictionary: Dictionary, convert: str | None) -> Dictionary:
-    from .data import _convert_pairs
-
-    if not convert or convert == "none":
-        return dictionary
-    pairs, changed, seen = _convert_pairs(dictionary.pairs, convert)
-    return Dictionary(pairs, dictionary.path, dictionary.format, changed, seen, convert)
 
 
 # --------------------------------------------------------------------------------------------- word vectors
@@ -334,10 +297,10 @@ def align(model: str, dictionary: Dictionary, corpora: dict[str, Sequence[str]],
     t0 = time.perf_counter()
     for lang in (source_lang, target_lang):
         if lang not in corpora:
-            raise UserError(f"no --corpus {lang}=FILE given (have: {', '.join(corpora) or 'none'})")
+            raise UserError(f"no `corpus` {lang}=FILE given (have: {', '.join(corpora) or 'none'})", fields=('corpus',))
     emb = embedder or Embedder(model, precision=precision, batch_size=batch_size, max_length=max_length,
                                trust_remote_code=trust_remote_code, progress=progress)
-    layers = emb._check_layers(layers)
+    layers = emb.check_layers(layers)
     src_lines, tgt_lines = corpora[source_lang], corpora[target_lang]
     src_ws = usable_words([s for s, _ in dictionary.pairs], src_lines, emb.tokenizer, k)
     tgt_ws = usable_words([t for _, t in dictionary.pairs], tgt_lines, emb.tokenizer, k)
@@ -383,29 +346,23 @@ def align(model: str, dictionary: Dictionary, corpora: dict[str, Sequence[str]],
 
 
 def _examples(sv: np.ndarray, tv: np.ndarray, task: Retrieval, n: int = 8) -> list[dict]:
-    from .metrics import _unit_rows
-
-    q, c = _unit_rows(sv[:n]), _unit_rows(tv)
+    q, c = unit_rows(sv[:n]), unit_rows(tv)
     top = (q @ c.T).topk(min(5, c.shape[0]), dim=1).indices.numpy()
     return [{"source": task.sources[i], "gold": [task.candidates[j] for j in task.gold[i]],
              "top5": [task.candidates[j] for j in top[i]]} for i in range(min(n, len(task.sources)))]
 
 
-def save(result: AlignResult, out_dir: str | Path) -> list[Path]:
-    from .plots import plot_alignment_mrr
-    from .storage import save_results
+def save(result: AlignResult, out_dir: str | Path) -> Path:
+    from ..io.storage import save_results
 
-    out_dir = Path(out_dir)
-    paths = [save_results(out_dir, SCHEMA, asdict(result))]
-    paths.append(plot_alignment_mrr(result, out_dir / "mrr_per_layer.png"))
-    return paths
+    return save_results(out_dir, SCHEMA, asdict(result))
 
 
 # --------------------------------------------------------------------------------------------- pretraining hook
 def read_capped(spec, max_lines: int, data_dir: str | None = None) -> list[str]:
     """The first `max_lines` distinct lines of a corpus spec, reading no further than needed (a corpus
     directory can hold over a million lines; the alignment probe needs a few thousand)."""
-    from .data import read_corpus
+    from ..io.corpora import read_corpus
 
     return read_corpus(spec, data_dir, limit=max_lines)
 
@@ -424,7 +381,7 @@ def make_alignment_hook(dictionary_path: str | Path, corpora: dict[str, str | Pa
     target unless named. layers: None = every layer. Returns {"mrr": last layer, "mrr_best", "mrr_best_layer",
     "mrr_l{i}" per layer, "mrr_random": the expected MRR of a random ranking}.
     """
-    from .data import parse_corpus_spec
+    from ..io.corpora import parse_corpus_spec
 
     dictionary = load_dictionary(str(dictionary_path), convert=None if convert == "auto" else convert,
                                  data_dir=data_dir)
@@ -447,8 +404,8 @@ def make_alignment_hook(dictionary_path: str | Path, corpora: dict[str, str | Pa
     coverage.update({"chinese_words_in_dictionary": dictionary.chinese_words,
                      "converted_chinese_words": dictionary.converted_words, "convert": dictionary.convert})
     if not task.sources:
-        raise UserError(f"--track-alignment {dictionary_path}: no dictionary pair is usable with this tokenizer "
-                        f"and corpora ({coverage['skipped']})")
+        raise UserError(f"`track_alignment` {dictionary_path}: no dictionary pair is usable with this tokenizer "
+                        f"and corpora ({coverage['skipped']})", fields=('track_alignment',))
     src_sel = WordSet(task.sources, {w: src_ws.occurrences[w] for w in task.sources}, {})
     tgt_sel = WordSet(task.candidates, {w: tgt_ws.occurrences[w] for w in task.candidates}, {})
     chance = random_mrr([len(g) for g in task.gold], len(task.candidates))
@@ -457,7 +414,7 @@ def make_alignment_hook(dictionary_path: str | Path, corpora: dict[str, str | Pa
         base = getattr(model, "base_model", model)
         was_training = base.training
         emb = Embedder(base, tokenizer, precision="fp32", max_length=max_length, progress=False)
-        use = emb._check_layers(layers)
+        use = emb.check_layers(layers)
         sv = contextual_vectors(emb, texts[source_lang], src_sel, use)
         tv = contextual_vectors(emb, texts[target_lang], tgt_sel, use)
         scores = score_layers(sv, tv, task.gold, use, ("cosine", "csls") if csls else ("cosine",))
@@ -474,173 +431,23 @@ def make_alignment_hook(dictionary_path: str | Path, corpora: dict[str, str | Pa
     return hook
 
 
-# --------------------------------------------------------------------------------------------- data scale
-@dataclass
-class DataScaleRun:
-    sentences_per_lang: int
-    model_dir: str
-    steps: int
-    tokens_seen: int
-    wall_time: float
-    history: list[dict]                 # per evaluation: step, eval_loss, mrr, mrr_l*, ...
-    train_log: list[dict]               # per log step: step, loss
+def alignment_hook_for_run(dictionary: str | Path, specs, out_dir: str | Path, data_dir: str | None = None,
+                   tokenizer: str | None = None):
+    """The `pretrain --track-alignment DICT` hook: alignment measured at every evaluation on the run's own
+    corpora (`specs`: its CorpusSpecs). Built on first call, when the run's tokenizer exists."""
+    # the first source of each language, as a SOURCE[#COLUMN][@MAX] spec that align reads itself
+    corpora: dict[str, str] = {}
+    for spec in specs:
+        corpora.setdefault(spec.lang, spec.source + (f"#{spec.column}" if spec.column is not None else "")
+                           + (f"@{spec.max_lines}" if spec.max_lines is not None else ""))
+    state: dict = {}
 
+    def hook(model, step, metrics):
+        if "hook" not in state:
+            from transformers import AutoTokenizer
 
-@dataclass
-class DataScaleResult:
-    corpora: list[str]
-    dictionary: str
-    size: str
-    sizes: list[int]
-    steps: int
-    runs: list[DataScaleRun]
-    random_expected_mrr: float | None
-    alignment_pairs: dict
-    init_alignment: dict = field(default_factory=dict)   # the hook on the untrained model (same seed): step 0
-    seconds: float = 0.0
+            tok = AutoTokenizer.from_pretrained(tokenizer or Path(out_dir) / "tokenizer")
+            state["hook"] = make_alignment_hook(Path(dictionary), corpora, tok, data_dir=data_dir)
+        return state["hook"](model, step, metrics)
 
-
-def data_scale(corpora: list[str], dictionary: str, out_dir: str | Path, sentences: Sequence[int] = (10000, 50000),
-               size: str = "tiny", steps: int = 2000, eval_every: int = 250, batch_size: int = 32, seq_len: int = 64,
-               vocab_size: int = 8000, lr: float = 1e-3, precision: str = "fp32", seed: int = 0,
-               align_corpora: dict[str, str] | None = None, convert: str | None = None, align_k: int = 3,
-               align_max_words: int = 300, align_max_candidates: int = 2000, data_dir: str | None = None,
-               progress: bool = True) -> DataScaleResult:
-    """Pretrain identical bilingual models (same tokenizer, config, seed, steps) on N and 5N sentences per
-    language, tracking masked-LM loss and alignment MRR at every evaluation: the lecture's 200K-vs-1,000K
-    experiment. The tokenizer is trained once, on the largest sample, so only the amount of text differs."""
-    from transformers import AutoTokenizer
-
-    from .pretrain import PretrainConfig, _load_corpora, pretrain, train_tokenizer
-
-    t0 = time.perf_counter()
-    out_dir = Path(out_dir)
-    sizes = sorted(int(n) for n in sentences)
-    if len(sizes) < 2 or sizes[0] <= 0:
-        raise UserError("--sentences needs at least two positive sizes, e.g. 10000,50000")
-    tok_dir = out_dir / "tokenizer"
-    if not (tok_dir / "tokenizer_config.json").exists():
-        big = _load_corpora(PretrainConfig(corpora=list(corpora), out_dir=str(out_dir), seed=seed,
-                                           max_sentences_per_lang=sizes[-1], data_dir=data_dir))
-        train_tokenizer(big, tok_dir, vocab_size, True, seed=seed)
-        del big
-    tokenizer = AutoTokenizer.from_pretrained(tok_dir)
-    if not (tok_dir / "config.json").exists():
-        # pretrain(tokenizer=DIR) resolves DIR as a model directory, which needs a config.json: store the
-        # shared model config there (it is the same for every run anyway).
-        from .pretrain import model_config
-
-        model_config(size, None, len(tokenizer), seq_len, 0.1).save_pretrained(tok_dir)
-    if align_corpora is None:   # evaluation text: the first lines of each corpus
-        from .data import parse_corpus_spec
-
-        align_corpora = {}
-        for c in corpora:
-            spec = parse_corpus_spec(c)
-            align_corpora.setdefault(spec.lang, spec.source + (f"#{spec.column}" if spec.column is not None else ""))
-    hook = make_alignment_hook(dictionary, {l: s for l, s in align_corpora.items()}, tokenizer, k=align_k,
-                               max_words=align_max_words, max_candidates=align_max_candidates, convert=convert,
-                               seed=seed, data_dir=data_dir, max_lines=20000)
-    # Step 0: the same random initialisation both runs start from (pretrain seeds before building the model).
-    from transformers import BertForMaskedLM
-
-    from .engine import set_seed
-    from .pretrain import model_config
-
-    set_seed(seed)
-    init_alignment = hook(BertForMaskedLM(model_config(size, None, len(tokenizer), seq_len, 0.1)), 0, {})
-    runs = []
-    for n in sizes:
-        cfg = PretrainConfig(corpora=list(corpora), out_dir=str(out_dir / f"n{n}"), tokenizer=str(tok_dir),
-                             size=size, max_sentences_per_lang=n, seq_len=seq_len, batch_size=batch_size,
-                             max_steps=steps, lr=lr, precision=precision, seed=seed, eval_every=eval_every,
-                             resume=(out_dir / f"n{n}" / "checkpoint").exists(), data_dir=data_dir,
-                             progress=progress)
-        res = pretrain(cfg, eval_hooks=[hook])
-        runs.append(DataScaleRun(n, res.model_dir, res.steps, res.tokens_seen, res.wall_time, res.history,
-                                 res.train_log))
-        _save_scale(DataScaleResult(list(corpora), str(dictionary), size, sizes, steps, runs,
-                                    init_alignment.get("mrr_random"), hook.coverage, init_alignment,
-                                    time.perf_counter() - t0), out_dir)
-    result = DataScaleResult(list(corpora), str(dictionary), size, sizes, steps, runs,
-                             init_alignment.get("mrr_random"), hook.coverage, init_alignment, time.perf_counter() - t0)
-    _save_scale(result, out_dir)
-    return result
-
-
-def _save_scale(result: DataScaleResult, out_dir: Path) -> None:
-    """Saved after each run, so a long experiment leaves a readable result even if stopped half-way."""
-    from .plots import plot_data_scale
-    from .storage import save_results
-
-    save_results(out_dir, SCALE_SCHEMA, asdict(result))
-    plot_data_scale(result, out_dir / "data_scale.png")
-
-
-# --------------------------------------------------------------------------------------------- report
-def report_section(ctx):
-    """Alignment (and language vectors when the model has an MLM head) at quick settings for `bertology
-    report`: Tatoeba's English and Chinese sides as the corpora, MUSE en-zh converted to Simplified."""
-    from .data import read_corpora
-    from .models import has_mlm_head
-    from .report import Section
-
-    quick = ctx.quick
-    lines = 5000 if quick else 30000
-    corpora = read_corpora([f"en=tatoeba-cmn-eng#0@{lines}", f"zh=tatoeba-cmn-eng#1@{lines}"], ctx.data_dir)
-    d = load_dictionary("muse-en-zh", data_dir=ctx.data_dir)
-    d = convert_dictionary(d, choose_conversion(d, (corpora["en"], corpora["zh"])))
-    res = align(ctx.model, d, corpora, "en", "zh", k=3 if quick else 5, max_words=300 if quick else 2000,
-                precision=ctx.precision, seed=ctx.seed, trust_remote_code=ctx.trust_remote_code, progress=False)
-    paths = save(res, ctx.out_dir)
-    cov = res.coverage
-    rows = [{"layer": c["layer"], "MRR cosine": c["mrr"], "MRR CSLS": s["mrr"], "P@1": c["p_at_1"], "P@5": c["p_at_5"],
-             "word alone MRR": (res.context_free["cosine"][i]["mrr"] if res.context_free else float("nan"))}
-            for i, (c, s) in enumerate(zip(res.contextual["cosine"], res.contextual["csls"]))]
-    base = [{"baseline": "random ranking (expected)", "MRR": res.baselines["random_expected_mrr"]},
-            {"baseline": "random vectors", "MRR": res.baselines["random_vectors"]["cosine"]["mrr"]}]
-    if "cbow" in res.baselines:
-        base.append({"baseline": "CBOW, trained per language", "MRR": res.baselines["cbow"]["cosine"]["mrr"]})
-    skipped = ", ".join(f"{n} {why}" for why, n in cov["skipped"].items())
-    sec = Section(
-        "Cross-lingual alignment (MRR per layer)",
-        explanation=(
-            f"Each English word of the MUSE dictionary is ranked against every Chinese candidate word by the "
-            f"cosine (and CSLS) of their vectors, a word's vector being the mean of its contextual embeddings over "
-            f"up to {res.k} occurrences in Tatoeba sentences. Mean Reciprocal Rank near the random baseline means "
-            f"the languages are not aligned; near 1 means each word's nearest foreign word is its translation. "
-            f"Coverage: {cov['source_words']} English words against {cov['candidates']} Chinese candidates "
-            f"({cov['evaluated_pairs']} of {cov['dictionary_pairs']} dictionary pairs; {cov['converted_chinese_words']} "
-            f"Traditional dictionary words converted to Simplified). Skipped pairs: {skipped}. "
-            f"Best layer {res.best['layer']}: MRR {res.best['mrr']:.3f} against {res.baselines['random_expected_mrr']:.3f} "
-            f"for a random ranking."),
-        figures=[p for p in paths if str(p).endswith(".png")],
-        tables=[("MRR per layer (contextual word vectors)", rows), ("Baselines", base),
-                ("Nearest Chinese candidates at the best layer", [{"English": e["source"], "gold": " ".join(e["gold"]),
-                                                                   "top 5": " ".join(e["top5"])} for e in res.examples])])
-    title = "Language vectors: mean-shift translation"
-    if not has_mlm_head(ctx.model):
-        return [sec, Section(title, error="this model has no masked-LM head: the shifted hidden states must be "
-                                          "decoded into tokens by one (run on a model from `bertology pretrain`)")]
-    from . import langvec as lv
-
-    sents = read_corpora([f"en=tatoeba-cmn-eng#0@{100 if quick else 500}"], ctx.data_dir)["en"]
-    lres = lv.langvec(ctx.model, corpora, sents, d, "en", "zh", alphas=(0, 1, 2, 3) if quick else (0, 0.5, 1, 1.5, 2, 3),
-                      mean_sentences=300 if quick else 1000, precision=ctx.precision,
-                      trust_remote_code=ctx.trust_remote_code, progress=False)
-    lpaths = lv.save(lres, Path(ctx.out_dir) / "langvec")
-    b = lres.best
-    plain = next(g for g in lres.grid if g["layer"] == b["layer"] and g["alpha"] == 0)
-    lsec = Section(
-        title,
-        explanation=(f"The mean hidden state of each language (μ_en, μ_zh, per layer) is added as α·(μ_zh − μ_en) at "
-                     f"layer L to English Tatoeba sentences; the masked-LM head then fills every position. Scored by "
-                     f"token-translation precision against the dictionary (a one-token English word whose output is "
-                     f"one of its translations, or a character of one). Best setting L={b['layer']}, α={b['alpha']:g}: "
-                     f"precision {b['precision']:.3f} over {b['scored_words']} words, {b['target_script_rate']:.2f} of "
-                     f"output tokens Chinese (without the shift: precision {plain['precision']:.3f}, "
-                     f"{plain['target_script_rate']:.2f} Chinese)."),
-        figures=[p for p in lpaths if str(p).endswith(".png")],
-        tables=[("Examples at the best setting", [{"English": e["sentence"], "unshifted": " ".join(e["unshifted"]),
-                                                   "shifted": " ".join(e["shifted"])} for e in lres.examples])])
-    return [sec, lsec]
+    return hook

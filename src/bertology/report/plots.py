@@ -13,7 +13,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from .storage import atomic_write_bytes  # noqa: E402
+from ..io.storage import atomic_write_bytes  # noqa: E402
 
 _FONT_READY = False
 

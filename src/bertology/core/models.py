@@ -7,7 +7,6 @@ Safetensors are preferred (transformers picks `model.safetensors` over `pytorch_
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 from dataclasses import dataclass
@@ -16,10 +15,7 @@ from typing import Callable
 
 import torch
 
-from .errors import UserError
-
-PRECISIONS = ("fp32", "bf16")
-
+from ..errors import UserError
 
 def _minilm_path() -> Path | None:
     try:
@@ -30,7 +26,7 @@ def _minilm_path() -> Path | None:
 
 
 # Models shipped inside the package (bf16 safetensors, each with a model card README.md).
-SHIPPED_DIR = Path(__file__).resolve().parent / "weights"
+SHIPPED_DIR = Path(__file__).resolve().parents[1] / "weights"
 
 
 def _shipped(name: str) -> Callable[[], Path]:
@@ -154,7 +150,7 @@ def _load_error(name: str, resolved: str, err: Exception) -> UserError:
     return UserError(
         f"could not load model {what}: not a local directory, and the Hugging Face hub gave "
         f"{err.__class__.__name__} (offline or unknown id). Download it where you are online "
-        f"(`hf download {resolved} --local-dir DIR`) and pass --model DIR")
+        f"(`hf download {resolved} --local-dir DIR`) and pass `model` DIR", fields=('model',))
 
 
 def _hub_reachable(timeout: float = 3.0) -> bool:
@@ -247,7 +243,7 @@ def load_config(name: str, trust_remote_code: bool = False):
         raise _load_error(name, resolved, e) from None
 
 
-def _weight_names(resolved: str) -> list[str] | None:
+def weight_names(resolved: str) -> list[str] | None:
     """Parameter names stored in a local checkpoint, read from headers only (no tensors loaded)."""
     d = Path(resolved)
     if not d.is_dir():
@@ -270,7 +266,7 @@ def _weight_names(resolved: str) -> list[str] | None:
 def has_mlm_head(name: str) -> bool:
     """Whether the checkpoint carries trained masked-LM head weights."""
     resolved = resolve_model(name)
-    names = _weight_names(resolved)
+    names = weight_names(resolved)
     if names is None:  # a hub id: trust the declared architecture
         try:
             arch = load_config(name).architectures or []
@@ -278,6 +274,13 @@ def has_mlm_head(name: str) -> bool:
             return False
         return any("MaskedLM" in a or "ForPreTraining" in a for a in arch)
     return any(n.startswith(("cls.predictions", "lm_head", "predictions.")) or ".predictions." in n for n in names)
+
+
+def has_qa_head(name: str) -> bool:
+    """Whether a local checkpoint already carries a trained span head (e.g. OUT/model from `qa train`); a hub
+    id is taken to have none (its head would be initialised at random)."""
+    names = weight_names(resolve_model(name)) or []
+    return any(n.startswith("qa_outputs.") for n in names)
 
 
 def list_models() -> list[dict]:
@@ -290,23 +293,8 @@ def list_models() -> list[dict]:
     return rows
 
 
-# --------------------------------------------------------------------------------------------- devices & precision
+# --------------------------------------------------------------------------------------------- devices
 def pick_device(device: str | None = None) -> torch.device:
     if device:
         return torch.device(device)
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-
-
-def check_precision(precision: str, allowed: tuple[str, ...] = PRECISIONS) -> str:
-    """`precision` if it is one of `allowed` (default: fp32 | bf16), else exit 2 naming the choices."""
-    if precision not in allowed:
-        raise UserError(f"--precision must be one of {', '.join(allowed)}, not {precision!r}")
-    return precision
-
-
-def autocast(precision: str, device: torch.device | str = "cpu"):
-    """bf16 autocast context (fp32 master weights); a no-op for fp32."""
-    device_type = torch.device(device).type
-    if check_precision(precision) == "bf16":
-        return torch.autocast(device_type=device_type, dtype=torch.bfloat16)
-    return contextlib.nullcontext()

@@ -1,0 +1,1 @@
+"""The machinery every experiment shares: loading models, precision, batched inference, training."""

@@ -1,0 +1,117 @@
+"""The data-scale experiment (`bertology align-scale`): identical bilingual models pretrained on N and 5N
+sentences per language, tracking masked-LM loss and cross-lingual alignment (MRR) as they train."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable, Sequence
+
+from ..errors import UserError
+from ..io.storage import save_results
+from .align import make_alignment_hook
+from .pretrain import PretrainConfig, load_corpora, model_config, pretrain, train_tokenizer
+
+SCHEMA = "bertology.align-scale/1"
+
+
+@dataclass
+class DataScaleRun:
+    sentences_per_lang: int
+    model_dir: str
+    steps: int
+    tokens_seen: int
+    wall_time: float
+    history: list[dict]                 # per evaluation: step, eval_loss, mrr, mrr_l*, ...
+    train_log: list[dict]               # per log step: step, loss
+
+
+@dataclass
+class DataScaleResult:
+    corpora: list[str]
+    dictionary: str
+    size: str
+    sizes: list[int]
+    steps: int
+    runs: list[DataScaleRun]
+    random_expected_mrr: float | None
+    alignment_pairs: dict
+    init_alignment: dict = field(default_factory=dict)   # the hook on the untrained model (same seed): step 0
+    seconds: float = 0.0
+
+
+def data_scale(corpora: list[str], dictionary: str, out_dir: str | Path, sentences: Sequence[int] = (10000, 50000),
+               size: str = "tiny", steps: int = 2000, eval_every: int = 250, batch_size: int = 32, seq_len: int = 64,
+               vocab_size: int = 8000, lr: float = 1e-3, precision: str = "fp32", seed: int = 0,
+               align_corpora: dict[str, str] | None = None, convert: str | None = None, align_k: int = 3,
+               align_max_words: int = 300, align_max_candidates: int = 2000, data_dir: str | None = None,
+               progress: bool = True, after_each_run: Callable[[DataScaleResult], None] | None = None
+               ) -> DataScaleResult:
+    """Pretrain identical bilingual models (same tokenizer, config, seed, steps) on N and 5N sentences per
+    language, tracking masked-LM loss and alignment MRR at every evaluation: the lecture's 200K-vs-1,000K
+    experiment. The tokenizer is trained once, on the largest sample, so only the amount of text differs.
+
+    results.json is saved after each run, so a long experiment leaves a readable result even if stopped
+    half-way; `after_each_run(result so far)` is called then too (the CLI draws the figure there)."""
+    from transformers import AutoTokenizer
+
+    t0 = time.perf_counter()
+    out_dir = Path(out_dir)
+    sizes = sorted(int(n) for n in sentences)
+    if len(sizes) < 2 or sizes[0] <= 0:
+        raise UserError("`sentences` needs at least two positive sizes, e.g. 10000,50000", fields=('sentences',))
+    tok_dir = out_dir / "tokenizer"
+    if not (tok_dir / "tokenizer_config.json").exists():
+        big = load_corpora(PretrainConfig(corpora=list(corpora), out_dir=str(out_dir), seed=seed,
+                                           max_sentences_per_lang=sizes[-1], data_dir=data_dir))
+        train_tokenizer(big, tok_dir, vocab_size, True, seed=seed)
+        del big
+    tokenizer = AutoTokenizer.from_pretrained(tok_dir)
+    if not (tok_dir / "config.json").exists():
+        # pretrain(tokenizer=DIR) resolves DIR as a model directory, which needs a config.json: store the
+        # shared model config there (it is the same for every run anyway).
+        model_config(size, None, len(tokenizer), seq_len, 0.1).save_pretrained(tok_dir)
+    if align_corpora is None:   # evaluation text: the first lines of each corpus
+        from ..io.corpora import parse_corpus_spec
+
+        align_corpora = {}
+        for c in corpora:
+            spec = parse_corpus_spec(c)
+            align_corpora.setdefault(spec.lang, spec.source + (f"#{spec.column}" if spec.column is not None else ""))
+    hook = make_alignment_hook(dictionary, {l: s for l, s in align_corpora.items()}, tokenizer, k=align_k,
+                               max_words=align_max_words, max_candidates=align_max_candidates, convert=convert,
+                               seed=seed, data_dir=data_dir, max_lines=20000)
+    # Step 0: the same random initialisation both runs start from (pretrain seeds before building the model).
+    from transformers import BertForMaskedLM
+
+    from ..core.engine import set_seed
+
+    set_seed(seed)
+    init_alignment = hook(BertForMaskedLM(model_config(size, None, len(tokenizer), seq_len, 0.1)), 0, {})
+    runs = []
+    for n in sizes:
+        cfg = PretrainConfig(corpora=list(corpora), out_dir=str(out_dir / f"n{n}"), tokenizer=str(tok_dir),
+                             size=size, max_sentences_per_lang=n, seq_len=seq_len, batch_size=batch_size,
+                             max_steps=steps, lr=lr, precision=precision, seed=seed, eval_every=eval_every,
+                             resume=(out_dir / f"n{n}" / "checkpoint").exists(), data_dir=data_dir,
+                             progress=progress)
+        res = pretrain(cfg, eval_hooks=[hook])
+        runs.append(DataScaleRun(n, res.model_dir, res.steps, res.tokens_seen, res.wall_time, res.history,
+                                 res.train_log))
+        result = DataScaleResult(list(corpora), str(dictionary), size, sizes, steps, runs,
+                                 init_alignment.get("mrr_random"), hook.coverage, init_alignment,
+                                 time.perf_counter() - t0)
+        save(result, out_dir)
+        if after_each_run:
+            after_each_run(result)
+    result = DataScaleResult(list(corpora), str(dictionary), size, sizes, steps, runs,
+                             init_alignment.get("mrr_random"), hook.coverage, init_alignment, time.perf_counter() - t0)
+    save(result, out_dir)
+    if after_each_run:
+        after_each_run(result)
+    return result
+
+
+def save(result: DataScaleResult, out_dir: str | Path) -> Path:
+    return save_results(out_dir, SCHEMA, asdict(result))

@@ -1,0 +1,1 @@
+"""Reading and writing files: data sets by name, every input format, atomic results."""

@@ -1,0 +1,46 @@
+"""Sentence files for the word-senses experiment: labelled TSV, plain text, or a built-in demo set."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..errors import UserError
+from .storage import open_text
+
+# ==== sentence files (word senses) ============================================================================
+DEMO_DIR = Path(__file__).parents[1] / "demo"
+# Built-in sentence sets (name -> (file, default target)), written by the bertology team.
+DEMO_SETS = {"apple-zh": ("apple_zh.tsv", "果"), "apple-en": ("apple_en.tsv", "apple")}
+
+
+def read_sentences(path: str | Path) -> tuple[list[str], list[str], str]:
+    """Read a sentence file: a TSV with header `label<TAB>sentence` (label may be empty), or plain text with
+    one sentence a line. A built-in demo set name (see DEMO_SETS) also works.
+
+    Returns (sentences, labels, source name). Labels are "" for plain text.
+    """
+    if str(path) in DEMO_SETS:
+        path = DEMO_DIR / DEMO_SETS[str(path)][0]
+    path = Path(path)
+    with open_text(path) as f:
+        lines = [line.rstrip("\n").rstrip("\r") for line in f]
+    sentences, labels = [], []
+    tsv = bool(lines) and lines[0].strip().lower().split("\t") == ["label", "sentence"]
+    for n, line in enumerate(lines[1:] if tsv else lines, start=2 if tsv else 1):
+        if not line.strip():
+            continue
+        if tsv:
+            fields = line.split("\t")
+            if len(fields) != 2:
+                raise UserError(f"{path}:{n}: expected 2 tab-separated fields (label, sentence), found {len(fields)}")
+            label, sentence = fields[0].strip(), fields[1].strip()
+            if not sentence:
+                raise UserError(f"{path}:{n}: field 'sentence' is empty")
+        else:
+            label, sentence = "", line.strip()
+        sentences.append(sentence)
+        labels.append(label)
+    if not sentences:
+        raise UserError(f"{path}: no sentences")
+    return sentences, labels, str(path)
+

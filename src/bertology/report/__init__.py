@@ -1,0 +1,228 @@
+"""`bertology report`: run every experiment on one model and write a self-contained index.html.
+
+Each module of `report.sections` provides `report_section(ctx: ReportContext) -> Section | list[Section]`: it
+runs its experiment at report settings and presents the result. The report runs them in order; a section that raises `UserError` (e.g. Chinese on an English-only vocabulary, no MLM head) appears
+with the reason instead of crashing the report. Figures are embedded as base64 PNGs, so the single HTML
+file can be mailed or opened anywhere.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import importlib
+import time
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from ..errors import UserError
+from ..io.storage import atomic_write_text, save_results
+from .claims import verdicts
+
+
+@dataclass
+class ReportContext:
+    model: str
+    out_dir: Path            # this section's own directory (results.json, figures)
+    data_dir: str | None
+    precision: str = "fp32"
+    seed: int = 0
+    quick: bool = True       # small, minutes-scale settings; --full for the paper-scale ones
+    trust_remote_code: bool = False
+    describe_error: Callable[[UserError], str] = str   # how a UserError reads here (the CLI: fields as flags)
+    fallback_model: str | None = None   # runs the sections `model` cannot (no Chinese vocabulary, no MLM head)
+    keep_models: bool = False           # keep models a section trains (QA) in its folder; else only results
+
+
+@dataclass
+class Section:
+    title: str
+    explanation: str = ""                       # a short paragraph (HTML allowed) saying what to look at
+    figures: list[Path] = field(default_factory=list)
+    tables: list[tuple[str, list[dict]]] = field(default_factory=list)   # (caption, rows)
+    error: str | None = None                    # why the model could not run this experiment
+    seconds: float = 0.0
+    model: str | None = None                    # set when the section ran on the fallback model
+    claim_ids: list[str] = field(default_factory=list)       # the verdict-table claims this section decides
+    measures: dict[str, dict] = field(default_factory=dict)  # {claim id: the numbers its rule needs}
+
+
+def with_fallback(ctx: ReportContext, run: Callable[[str], Section]) -> Section:
+    """`run(ctx.model)`; when that model cannot run the section (a UserError: no MLM head, the target word is
+    [UNK] to its vocabulary, ...) and the report has a fallback model, the section runs on the fallback model
+    and says so at its top. A section the fallback cannot run either keeps the first model's reason."""
+    try:
+        return run(ctx.model)
+    except UserError as e:
+        if not ctx.fallback_model or ctx.fallback_model == ctx.model:
+            raise
+        reason = ctx.describe_error(e)
+        try:
+            sec = run(ctx.fallback_model)
+        except UserError:
+            raise e from None
+    sec.model = ctx.fallback_model
+    sec.title += f" (on {ctx.fallback_model})"
+    sec.explanation = (f"<b>Run on {html.escape(ctx.fallback_model)}</b>, the bilingual model shipped with bertology, "
+                       f"because {html.escape(ctx.model)} cannot run this section: "
+                       f"{html.escape(reason.rstrip('.'), quote=False)}. "
+                       + sec.explanation)
+    return sec
+
+
+# (module, title used when the section fails before producing its own). Order = order in the report.
+SECTIONS: list[tuple[str, str]] = [
+    ("bertology.report.sections.senses", "Contextual embeddings: word senses"),
+    ("bertology.report.sections.cbow", "Static baseline: word2vec CBOW"),
+    ("bertology.report.sections.pretrain", "Masked-LM: fill in the blank"),
+    ("bertology.report.sections.crossdomain", "Cross-disciplinary transfer: DNA, protein, music"),
+    ("bertology.report.sections.qa", "Cross-lingual zero-shot QA"),
+    ("bertology.report.sections.align", "Cross-lingual alignment and language vectors"),
+]
+
+
+def run_section(module: str, title: str, ctx: ReportContext) -> list[Section]:
+    t0 = time.perf_counter()
+    try:
+        mod = importlib.import_module(module)
+        fn: Callable[[ReportContext], Section] = mod.report_section
+    except (ImportError, AttributeError) as e:
+        return [Section(title, error=f"not available in this version ({e.__class__.__name__}: {e})")]
+    claim_ids = list(getattr(mod, "CLAIM_IDS", []))   # the claims a failure of the whole module leaves undecided
+    ctx.out_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        sec = fn(ctx)
+    except UserError as e:
+        sec = Section(title, error=ctx.describe_error(e), claim_ids=claim_ids)
+    except Exception as e:  # a bug in one section must not lose the others; keep the traceback visible
+        sec = Section(title, error=f"failed: {e.__class__.__name__}: {e}\n{traceback.format_exc()}",
+                      claim_ids=claim_ids)
+    secs = sec if isinstance(sec, list) else [sec]   # a module may contribute several sections
+    # A module that contributes several sections times each itself; what it did not attribute is shared.
+    untimed = [s for s in secs if not s.seconds]
+    rest = time.perf_counter() - t0 - sum(s.seconds for s in secs)
+    for s in untimed:
+        s.seconds = max(rest, 0.0) / len(untimed)
+    return secs
+
+
+def _table_html(rows: list[dict]) -> str:
+    if not rows:
+        return ""
+    cols = list(rows[0])
+    head = "".join(f"<th>{html.escape(str(c))}</th>" for c in cols)
+
+    def fmt(v):
+        return f"{v:.3f}" if isinstance(v, float) else html.escape(str(v))
+    body = "".join("<tr>" + "".join(f"<td>{fmt(r.get(c, ''))}</td>" for c in cols) + "</tr>" for r in rows)
+    return f"<table><tr>{head}</tr>{body}</table>"
+
+
+def _embedded_cjk_font(text: str) -> str:
+    """A @font-face rule carrying just the CJK glyphs the page uses (subset of the Noto Sans CJK font that
+    mplfonts ships), so Chinese renders even where the reader has no CJK font installed. A few KB."""
+    chars = sorted({ch for ch in text if ord(ch) > 0x2E7F})
+    if not chars:
+        return ""
+    try:
+        import io
+
+        import mplfonts
+        from fontTools import subset
+
+        path = Path(mplfonts.__file__).parent / "fonts" / "NotoSansCJKsc-Regular.otf"
+        opts = subset.Options()
+        font = subset.load_font(str(path), opts)
+        sub = subset.Subsetter(opts)
+        sub.populate(text="".join(chars))
+        sub.subset(font)
+        buf = io.BytesIO()
+        subset.save_font(font, buf, opts)
+    except Exception:  # no font available: the browser falls back to the reader's own fonts
+        return ""
+    data = base64.b64encode(buf.getvalue()).decode()
+    return (f"@font-face{{font-family:'bertology-cjk';src:url(data:font/otf;base64,{data}) format('opentype');}}")
+
+
+def _verdict_html(claims: list[dict]) -> str:
+    """The verdict table: claim, the paper's figure, this run's figure and baseline, verdict, link."""
+    if not claims:
+        return ""
+    rows = []
+    for c in claims:
+        link = f"<a href='#s{c['section']}'>section {c['section']}</a>" if c["section"] else ""
+        why = f"<br><small>{html.escape(c['reason'])}</small>" if c.get("reason") else ""
+        on = f"<br><small>on {html.escape(str(c['model']))}</small>" if c.get("model") else ""
+        rows.append(f"<tr class='v-{c['verdict'].split()[0]}'><td>{html.escape(c['claim'])}</td>"
+                    f"<td>{html.escape(c['paper'])}</td><td>{html.escape(c['this_run'])}{on}</td>"
+                    f"<td>{html.escape(c['baseline'])}</td><td title='{html.escape(c['rule'])}'>"
+                    f"<b>{html.escape(c['verdict'])}</b>{why}</td><td>{link}</td></tr>")
+    return ("<h2 id='verdicts'>Verdicts</h2><p class='cap'>Each claim of the lecture and its papers beside this "
+            "run's number. A verdict follows a written rule (hover it; docs/results.md), not a judgement.</p>"
+            "<table class='verdicts'><tr><th>claim</th><th>lecture / paper</th><th>this run</th><th>baseline</th>"
+            "<th>verdict</th><th></th></tr>" + "".join(rows) + "</table>")
+
+
+def render_html(model: str, sections: list[Section], claims: list[dict] | None = None) -> str:
+    parts = []
+    for i, s in enumerate(sections, 1):
+        body = [f"<h2 id='s{i}'>{i}. {html.escape(s.title)}</h2>"]
+        if s.error:
+            body.append(f"<p class='skip'>Not run on this model: {html.escape(s.error.splitlines()[0])}</p>")
+            if len(s.error.splitlines()) > 1:
+                body.append(f"<pre>{html.escape(s.error)}</pre>")
+        if s.explanation:
+            body.append(f"<p>{s.explanation}</p>")
+        for caption, rows in s.tables:
+            body.append(f"<p class='cap'>{html.escape(caption)}</p>{_table_html(rows)}")
+        for fig in s.figures:
+            data = base64.b64encode(Path(fig).read_bytes()).decode()
+            body.append(f"<figure><img src='data:image/png;base64,{data}' alt='{html.escape(Path(fig).name)}'>"
+                        f"<figcaption>{html.escape(Path(fig).name)}</figcaption></figure>")
+        body.append(f"<p class='time'>{s.seconds:.1f} s</p>")
+        parts.append("<section>" + "\n".join(body) + "</section>")
+    toc = "".join(f"<li><a href='#s{i}'>{html.escape(s.title)}</a>{' (not run)' if s.error else ''}</li>"
+                  for i, s in enumerate(sections, 1))
+    text = model + _verdict_html(claims or []) + "".join(s.title + s.explanation + (s.error or "") + "".join(
+        str(v) for _, rows in s.tables for r in rows for v in list(r) + list(r.values())) for s in sections)
+    font = _embedded_cjk_font(text)
+    return f"""<!doctype html><html lang="en"><head><meta charset="utf-8">
+<title>bertology report: {html.escape(model)}</title>
+<style>{font}
+body{{font-family:system-ui,sans-serif,'Noto Sans CJK TC','PingFang TC','Microsoft JhengHei','bertology-cjk';max-width:60rem;margin:2rem auto;padding:0 1rem;line-height:1.5}}
+img{{max-width:100%}} table{{border-collapse:collapse;margin:.5rem 0}} td,th{{border:1px solid #ccc;padding:.2rem .5rem;
+text-align:right}} .verdicts td{{text-align:left;vertical-align:top}} .v-shown{{background:#e8f5e9}}
+.v-not{{background:#fff8e1}} .skip{{color:#a00}} .time,.cap{{color:#666;font-size:.9em}} pre{{white-space:pre-wrap;font-size:.8em}}</style>
+</head><body><h1>Why BERT works — {html.escape(model)}</h1>
+<p>Generated by bertology: the experiments of Hung-yi Lee's lecture "Self-supervised learning: BERT explained"
+(ML 2021) and the papers behind it, run on this model.</p>{_verdict_html(claims or [])}<ol>{toc}</ol>
+{''.join(parts)}</body></html>"""
+
+
+def build_report(model: str, out_dir: str | Path, data_dir: str | None = None, precision: str = "fp32",
+                 seed: int = 0, quick: bool = True, only: list[str] | None = None,
+                 trust_remote_code: bool = False, describe_error: Callable[[UserError], str] = str,
+                 fallback_model: str | None = None, keep_models: bool = False) -> tuple[Path, list[Section]]:
+    """Run every section and write out_dir/index.html (+ each section's results under out_dir/<name>/).
+    fallback_model: runs the sections `model` cannot (see `with_fallback`)."""
+    out_dir = Path(out_dir)
+    sections = []
+    for module, title in SECTIONS:
+        short = module.rsplit(".", 1)[-1]
+        if only and short not in only:
+            continue
+        ctx = ReportContext(model=model, out_dir=out_dir / short, data_dir=data_dir, precision=precision,
+                            seed=seed, quick=quick, trust_remote_code=trust_remote_code,
+                            describe_error=describe_error, fallback_model=fallback_model,
+                            keep_models=keep_models)
+        sections += run_section(module, title, ctx)
+    claims = verdicts(sections)
+    page = atomic_write_text(out_dir / "index.html", render_html(model, sections, claims))
+    save_results(out_dir, "bertology.report/1", {
+        "model": model, "quick": quick, "fallback_model": fallback_model, "claims": claims,
+        "sections": [{"title": s.title, "model": s.model or model, "error": s.error, "seconds": s.seconds,
+                      "figures": [str(Path(f).relative_to(out_dir)) if Path(f).is_relative_to(out_dir) else str(f)
+                                  for f in s.figures]} for s in sections]})
+    return page, sections

@@ -1,0 +1,45 @@
+"""metrics: the numbers every experiment reports, checked on cases small enough to work out by hand."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from bertology.metrics import (classification_scores, cosine_matrix, qa_scores, random_mrr, ranking_scores,
+                               retrieval_ranks, sense_separation, squad_em, squad_f1, unit_rows)
+
+
+def test_cosine_and_sense_separation():
+    x = np.array([[1.0, 0.0], [2.0, 0.0], [0.0, 1.0], [0.0, 3.0]])
+    assert cosine_matrix(x) == pytest.approx(np.array([[1, 1, 0, 0], [1, 1, 0, 0], [0, 0, 1, 1], [0, 0, 1, 1]]))
+    s = sense_separation(x, ["a", "a", "b", "b"])
+    assert (s["within"], s["between"], s["separation"], s["purity"]) == pytest.approx((1.0, 0.0, 1.0, 1.0))
+    # a static embedding: every occurrence the same vector, so nothing separates
+    same = sense_separation(np.ones((4, 3)), ["a", "a", "b", "b"])
+    assert same["separation"] == pytest.approx(0.0) and same["silhouette"] is None and same["purity"] == 0.5
+    assert sense_separation(x, ["a"] * 4)["separation"] is None       # one label: nothing to separate
+
+
+def test_classification_counts_missing_classes():
+    s = classification_scores([0, 0, 1, 1], [0, 0, 1, 0], labels=[0, 1, 2])
+    assert s["accuracy"] == 0.75 and s["macro_f1"] == pytest.approx((0.8 + 2 / 3 + 0) / 3)
+
+
+def test_squad_scores():
+    assert squad_em("The Cat!", "cat") == 1.0 and squad_f1("a black cat", "the cat") == pytest.approx(2 / 3)
+    s = qa_scores({"q1": ["cat"], "q2": ["dog", "a hound"]}, {"q1": "cat"}, "en")
+    assert s["exact_match"] == 50.0 and s["total"] == 2 and s["missing"] == 1
+
+
+def test_retrieval_ranks_and_mrr():
+    q = np.array([[1.0, 0.0], [0.0, 1.0]])
+    c = np.array([[0.0, 1.0], [1.0, 0.1], [0.7, 0.7]])
+    ranks = retrieval_ranks(q, c, [[1], [0]])
+    assert list(ranks) == [1, 1]
+    assert ranking_scores([1, 2, 4]) == pytest.approx({"mrr": (1 + 0.5 + 0.25) / 3, "p_at_1": 1 / 3,
+                                                       "p_at_5": 1.0, "n": 3})
+    assert np.isnan(ranking_scores([])["mrr"])
+    # one gold among m candidates: E[1/rank] = H_m / m
+    assert random_mrr([1], 4) == pytest.approx((1 + 1 / 2 + 1 / 3 + 1 / 4) / 4)
+    assert random_mrr([4], 4) == pytest.approx(1.0)
+    assert float(unit_rows(np.array([[3.0, 4.0]])).norm()) == pytest.approx(1.0)

@@ -1,0 +1,147 @@
+"""report: the page built from sections, whatever each section's fate (ran, refused with a reason, crashed),
+and the figures drawn from experiment results. Fast: fake sections, no model runs."""
+
+from __future__ import annotations
+
+import json
+import sys
+import types
+
+import pytest
+
+from bertology import report
+from bertology.errors import UserError
+from bertology.report import ReportContext, Section, build_report, render_html, run_section
+
+
+def _fake_sections(monkeypatch, tmp_path):
+    png = tmp_path / "fig.png"
+    png.write_bytes(b"\x89PNG\r\n\x1a\n" + b"0" * 16)
+
+    def ok(ctx):
+        return [Section("First", "why <i>this</i> matters", [png], [("numbers", [{"layer": 1, "mrr": 0.25}])]),
+                Section("Second", "more")]
+
+    def refused(ctx):
+        raise UserError("model has no masked-LM head")
+
+    def crashed(ctx):
+        raise RuntimeError("a bug")
+
+    for name, fn in (("ok", ok), ("refused", refused), ("crashed", crashed)):
+        mod = types.ModuleType(f"fake_section_{name}")
+        mod.report_section = fn
+        monkeypatch.setitem(sys.modules, mod.__name__, mod)
+    monkeypatch.setattr(report, "SECTIONS", [("fake_section_ok", "OK"), ("fake_section_refused", "Refused"),
+                                             ("fake_section_crashed", "Crashed"), ("no_such_module", "Missing")])
+
+
+def test_sections_run_refuse_crash_or_are_missing(monkeypatch, tmp_path):
+    _fake_sections(monkeypatch, tmp_path)
+    ctx = ReportContext(model="m", out_dir=tmp_path / "s", data_dir=None)
+    assert [s.title for s in run_section("fake_section_ok", "OK", ctx)] == ["First", "Second"]
+    (refused,) = run_section("fake_section_refused", "Refused", ctx)
+    assert refused.title == "Refused" and refused.error == "model has no masked-LM head"
+    (crashed,) = run_section("fake_section_crashed", "Crashed", ctx)
+    assert crashed.error.startswith("failed: RuntimeError: a bug") and "Traceback" in crashed.error
+    (missing,) = run_section("no_such_module", "Missing", ctx)
+    assert missing.error.startswith("not available")
+
+
+def test_build_report_writes_page_and_results(monkeypatch, tmp_path):
+    _fake_sections(monkeypatch, tmp_path)
+    page, sections = build_report("m", tmp_path / "out", only=["fake_section_ok", "fake_section_refused"])
+    assert [s.title for s in sections] == ["First", "Second", "Refused"]
+    html = page.read_text(encoding="utf-8")
+    assert html.count("<section>") == 3 and "data:image/png;base64," in html
+    assert "why <i>this</i> matters" in html and "<td>0.250</td>" in html
+    assert "Not run on this model: model has no masked-LM head" in html and "(not run)" in html
+    doc = json.loads((tmp_path / "out" / "results.json").read_text())
+    assert doc["schema"] == "bertology.report/1" and [s["title"] for s in doc["sections"]] == ["First", "Second",
+                                                                                              "Refused"]
+
+
+def test_render_html_escapes_titles_and_tables():
+    page = render_html("<model>", [Section("a < b", tables=[("t", [{"x": "<script>"}])])])
+    assert "&lt;model&gt;" in page and "a &lt; b" in page and "&lt;script&gt;" in page and "<script>" not in page
+
+
+def test_section_modules_are_registered_in_page_order():
+    import importlib
+
+    for module, _ in report.SECTIONS:
+        assert callable(importlib.import_module(module).report_section)
+    assert [m.rsplit(".", 1)[-1] for m, _ in report.SECTIONS] == ["senses", "cbow", "pretrain", "crossdomain",
+                                                                 "qa", "align"]
+
+
+def test_with_fallback_runs_what_the_model_cannot_and_says_so(tmp_path):
+    from bertology.report import with_fallback
+
+    def run(model):
+        if model == "english-only":
+            raise UserError("target '果' is [UNK] in this vocabulary")
+        return Section("Senses of 果", f"ran on {model}")
+
+    ctx = ReportContext(model="english-only", out_dir=tmp_path, data_dir=None, fallback_model="zh-en-mini")
+    sec = with_fallback(ctx, run)
+    assert sec.model == "zh-en-mini" and sec.title == "Senses of 果 (on zh-en-mini)"
+    assert "because english-only cannot run this section: target '果' is [UNK]" in sec.explanation
+    assert sec.explanation.endswith("ran on zh-en-mini")
+    # a model that can run it is used as it is; without a fallback the reason stands
+    ok = with_fallback(ReportContext(model="bilingual", out_dir=tmp_path, data_dir=None, fallback_model="x"), run)
+    assert ok.model is None and ok.explanation == "ran on bilingual"
+    ctx.fallback_model = None
+    with pytest.raises(UserError, match="is \\[UNK\\]"):
+        with_fallback(ctx, run)
+
+    def nobody_can(model):
+        raise UserError(f"{model} cannot")
+    ctx.fallback_model = "zh-en-mini"
+    with pytest.raises(UserError, match="english-only cannot"):        # the first model's reason is kept
+        with_fallback(ctx, nobody_can)
+
+
+def test_sections_that_time_themselves_keep_their_own_seconds(monkeypatch, tmp_path):
+    import time as _time
+
+    def two(ctx):
+        _time.sleep(0.05)
+        return [Section("timed", seconds=7.0), Section("untimed")]
+
+    mod = types.ModuleType("fake_section_timed")
+    mod.report_section = two
+    monkeypatch.setitem(sys.modules, mod.__name__, mod)
+    timed, untimed = run_section("fake_section_timed", "T", ReportContext(model="m", out_dir=tmp_path, data_dir=None))
+    assert timed.seconds == 7.0 and untimed.seconds == 0.0     # 0.05 s in all, less than the 7 s attributed
+
+
+def test_verdicts_follow_the_written_rules(tmp_path):
+    from bertology.report.claims import NOT_RUN, NOT_RUNNABLE, NOT_SHOWN, SHOWN, verdicts
+
+    def transfer(p, s, n=320, std=0.0):
+        m = {"pretrained": {"mean": p, "std": std}, "scratch": {"mean": s, "std": std}, "n_test": n,
+             "majority": 0.52, "model": "m"}
+        return Section("transfer", claim_ids=["transfer", "controls"], measures={"transfer": m, "controls": m})
+
+    sections = [
+        Section("senses zh", claim_ids=["senses"], measures={"senses": {"separation": 0.2, "purity": 1.0, "layer": 3}}),
+        Section("cbow zh", measures={"static": {"static_separation": 0.0}}),
+        Section("fill", claim_ids=["fillmask"], measures={"fillmask": {"top5": [("果", 0.6), ("子", 0.1)], "rank": 1}}),
+        transfer(0.95, 0.90),                                   # +0.05 > 2 x SE (~0.041): shown
+        Section("qa", claim_ids=["qa"], error="model 'x' has no tokenizer"),
+        Section("align", claim_ids=["align"], measures={"align": {"mrr": 0.02, "random": 0.01, "random_vectors": 0.01,
+                                                                  "layer": 2}}),
+    ]
+    rows = {r["id"]: r for r in verdicts(sections)}
+    assert rows["senses"]["verdict"] == SHOWN and rows["senses"]["section"] == 1
+    assert rows["fillmask"]["verdict"] == SHOWN and rows["transfer"]["verdict"] == SHOWN
+    assert rows["controls"]["verdict"].startswith(NOT_RUN)            # no rand-embed / shuffled runs
+    assert rows["qa"]["verdict"] == NOT_RUNNABLE and "no tokenizer" in rows["qa"]["reason"]
+    assert rows["align"]["verdict"] == NOT_SHOWN                       # 2x random, the rule asks 3x
+    assert rows["langvec"]["verdict"] == NOT_RUN and rows["langvec"]["section"] is None
+    # the margin: the same +0.05 on 100 test sequences is within 2 standard errors; so is it with a seed spread
+    assert {r["id"]: r for r in verdicts([transfer(0.95, 0.90, n=100)])}["transfer"]["verdict"] == NOT_SHOWN
+    assert {r["id"]: r for r in verdicts([transfer(0.95, 0.90, std=0.03)])}["transfer"]["verdict"] == NOT_SHOWN
+    html = render_html("m", sections, verdicts(sections))
+    assert html.index("id='verdicts'") < html.index("<section>") and "href='#s1'" in html
