@@ -125,6 +125,11 @@ CASES = [
     ("align-k-neg", ["align", "-c", "en={bad}/corpus.txt", "-m", M, "-o", O, "--k", "-3"], "--k"),
     ("align-max-lines", ["align", "-c", "en={bad}/corpus.txt", "-m", M, "-o", O, "--max-lines", "-1"],
      "--max-lines"),
+    # named by this command's flag, not the library field's default spelling (issue 14.9)
+    ("align-layers", ["align", "-c", "en={bad}/corpus.txt", "-c", "zh={bad}/corpus.txt", "-d", "{bad}/dict.txt",
+                      "-m", M, "-o", O, "--layers", "0,99", "--no-cbow"], "--layers"),
+    ("langvec-sentences-spec", ["langvec", "-c", "en={bad}/corpus.txt", "-c", "zh={bad}/corpus.txt",
+                                "-d", "{bad}/dict.txt", "-m", M, "-o", O, "--sentences", "nolang"], "--sentences"),
     ("langvec-mean-0", ["langvec", "-c", "en={bad}/corpus.txt", "-m", M, "-o", O, "--mean-sentences", "0"],
      "--mean-sentences"),
     ("scale-steps-0", ["align-scale", "-c", "en={bad}/corpus.txt", "-o", O, "--steps", "0"], "--steps"),

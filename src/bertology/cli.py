@@ -6,6 +6,7 @@ Each experiment module exposes a plain function returning a result object; nothi
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 from pathlib import Path
@@ -65,6 +66,17 @@ def flag_name(field: str) -> str:
 def describe_error(error: UserError) -> str:
     """A library error in the CLI's terms: its fields as flag names."""
     return error.describe(flag_name)
+
+
+@contextlib.contextmanager
+def _flags(**names: str):
+    """Library fields that this command sets under another flag (align's `layer` list is its --layers,
+    langvec's --sentences are read as a `corpus`): errors raised inside say this command's flag, not
+    flag_name's default, which would point the user at an option the command does not have."""
+    try:
+        yield
+    except UserError as e:
+        raise UserError(e.describe(lambda field: names.get(field) or flag_name(field))) from None
 
 
 @app.callback()
@@ -607,8 +619,9 @@ def _qa_predict_or_eval(command, model, data, out, lang, limit, skip_bad, settin
 
     ds = qa.load_data(data, data_dir, skip_bad=skip_bad, require_answers=command == "eval",
                       check_offsets=False).sample(limit, seed)
-    result = qa.predict_file(command, model, ds, settings, lang=lang, convert=convert,
-                             trust_remote_code=trust_remote_code)
+    with _flags(batch_size="--eval-batch-size"):
+        result = qa.predict_file(command, model, ds, settings, lang=lang, convert=convert,
+                                 trust_remote_code=trust_remote_code)
     _qa_save(result, out)
     if result.scores:
         _qa_print_scores(result.scores)
@@ -805,10 +818,11 @@ def align_cmd(
     torch.manual_seed(seed)
     corpora, source, target, d = _align_inputs(corpus, dict_path, dict_format, convert, source, target,
                                                max_lines, data_dir)
-    res = align.align(model, d, corpora, source, target, _layers_arg(layers), k=k, max_words=max_words or None,
-                      max_candidates=max_candidates or None, csls_k=csls_k, precision=precision,
-                      batch_size=batch_size, max_length=max_length, cbow=cbow, seed=seed, work_dir=None,
-                      trust_remote_code=trust_remote_code, keep_identical=keep_identical)
+    with _flags(layer="--layers"):
+        res = align.align(model, d, corpora, source, target, _layers_arg(layers), k=k,
+                          max_words=max_words or None, max_candidates=max_candidates or None, csls_k=csls_k,
+                          precision=precision, batch_size=batch_size, max_length=max_length, cbow=cbow, seed=seed,
+                          work_dir=None, trust_remote_code=trust_remote_code, keep_identical=keep_identical)
     align.save(res, out)
     align_figures(res, out)
     b = res.best
@@ -851,10 +865,13 @@ def langvec_cmd(
     torch.manual_seed(seed)
     corpora, source, target, d = _align_inputs(corpus, dict_path, dict_format, convert, source, target,
                                                max_lines, data_dir)
-    sents = [s for lines in read_corpora(sentences, str(data_dir) if data_dir else None).values() for s in lines]
-    res = langvec.langvec(model, corpora, sents, d, source, target, _layers_arg(layers),
-                          _floats_arg(alphas, "--alphas"), mean_sentences, precision, batch_size,
-                          trust_remote_code=trust_remote_code)
+    with _flags(corpus="--sentences"):
+        sents = [s for lines in read_corpora(sentences, str(data_dir) if data_dir else None).values()
+                 for s in lines]
+    with _flags(layer="--layers"):
+        res = langvec.langvec(model, corpora, sents, d, source, target, _layers_arg(layers),
+                              _floats_arg(alphas, "--alphas"), mean_sentences, precision, batch_size,
+                              trust_remote_code=trust_remote_code)
     langvec.save(res, out)
     langvec_figures(res, out)
     b = res.best
@@ -890,9 +907,10 @@ def align_scale_cmd(
     from .report.figures import data_scale_figures
 
     sizes = [int(x) for x in _floats_arg(sentences, "--sentences")]
-    res = data_scale(corpus, dict_path, out, sizes, size, steps, eval_every, batch_size, seq_len, vocab_size,
-                     lr, precision, seed, convert=convert, data_dir=str(data_dir) if data_dir else None,
-                     after_each_run=lambda partial: data_scale_figures(partial, out))
+    with _flags(max_steps="--steps"):
+        res = data_scale(corpus, dict_path, out, sizes, size, steps, eval_every, batch_size, seq_len, vocab_size,
+                         lr, precision, seed, convert=convert, data_dir=str(data_dir) if data_dir else None,
+                         after_each_run=lambda partial: data_scale_figures(partial, out))
     for run in res.runs:
         last = run.history[-1] if run.history else {}
         print(f"{run.sentences_per_lang:,} sentences/lang: loss {last.get('eval_loss', float('nan')):.3f}, "
