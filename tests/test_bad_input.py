@@ -226,3 +226,26 @@ def test_qa_score_without_a_common_question_id_is_refused(tmp_path, capsys):
     assert main(["qa", "score", "-d", str(data), "-p", str(tmp_path / "p.json")]) == 2
     err = capsys.readouterr().err
     assert "no question id in common" in err and "d.json" in err
+
+
+def test_tokenizer_train_gives_the_same_vocabulary_in_two_processes(tmp_path, data_dir):
+    """issue 14.6: the tokenizers trainer numbered pieces and cut its alphabet in HashMap order, which changes
+    with every process, so the same command gave another vocabulary (and `pretrain` another model) each run.
+    Two processes, as a user runs the command twice; a small vocabulary and alphabet make ties certain."""
+    import os
+    import subprocess
+    import sys
+
+    import bertology
+
+    zh = gzip.open(data_dir / "corpora" / "zh" / "thucnews_titles.txt.gz", "rt", encoding="utf-8")
+    en = gzip.open(data_dir / "corpora" / "en" / "bbc_news.txt.gz", "rt", encoding="utf-8")
+    (tmp_path / "zh.txt").write_text("".join(next(zh) for _ in range(2000)), encoding="utf-8")
+    (tmp_path / "en.txt").write_text("".join(next(en) for _ in range(1000)), encoding="utf-8")
+    src = str(Path(bertology.__file__).resolve().parents[1])
+    for run in ("a", "b"):
+        args = ["tokenizer", "train", "-c", f"zh={tmp_path}/zh.txt", "-c", f"en={tmp_path}/en.txt",
+                "--out", str(tmp_path / run), "--vocab-size", "800", "--alphabet-size", "300"]
+        subprocess.run([sys.executable, "-c", f"import sys; from bertology.cli import main; sys.exit(main({args!r}))"],
+                       check=True, capture_output=True, env={**os.environ, "PYTHONPATH": src})
+    assert (tmp_path / "a" / "tokenizer.json").read_bytes() == (tmp_path / "b" / "tokenizer.json").read_bytes()

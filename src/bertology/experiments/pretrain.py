@@ -100,6 +100,28 @@ def _sample_for_tokenizer(corpora: dict[str, list[str]], alpha: float, budget_to
     return out
 
 
+def _alphabet(wp, lines: list[str], size: int) -> tuple[list[str], list[str]]:
+    """The `size` most frequent characters of the pre-tokenized text (ties broken by code point), and the
+    continuation pieces (##c) of those that occur inside a word, sorted.
+
+    The tokenizers trainer is not deterministic across processes (issue 14.6: the same command gave another
+    vocabulary each run): it cuts its alphabet by an unstable sort of a HashMap's counts, so characters tied at
+    the cut-off differ, and it numbers the ##c pieces in HashMap order, and ties between merges are broken by
+    those numbers. Given as the initial alphabet and (first in the vocabulary) as tokens, both are fixed.
+    """
+    from collections import Counter
+
+    counts: Counter = Counter()
+    inner: set[str] = set()
+    for start in range(0, len(lines), 4096):       # one call per chunk: one per line would be slow
+        text = wp.normalizer.normalize_str("\n".join(lines[start:start + 4096]))
+        for word, _ in wp.pre_tokenizer.pre_tokenize_str(text):
+            counts.update(word)
+            inner.update(word[1:])
+    alphabet = [c for c, _ in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[:size]]
+    return alphabet, ["##" + c for c in sorted(inner.intersection(alphabet))]
+
+
 def train_tokenizer(corpora: dict[str, list[str]], out_dir: str | Path, vocab_size: int = 30000,
                     lowercase: bool = True, strip_accents: bool | None = None, alpha: float = 0.7,
                     budget_tokens: int = 20_000_000, seed: int = 0, progress: bool = True,
@@ -133,8 +155,12 @@ def train_tokenizer(corpora: dict[str, list[str]], out_dir: str | Path, vocab_si
     # The alphabet must hold thousands of CJK characters (the library's default limit of 1000 would turn most
     # Chinese into [UNK]); by default a quarter of the vocabulary, leaving the rest for English word pieces.
     lines = [x for lang in sorted(sample) for x in sample[lang]]
-    wp.train_from_iterator(lines, vocab_size=vocab_size, min_frequency=2, special_tokens=SPECIAL_TOKENS,
-                           limit_alphabet=alphabet_size, wordpieces_prefix="##", show_progress=progress)
+    alphabet, pieces = _alphabet(wp, lines, alphabet_size)
+    # the pieces go in as trainer "special tokens" only to be numbered first; the saved BertTokenizer is built
+    # from the plain vocabulary below, where they are ordinary tokens
+    wp.train_from_iterator(lines, vocab_size=vocab_size, min_frequency=2, special_tokens=SPECIAL_TOKENS + pieces,
+                           limit_alphabet=len(alphabet), initial_alphabet=alphabet, wordpieces_prefix="##",
+                           show_progress=progress)
     vocab = wp.get_vocab()
     tok = BertTokenizer(vocab=vocab, do_lower_case=lowercase, strip_accents=strip_accents,
                         tokenize_chinese_chars=True)
