@@ -249,3 +249,40 @@ def test_tokenizer_train_gives_the_same_vocabulary_in_two_processes(tmp_path, da
         subprocess.run([sys.executable, "-c", f"import sys; from bertology.cli import main; sys.exit(main({args!r}))"],
                        check=True, capture_output=True, env={**os.environ, "PYTHONPATH": src})
     assert (tmp_path / "a" / "tokenizer.json").read_bytes() == (tmp_path / "b" / "tokenizer.json").read_bytes()
+
+
+# --------------------------------------------------------------------------------------------- resume
+def test_qa_train_refuses_to_resume_with_other_settings(bad, tiny_encoder, tmp_path, capsys):
+    """issue 14.2: `qa train` resumed its checkpoint whatever --train / --max-len / --lr said, and exported the
+    old run's model under results.json's new settings. Now it refuses, naming the setting."""
+    run = ["qa", "train", "-t", str(bad / "squad.json"), "-m", str(tiny_encoder), "-o", str(tmp_path / "o"),
+           "--max-steps", "2", "--checkpoint-every", "1", "--max-len", "32", "--doc-stride", "8"]
+    assert main(run) == 0
+    assert main(run + ["--lr", "1e-3"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert "--lr" in err and "0.001" in err, err
+    assert main(run[:-4] + ["--max-len", "48", "--doc-stride", "8"]) == 2
+    assert "--max-len" in capsys.readouterr().err
+    assert main(run + ["--restart", "--lr", "1e-3"]) == 0        # a fresh start with new settings is fine
+
+
+def test_pretrain_resume_refuses_another_seq_len_corpus_or_size(tiny_model, tmp_path, capsys):
+    """issue 14.2 / 14.8: `pretrain --resume` accepted a changed --seq-len or --corpus, and another --size
+    ended in a traceback loading the checkpoint."""
+    corpus = tmp_path / "c.txt"
+    corpus.write_text("\n".join(f"{s} number {i}" for i, s in enumerate(CORPUS * 3)) + "\n")
+    other = tmp_path / "d.txt"
+    other.write_text(corpus.read_text()[::-1])
+    run = ["pretrain", "-c", f"en={corpus}", "-o", str(tmp_path / "o"), "--tokenizer", str(tiny_model),
+           "--size", "tiny", "--seq-len", "16", "--batch-size", "4", "--max-steps", "2", "--eval-every", "1",
+           "--no-progress"]
+    assert main(run) == 0
+    for changed, flag in ((["--seq-len", "32"], "--seq-len"), (["--size", "mini"], "--size"),
+                          ([], "--corpus")):
+        argv = run + ["--resume", "--max-steps", "3"] + changed
+        if flag == "--corpus":
+            argv[2] = f"en={other}"
+        assert main(argv) == 2, flag
+        err = capsys.readouterr().err.strip().splitlines()[-1]
+        assert flag in err and "Traceback" not in err, err
+    assert main(run + ["--resume", "--max-steps", "3"]) == 0     # more steps, same settings: resumes

@@ -351,7 +351,8 @@ def pretrain_cmd(
 
         hooks.append(alignment_hook_for_run(track_alignment, [parse_corpus_spec(c) for c in corpus], out, ddir,
                                             tokenizer))
-    res = pretrain(cfg, eval_hooks=hooks)
+    with _flags(corpora="--corpus", whole_word="--whole-word-mask", config_file="--config"):
+        res = pretrain(cfg, eval_hooks=hooks)
     if int(os.environ.get("RANK", "0")) == 0:     # under torchrun only rank 0 writes
         from .report.figures import pretrain_figures
 

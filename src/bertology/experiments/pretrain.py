@@ -696,6 +696,10 @@ def pretrain(cfg: PretrainConfig, eval_hooks: Iterable[Callable[[Any, int, dict]
         if (out / "checkpoint").exists() and not cfg.resume:
             raise UserError(f"{out}: holds a checkpoint of an earlier run; pass `resume` to continue it "
                             f"or choose another `out`", fields=('resume', 'out'))
+        # max_steps and eval_every may change on resume (train longer); nothing that shapes the model may
+        engine.check_resume_settings(out, {k: v for k, v in asdict(cfg).items()
+                                           if k not in ("max_steps", "eval_every", "resume", "progress",
+                                                        "out_dir", "data_dir", "compile")}, cfg.resume)
     corpora = load_corpora(cfg)
 
     tokenizer = _run_tokenizer(cfg, corpora, out, is_main, world, source)

@@ -489,10 +489,17 @@ def train(model_name: str, train_data: list[QADataset], dev: QADataset | None, o
           trust_remote_code: bool = False, progress: bool = True):
     """Fine-tune `model_name` with a fresh span head on the training sets (concatenated); keep the weights
     with the best dev F1 (when a dev set is given). Returns (model, tokenizer, QATrainResult)."""
-    from ..core.engine import ExampleBatches, TrainConfig
+    from ..core.engine import ExampleBatches, TrainConfig, check_resume_settings
     from ..core.engine import train as engine_train
 
     out_dir = Path(out_dir)
+    # what shapes the fine-tuned weights (not how often to evaluate or checkpoint, nor the eval batch size)
+    shaping = {k: v for k, v in asdict(t).items() if k not in ("eval_every", "checkpoint_every", "patience",
+                                                                "resume")}
+    check_resume_settings(out_dir / "train", {
+        "model": model_name, "train": [[d.path, len(d.examples)] for d in train_data],
+        **{k: v for k, v in asdict(s).items() if k in ("max_len", "doc_stride", "precision")}, **shaping},
+        t.resume)
     model, tokenizer = load_qa_model(model_name, trust_remote_code)
     s = check_settings(tokenizer, model.config, s)
     examples = [e for d in train_data for e in d.examples]
