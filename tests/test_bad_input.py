@@ -286,3 +286,41 @@ def test_pretrain_resume_refuses_another_seq_len_corpus_or_size(tiny_model, tmp_
         err = capsys.readouterr().err.strip().splitlines()[-1]
         assert flag in err and "Traceback" not in err, err
     assert main(run + ["--resume", "--max-steps", "3"]) == 0     # more steps, same settings: resumes
+    # a checkpoint cut short: exit 2 naming it, not a traceback from safetensors or torch.load
+    for name in ("state.pt", "model.safetensors"):
+        f = tmp_path / "o" / "checkpoint" / name
+        good = f.read_bytes()
+        f.write_bytes(good[: len(good) // 2])
+        assert main(run + ["--resume", "--max-steps", "4"]) == 2, name
+        err = capsys.readouterr().err.strip().splitlines()[-1]
+        assert name in err and "damaged checkpoint" in err, err
+        f.write_bytes(good)
+
+
+# --------------------------------------------------------------------------------------------- silently wrong
+def test_senses_refuses_labelled_lines_without_header(tmp_path, tiny_model, capsys):
+    """issue 14.5: `label<TAB>sentence` lines without the header were read as plain sentences that began
+    with their labels."""
+    f = tmp_path / "s.tsv"
+    f.write_text("fruit\tI ate an apple\ncompany\tthe apple phone\nfruit\tapple pie\n", encoding="utf-8")
+    assert main(["senses", "-s", str(f), "-t", "apple", "-m", str(tiny_model), "-o", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert "s.tsv:1" in err and "header" in err
+    f.write_text("label\tsentence\n" + f.read_text(), encoding="utf-8")    # with the header: fine
+    assert main(["senses", "-s", str(f), "-t", "apple", "-m", str(tiny_model), "-o", str(tmp_path / "o")]) == 0
+
+
+def test_fill_mask_refuses_a_mask_cut_off_by_truncation(tiny_model, capsys):
+    """issue 14.5: a [MASK] beyond the model's length gave no prediction and no message."""
+    text = "the apple " * 40 + "[MASK]"      # the tiny model takes 64 positions
+    assert main(["fill-mask", text, "-m", str(tiny_model)]) == 2
+    assert "[MASK] lies beyond" in capsys.readouterr().err
+
+
+def test_data_sets_found_from_any_folder(tmp_path, monkeypatch, data_dir):
+    """issue 14.10: the default data folder was looked up from the current directory only."""
+    from bertology.io.storage import find_dataset
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("BERTOLOGY_DATA", raising=False)
+    assert find_dataset("cmrc-trial", download=False).resolve() == (data_dir / "cmrc2018" / "cmrc2018_trial.json")

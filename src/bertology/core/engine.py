@@ -20,6 +20,7 @@ import contextlib
 import json
 import math
 import os
+import pickle
 import random
 import shutil
 import time
@@ -279,11 +280,37 @@ def check_resume_settings(out_dir: str | Path, settings: dict[str, Any], resume:
     atomic_write_json(path, now)
 
 
+@contextlib.contextmanager
+def _checkpoint_file(path: Path):
+    """A checkpoint file cut short (a full disk, a copy interrupted) or not ours is a UserError naming it."""
+    from ..errors import UserError
+
+    try:
+        yield
+    except (OSError, EOFError, RuntimeError, ValueError, KeyError, pickle.UnpicklingError) as e:
+        raise UserError(f"{path}: damaged checkpoint ({(str(e).splitlines() or [type(e).__name__])[0][:160]}); "
+                        f"delete it to start afresh") from None
+
+
+def read_checkpoint_state(path: Path) -> dict:
+    """The optimizer / scheduler / step state of a checkpoint (weights_only: tensors and plain data only)."""
+    with _checkpoint_file(path / "state.pt"):
+        return torch.load(path / "state.pt", weights_only=True)
+
+
 def load_checkpoint(path: Path, model, optimizer=None, scheduler=None) -> dict:
+    from safetensors import SafetensorError
     from safetensors.torch import load_file
 
-    _unwrap(model).load_state_dict(load_file(str(path / "model.safetensors")), strict=False)
-    state = torch.load(path / "state.pt", weights_only=True)
+    try:
+        with _checkpoint_file(path / "model.safetensors"):
+            weights = load_file(str(path / "model.safetensors"))
+    except SafetensorError as e:
+        from ..errors import UserError
+
+        raise UserError(f"{path / 'model.safetensors'}: damaged checkpoint ({e}); delete it to start afresh") from None
+    _unwrap(model).load_state_dict(weights, strict=False)
+    state = read_checkpoint_state(path)
     if optimizer is not None:
         optimizer.load_state_dict(state["optimizer"])
     if scheduler is not None:

@@ -731,7 +731,7 @@ def pretrain(cfg: PretrainConfig, eval_hooks: Iterable[Callable[[Any, int, dict]
 
     hooks = [lambda m, s, met, h=h: h(mlm, s, met) for h in eval_hooks] + [export_hook]
     if cfg.resume and is_main and (ckpt := engine.find_checkpoint(out)):
-        truncate_jsonl(out / "eval.jsonl", torch.load(ckpt / "state.pt", weights_only=True)["step"])
+        truncate_jsonl(out / "eval.jsonl", engine.read_checkpoint_state(ckpt)["step"])
     tc = engine.TrainConfig(out_dir=out, lr=cfg.lr, weight_decay=cfg.weight_decay, warmup=cfg.warmup,
                             max_steps=cfg.max_steps, grad_accum=cfg.grad_accum, clip=cfg.clip,
                             precision=cfg.precision, seed=cfg.seed, eval_every=cfg.eval_every,
@@ -804,10 +804,15 @@ def fill_mask(model: str, texts: Sequence[str], top_k: int = 5, precision: str =
     for text in texts:
         if tok.mask_token not in text:
             raise UserError(f"text {text!r}: contains no {tok.mask_token}")
-        enc = tok(text, return_tensors="pt", truncation=True)
+        # the model's positions bound the length too: a tokenizer saved without model_max_length allows any
+        enc = tok(text, return_tensors="pt", truncation=True,
+                  max_length=min(tok.model_max_length, mlm.config.max_position_embeddings))
         with torch.inference_mode(), autocast(precision):
             logits = mlm(**enc).logits[0].float()
         positions = (enc["input_ids"][0] == tok.mask_token_id).nonzero().flatten().tolist()
+        if len(positions) < text.count(tok.mask_token):     # truncation cut a mask off: no silent gap
+            raise UserError(f"text {text[:40]!r}...: a {tok.mask_token} lies beyond the model's "
+                            f"{enc['input_ids'].shape[1]} tokens (shorten the text)")
         masks = []
         for p in positions:
             probs = logits[p].softmax(-1)

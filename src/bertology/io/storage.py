@@ -245,6 +245,10 @@ def data_dirs(data_dir: str | os.PathLike | None = None) -> list[Path]:
     if os.environ.get(DATA_DIR_ENV):
         dirs.append(Path(os.environ[DATA_DIR_ENV]))
     dirs += [Path("data"), Path("../shared/data")]
+    # and beside the package's own checkout, so that commands work when run from any folder
+    root = Path(__file__).resolve().parents[3]
+    dirs += [d for d in (root / "data", root.parent / "shared" / "data") if d.resolve() not in
+             {x.resolve() for x in dirs}]
     return dirs
 
 
