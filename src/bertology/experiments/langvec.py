@@ -54,7 +54,9 @@ def translate(model, tokenizer, sentences: Sequence[str], layer: int, shift: np.
               batch_size: int = 32) -> list[list[tuple[str, str]]]:
     """For each sentence, [(input token, top output token)] over its body tokens, with `shift` ([H], already
     scaled by α) added to the hidden states at `layer` (None: plain reconstruction)."""
-    enc_all = tokenizer(list(sentences), truncation=True, max_length=128)["input_ids"]
+    # at most 128 tokens, fewer when the model was trained on shorter sequences (its model_max_length)
+    enc_all = tokenizer(list(sentences), truncation=True,
+                        max_length=min(128, tokenizer.model_max_length or 128))["input_ids"]
     order = sorted(range(len(sentences)), key=lambda i: len(enc_all[i]))
     out: list[list[tuple[str, str]]] = [[] for _ in sentences]
     mask_holder: dict[str, torch.Tensor] = {}
