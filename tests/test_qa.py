@@ -306,8 +306,9 @@ def test_cli_score_and_errors(tmp_path, capsys):
     sc = doc["scores"][0]
     assert (sc["exact_match"], sc["f1"], sc["total"], sc["missing"], sc["lang"]) == (50.0, 50.0, 2, 1, "en")
 
-    bad = _write(tmp_path, _squad([good, {"id": "q9", "question": "?", "answers": [{"text": "dog",
-                                                                                    "answer_start": 0}]}]), "bad.json")
+    # an answer absent from its context is scored like any other (issue 14.7: the official scripts do);
+    # a question without its text is a broken file
+    bad = _write(tmp_path, _squad([good, {"id": "q9", "answers": [{"text": "dog", "answer_start": 0}]}]), "bad.json")
     capsys.readouterr()
     assert main(["qa", "score", "--data", str(bad), "--predictions", str(preds)]) == 2
     err = capsys.readouterr().err
