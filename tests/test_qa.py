@@ -354,7 +354,7 @@ def test_report_section_runs(tiny_encoder, tmp_path, data_dir, monkeypatch):
 
     monkeypatch.setattr(qa_section, "REPORT_QUICK", (4, 3))      # the code path of the quick report, at toy size
     (sec,) = run_section("bertology.report.sections.qa", "QA", ReportContext(model=str(tiny_encoder), out_dir=tmp_path / "r",
-                                                             data_dir=str(data_dir)))
+                                                             data_dir=str(data_dir), keep_models=True))
     assert sec.error is None, sec.error
     names = [r["eval set"] for r in sec.tables[0][1]]
     assert names[:2] == ["XQuAD-en", "XQuAD-zh"] and any("lecture" in n for n in names)
@@ -369,3 +369,8 @@ def test_report_section_runs(tiny_encoder, tmp_path, data_dir, monkeypatch):
                                                               data_dir=str(data_dir)))
     assert sec2.error is None, sec2.error
     assert "evaluated as it is" in sec2.explanation and len(sec2.figures) == 1
+    # by default the report folder keeps results and figures, not the fine-tuned model or its checkpoint
+    run_section("bertology.report.sections.qa", "QA", ReportContext(model=str(tiny_encoder), out_dir=tmp_path / "r3",
+                                                                    data_dir=str(data_dir)))
+    assert (tmp_path / "r3" / "results.json").exists()
+    assert not (tmp_path / "r3" / "model").exists() and not (tmp_path / "r3" / "train").exists()
