@@ -84,6 +84,9 @@ CASES = [
                   ["align-scale", "-c", "en={bad}/corpus.txt"])],
     ("out-under-file", ["cbow", "-c", "{bad}/corpus.txt", "--out", "{bad}/afile/sub"], "--out"),
     # numbers out of range: named by flag, refused before the data is read
+    ("serve-port", ["serve", "--port", "70000"], "--port"),
+    ("serve-threads-0", ["serve", "--threads", "0"], "--threads"),
+    ("serve-model", ["serve", "-m", "{bad}/no-such-model"], "no-such-model"),
     ("cbow-window-0", ["cbow", "-c", "{bad}/corpus.txt", "-o", O, "--window", "0"], "--window"),
     ("cbow-dim-0", ["cbow", "-c", "{bad}/corpus.txt", "-o", O, "--dim", "0"], "--dim"),
     ("cbow-epochs-0", ["cbow", "-c", "{bad}/corpus.txt", "-o", O, "--epochs", "0"], "--epochs"),

@@ -932,7 +932,7 @@ def serve_cmd(
     data_dir: Optional[str] = typer.Option(None, "--data-dir", help="Where Tatoeba and MUSE are found (the "
                                            "neighbours and language-vector views); default: see README, Data."),
     precision: str = PrecisionOpt,
-    threads: Optional[int] = typer.Option(None, "--threads", help="Cap torch's threads (default: all cores)."),
+    threads: Optional[int] = typer.Option(None, "--threads", min=1, help="Cap torch's threads (default: all cores)."),
     trust_remote_code: bool = TrustOpt,
 ):
     """Interactive explorer in the browser: word senses, fill-mask, neighbours across languages and language
