@@ -327,8 +327,9 @@ def test_cli_score_and_errors(tmp_path, capsys):
     sc = doc["scores"][0]
     assert (sc["exact_match"], sc["f1"], sc["total"], sc["missing"], sc["lang"]) == (50.0, 50.0, 2, 1, "en")
 
-    bad = _write(tmp_path, _squad([good, {"id": "q9", "question": "?", "answers": [{"text": "dog",
-                                                                                    "answer_start": 0}]}]), "bad.json")
+    # an answer absent from its context is scored like any other (issue 14.7: the official scripts do);
+    # a question without its text is a broken file
+    bad = _write(tmp_path, _squad([good, {"id": "q9", "answers": [{"text": "dog", "answer_start": 0}]}]), "bad.json")
     capsys.readouterr()
     assert main(["qa", "score", "--data", str(bad), "--predictions", str(preds)]) == 2
     err = capsys.readouterr().err
@@ -374,7 +375,7 @@ def test_report_section_runs(tiny_encoder, tmp_path, data_dir, monkeypatch):
 
     monkeypatch.setattr(qa_section, "REPORT_QUICK", (4, 3))      # the code path of the quick report, at toy size
     (sec,) = run_section("bertology.report.sections.qa", "QA", ReportContext(model=str(tiny_encoder), out_dir=tmp_path / "r",
-                                                             data_dir=str(data_dir)))
+                                                             data_dir=str(data_dir), keep_models=True))
     assert sec.error is None, sec.error
     names = [r["eval set"] for r in sec.tables[0][1]]
     assert names[:2] == ["XQuAD-en", "XQuAD-zh"] and any("lecture" in n for n in names)
@@ -389,6 +390,11 @@ def test_report_section_runs(tiny_encoder, tmp_path, data_dir, monkeypatch):
                                                               data_dir=str(data_dir)))
     assert sec2.error is None, sec2.error
     assert "evaluated as it is" in sec2.explanation and len(sec2.figures) == 1
+    # by default the report folder keeps results and figures, not the fine-tuned model or its checkpoint
+    run_section("bertology.report.sections.qa", "QA", ReportContext(model=str(tiny_encoder), out_dir=tmp_path / "r3",
+                                                                    data_dir=str(data_dir)))
+    assert (tmp_path / "r3" / "results.json").exists()
+    assert not (tmp_path / "r3" / "model").exists() and not (tmp_path / "r3" / "train").exists()
 
 
 def test_cli_qa_train_on_real_data_with_dev(tiny_encoder, tmp_path, data_dir):

@@ -6,6 +6,7 @@ Each experiment module exposes a plain function returning a result object; nothi
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 from pathlib import Path
@@ -21,9 +22,35 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_
                        "results.json (versioned schema, see docs/results.md) and PNG figures.")
 
 # Options shared by many commands ---------------------------------------------------------------------------
+def _out_dir(value: Optional[Path]) -> Optional[Path]:
+    """--out must be (or become) a directory: refuse a file, or a path under a file, before any work starts
+    (otherwise the mistake shows only when the results are written, after hours of training)."""
+    if value is not None:
+        for p in (value, *value.parents):
+            if p.exists():
+                if not p.is_dir():
+                    raise typer.BadParameter(f"{p} is a file, not a directory")
+                break
+    return value
+
+
+def _t2s_or_s2t(value: Optional[str]) -> Optional[str]:
+    """qa's --convert: checked before the model loads and the data is read."""
+    if value not in (None, "t2s", "s2t"):
+        raise typer.BadParameter(f"{value!r}: must be t2s or s2t")
+    return value
+
+
+def _positive(value: Optional[float]) -> Optional[float]:
+    """A float flag that must be > 0 (a learning rate, a number of epochs): click's min= allows the bound."""
+    if value is not None and not value > 0:
+        raise typer.BadParameter(f"{value:g} is not > 0")
+    return value
+
+
 MODEL_HELP = "Hugging Face id, local model directory, or an alias (see `bertology models`)."
 ModelOpt = typer.Option("minilm", "--model", "-m", help=MODEL_HELP)
-OutOpt = typer.Option(..., "--out", "-o", help="Output directory (results.json, figures).")
+OutOpt = typer.Option(..., "--out", "-o", callback=_out_dir, help="Output directory (results.json, figures).")
 PrecisionOpt = typer.Option("fp32", "--precision", help="fp32 or bf16 (bf16: ~2-4x faster on CPUs with AMX/AVX512-BF16).")
 DataDirOpt = typer.Option(None, "--data-dir", envvar="BERTOLOGY_DATA",
                           help="Directory holding data sets by name (default: ./data, ../shared/data).")
@@ -39,6 +66,17 @@ def flag_name(field: str) -> str:
 def describe_error(error: UserError) -> str:
     """A library error in the CLI's terms: its fields as flag names."""
     return error.describe(flag_name)
+
+
+@contextlib.contextmanager
+def _flags(**names: str):
+    """Library fields that this command sets under another flag (align's `layer` list is its --layers,
+    langvec's --sentences are read as a `corpus`): errors raised inside say this command's flag, not
+    flag_name's default, which would point the user at an option the command does not have."""
+    try:
+        yield
+    except UserError as e:
+        raise UserError(e.describe(lambda field: names.get(field) or flag_name(field))) from None
 
 
 @app.callback()
@@ -94,13 +132,13 @@ def senses_cmd(
                                               "sets: 果 / apple)."),
     out: Path = OutOpt,
     model: str = ModelOpt,
-    layer: Optional[int] = typer.Option(None, "--layer", help="Layer of the similarity heatmap "
+    layer: Optional[int] = typer.Option(None, "--layer", min=0, help="Layer of the similarity heatmap "
                                                               "(0 = embeddings; default: last)."),
     pool: str = typer.Option("mean", "--pool", help="How sub-tokens become one vector: mean or first."),
     static: Optional[Path] = typer.Option(None, "--static", help="Use a CBOW model (from `bertology cbow`) "
                                                                  "instead of the contextual model."),
     precision: str = PrecisionOpt,
-    batch_size: int = typer.Option(32, "--batch-size"),
+    batch_size: int = typer.Option(32, "--batch-size", min=1),
     seed: int = SeedOpt,
     trust_remote_code: bool = TrustOpt,
 ):
@@ -136,11 +174,11 @@ def cbow_cmd(
     out: Path = OutOpt,
     segment: str = typer.Option("char", "--segment", help="Chinese segmentation: char (each character a token, "
                                                           "as BERT) or word (jieba)."),
-    max_lines: Optional[int] = typer.Option(None, "--max-lines", help="Read at most this many lines per file."),
-    vector_size: int = typer.Option(100, "--dim"),
-    window: int = typer.Option(5, "--window"),
-    min_count: int = typer.Option(2, "--min-count"),
-    epochs: int = typer.Option(5, "--epochs"),
+    max_lines: Optional[int] = typer.Option(None, "--max-lines", min=1, help="Read at most this many lines per file."),
+    vector_size: int = typer.Option(100, "--dim", min=1),
+    window: int = typer.Option(5, "--window", min=1),
+    min_count: int = typer.Option(2, "--min-count", min=1),
+    epochs: int = typer.Option(5, "--epochs", min=1),
     target: List[str] = typer.Option([], "--target", "-t", help="Print and save nearest neighbours of these."),
     seed: int = SeedOpt,
 ):
@@ -213,7 +251,7 @@ CorpusOpt = typer.Option(..., "--corpus", "-c",
                               "data set name (e.g. tatoeba-cmn-eng, squad-train, corpus-zh). #COLUMN picks a "
                               "tab-separated column (Tatoeba: en=tatoeba-cmn-eng#0 zh=tatoeba-cmn-eng#1); "
                               "@N keeps at most N lines of that source.")
-AlphaOpt = typer.Option(0.7, "--alpha", help="Language sampling smoothing: p ∝ share^alpha (1 proportional, "
+AlphaOpt = typer.Option(0.7, "--alpha", min=0.0, max=1.0, help="Language sampling smoothing: p ∝ share^alpha (1 proportional, "
                                               "0 uniform; mBERT used 0.7).")
 
 
@@ -221,14 +259,14 @@ AlphaOpt = typer.Option(0.7, "--alpha", help="Language sampling smoothing: p ∝
 def tokenizer_train_cmd(
     corpus: List[str] = CorpusOpt,
     out: Path = OutOpt,
-    vocab_size: int = typer.Option(30000, "--vocab-size", help="Vocabulary size, special tokens included."),
+    vocab_size: int = typer.Option(16000, "--vocab-size", min=1, help="Vocabulary size, special tokens included."),
     lowercase: bool = typer.Option(True, "--lowercase/--cased", help="Lower-case (and strip accents) or keep case."),
     alpha: float = AlphaOpt,
-    budget: int = typer.Option(20_000_000, "--budget-tokens",
+    budget: int = typer.Option(20_000_000, "--budget-tokens", min=1,
                                help="Approximate tokens of text sampled (over all languages) to train on."),
-    alphabet_size: Optional[int] = typer.Option(None, "--alphabet-size",
+    alphabet_size: Optional[int] = typer.Option(None, "--alphabet-size", min=1,
                                                 help="Distinct characters kept as tokens, the most frequent "
-                                                     "(default: a quarter of --vocab-size); the rest are [UNK]."),
+                                                     "(default: a third of --vocab-size); the rest are [UNK]."),
     data_dir: Optional[Path] = DataDirOpt,
     seed: int = SeedOpt,
 ):
@@ -253,7 +291,8 @@ def pretrain_cmd(
     out: Path = OutOpt,
     tokenizer: Optional[str] = typer.Option(None, "--tokenizer", help="Tokenizer or model directory to use; "
                                             "default: train a WordPiece vocabulary on the corpora."),
-    vocab_size: int = typer.Option(30000, "--vocab-size", help="Size of the vocabulary trained when no --tokenizer."),
+    vocab_size: int = typer.Option(16000, "--vocab-size", min=1, help="Size of the vocabulary trained when no "
+                                   "--tokenizer (a third of it characters: Chinese in both scripts needs ~5,000)."),
     lowercase: bool = typer.Option(True, "--lowercase/--cased", help="Vocabulary trained when no --tokenizer: "
                                                                       "lower-case and strip accents, or keep case."),
     size: Optional[str] = typer.Option(None, "--size", help="tiny 2x128, mini 4x256 (the default), small 4x512, "
@@ -264,22 +303,23 @@ def pretrain_cmd(
                                                  "id) and extend its vocabulary with the run's tokenizer's new "
                                                  "tokens (see docs/pretrain.md)."),
     config_file: Optional[Path] = typer.Option(None, "--config", help="A BERT config.json instead of --size."),
-    max_sentences_per_lang: Optional[int] = typer.Option(None, "--max-sentences-per-lang",
+    max_sentences_per_lang: Optional[int] = typer.Option(None, "--max-sentences-per-lang", min=1,
                                                          help="Keep a random N lines per language (data-scale knob)."),
-    max_steps: int = typer.Option(1000, "--max-steps", help="Optimizer steps."),
-    batch_size: int = typer.Option(64, "--batch-size", help="Sequences per step per process."),
-    grad_accum: int = typer.Option(1, "--grad-accum", help="Gradient accumulation steps."),
-    seq_len: int = typer.Option(128, "--seq-len", help="Packed sequence length in tokens."),
-    lr: float = typer.Option(5e-4, "--lr", help="Peak learning rate (AdamW, linear warm-up and decay)."),
-    warmup: float = typer.Option(0.06, "--warmup", help="Warm-up: fraction of steps (<1) or steps (>=1)."),
+    max_steps: int = typer.Option(1000, "--max-steps", min=1, help="Optimizer steps."),
+    batch_size: int = typer.Option(64, "--batch-size", min=1, help="Sequences per step per process."),
+    grad_accum: int = typer.Option(1, "--grad-accum", min=1, help="Gradient accumulation steps."),
+    seq_len: int = typer.Option(128, "--seq-len", min=8, help="Packed sequence length in tokens."),
+    lr: float = typer.Option(1e-3, "--lr", callback=_positive, help="Peak learning rate (AdamW, linear warm-up and "
+                             "decay). 1e-3 leaves the BERT plateau after ~20M tokens for `mini` (docs/pretrain.md)."),
+    warmup: float = typer.Option(0.03, "--warmup", min=0.0, help="Warm-up: fraction of steps (<1) or steps (>=1)."),
     whole_word: bool = typer.Option(False, "--whole-word-mask", help="Mask whole words rather than word pieces."),
     alpha: float = AlphaOpt,
-    dropout: float = typer.Option(0.0, "--dropout", help="Hidden and attention dropout (default 0, as Cramming "
+    dropout: float = typer.Option(0.0, "--dropout", min=0.0, max=1.0, help="Hidden and attention dropout (default 0, as Cramming "
                                   "BERT found best for short single-epoch pretraining; Google's BERT used 0.1)."),
     compile: bool = typer.Option(False, "--compile/--no-compile",
                                  help="torch.compile the training step (~2x tokens/s on CPU after a few seconds "
                                       "of compilation; falls back to eager if compilation fails)."),
-    eval_every: int = typer.Option(500, "--eval-every",
+    eval_every: int = typer.Option(500, "--eval-every", min=1,
                                    help="Steps between held-out evaluation, export of OUT/model and checkpoint."),
     track_alignment: Optional[Path] = typer.Option(None, "--track-alignment", metavar="DICT",
                                                    help="Bilingual dictionary: log cross-lingual alignment (MRR) "
@@ -313,7 +353,8 @@ def pretrain_cmd(
 
         hooks.append(alignment_hook_for_run(track_alignment, [parse_corpus_spec(c) for c in corpus], out, ddir,
                                             tokenizer))
-    res = pretrain(cfg, eval_hooks=hooks)
+    with _flags(corpora="--corpus", whole_word="--whole-word-mask", config_file="--config"):
+        res = pretrain(cfg, eval_hooks=hooks)
     if int(os.environ.get("RANK", "0")) == 0:     # under torchrun only rank 0 writes
         from .report.figures import pretrain_figures
 
@@ -327,8 +368,9 @@ def pretrain_cmd(
 def fill_mask_cmd(
     texts: List[str] = typer.Argument(..., help="Texts with one or more [MASK], e.g. '今天買了蘋[MASK]來吃'."),
     model: str = ModelOpt,
-    top_k: int = typer.Option(5, "--top-k", "-k", help="Candidates shown per mask."),
-    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Also write results.json and fill_mask.png here."),
+    top_k: int = typer.Option(5, "--top-k", "-k", min=1, help="Candidates shown per mask."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", callback=_out_dir,
+                                       help="Also write results.json and fill_mask.png here."),
     convert: Optional[str] = typer.Option(None, "--convert", help="OpenCC conversion of the texts first, e.g. "
                                           "t2s (Traditional to Simplified) for a model trained on Simplified."),
     precision: str = PrecisionOpt,
@@ -357,7 +399,7 @@ def cloze_cmd(
     model: str = ModelOpt,
     items: str = typer.Option("cloze-en-zh", "--items", help="TSV with header lang<TAB>sentence<TAB>answer (one "
                               "[MASK] a sentence, single-token answers), or the built-in set cloze-en-zh."),
-    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Also write results.json here."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", callback=_out_dir, help="Also write results.json here."),
     precision: str = PrecisionOpt,
     trust_remote_code: bool = TrustOpt,
 ):
@@ -387,21 +429,21 @@ def crossdomain_cmd(
                                    help="Comma list of: pretrained, scratch (same config, random init), rand-embed "
                                         "(pretrained body, re-initialised word embeddings), shuffled (every "
                                         "pretrained tensor's entries permuted), frozen (linear probe)."),
-    seeds: int = typer.Option(3, "--seeds", help="Runs per condition (seeds SEED..SEED+K-1): mean ± std."),
-    epochs: int = typer.Option(5, "--epochs", help="Maximum epochs per run."),
-    patience: int = typer.Option(2, "--patience", help="Stop after this many epochs without dev improvement (0: never)."),
-    batch_size: int = typer.Option(32, "--batch-size"),
-    lr: float = typer.Option(5e-5, "--lr", help="Peak learning rate (same for every condition)."),
-    max_length: int = typer.Option(512, "--max-length", help="Tokens per window; longer sequences are cut into "
+    seeds: int = typer.Option(3, "--seeds", min=1, help="Runs per condition (seeds SEED..SEED+K-1): mean ± std."),
+    epochs: int = typer.Option(5, "--epochs", min=1, help="Maximum epochs per run."),
+    patience: int = typer.Option(2, "--patience", min=0, help="Stop after this many epochs without dev improvement (0: never)."),
+    batch_size: int = typer.Option(32, "--batch-size", min=1),
+    lr: float = typer.Option(5e-5, "--lr", callback=_positive, help="Peak learning rate (same for every condition)."),
+    max_length: int = typer.Option(512, "--max-length", min=8, help="Tokens per window; longer sequences are cut into "
                                    "windows whose logits are averaged."),
-    max_windows: int = typer.Option(4, "--max-windows", help="Training windows per long sequence (evenly spaced)."),
-    kmer: int = typer.Option(1, "--kmer", help="Map overlapping k-mers instead of single symbols."),
+    max_windows: int = typer.Option(4, "--max-windows", min=1, help="Training windows per long sequence (evenly spaced)."),
+    kmer: int = typer.Option(1, "--kmer", min=1, help="Map overlapping k-mers instead of single symbols."),
     symbols: str = typer.Option("auto", "--symbols", help="chars | tokens | auto (tokens if whitespace appears)."),
-    limit: Optional[int] = typer.Option(None, "--limit", help="Use a fixed stratified subset of this many examples."),
+    limit: Optional[int] = typer.Option(None, "--limit", min=1, help="Use a fixed stratified subset of this many examples."),
     mapping: Optional[Path] = typer.Option(None, "--mapping", help="JSON symbol->token file (or an earlier "
                                            "results.json) instead of a fresh random mapping."),
     skip_bad: bool = typer.Option(False, "--skip-bad", help="Skip malformed rows (counted) instead of stopping."),
-    threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads for torch (default: all)."),
+    threads: Optional[int] = typer.Option(None, "--threads", min=1, help="CPU threads for torch (default: all)."),
     precision: str = PrecisionOpt,
     data_dir: Optional[str] = DataDirOpt,
     trust_remote_code: bool = TrustOpt,
@@ -439,27 +481,27 @@ app.add_typer(qa_app, name="qa")
 
 _QA_DATA_HELP = ("SQuAD-format .json / .json.gz, or a data set name (squad-train, squad-dev, xquad-en, xquad-zh, "
                  "drcd-dev, cmrc-trial).")
-_QaMaxLen = typer.Option(384, "--max-len", help="Tokens per window (clamped to the model's maximum).")
-_QaStride = typer.Option(128, "--doc-stride", help="Tokens shared by consecutive windows of a long context.")
-_QaNBest = typer.Option(20, "--n-best", help="Spans kept per question (nbest.json).")
-_QaMaxAns = typer.Option(30, "--max-answer-len", help="Longest answer, in tokens.")
-_QaBatch = typer.Option(16, "--eval-batch-size", help="Windows per inference batch.")
+_QaMaxLen = typer.Option(384, "--max-len", min=8, help="Tokens per window (clamped to the model's maximum).")
+_QaStride = typer.Option(128, "--doc-stride", min=0, help="Tokens shared by consecutive windows of a long context.")
+_QaNBest = typer.Option(20, "--n-best", min=1, help="Spans kept per question (nbest.json).")
+_QaMaxAns = typer.Option(30, "--max-answer-len", min=1, help="Longest answer, in tokens.")
+_QaBatch = typer.Option(16, "--eval-batch-size", min=1, help="Windows per inference batch.")
 _QaSpanScore = typer.Option("logit", "--span-score", help="How spans from different windows of one context "
                             "compare: logit (start + end logit, as run_qa.py) or window-prob (probabilities "
                             "normalised per window, as the Hugging Face pipeline).")
 _QaLang = typer.Option("auto", "--lang", help="Metric: en (SQuAD v1.1), zh (CMRC 2018, also DRCD) or auto "
                                              "(zh when the contexts are mostly CJK).")
 _QaSkipBad = typer.Option(False, "--skip-bad", help="Skip malformed questions (counted) instead of stopping.")
-_QaLimit = typer.Option(None, "--limit", help="Use a seeded random sample of this many questions per eval set.")
-_QaMaxTrain = typer.Option(None, "--max-train", help="Train on a seeded random sample of this many questions.")
-_QaEpochs = typer.Option(2.0, "--epochs")
-_QaMaxSteps = typer.Option(None, "--max-steps", help="Stop after this many optimizer steps (overrides --epochs).")
-_QaTrainBatch = typer.Option(16, "--batch-size", help="Training windows per step.")
-_QaLr = typer.Option(5e-5, "--lr", help="Peak learning rate (linear warm-up over 10%, then linear decay).")
-_QaEvalEvery = typer.Option(None, "--eval-every", help="Steps between dev evaluations (default: each epoch).")
-_QaCkptEvery = typer.Option(200, "--checkpoint-every", help="Steps between resumable checkpoints.")
+_QaLimit = typer.Option(None, "--limit", min=1, help="Use a seeded random sample of this many questions per eval set.")
+_QaMaxTrain = typer.Option(None, "--max-train", min=1, help="Train on a seeded random sample of this many questions.")
+_QaEpochs = typer.Option(2.0, "--epochs", callback=_positive)
+_QaMaxSteps = typer.Option(None, "--max-steps", min=1, help="Stop after this many optimizer steps (overrides --epochs).")
+_QaTrainBatch = typer.Option(16, "--batch-size", min=1, help="Training windows per step.")
+_QaLr = typer.Option(5e-5, "--lr", callback=_positive, help="Peak learning rate (linear warm-up over 10%, then linear decay).")
+_QaEvalEvery = typer.Option(None, "--eval-every", min=1, help="Steps between dev evaluations (default: each epoch).")
+_QaCkptEvery = typer.Option(200, "--checkpoint-every", min=1, help="Steps between resumable checkpoints.")
 _QaResume = typer.Option(True, "--resume/--restart", help="Continue from OUT/train/checkpoint when present.")
-_QaThreads = typer.Option(None, "--threads", help="CPU threads for torch (default: all).")
+_QaThreads = typer.Option(None, "--threads", min=1, help="CPU threads for torch (default: all).")
 
 
 def _qa_settings(max_len, doc_stride, n_best, max_answer_len, batch_size, precision, span_score="logit",
@@ -518,7 +560,7 @@ def qa_score_cmd(
     predictions: Path = typer.Option(..., "--predictions", "-p", help='Official predictions JSON: '
                                      '{"question id": "answer text"}.'),
     lang: str = _QaLang,
-    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Also write OUT/results.json."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", callback=_out_dir, help="Also write OUT/results.json."),
     skip_bad: bool = _QaSkipBad,
     data_dir: Optional[str] = DataDirOpt,
 ):
@@ -526,7 +568,8 @@ def qa_score_cmd(
     questions count as 0)."""
     from .experiments import qa
 
-    ds = qa.load_data(data, data_dir, skip_bad=skip_bad)
+    # scored data: answer texts only, as the official scripts (no offset validation)
+    ds = qa.load_data(data, data_dir, skip_bad=skip_bad, check_offsets=False)
     sc = qa.score(ds, qa.load_predictions(predictions), lang)
     _qa_print_scores([sc])
     if out:
@@ -542,10 +585,10 @@ def qa_train_cmd(
     out: Path = OutOpt,
     model: str = ModelOpt,
     max_train: Optional[int] = _QaMaxTrain,
-    max_dev: Optional[int] = typer.Option(500, "--max-dev", help="Dev questions used for evaluation (sampled)."),
+    max_dev: Optional[int] = typer.Option(500, "--max-dev", min=1, help="Dev questions used for evaluation (sampled)."),
     epochs: float = _QaEpochs, max_steps: Optional[int] = _QaMaxSteps, batch_size: int = _QaTrainBatch,
     lr: float = _QaLr, eval_every: Optional[int] = _QaEvalEvery, checkpoint_every: int = _QaCkptEvery,
-    patience: Optional[int] = typer.Option(None, "--patience", help="Stop after this many evaluations without "
+    patience: Optional[int] = typer.Option(None, "--patience", min=0, help="Stop after this many evaluations without "
                                            "dev F1 improvement."),
     resume: bool = _QaResume,
     max_len: int = _QaMaxLen, doc_stride: int = _QaStride, n_best: int = _QaNBest,
@@ -564,7 +607,8 @@ def qa_train_cmd(
     t = qa.TrainSettings(epochs=epochs, max_steps=max_steps, batch_size=batch_size, lr=lr, eval_every=eval_every,
                          checkpoint_every=checkpoint_every, patience=patience, seed=seed, resume=resume)
     train_sets = [qa.load_data(f, data_dir, skip_bad=skip_bad).sample(max_train, seed) for f in train]
-    dev_set = qa.load_data(dev, data_dir, skip_bad=skip_bad).sample(max_dev, seed) if dev else None
+    dev_set = (qa.load_data(dev, data_dir, skip_bad=skip_bad, check_offsets=False).sample(max_dev, seed)
+               if dev else None)
     _, _, tr = qa.train(model, train_sets, dev_set, out, s, t, dev_lang=lang, trust_remote_code=trust_remote_code)
     _qa_save(qa.QAResult("train", model, qa.asdict(s), [], tr), out)
     typer.echo(f"{tr.steps} steps on {tr.train_windows} windows in {tr.wall_time:.0f} s"
@@ -576,9 +620,11 @@ def _qa_predict_or_eval(command, model, data, out, lang, limit, skip_bad, settin
                         trust_remote_code):
     from .experiments import qa
 
-    ds = qa.load_data(data, data_dir, skip_bad=skip_bad, require_answers=command == "eval").sample(limit, seed)
-    result = qa.predict_file(command, model, ds, settings, lang=lang, convert=convert,
-                             trust_remote_code=trust_remote_code)
+    ds = qa.load_data(data, data_dir, skip_bad=skip_bad, require_answers=command == "eval",
+                      check_offsets=False).sample(limit, seed)
+    with _flags(batch_size="--eval-batch-size"):
+        result = qa.predict_file(command, model, ds, settings, lang=lang, convert=convert,
+                                 trust_remote_code=trust_remote_code)
     _qa_save(result, out)
     if result.scores:
         _qa_print_scores(result.scores)
@@ -593,7 +639,8 @@ def qa_predict_cmd(
     max_len: int = _QaMaxLen, doc_stride: int = _QaStride, n_best: int = _QaNBest,
     max_answer_len: int = _QaMaxAns, eval_batch_size: int = _QaBatch, skip_bad: bool = _QaSkipBad,
     span_score: str = _QaSpanScore,
-    convert: Optional[str] = typer.Option(None, "--convert", help="t2s or s2t: convert the text with OpenCC "
+    convert: Optional[str] = typer.Option(None, "--convert", callback=_t2s_or_s2t,
+                                          help="t2s or s2t: convert the text with OpenCC "
                                           "before predicting; answers are mapped back to the original text."),
     threads: Optional[int] = _QaThreads, precision: str = _QaPredictPrecision,
     verify_margin: float = _QaVerifyMargin, data_dir: Optional[str] = DataDirOpt,
@@ -615,7 +662,8 @@ def qa_eval_cmd(
     max_len: int = _QaMaxLen, doc_stride: int = _QaStride, n_best: int = _QaNBest,
     max_answer_len: int = _QaMaxAns, eval_batch_size: int = _QaBatch, skip_bad: bool = _QaSkipBad,
     span_score: str = _QaSpanScore,
-    convert: Optional[str] = typer.Option(None, "--convert", help="t2s or s2t: also score the data after OpenCC "
+    convert: Optional[str] = typer.Option(None, "--convert", callback=_t2s_or_s2t,
+                                          help="t2s or s2t: also score the data after OpenCC "
                                           "conversion (e.g. Traditional DRCD for a Simplified-trained model)."),
     threads: Optional[int] = _QaThreads, precision: str = _QaPredictPrecision,
     verify_margin: float = _QaVerifyMargin, data_dir: Optional[str] = DataDirOpt,
@@ -638,8 +686,9 @@ def qa_crosslingual_cmd(
     out: Path = OutOpt, model: str = ModelOpt,
     dev: Optional[str] = typer.Option(None, "--dev", help="Dev set for best weights (default: none; the "
                                       "last weights are evaluated)."),
-    max_dev: Optional[int] = typer.Option(300, "--max-dev", help="Dev questions used (sampled)."),
-    convert: Optional[str] = typer.Option(None, "--convert", help="t2s or s2t: also score each Chinese eval set "
+    max_dev: Optional[int] = typer.Option(300, "--max-dev", min=1, help="Dev questions used (sampled)."),
+    convert: Optional[str] = typer.Option(None, "--convert", callback=_t2s_or_s2t,
+                                          help="t2s or s2t: also score each Chinese eval set "
                                           "after OpenCC conversion (Traditional DRCD for a Simplified model)."),
     max_train: Optional[int] = _QaMaxTrain, limit: Optional[int] = _QaLimit,
     epochs: float = _QaEpochs, max_steps: Optional[int] = _QaMaxSteps, batch_size: int = _QaTrainBatch,
@@ -659,13 +708,12 @@ def qa_crosslingual_cmd(
     s = _qa_settings(max_len, doc_stride, n_best, max_answer_len, eval_batch_size, precision)
     t = qa.TrainSettings(epochs=epochs, max_steps=max_steps, batch_size=batch_size, lr=lr, eval_every=eval_every,
                          checkpoint_every=checkpoint_every, seed=seed, resume=resume)
-    if convert not in (None, "t2s", "s2t"):
-        raise UserError(f"--convert must be t2s or s2t, not {convert!r}")
     train_sets = {n: qa.load_data(f, data_dir, skip_bad=skip_bad).sample(max_train, seed)
                   for n, f in _qa_named(train, "--train")}
-    evals = {n: qa.load_data(f, data_dir, skip_bad=skip_bad).sample(limit, seed)
+    evals = {n: qa.load_data(f, data_dir, skip_bad=skip_bad, check_offsets=False).sample(limit, seed)
              for n, f in _qa_named(eval_sets, "--eval")}
-    dev_set = qa.load_data(dev, data_dir, skip_bad=skip_bad).sample(max_dev, seed) if dev else None
+    dev_set = (qa.load_data(dev, data_dir, skip_bad=skip_bad, check_offsets=False).sample(max_dev, seed)
+               if dev else None)
     result = qa.crosslingual(model, train_sets, evals, out, s, t, dev=dev_set, convert=convert,
                              trust_remote_code=trust_remote_code)
     _qa_save(result, out)
@@ -743,20 +791,20 @@ def align_cmd(
     source: Optional[str] = typer.Option(None, "--source", help="Source language (default: the first --corpus)."),
     target: Optional[str] = typer.Option(None, "--target", help="Target language (default: the second --corpus)."),
     layers: str = LayersOpt,
-    k: int = typer.Option(5, "--k", help="Occurrences per word averaged into its vector (K)."),
-    max_words: int = typer.Option(1000, "--max-words", help="Source words evaluated (a seeded sample); 0 = all."),
-    max_candidates: int = typer.Option(0, "--max-candidates",
+    k: int = typer.Option(5, "--k", min=1, help="Occurrences per word averaged into its vector (K)."),
+    max_words: int = typer.Option(1000, "--max-words", min=0, help="Source words evaluated (a seeded sample); 0 = all."),
+    max_candidates: int = typer.Option(0, "--max-candidates", min=0,
                                        help="Candidate target words (golds always kept, the rest a seeded sample); "
                                             "0 = every usable dictionary target."),
-    max_lines: int = typer.Option(50000, "--max-lines", help="Corpus lines read per language."),
-    csls_k: int = typer.Option(10, "--csls-k", help="Neighbourhood size of CSLS's hubness correction."),
+    max_lines: int = typer.Option(50000, "--max-lines", min=1, help="Corpus lines read per language."),
+    csls_k: int = typer.Option(10, "--csls-k", min=1, help="Neighbourhood size of CSLS's hubness correction."),
     cbow: bool = typer.Option(True, "--cbow/--no-cbow", help="Also train the per-language CBOW baseline."),
     keep_identical: bool = typer.Option(False, "--keep-identical",
                                         help="Keep pairs whose two sides are the same string and words in the other "
                                              "side's script (skipped by default: a shared token is not a translation; "
                                              "needed for the identity-dictionary sanity check)."),
-    batch_size: int = typer.Option(64, "--batch-size", help="Sentences per forward pass."),
-    max_length: int = typer.Option(64, "--max-length", help="Tokens per window around an occurrence."),
+    batch_size: int = typer.Option(64, "--batch-size", min=1, help="Sentences per forward pass."),
+    max_length: int = typer.Option(64, "--max-length", min=8, help="Tokens per window around an occurrence."),
     precision: str = PrecisionOpt,
     data_dir: Optional[Path] = DataDirOpt,
     seed: int = SeedOpt,
@@ -773,10 +821,11 @@ def align_cmd(
     torch.manual_seed(seed)
     corpora, source, target, d = _align_inputs(corpus, dict_path, dict_format, convert, source, target,
                                                max_lines, data_dir)
-    res = align.align(model, d, corpora, source, target, _layers_arg(layers), k=k, max_words=max_words or None,
-                      max_candidates=max_candidates or None, csls_k=csls_k, precision=precision,
-                      batch_size=batch_size, max_length=max_length, cbow=cbow, seed=seed, work_dir=None,
-                      trust_remote_code=trust_remote_code, keep_identical=keep_identical)
+    with _flags(layer="--layers"):
+        res = align.align(model, d, corpora, source, target, _layers_arg(layers), k=k,
+                          max_words=max_words or None, max_candidates=max_candidates or None, csls_k=csls_k,
+                          precision=precision, batch_size=batch_size, max_length=max_length, cbow=cbow, seed=seed,
+                          work_dir=None, trust_remote_code=trust_remote_code, keep_identical=keep_identical)
     align.save(res, out)
     align_figures(res, out)
     b = res.best
@@ -799,9 +848,9 @@ def langvec_cmd(
     target: Optional[str] = typer.Option(None, "--target", help="Target language (default: the second --corpus)."),
     layers: str = LayersOpt,
     alphas: str = typer.Option("0,0.5,1,1.5,2,3", "--alphas", help="Comma-separated α values swept."),
-    mean_sentences: int = typer.Option(1000, "--mean-sentences", help="Sentences averaged per language mean."),
-    max_lines: int = typer.Option(20000, "--max-lines", help="Corpus lines read per language."),
-    batch_size: int = typer.Option(32, "--batch-size", help="Sentences per forward pass."),
+    mean_sentences: int = typer.Option(1000, "--mean-sentences", min=1, help="Sentences averaged per language mean."),
+    max_lines: int = typer.Option(20000, "--max-lines", min=1, help="Corpus lines read per language."),
+    batch_size: int = typer.Option(32, "--batch-size", min=1, help="Sentences per forward pass."),
     precision: str = PrecisionOpt,
     data_dir: Optional[Path] = DataDirOpt,
     seed: int = SeedOpt,
@@ -819,10 +868,13 @@ def langvec_cmd(
     torch.manual_seed(seed)
     corpora, source, target, d = _align_inputs(corpus, dict_path, dict_format, convert, source, target,
                                                max_lines, data_dir)
-    sents = [s for lines in read_corpora(sentences, str(data_dir) if data_dir else None).values() for s in lines]
-    res = langvec.langvec(model, corpora, sents, d, source, target, _layers_arg(layers),
-                          _floats_arg(alphas, "--alphas"), mean_sentences, precision, batch_size,
-                          trust_remote_code=trust_remote_code)
+    with _flags(corpus="--sentences"):
+        sents = [s for lines in read_corpora(sentences, str(data_dir) if data_dir else None).values()
+                 for s in lines]
+    with _flags(layer="--layers"):
+        res = langvec.langvec(model, corpora, sents, d, source, target, _layers_arg(layers),
+                              _floats_arg(alphas, "--alphas"), mean_sentences, precision, batch_size,
+                              trust_remote_code=trust_remote_code)
     langvec.save(res, out)
     langvec_figures(res, out)
     b = res.best
@@ -842,12 +894,12 @@ def align_scale_cmd(
     sentences: str = typer.Option("10000,50000", "--sentences",
                                   help="Sentences per language of each run (the lecture: 200K vs 1,000K)."),
     size: str = typer.Option("tiny", "--size", help="Model preset shared by all runs (see `pretrain --help`)."),
-    steps: int = typer.Option(2000, "--steps", help="Optimizer steps per run (the same for every size)."),
-    eval_every: int = typer.Option(250, "--eval-every", help="Steps between loss + alignment evaluations."),
-    batch_size: int = typer.Option(32, "--batch-size", help="Sequences per step."),
-    seq_len: int = typer.Option(64, "--seq-len", help="Packed sequence length."),
-    vocab_size: int = typer.Option(8000, "--vocab-size", help="WordPiece vocabulary, trained once on the largest sample."),
-    lr: float = typer.Option(1e-3, "--lr", help="Peak learning rate."),
+    steps: int = typer.Option(2000, "--steps", min=1, help="Optimizer steps per run (the same for every size)."),
+    eval_every: int = typer.Option(250, "--eval-every", min=1, help="Steps between loss + alignment evaluations."),
+    batch_size: int = typer.Option(32, "--batch-size", min=1, help="Sequences per step."),
+    seq_len: int = typer.Option(64, "--seq-len", min=8, help="Packed sequence length."),
+    vocab_size: int = typer.Option(8000, "--vocab-size", min=1, help="WordPiece vocabulary, trained once on the largest sample."),
+    lr: float = typer.Option(1e-3, "--lr", callback=_positive, help="Peak learning rate."),
     precision: str = PrecisionOpt,
     data_dir: Optional[Path] = DataDirOpt,
     seed: int = SeedOpt,
@@ -858,9 +910,10 @@ def align_scale_cmd(
     from .report.figures import data_scale_figures
 
     sizes = [int(x) for x in _floats_arg(sentences, "--sentences")]
-    res = data_scale(corpus, dict_path, out, sizes, size, steps, eval_every, batch_size, seq_len, vocab_size,
-                     lr, precision, seed, convert=convert, data_dir=str(data_dir) if data_dir else None,
-                     after_each_run=lambda partial: data_scale_figures(partial, out))
+    with _flags(max_steps="--steps"):
+        res = data_scale(corpus, dict_path, out, sizes, size, steps, eval_every, batch_size, seq_len, vocab_size,
+                         lr, precision, seed, convert=convert, data_dir=str(data_dir) if data_dir else None,
+                         after_each_run=lambda partial: data_scale_figures(partial, out))
     for run in res.runs:
         last = run.history[-1] if run.history else {}
         print(f"{run.sentences_per_lang:,} sentences/lang: loss {last.get('eval_loss', float('nan')):.3f}, "
@@ -879,7 +932,7 @@ def serve_cmd(
     data_dir: Optional[str] = typer.Option(None, "--data-dir", help="Where Tatoeba and MUSE are found (the "
                                            "neighbours and language-vector views); default: see README, Data."),
     precision: str = PrecisionOpt,
-    threads: Optional[int] = typer.Option(None, "--threads", help="Cap torch's threads (default: all cores)."),
+    threads: Optional[int] = typer.Option(None, "--threads", min=1, help="Cap torch's threads (default: all cores)."),
     trust_remote_code: bool = TrustOpt,
 ):
     """Interactive explorer in the browser: word senses, fill-mask, neighbours across languages and language
@@ -890,23 +943,39 @@ def serve_cmd(
     run_server(model, host, port, data_dir, precision, trust_remote_code)
 
 
+def _one_line(message: str) -> str:
+    """A message as one line: a script that reads stderr (and a user scanning it) gets one line per error."""
+    return " ".join(part.strip() for part in message.splitlines() if part.strip())
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     """Entry point: exit 0 on success, 2 on a user mistake (one line on stderr), 1 on a bug (traceback).
 
-    Usage errors (unknown option, bad value) are reported by click itself with exit code 2.
+    Usage errors (unknown option, a value out of range) come from click, caught here (standalone_mode=False)
+    so that they read as one line like every other user error, not click's boxed multi-line usage text.
     """
     _quiet_libraries()
     try:
-        app(args=argv, prog_name="bertology")
+        code = app(args=argv, prog_name="bertology", standalone_mode=False)
     except UserError as e:
-        print(f"bertology: error: {describe_error(e)}", file=sys.stderr)
+        print(f"bertology: error: {_one_line(describe_error(e))}", file=sys.stderr)
         return 2
+    except typer.TyperException as e:
+        if type(e).__name__ == "NoArgsIsHelpError":    # `bertology qa`: the help is the answer, not an error
+            print(e.format_message())
+            return 2
+        command = getattr(getattr(e, "ctx", None), "command_path", "bertology")
+        print(f"bertology: error: {_one_line(e.format_message())} (see {command} --help)", file=sys.stderr)
+        return getattr(e, "exit_code", 2)
+    except typer.Abort:
+        print("bertology: aborted", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("bertology: interrupted (training resumes from its last checkpoint with --resume)", file=sys.stderr)
         return 130
     except SystemExit as e:
         return e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
-    return 0
+    return code if isinstance(code, int) else 0
 
 
 if __name__ == "__main__":

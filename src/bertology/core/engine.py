@@ -20,6 +20,7 @@ import contextlib
 import json
 import math
 import os
+import pickle
 import random
 import shutil
 import time
@@ -256,11 +257,60 @@ def find_checkpoint(out_dir: Path) -> Path | None:
     return None
 
 
+def check_resume_settings(out_dir: str | Path, settings: dict[str, Any], resume: bool) -> None:
+    """A run resumes only under the settings it started with (as crossdomain does): a checkpoint continued with
+    another data set, length or learning rate would export the old run's model under the new settings
+    (issue 14.2). `settings` are the fields that shape the trained model; the first run's are kept in
+    OUT_DIR/run_settings.json, and a resume with any of them changed is a UserError naming those fields.
+    Called before any work. A fresh start (no checkpoint, or resume off) records the new settings."""
+    from ..errors import UserError
+    from ..io.storage import atomic_write_json
+
+    out_dir = Path(out_dir)
+    path = out_dir / "run_settings.json"
+    now = json.loads(json.dumps(settings, default=str))      # as it reads back from the file
+    if resume and find_checkpoint(out_dir) is not None and path.exists():
+        before = json.loads(path.read_text(encoding="utf-8"))
+        changed = [k for k in now if k in before and before[k] != now[k]]
+        if changed:
+            what = ", ".join(f"`{k}` {before[k]!r} (now {now[k]!r})" for k in changed)
+            raise UserError(f"{out_dir}: its checkpoint was trained with other settings: {what}; resume with "
+                            f"the same ones, or start afresh in another `out`", fields=(*changed, "out"))
+        return
+    atomic_write_json(path, now)
+
+
+@contextlib.contextmanager
+def _checkpoint_file(path: Path):
+    """A checkpoint file cut short (a full disk, a copy interrupted) or not ours is a UserError naming it."""
+    from ..errors import UserError
+
+    try:
+        yield
+    except (OSError, EOFError, RuntimeError, ValueError, KeyError, pickle.UnpicklingError) as e:
+        raise UserError(f"{path}: damaged checkpoint ({(str(e).splitlines() or [type(e).__name__])[0][:160]}); "
+                        f"delete it to start afresh") from None
+
+
+def read_checkpoint_state(path: Path) -> dict:
+    """The optimizer / scheduler / step state of a checkpoint (weights_only: tensors and plain data only)."""
+    with _checkpoint_file(path / "state.pt"):
+        return torch.load(path / "state.pt", weights_only=True)
+
+
 def load_checkpoint(path: Path, model, optimizer=None, scheduler=None) -> dict:
+    from safetensors import SafetensorError
     from safetensors.torch import load_file
 
-    _unwrap(model).load_state_dict(load_file(str(path / "model.safetensors")), strict=False)
-    state = torch.load(path / "state.pt", weights_only=True)
+    try:
+        with _checkpoint_file(path / "model.safetensors"):
+            weights = load_file(str(path / "model.safetensors"))
+    except SafetensorError as e:
+        from ..errors import UserError
+
+        raise UserError(f"{path / 'model.safetensors'}: damaged checkpoint ({e}); delete it to start afresh") from None
+    _unwrap(model).load_state_dict(weights, strict=False)
+    state = read_checkpoint_state(path)
     if optimizer is not None:
         optimizer.load_state_dict(state["optimizer"])
     if scheduler is not None:

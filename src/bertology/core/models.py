@@ -82,8 +82,36 @@ def resolve_model(name: str | os.PathLike, tokenizer_only: bool = False) -> str:
             raise UserError(f"{p}: not a model directory (no config.json)" if not tokenizer_only else
                             f"{p}: not a model or tokenizer directory (none of config.json, "
                             f"{', '.join(_TOKENIZER_FILES)})")
+        _check_config(p / "config.json")
         return str(p)
     return name
+
+
+def _check_config(path: Path) -> None:
+    """A config.json that is not a JSON object makes transformers fail with a TypeError deep inside: say so here."""
+    if not path.exists():
+        return
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise UserError(f"{path}: not valid JSON ({e.__class__.__name__})") from None
+    if not isinstance(doc, dict):
+        raise UserError(f"{path}: a model config must be a JSON object, not {type(doc).__name__}")
+
+
+def _check_pickle(path: Path) -> None:
+    """Load a pickled checkpoint's tensors onto the meta device (no data) with weights_only=True, so that a
+    file holding anything but tensors is refused here with a message that does not invite unsafe loading
+    (torch's own message suggests weights_only=False, which would run the file's code)."""
+    import pickle
+
+    try:
+        torch.load(path, map_location="meta", weights_only=True)
+    except pickle.UnpicklingError:
+        raise UserError(f"{path}: not safe to load: the pickle holds more than tensors (it could run code); "
+                        f"use a model saved as safetensors") from None
+    except (RuntimeError, EOFError, OSError, ValueError) as e:
+        raise UserError(f"{path}: not a readable PyTorch checkpoint ({str(e).splitlines()[0][:200]})") from None
 
 
 def check_weights(model_dir: Path) -> None:
@@ -99,7 +127,9 @@ def check_weights(model_dir: Path) -> None:
         except Exception as e:  # safetensors raises its own SafetensorError (and OSError) on bad files
             raise UserError(f"{st}: not a readable safetensors file ({str(e).splitlines()[0][:200]})") from None
         return
-    if not any((model_dir / f).exists() for f in ("model.safetensors.index.json", "pytorch_model.bin")):
+    if (model_dir / "pytorch_model.bin").exists():
+        _check_pickle(model_dir / "pytorch_model.bin")
+    elif not (model_dir / "model.safetensors.index.json").exists():
         raise UserError(f"{st}: missing (the model directory {model_dir} holds no weights)")
 
 

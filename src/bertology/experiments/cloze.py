@@ -37,7 +37,9 @@ def read_cloze_items(source: str | Path = "cloze-en-zh") -> list[ClozeItem]:
     path = BUILTIN_ITEMS.get(str(source), Path(source))
     if not path.is_file():
         raise UserError(f"{path}: no such cloze file (built-in sets: {', '.join(BUILTIN_ITEMS)})")
-    with open(path, encoding="utf-8", newline="") as f:
+    from ..io.storage import open_text
+
+    with open_text(path, newline="") as f:   # bad UTF-8 is a UserError naming the file
         rows = list(csv.reader(f, delimiter="\t"))
     if not rows or [c.strip() for c in rows[0]] != ["lang", "sentence", "answer"]:
         raise UserError(f"{path}:1: expected the header lang<TAB>sentence<TAB>answer")

@@ -100,7 +100,29 @@ def _sample_for_tokenizer(corpora: dict[str, list[str]], alpha: float, budget_to
     return out
 
 
-def train_tokenizer(corpora: dict[str, list[str]], out_dir: str | Path, vocab_size: int = 30000,
+def _alphabet(wp, lines: list[str], size: int) -> tuple[list[str], list[str]]:
+    """The `size` most frequent characters of the pre-tokenized text (ties broken by code point), and the
+    continuation pieces (##c) of those that occur inside a word, sorted.
+
+    The tokenizers trainer is not deterministic across processes (issue 14.6: the same command gave another
+    vocabulary each run): it cuts its alphabet by an unstable sort of a HashMap's counts, so characters tied at
+    the cut-off differ, and it numbers the ##c pieces in HashMap order, and ties between merges are broken by
+    those numbers. Given as the initial alphabet and (first in the vocabulary) as tokens, both are fixed.
+    """
+    from collections import Counter
+
+    counts: Counter = Counter()
+    inner: set[str] = set()
+    for start in range(0, len(lines), 4096):       # one call per chunk: one per line would be slow
+        text = wp.normalizer.normalize_str("\n".join(lines[start:start + 4096]))
+        for word, _ in wp.pre_tokenizer.pre_tokenize_str(text):
+            counts.update(word)
+            inner.update(word[1:])
+    alphabet = [c for c, _ in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[:size]]
+    return alphabet, ["##" + c for c in sorted(inner.intersection(alphabet))]
+
+
+def train_tokenizer(corpora: dict[str, list[str]], out_dir: str | Path, vocab_size: int = 16000,
                     lowercase: bool = True, strip_accents: bool | None = None, alpha: float = 0.7,
                     budget_tokens: int = 20_000_000, seed: int = 0, progress: bool = True,
                     alphabet_size: int | None = None) -> tuple[Any, TokenizerResult]:
@@ -112,7 +134,7 @@ def train_tokenizer(corpora: dict[str, list[str]], out_dir: str | Path, vocab_si
     sampled with exponentially smoothed shares so a large English corpus does not crowd out Chinese pieces.
 
     alphabet_size: how many distinct characters (the most frequent) become tokens; every other character is
-    [UNK]. Default vocab_size // 4. A small vocabulary for Chinese in both scripts needs more than a quarter
+    [UNK]. Default vocab_size // 3. A small vocabulary for Chinese in both scripts needs more than a quarter
     of it: Simplified and Traditional text together use ~5,000 characters that occur 20 times or more.
     """
     from tokenizers.implementations import BertWordPieceTokenizer
@@ -123,7 +145,7 @@ def train_tokenizer(corpora: dict[str, list[str]], out_dir: str | Path, vocab_si
         raise UserError(f"`vocab_size` {vocab_size}: too small (at least {len(SPECIAL_TOKENS) + 100})",
                         fields=('vocab_size',))
     if alphabet_size is None:
-        alphabet_size = max(100, vocab_size // 4)
+        alphabet_size = max(100, vocab_size // 3)
     if not 100 <= alphabet_size < vocab_size:
         raise UserError(f"`alphabet_size` {alphabet_size}: must be at least 100 and below the vocabulary size "
                         f"({vocab_size})", fields=('alphabet_size',))
@@ -131,10 +153,14 @@ def train_tokenizer(corpora: dict[str, list[str]], out_dir: str | Path, vocab_si
     wp = BertWordPieceTokenizer(clean_text=True, handle_chinese_chars=True, strip_accents=strip_accents,
                                 lowercase=lowercase)
     # The alphabet must hold thousands of CJK characters (the library's default limit of 1000 would turn most
-    # Chinese into [UNK]); by default a quarter of the vocabulary, leaving the rest for English word pieces.
+    # Chinese into [UNK]); by default a third of the vocabulary, leaving the rest for English word pieces.
     lines = [x for lang in sorted(sample) for x in sample[lang]]
-    wp.train_from_iterator(lines, vocab_size=vocab_size, min_frequency=2, special_tokens=SPECIAL_TOKENS,
-                           limit_alphabet=alphabet_size, wordpieces_prefix="##", show_progress=progress)
+    alphabet, pieces = _alphabet(wp, lines, alphabet_size)
+    # the pieces go in as trainer "special tokens" only to be numbered first; the saved BertTokenizer is built
+    # from the plain vocabulary below, where they are ordinary tokens
+    wp.train_from_iterator(lines, vocab_size=vocab_size, min_frequency=2, special_tokens=SPECIAL_TOKENS + pieces,
+                           limit_alphabet=len(alphabet), initial_alphabet=alphabet, wordpieces_prefix="##",
+                           show_progress=progress)
     vocab = wp.get_vocab()
     tok = BertTokenizer(vocab=vocab, do_lower_case=lowercase, strip_accents=strip_accents,
                         tokenize_chinese_chars=True)
@@ -530,7 +556,7 @@ class PretrainConfig:
     out_dir: str
     tokenizer: str | None = None              # a tokenizer / model directory; None: train one (vocab_size)
     init_from: str | None = None              # warm start from this BERT (see bertology.warmstart)
-    vocab_size: int = 30000
+    vocab_size: int = 16000                   # the zh-en-mini recipe (docs/pretrain.md); was 30000
     lowercase: bool = True
     size: str | None = "mini"                 # None only with init_from: the source's architecture
     config_file: str | None = None
@@ -539,8 +565,8 @@ class PretrainConfig:
     batch_size: int = 64
     grad_accum: int = 1
     max_steps: int = 1000
-    lr: float = 5e-4
-    warmup: float = 0.06
+    lr: float = 1e-3                          # was 5e-4 / 0.06: that schedule stalled on the plateau
+    warmup: float = 0.03
     weight_decay: float = 0.01
     clip: float = 1.0
     mask_prob: float = 0.15
@@ -674,6 +700,10 @@ def pretrain(cfg: PretrainConfig, eval_hooks: Iterable[Callable[[Any, int, dict]
         if (out / "checkpoint").exists() and not cfg.resume:
             raise UserError(f"{out}: holds a checkpoint of an earlier run; pass `resume` to continue it "
                             f"or choose another `out`", fields=('resume', 'out'))
+        # max_steps and eval_every may change on resume (train longer); nothing that shapes the model may
+        engine.check_resume_settings(out, {k: v for k, v in asdict(cfg).items()
+                                           if k not in ("max_steps", "eval_every", "resume", "progress",
+                                                        "out_dir", "data_dir", "compile")}, cfg.resume)
     corpora = load_corpora(cfg)
 
     tokenizer = _run_tokenizer(cfg, corpora, out, is_main, world, source)
@@ -705,7 +735,7 @@ def pretrain(cfg: PretrainConfig, eval_hooks: Iterable[Callable[[Any, int, dict]
 
     hooks = [lambda m, s, met, h=h: h(mlm, s, met) for h in eval_hooks] + [export_hook]
     if cfg.resume and is_main and (ckpt := engine.find_checkpoint(out)):
-        truncate_jsonl(out / "eval.jsonl", torch.load(ckpt / "state.pt", weights_only=True)["step"])
+        truncate_jsonl(out / "eval.jsonl", engine.read_checkpoint_state(ckpt)["step"])
     tc = engine.TrainConfig(out_dir=out, lr=cfg.lr, weight_decay=cfg.weight_decay, warmup=cfg.warmup,
                             max_steps=cfg.max_steps, grad_accum=cfg.grad_accum, clip=cfg.clip,
                             precision=cfg.precision, seed=cfg.seed, eval_every=cfg.eval_every,
@@ -774,14 +804,21 @@ def fill_mask(model: str, texts: Sequence[str], top_k: int = 5, precision: str =
     if tok.mask_token is None:
         raise UserError(f"model {model!r}: its tokenizer has no mask token")
     mlm = mlm if mlm is not None else load_model(model, head="mlm", trust_remote_code=trust_remote_code)
+    if top_k > len(tok):    # torch.topk would fail with a RuntimeError after the first text
+        raise UserError(f"`top_k` {top_k}: more than the model's vocabulary ({len(tok)} tokens)", ("top_k",))
     items = []
     for text in texts:
         if tok.mask_token not in text:
             raise UserError(f"text {text!r}: contains no {tok.mask_token}")
-        enc = tok(text, return_tensors="pt", truncation=True)
+        # the model's positions bound the length too: a tokenizer saved without model_max_length allows any
+        enc = tok(text, return_tensors="pt", truncation=True,
+                  max_length=min(tok.model_max_length, mlm.config.max_position_embeddings))
         with torch.inference_mode(), autocast(precision):
             logits = mlm(**enc).logits[0].float()
         positions = (enc["input_ids"][0] == tok.mask_token_id).nonzero().flatten().tolist()
+        if len(positions) < text.count(tok.mask_token):     # truncation cut a mask off: no silent gap
+            raise UserError(f"text {text[:40]!r}...: a {tok.mask_token} lies beyond the model's "
+                            f"{enc['input_ids'].shape[1]} tokens (shorten the text)")
         masks = []
         for p in positions:
             probs = logits[p].softmax(-1)

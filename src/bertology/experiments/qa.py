@@ -350,6 +350,10 @@ class QAScore:
 
 def score(dataset: QADataset, answers: dict[str, str], lang: str = "auto", name: str | None = None) -> QAScore:
     lang = resolve_lang(lang, dataset.examples)
+    if answers and not any(e.id in answers for e in dataset.examples):
+        # every question "unanswered" scores 0: the mark of predictions for another data set, not of a model
+        raise UserError(f"the predictions answer none of the {len(dataset.examples)} questions of "
+                        f"{dataset.path} (no question id in common; e.g. {next(iter(answers))!r})")
     r = qa_scores(dataset.references(), answers, lang)
     return QAScore(name or Path(dataset.path).stem, dataset.path, lang, r["exact_match"], r["f1"], r["total"],
                    r["missing"], dataset.skipped, dataset.relocated)
@@ -455,10 +459,12 @@ class QATrainResult:
 
 
 def load_data(name_or_path: str, data_dir: str | None = None, skip_bad: bool = False,
-              require_answers: bool = True) -> QADataset:
+              require_answers: bool = True, check_offsets: bool = True) -> QADataset:
+    """A SQuAD-format file or data set name; check_offsets=False for data that is only scored (see load_squad)."""
     from ..io.storage import find_dataset
 
-    return load_squad(find_dataset(name_or_path, data_dir), skip_bad=skip_bad, require_answers=require_answers)
+    return load_squad(find_dataset(name_or_path, data_dir), skip_bad=skip_bad, require_answers=require_answers,
+                      check_offsets=check_offsets)
 
 
 def load_qa_model(model_name: str, trust_remote_code: bool):
@@ -483,10 +489,17 @@ def train(model_name: str, train_data: list[QADataset], dev: QADataset | None, o
           trust_remote_code: bool = False, progress: bool = True):
     """Fine-tune `model_name` with a fresh span head on the training sets (concatenated); keep the weights
     with the best dev F1 (when a dev set is given). Returns (model, tokenizer, QATrainResult)."""
-    from ..core.engine import ExampleBatches, TrainConfig
+    from ..core.engine import ExampleBatches, TrainConfig, check_resume_settings
     from ..core.engine import train as engine_train
 
     out_dir = Path(out_dir)
+    # what shapes the fine-tuned weights (not how often to evaluate or checkpoint, nor the eval batch size)
+    shaping = {k: v for k, v in asdict(t).items() if k not in ("eval_every", "checkpoint_every", "patience",
+                                                                "resume")}
+    check_resume_settings(out_dir / "train", {
+        "model": model_name, "train": [[d.path, len(d.examples)] for d in train_data],
+        **{k: v for k, v in asdict(s).items() if k in ("max_len", "doc_stride", "precision")}, **shaping},
+        t.resume)
     model, tokenizer = load_qa_model(model_name, trust_remote_code)
     s = check_settings(tokenizer, model.config, s)
     examples = [e for d in train_data for e in d.examples]

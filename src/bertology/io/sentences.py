@@ -13,6 +13,17 @@ DEMO_DIR = Path(__file__).parents[1] / "demo"
 DEMO_SETS = {"apple-zh": ("apple_zh.tsv", "果"), "apple-en": ("apple_en.tsv", "apple")}
 
 
+def _refuse_headerless_labels(path: Path, lines: list[str]) -> None:
+    """Plain text whose every line is `short field<TAB>text`, with few distinct first fields, is a labelled
+    file without its header: read as plain text, each label became part of its sentence, silently."""
+    rows = [line.split("\t") for line in lines if line.strip()]
+    if len(rows) >= 2 and all(len(r) == 2 and 0 < len(r[0].strip()) <= 30 and r[1].strip() for r in rows):
+        firsts = {r[0].strip() for r in rows}
+        if len(firsts) < len(rows):
+            raise UserError(f"{path}:1: the lines look like label<TAB>sentence (labels {', '.join(sorted(firsts)[:3])}"
+                            f"...) but the header line 'label<TAB>sentence' is missing: add it")
+
+
 def read_sentences(path: str | Path) -> tuple[list[str], list[str], str]:
     """Read a sentence file: a TSV with header `label<TAB>sentence` (label may be empty), or plain text with
     one sentence a line. A built-in demo set name (see DEMO_SETS) also works.
@@ -26,6 +37,8 @@ def read_sentences(path: str | Path) -> tuple[list[str], list[str], str]:
         lines = [line.rstrip("\n").rstrip("\r") for line in f]
     sentences, labels = [], []
     tsv = bool(lines) and lines[0].strip().lower().split("\t") == ["label", "sentence"]
+    if not tsv:
+        _refuse_headerless_labels(path, lines)
     for n, line in enumerate(lines[1:] if tsv else lines, start=2 if tsv else 1):
         if not line.strip():
             continue

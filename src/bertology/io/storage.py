@@ -12,6 +12,7 @@ import os
 import shutil
 import tempfile
 import urllib.request
+import zlib
 from dataclasses import asdict, is_dataclass
 from pathlib import Path
 from typing import Any, Iterator
@@ -102,6 +103,8 @@ def load_results(path: str | os.PathLike, schema_prefix: str | None = None) -> d
     if not path.exists():
         raise UserError(f"{path}: no such results file")
     doc = read_json(path)
+    if not isinstance(doc, dict):    # a results file is one object; anything else is not ours
+        raise UserError(f"{path}: not a results file (a JSON {type(doc).__name__}, not an object)")
     if schema_prefix and not str(doc.get("schema", "")).startswith(schema_prefix):
         raise UserError(f"{path}: field 'schema' is {doc.get('schema')!r}, expected {schema_prefix.rstrip('/')}/N")
     return doc
@@ -127,14 +130,62 @@ def truncate_jsonl(path: str | os.PathLike, max_step: int) -> None:
         atomic_write_text(path, "".join(line + "\n" for line in keep))
 
 
-def open_text(path: str | os.PathLike):
-    """Open a UTF-8 text file for reading, transparently gunzipping `.gz`."""
+# What a damaged text file raises while it is read: bytes that are not UTF-8, a .gz cut short (EOFError) or not
+# gzip at all (BadGzipFile, an OSError), a corrupt deflate stream (zlib.error).
+_DAMAGED = (UnicodeDecodeError, EOFError, gzip.BadGzipFile, zlib.error)
+
+
+class _CheckedText:
+    """A text file whose decoding errors, which surface only as it is read (lazily, deep in a loader), become
+    `UserError`s naming the file, instead of a traceback (or typer's bare "Aborted." for an EOFError)."""
+
+    def __init__(self, f, path: Path):
+        self._f, self._path = f, path
+
+    def _damaged(self, e: Exception) -> UserError:
+        if isinstance(e, UnicodeDecodeError):
+            return UserError(f"{self._path}: not UTF-8 text ({e.reason}); is it a binary file?")
+        return UserError(f"{self._path}: truncated or corrupt gzip file ({e or e.__class__.__name__})")
+
+    def __iter__(self):
+        try:
+            yield from self._f
+        except _DAMAGED as e:
+            raise self._damaged(e) from None
+
+    def read(self, *args):
+        try:
+            return self._f.read(*args)
+        except _DAMAGED as e:
+            raise self._damaged(e) from None
+
+    def readline(self, *args):
+        try:
+            return self._f.readline(*args)
+        except _DAMAGED as e:
+            raise self._damaged(e) from None
+
+    def close(self) -> None:
+        self._f.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._f.close()
+
+
+def open_text(path: str | os.PathLike, newline: str | None = None):
+    """Open a UTF-8 text file for reading, transparently gunzipping `.gz`; a file that is not UTF-8 text (or a
+    damaged .gz) raises `UserError` naming it when it is read."""
     path = Path(path)
     if not path.exists():
         raise UserError(f"{path}: no such file")
+    if path.is_dir():
+        raise UserError(f"{path}: is a directory, not a file")
     if path.suffix == ".gz":
-        return gzip.open(path, "rt", encoding="utf-8")
-    return open(path, encoding="utf-8")
+        return _CheckedText(gzip.open(path, "rt", encoding="utf-8", newline=newline), path)
+    return _CheckedText(open(path, encoding="utf-8", newline=newline), path)
 
 
 def read_lines(path: str | os.PathLike, limit: int | None = None) -> Iterator[str]:
@@ -194,6 +245,10 @@ def data_dirs(data_dir: str | os.PathLike | None = None) -> list[Path]:
     if os.environ.get(DATA_DIR_ENV):
         dirs.append(Path(os.environ[DATA_DIR_ENV]))
     dirs += [Path("data"), Path("../shared/data")]
+    # and beside the package's own checkout, so that commands work when run from any folder
+    root = Path(__file__).resolve().parents[3]
+    dirs += [d for d in (root / "data", root.parent / "shared" / "data") if d.resolve() not in
+             {x.resolve() for x in dirs}]
     return dirs
 
 

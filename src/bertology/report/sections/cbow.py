@@ -31,6 +31,8 @@ def report_section(ctx: ReportContext):
             save_senses(static, ctx.out_dir / lang / "senses")
             senses_figures(static, ctx.out_dir / lang / "senses", title=f"{target} — CBOW (static)")
             save(res, ctx.out_dir / lang, {target: static.neighbours})
+            if not ctx.keep_models:   # the vectors (~10 MB for English) are a model: results and figures only
+                (ctx.out_dir / lang / "cbow.bin").unlink(missing_ok=True)
             contextual = None
             ctx_file = ctx.out_dir.parent / "senses" / demo / "results.json"
             if ctx_file.exists():
