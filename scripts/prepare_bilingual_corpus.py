@@ -22,6 +22,17 @@ def read(path: Path) -> list[str]:
         return [l.strip() for l in f if l.strip()]
 
 
+def read_language(folder: Path, capped: str, cap: int, rng: random.Random) -> list[str]:
+    """Every file's lines in name order; the file whose name starts with `capped` is sampled down to `cap`."""
+    out: list[str] = []
+    for f in sorted(folder.glob("*.txt.gz")):
+        lines = read(f)
+        if f.name.startswith(capped) and len(lines) > cap:
+            lines = rng.sample(lines, cap)
+        out += lines
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data-dir", default="../shared/data")
@@ -35,20 +46,11 @@ def main() -> None:
 
     rng = random.Random(args.seed)
     corpora = Path(args.data_dir) / "corpora"
-    zh: list[str] = []
-    for f in sorted((corpora / "zh").glob("*.txt.gz")):
-        lines = read(f)
-        if f.name.startswith("cctv") and len(lines) > args.cctv_lines:
-            lines = rng.sample(lines, args.cctv_lines)
-        zh += lines
+    # the order of the draws from `rng` (zh sample, conversion, en sample, shuffles) fixes the corpus for a seed
+    zh = read_language(corpora / "zh", "cctv", args.cctv_lines, rng)
     cc = opencc.OpenCC("s2tw")
     zh = [cc.convert(l) if rng.random() < args.traditional_share else l for l in zh]
-    en: list[str] = []
-    for f in sorted((corpora / "en").glob("*.txt.gz")):
-        lines = read(f)
-        if f.name.startswith("imdb") and len(lines) > args.imdb_lines:
-            lines = rng.sample(lines, args.imdb_lines)
-        en += lines
+    en = read_language(corpora / "en", "imdb", args.imdb_lines, rng)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     for lang, lines in (("en", en), ("zh", zh)):
