@@ -58,7 +58,7 @@ ALIASES: dict[str, Alias] = {
 DEFAULT_MODEL = "minilm"
 
 
-_TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.txt")
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.txt")
 
 
 def resolve_model(name: str | os.PathLike, tokenizer_only: bool = False) -> str:
@@ -78,10 +78,10 @@ def resolve_model(name: str | os.PathLike, tokenizer_only: bool = False) -> str:
     p = Path(name).expanduser()
     if p.exists():
         if not p.is_dir() or not ((p / "config.json").exists() or
-                                  tokenizer_only and any((p / f).exists() for f in _TOKENIZER_FILES)):
+                                  tokenizer_only and any((p / f).exists() for f in TOKENIZER_FILES)):
             raise UserError(f"{p}: not a model directory (no config.json)" if not tokenizer_only else
                             f"{p}: not a model or tokenizer directory (none of config.json, "
-                            f"{', '.join(_TOKENIZER_FILES)})")
+                            f"{', '.join(TOKENIZER_FILES)})")
         _check_config(p / "config.json")
         return str(p)
     return name

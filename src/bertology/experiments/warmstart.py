@@ -173,11 +173,10 @@ def check_size(name: str, src_cfg, size: str | None, presets: dict[str, tuple[in
 
 def source_tokenizer(name: str, trust_remote_code: bool = False):
     """The source model's tokenizer; exit 2 when it has none (the vocabulary extension needs it)."""
-    from ..core.models import load_tokenizer, resolve_model
+    from ..core.models import TOKENIZER_FILES, load_tokenizer, resolve_model
 
     resolved = resolve_model(name)
-    if Path(resolved).is_dir() and not any((Path(resolved) / f).exists()
-                                           for f in ("tokenizer.json", "vocab.txt", "tokenizer_config.json")):
+    if Path(resolved).is_dir() and not any((Path(resolved) / f).exists() for f in TOKENIZER_FILES):
         raise UserError(f"`init_from` {name}: {resolved} holds no tokenizer (vocab.txt or tokenizer.json), "
                         f"which the vocabulary extension needs", fields=('init_from',))
     return load_tokenizer(name, trust_remote_code)

@@ -102,7 +102,7 @@ def _fillmask(m: dict) -> tuple[str, str, str]:
     top = ", ".join(f"{t} {p:.2f}" for t, p in m["top5"])
     rank = m["rank"]
     return (f"top-5: {top}" + (f" (果 at rank {rank})" if rank else " (果 not in the top 5)"),
-            f"unigram: frequent tokens", SHOWN if rank == 1 else NOT_SHOWN)
+            "(the rule needs no baseline: 果 first among all tokens)", SHOWN if rank == 1 else NOT_SHOWN)
 
 
 RULES = {"senses": _senses, "transfer": _transfer, "controls": _controls, "qa": _qa, "align": _align,
@@ -120,7 +120,7 @@ def verdicts(sections) -> list[dict]:
                 errors.setdefault(cid, s.error.splitlines()[0])
         for cid, m in s.measures.items():
             measures.setdefault(cid, {}).update(m)
-            where[cid] = where.get(cid, i)
+            where.setdefault(cid, i)
     if "senses" in measures and "static_separation" in measures.get("static", {}):
         measures["senses"]["static_separation"] = measures["static"]["static_separation"]
     rows = []
