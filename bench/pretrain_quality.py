@@ -35,8 +35,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 # recipe: (tokenizer train arguments, pretrain arguments)
 RECIPES = {
-    "old": (["--vocab-size", "30000"], ["--seq-len", "128", "--lr", "5e-4", "--warmup", "0.06"]),
-    "new": (["--vocab-size", "16000", "--alphabet-size", "5500"], ["--seq-len", "64", "--lr", "1e-3",
+    "old": (["--vocab-size", "30000"], ["--max-length", "128", "--lr", "5e-4", "--warmup", "0.06"]),
+    "new": (["--vocab-size", "16000", "--alphabet-size", "5500"], ["--max-length", "64", "--lr", "1e-3",
                                                                     "--warmup", "0.03"]),
 }
 

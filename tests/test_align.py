@@ -282,7 +282,7 @@ def test_data_scale_runs_two_sizes_and_tracks_mrr(tmp_path, data_dir):
     d.write_text("apple\t蘋果\nwater\t水\nbook\t書\ncity\t城市\n", encoding="utf-8")
     out = tmp_path / "scale"
     rc = main(["align-scale", "--corpus", f"en={en}", "--corpus", f"zh={zh}", "--dict", str(d), "--sentences", "40,120",
-               "--steps", "4", "--eval-every", "2", "--batch-size", "2", "--seq-len", "16", "--vocab-size", "300",
+               "--max-steps", "4", "--eval-every", "2", "--batch-size", "2", "--max-length", "16", "--vocab-size", "300",
                "--out", str(out)])
     assert rc == 0
     res = json.loads((out / "results.json").read_text())
@@ -292,6 +292,14 @@ def test_data_scale_runs_two_sizes_and_tracks_mrr(tmp_path, data_dir):
         assert steps == [2, 4] and all(0 < h["mrr"] <= 1 for h in run["history"])
     assert res["alignment_pairs"]["source_words"] == 4 and res["alignment_pairs"]["converted_chinese_words"] == 2
     assert (out / "data_scale.png").stat().st_size > 1000
+    # resuming is opt-in; the old spellings --steps / --seq-len still work (hidden aliases)
+    again = ["align-scale", "--corpus", f"en={en}", "--corpus", f"zh={zh}", "--dict", str(d), "--sentences", "40,120",
+             "--steps", "4", "--eval-every", "2", "--batch-size", "2", "--seq-len", "16", "--vocab-size", "300",
+             "--out", str(out)]
+    assert main(again) == 2
+    assert main(again + ["--resume"]) == 0
+    resumed = json.loads((out / "results.json").read_text())["runs"]
+    assert [[h["step"] for h in r["history"] if "mrr" in h] for r in resumed] == [[2, 4], [2, 4]]
 
 
 def test_occurrences_unknown_in_context_are_dropped(tiny_model):

@@ -135,7 +135,8 @@ CASES = [
                                 "-d", "{bad}/dict.txt", "-m", M, "-o", O, "--sentences", "nolang"], "--sentences"),
     ("langvec-mean-0", ["langvec", "-c", "en={bad}/corpus.txt", "-m", M, "-o", O, "--mean-sentences", "0"],
      "--mean-sentences"),
-    ("scale-steps-0", ["align-scale", "-c", "en={bad}/corpus.txt", "-o", O, "--steps", "0"], "--steps"),
+    ("scale-steps-0", ["align-scale", "-c", "en={bad}/corpus.txt", "-o", O, "--max-steps", "0"], "--max-steps"),
+    ("scale-old-steps-0", ["align-scale", "-c", "en={bad}/corpus.txt", "-o", O, "--steps=0"], "--max-steps"),
     # garbage bytes / a truncated .gz as each kind of input file: named by file
     ("cbow-garbage", ["cbow", "-c", "{bad}/garbage.txt", "-o", O], "garbage.txt"),
     ("cbow-trunc-gz", ["cbow", "-c", "{bad}/trunc.txt.gz", "-o", O], "trunc.txt.gz"),
@@ -259,14 +260,17 @@ def test_qa_train_refuses_to_resume_with_other_settings(bad, tiny_encoder, tmp_p
     """issue 14.2: `qa train` resumed its checkpoint whatever --train / --max-len / --lr said, and exported the
     old run's model under results.json's new settings. Now it refuses, naming the setting."""
     run = ["qa", "train", "-t", str(bad / "squad.json"), "-m", str(tiny_encoder), "-o", str(tmp_path / "o"),
-           "--max-steps", "2", "--checkpoint-every", "1", "--max-len", "32", "--doc-stride", "8"]
+           "--max-steps", "2", "--checkpoint-every", "1", "--max-length", "32", "--doc-stride", "8"]
     assert main(run) == 0
+    assert main(run) == 2                                         # resuming is opt-in, as in pretrain
+    assert "--resume" in capsys.readouterr().err
+    run += ["--resume"]
     assert main(run + ["--lr", "1e-3"]) == 2
     err = capsys.readouterr().err.strip().splitlines()[-1]
     assert "--lr" in err and "0.001" in err, err
-    assert main(run[:-4] + ["--max-len", "48", "--doc-stride", "8"]) == 2
-    assert "--max-len" in capsys.readouterr().err
-    assert main(run + ["--restart", "--lr", "1e-3"]) == 0        # a fresh start with new settings is fine
+    assert main(run[:-5] + ["--max-len", "48", "--doc-stride", "8", "--resume"]) == 2     # the old spelling
+    assert "--max-length" in capsys.readouterr().err
+    assert main(run[:-1] + ["--lr", "1e-3", "--out", str(tmp_path / "fresh")]) == 0   # a fresh start is fine
 
 
 def test_pretrain_resume_refuses_another_seq_len_corpus_or_size(tiny_model, tmp_path, capsys):
@@ -277,10 +281,10 @@ def test_pretrain_resume_refuses_another_seq_len_corpus_or_size(tiny_model, tmp_
     other = tmp_path / "d.txt"
     other.write_text(corpus.read_text()[::-1])
     run = ["pretrain", "-c", f"en={corpus}", "-o", str(tmp_path / "o"), "--tokenizer", str(tiny_model),
-           "--size", "tiny", "--seq-len", "16", "--batch-size", "4", "--max-steps", "2", "--eval-every", "1",
+           "--size", "tiny", "--max-length", "16", "--batch-size", "4", "--max-steps", "2", "--eval-every", "1",
            "--no-progress"]
     assert main(run) == 0
-    for changed, flag in ((["--seq-len", "32"], "--seq-len"), (["--size", "mini"], "--size"),
+    for changed, flag in ((["--max-length", "32"], "--max-length"), (["--size", "mini"], "--size"),
                           ([], "--corpus")):
         argv = run + ["--resume", "--max-steps", "3"] + changed
         if flag == "--corpus":

@@ -205,7 +205,11 @@ def test_experiment_end_to_end_learns_saves_and_resumes(tiny_encoder, tmp_path, 
     assert 0.3 < doc["majority_accuracy"]["test"] < 0.7   # balanced classes
     assert (out / "conditions.png").stat().st_size > 0 and (out / "learning_curves.png").stat().st_size > 0
     assert not (out / "runs" / "scratch-seed0" / "checkpoint").exists()   # cleaned after a finished run
-    # same command again: finished runs are reused, not retrained (identical numbers, no new training)
+    # resuming is opt-in: the same command again without `resume` is refused, naming the flag
+    with pytest.raises(UserError, match="resume"):
+        run_crossdomain(cfg, out)
+    cfg = CrossDomainConfig(**{**cfg.__dict__, "resume": True})
+    # with it, finished runs are reused, not retrained (identical numbers, no new training)
     again = run_crossdomain(cfg, out)
     assert [r.test_accuracy for r in again.runs] == [r.test_accuracy for r in res.runs]
     assert [r.wall_time for r in again.runs] == [r.wall_time for r in res.runs]

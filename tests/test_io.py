@@ -153,3 +153,24 @@ def test_read_lines_and_find_dataset(tmp_path):
         find_dataset(tmp_path / "missing.txt")
     with pytest.raises(UserError, match="no such file"):
         list(read_lines(tmp_path / "missing.txt"))
+
+
+def test_leftover_tmp_files_of_killed_writes_are_removed(tmp_path):
+    """issue 14.11: a write killed between mkstemp and rename leaves `.NAME.xxxx.tmp`; the next write of NAME
+    removes it once it is old enough that no live writer can own it, and leaves other files alone."""
+    import os
+    import time
+
+    from bertology.io.storage import STALE_TMP_SECONDS, atomic_write_text
+
+    stale = tmp_path / ".results.json.abc123.tmp"
+    fresh = tmp_path / ".results.json.def456.tmp"          # a writer still at work
+    other = tmp_path / ".other.json.abc123.tmp"
+    for f in (stale, fresh, other):
+        f.write_text("partial")
+    old = time.time() - STALE_TMP_SECONDS - 5
+    os.utime(stale, (old, old))
+    os.utime(other, (old, old))
+    atomic_write_text(tmp_path / "results.json", "{}")
+    assert not stale.exists() and fresh.exists() and other.exists()
+    assert (tmp_path / "results.json").read_text() == "{}"

@@ -351,7 +351,7 @@ def test_cli_eval_and_predict(tiny_encoder, tmp_path):
         {"id": e.id, "question": e.question, "answers": [{"text": e.answers[0], "answer_start": e.answer_starts[0]}]}]}
         for e in ds.examples]}]}
     data = _write(tmp_path, doc, "toy.json")
-    args = ["--model", str(mdir), "--data", str(data), "--max-len", "64", "--doc-stride", "16"]
+    args = ["--model", str(mdir), "--data", str(data), "--max-length", "64", "--doc-stride", "16"]
     assert main(["qa", "eval", *args, "--out", str(tmp_path / "e")]) == 0
     res = json.loads((tmp_path / "e" / "results.json").read_text())
     assert res["command"] == "eval" and res["scores"][0]["total"] == 12
@@ -403,13 +403,13 @@ def test_cli_qa_train_on_real_data_with_dev(tiny_encoder, tmp_path, data_dir):
     out = tmp_path / "t"
     args = ["qa", "train", "--model", str(tiny_encoder), "--train", "squad-dev", "--max-train", "24",
             "--dev", "squad-dev", "--max-dev", "6", "--max-steps", "6", "--eval-every", "2", "--batch-size", "8",
-            "--max-len", "64", "--doc-stride", "24", "--lr", "1e-3", "--data-dir", str(data_dir), "--out", str(out)]
+            "--max-length", "64", "--doc-stride", "24", "--lr", "1e-3", "--data-dir", str(data_dir), "--out", str(out)]
     assert main(args) == 0
     tr = json.loads((out / "results.json").read_text())["train"]
     assert tr["train_questions"] == 24 and tr["train_windows"] > 24 and tr["steps"] == 6
     assert [h["step"] for h in tr["history"]] == [2, 4, 6] and tr["best_step"] in (2, 4, 6)
     assert tr["best_dev_f1"] == max(h["f1"] for h in tr["history"])
-    assert main(["qa", "eval", "--model", tr["model_dir"], "--data", "squad-dev", "--limit", "4", "--max-len", "64",
+    assert main(["qa", "eval", "--model", tr["model_dir"], "--data", "squad-dev", "--limit", "4", "--max-length", "64",
                  "--doc-stride", "24", "--data-dir", str(data_dir), "--out", str(tmp_path / "e")]) == 0
 
 
@@ -419,7 +419,7 @@ def test_cli_qa_crosslingual(tiny_encoder, tmp_path, data_dir):
     out = tmp_path / "x"
     assert main(["qa", "crosslingual", "--model", str(tiny_encoder), "--train", "en=squad-dev", "--max-train", "16",
                  "--eval", "xquad-en=xquad-en", "--eval", "xquad-zh=xquad-zh", "--limit", "5", "--max-steps", "2",
-                 "--batch-size", "8", "--max-len", "64", "--doc-stride", "24", "--data-dir", str(data_dir),
+                 "--batch-size", "8", "--max-length", "64", "--doc-stride", "24", "--data-dir", str(data_dir),
                  "--out", str(out)]) == 0
     doc = json.loads((out / "results.json").read_text())
     assert doc["command"] == "crosslingual" and doc["train"]["steps"] == 2

@@ -163,3 +163,15 @@ def test_missing_cjk_font_is_warned(monkeypatch):
     monkeypatch.setattr(plots, "_FONT_WARNED", False)
     with pytest.warns(RuntimeWarning, match="no CJK font"):
         assert plots.use_cjk_font() is None
+
+
+def test_figure_warnings_are_recorded_not_printed(tmp_path, capsys):
+    """matplotlib's warnings (a glyph the font lacks) stay off stderr and are listed for results.json."""
+    from bertology.report import plots
+
+    fig, ax = plots.new_figure()
+    ax.set_title("\U0001F600 \u0BF5")                  # glyphs no bundled font has
+    plots.save_figure(fig, tmp_path / "glyphs.png")
+    assert any(w.startswith("glyphs.png: ") and "missing" in w.lower() for w in plots.FIGURE_WARNINGS), \
+        plots.FIGURE_WARNINGS
+    assert "missing" not in capsys.readouterr().err.lower()

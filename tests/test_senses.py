@@ -74,6 +74,37 @@ def test_cbow_static_vectors_cannot_separate(tmp_path, data_dir):
     assert "蘋果" in segment_line("我喜歡吃蘋果", "word")
 
 
+def test_cbow_worker_failure_ends_training(tmp_path, monkeypatch):
+    """A gensim worker that dies must end the command, not leave it waiting on the worker's queue forever."""
+    import faulthandler
+    from gensim.models import Word2Vec
+    from bertology.experiments import cbow
+
+    def broken_job(self, *args, **kwargs):
+        raise ValueError("worker boom")
+
+    monkeypatch.setattr(Word2Vec, "_do_train_job", broken_job)
+    faulthandler.dump_traceback_later(120, exit=True)   # if the guard breaks, fail CI instead of hanging it
+    try:
+        with pytest.raises(cbow.WorkerFailure, match="worker boom"):
+            train_cbow(["a b c d e f"] * 50, tmp_path / "cbow", segment="word", min_count=1, epochs=2, progress=False)
+    finally:
+        faulthandler.cancel_dump_traceback_later()
+
+
+def test_cbow_progress_bar_and_window_check(tmp_path, capsys):
+    assert main(["cbow", "--corpus", str(_write(tmp_path / "c.txt", "我 喜歡 吃 蘋果\n" * 20)), "--out",
+                 str(tmp_path / "o"), "--epochs", "2", "--min-count", "1"]) == 0
+    assert "cbow" in capsys.readouterr().err                      # the epoch bar
+    with pytest.raises(UserError, match="`window`"):
+        train_cbow(["a b"], tmp_path / "x", window=0)
+
+
+def _write(path, text):
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
 def test_cli_senses_writes_results_and_figures(tmp_path, tiny_model):
     out = tmp_path / "out"
     assert main(["senses", "--model", str(tiny_model), "--sentences", "apple-zh", "--layer", "1",

@@ -31,7 +31,7 @@ def corpora(tmp_path_factory) -> list[str]:
 
 
 def _run(tmp_path, corpora, source, *extra) -> int:
-    return main(["pretrain", *corpora, "--init-from", str(source), "--vocab-size", "200", "--seq-len", "32",
+    return main(["pretrain", *corpora, "--init-from", str(source), "--vocab-size", "200", "--max-length", "32",
                  "--batch-size", "8", "--max-steps", "4", "--eval-every", "4", "--no-progress",
                  "--out", str(tmp_path / "run"), *extra])
 

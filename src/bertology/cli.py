@@ -58,9 +58,25 @@ TrustOpt = typer.Option(False, "--trust-remote-code", help="Allow model code fro
 SeedOpt = typer.Option(0, "--seed", help="Random seed (runs with the same seed repeat exactly).")
 
 
+# One spelling per meaning across commands (Hugging Face's scripts say max_seq_length / max_steps). The old
+# spellings still work: main() rewrites them before parsing, so they stay out of --help.
+OLD_SPELLINGS = {"--max-len": "--max-length", "--seq-len": "--max-length", "--steps": "--max-steps"}
+# Library fields whose flag is not simply the field's name with dashes.
+FIELD_FLAGS = {"max_len": "--max-length", "seq_len": "--max-length"}
+
+
 def flag_name(field: str) -> str:
-    """The option that sets a library field: `seq_len` -> --seq-len (every field is named after its flag)."""
-    return "--" + field.replace("_", "-")
+    """The option that sets a library field: `lr` -> --lr, `max_len` -> --max-length."""
+    return FIELD_FLAGS.get(field) or "--" + field.replace("_", "-")
+
+
+def _new_spellings(argv: List[str]) -> List[str]:
+    """Old flag spellings (`--seq-len 64`, `--steps=10`) in today's spelling."""
+    out = []
+    for arg in argv:
+        name, eq, value = arg.partition("=")
+        out.append(OLD_SPELLINGS.get(name, name) + eq + value if name in OLD_SPELLINGS else arg)
+    return out
 
 
 def describe_error(error: UserError) -> str:
@@ -308,7 +324,7 @@ def pretrain_cmd(
     max_steps: int = typer.Option(1000, "--max-steps", min=1, help="Optimizer steps."),
     batch_size: int = typer.Option(64, "--batch-size", min=1, help="Sequences per step per process."),
     grad_accum: int = typer.Option(1, "--grad-accum", min=1, help="Gradient accumulation steps."),
-    seq_len: int = typer.Option(128, "--seq-len", min=8, help="Packed sequence length in tokens."),
+    seq_len: int = typer.Option(128, "--max-length", min=8, help="Packed sequence length in tokens (old spelling: --seq-len)."),
     lr: float = typer.Option(1e-3, "--lr", callback=_positive, help="Peak learning rate (AdamW, linear warm-up and "
                              "decay). 1e-3 leaves the BERT plateau after ~20M tokens for `mini` (docs/pretrain.md)."),
     warmup: float = typer.Option(0.03, "--warmup", min=0.0, help="Warm-up: fraction of steps (<1) or steps (>=1)."),
@@ -443,6 +459,8 @@ def crossdomain_cmd(
     mapping: Optional[Path] = typer.Option(None, "--mapping", help="JSON symbol->token file (or an earlier "
                                            "results.json) instead of a fresh random mapping."),
     skip_bad: bool = typer.Option(False, "--skip-bad", help="Skip malformed rows (counted) instead of stopping."),
+    resume: bool = typer.Option(False, "--resume", help="Continue the interrupted experiment in OUT: finished runs "
+                                "are kept, the one in progress continues from its checkpoint (same settings only)."),
     threads: Optional[int] = typer.Option(None, "--threads", min=1, help="CPU threads for torch (default: all)."),
     precision: str = PrecisionOpt,
     data_dir: Optional[str] = DataDirOpt,
@@ -452,7 +470,7 @@ def crossdomain_cmd(
     """Cross-disciplinary transfer (Kao & Lee 2021): fine-tune a text-pretrained BERT on DNA / protein / music
     sequences written as random English words, against the same network from scratch and controls.
 
-    Writes results.json (bertology.crossdomain/1), conditions.png (bars, mean ± std over seeds) and learning_curves.png. Re-running the same command resumes an interrupted experiment.
+    Writes results.json (bertology.crossdomain/1), conditions.png (bars, mean ± std over seeds) and learning_curves.png. Add --resume to continue an interrupted experiment.
     """
     from .experiments.crossdomain import CrossDomainConfig, run_crossdomain, save, summary_rows
     from .report.figures import crossdomain_figures
@@ -462,7 +480,8 @@ def crossdomain_cmd(
                             seeds=seeds, seed=seed, epochs=epochs, patience=patience or None, batch_size=batch_size,
                             lr=lr, precision=precision, max_length=max_length, max_windows=max_windows, kmer=kmer,
                             symbols=symbols, limit=limit, mapping=str(mapping) if mapping else None,
-                            skip_bad=skip_bad, data_dir=data_dir, trust_remote_code=trust_remote_code)
+                            skip_bad=skip_bad, resume=resume, data_dir=data_dir,
+                            trust_remote_code=trust_remote_code)
     result = run_crossdomain(cfg, out)
     crossdomain_figures(result, out)    # before saving: results.json lists the figures
     save(result, out)
@@ -481,7 +500,7 @@ app.add_typer(qa_app, name="qa")
 
 _QA_DATA_HELP = ("SQuAD-format .json / .json.gz, or a data set name (squad-train, squad-dev, xquad-en, xquad-zh, "
                  "drcd-dev, cmrc-trial).")
-_QaMaxLen = typer.Option(384, "--max-len", min=8, help="Tokens per window (clamped to the model's maximum).")
+_QaMaxLen = typer.Option(384, "--max-length", min=8, help="Tokens per window, clamped to the model's maximum (old spelling: --max-len).")
 _QaStride = typer.Option(128, "--doc-stride", min=0, help="Tokens shared by consecutive windows of a long context.")
 _QaNBest = typer.Option(20, "--n-best", min=1, help="Spans kept per question (nbest.json).")
 _QaMaxAns = typer.Option(30, "--max-answer-len", min=1, help="Longest answer, in tokens.")
@@ -500,7 +519,8 @@ _QaTrainBatch = typer.Option(16, "--batch-size", min=1, help="Training windows p
 _QaLr = typer.Option(5e-5, "--lr", callback=_positive, help="Peak learning rate (linear warm-up over 10%, then linear decay).")
 _QaEvalEvery = typer.Option(None, "--eval-every", min=1, help="Steps between dev evaluations (default: each epoch).")
 _QaCkptEvery = typer.Option(200, "--checkpoint-every", min=1, help="Steps between resumable checkpoints.")
-_QaResume = typer.Option(True, "--resume/--restart", help="Continue from OUT/train/checkpoint when present.")
+_QaResume = typer.Option(False, "--resume", help="Continue the run in OUT from its last checkpoint (without it, a "
+                                                  "checkpoint in OUT is refused, as in `pretrain`).")
 _QaThreads = typer.Option(None, "--threads", min=1, help="CPU threads for torch (default: all).")
 
 
@@ -894,12 +914,15 @@ def align_scale_cmd(
     sentences: str = typer.Option("10000,50000", "--sentences",
                                   help="Sentences per language of each run (the lecture: 200K vs 1,000K)."),
     size: str = typer.Option("tiny", "--size", help="Model preset shared by all runs (see `pretrain --help`)."),
-    steps: int = typer.Option(2000, "--steps", min=1, help="Optimizer steps per run (the same for every size)."),
+    steps: int = typer.Option(2000, "--max-steps", min=1, help="Optimizer steps per run, the same for every size "
+                              "(old spelling: --steps)."),
     eval_every: int = typer.Option(250, "--eval-every", min=1, help="Steps between loss + alignment evaluations."),
     batch_size: int = typer.Option(32, "--batch-size", min=1, help="Sequences per step."),
-    seq_len: int = typer.Option(64, "--seq-len", min=8, help="Packed sequence length."),
+    seq_len: int = typer.Option(64, "--max-length", min=8, help="Packed sequence length (old spelling: --seq-len)."),
     vocab_size: int = typer.Option(8000, "--vocab-size", min=1, help="WordPiece vocabulary, trained once on the largest sample."),
     lr: float = typer.Option(1e-3, "--lr", callback=_positive, help="Peak learning rate."),
+    resume: bool = typer.Option(False, "--resume", help="Continue the interrupted experiment in OUT (finished "
+                                                        "runs are kept, the unfinished one continues)."),
     precision: str = PrecisionOpt,
     data_dir: Optional[Path] = DataDirOpt,
     seed: int = SeedOpt,
@@ -910,10 +933,9 @@ def align_scale_cmd(
     from .report.figures import data_scale_figures
 
     sizes = [int(x) for x in _floats_arg(sentences, "--sentences")]
-    with _flags(max_steps="--steps"):
-        res = data_scale(corpus, dict_path, out, sizes, size, steps, eval_every, batch_size, seq_len, vocab_size,
-                         lr, precision, seed, convert=convert, data_dir=str(data_dir) if data_dir else None,
-                         after_each_run=lambda partial: data_scale_figures(partial, out))
+    res = data_scale(corpus, dict_path, out, sizes, size, steps, eval_every, batch_size, seq_len, vocab_size,
+                     lr, precision, seed, convert=convert, data_dir=str(data_dir) if data_dir else None,
+                     after_each_run=lambda partial: data_scale_figures(partial, out), resume=resume)
     for run in res.runs:
         last = run.history[-1] if run.history else {}
         print(f"{run.sentences_per_lang:,} sentences/lang: loss {last.get('eval_loss', float('nan')):.3f}, "
@@ -955,6 +977,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     so that they read as one line like every other user error, not click's boxed multi-line usage text.
     """
     _quiet_libraries()
+    argv = _new_spellings(list(sys.argv[1:] if argv is None else argv))
     try:
         code = app(args=argv, prog_name="bertology", standalone_mode=False)
     except UserError as e:

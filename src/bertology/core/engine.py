@@ -262,13 +262,17 @@ def check_resume_settings(out_dir: str | Path, settings: dict[str, Any], resume:
     another data set, length or learning rate would export the old run's model under the new settings
     (issue 14.2). `settings` are the fields that shape the trained model; the first run's are kept in
     OUT_DIR/run_settings.json, and a resume with any of them changed is a UserError naming those fields.
-    Called before any work. A fresh start (no checkpoint, or resume off) records the new settings."""
+    Called before any work. Without `resume`, a checkpoint already in OUT_DIR is refused rather than silently
+    continued or overwritten (resuming is opt-in in every command). A fresh start records the new settings."""
     from ..errors import UserError
     from ..io.storage import atomic_write_json
 
     out_dir = Path(out_dir)
     path = out_dir / "run_settings.json"
     now = json.loads(json.dumps(settings, default=str))      # as it reads back from the file
+    if not resume and find_checkpoint(out_dir) is not None:
+        raise UserError(f"{out_dir}: holds a checkpoint of an earlier run; pass `resume` to continue it, "
+                        f"or choose another `out`", fields=("resume", "out"))
     if resume and find_checkpoint(out_dir) is not None and path.exists():
         before = json.loads(path.read_text(encoding="utf-8"))
         changed = [k for k in now if k in before and before[k] != now[k]]

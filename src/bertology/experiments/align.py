@@ -171,7 +171,7 @@ def cbow_vectors(lines: Sequence[str], words: Sequence[str], work_dir: Path, see
     gets a zero vector (it then ranks last). Returns (vectors, number missing)."""
     from .cbow import load_cbow, train_cbow, word_vector
 
-    train_cbow(lines, work_dir, segment="char", vector_size=100, min_count=1, epochs=epochs, seed=seed)
+    train_cbow(lines, work_dir, segment="char", vector_size=100, min_count=1, epochs=epochs, seed=seed, progress=False)
     kv, meta = load_cbow(work_dir)
     out = np.zeros((len(words), kv.vector_size), dtype=np.float32)
     missing = 0

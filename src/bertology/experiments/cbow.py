@@ -10,7 +10,10 @@ from __future__ import annotations
 
 import json
 import re
+import signal
+import threading
 import zlib
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Sequence
@@ -57,7 +60,8 @@ class CbowResult:
 
 
 def train_cbow(lines: Iterable[str], out_dir: str | Path, segment: str = "char", vector_size: int = 100,
-               window: int = 5, min_count: int = 2, epochs: int = 5, seed: int = 0, workers: int = 1) -> CbowResult:
+               window: int = 5, min_count: int = 2, epochs: int = 5, seed: int = 0, workers: int = 1,
+               progress: bool = True) -> CbowResult:
     """Train CBOW (gensim Word2Vec, sg=0) on lines of text and save it to out_dir/cbow.bin (+ cbow.json)."""
     import time
 
@@ -69,9 +73,16 @@ def train_cbow(lines: Iterable[str], out_dir: str | Path, segment: str = "char",
     corpus = [toks for toks in (segment_line(l, segment) for l in lines) if toks]
     if not corpus:
         raise UserError("the CBOW corpus is empty")
+    for name, value in (("window", window), ("vector_size", vector_size), ("min_count", min_count),
+                        ("epochs", epochs), ("workers", workers)):
+        if value < 1:
+            raise UserError(f"`{name}` must be at least 1, not {value}", fields=(name,))
     t0 = time.perf_counter()
-    model = Word2Vec(sentences=corpus, sg=0, vector_size=vector_size, window=window, min_count=min_count,
-                     epochs=epochs, seed=seed, workers=workers, hashfxn=_stable_hash)
+    model = Word2Vec(sg=0, vector_size=vector_size, window=window, min_count=min_count, seed=seed,
+                     workers=workers, hashfxn=_stable_hash)
+    model.build_vocab(corpus)
+    with _fail_on_worker_error(), _EpochBar(epochs, progress) as bar:
+        model.train(corpus, total_examples=model.corpus_count, epochs=epochs, callbacks=[bar])
     seconds = time.perf_counter() - t0
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -83,6 +94,64 @@ def train_cbow(lines: Iterable[str], out_dir: str | Path, segment: str = "char",
     atomic_write_json(out_dir / "cbow.json", meta)
     return CbowResult(out_dir / "cbow.bin", len(model.wv), len(corpus), sum(map(len, corpus)), segment,
                       vector_size, window, epochs, seconds)
+
+
+class _EpochBar:
+    """A progress bar over gensim's epochs (a gensim callback)."""
+
+    def __init__(self, epochs: int, enabled: bool):
+        self.epochs, self.enabled, self.bar = epochs, enabled, None
+
+    def __enter__(self):
+        from tqdm.auto import tqdm
+
+        self.bar = tqdm(total=self.epochs, desc="cbow", unit="epoch", disable=not self.enabled, dynamic_ncols=True)
+        return self
+
+    def __exit__(self, *exc):
+        self.bar.close()
+
+    # gensim's CallbackAny2Vec interface
+    def on_train_begin(self, model): pass
+    def on_epoch_begin(self, model): pass
+    def on_batch_begin(self, model): pass
+    def on_batch_end(self, model): pass
+    def on_train_end(self, model): pass
+
+    def on_epoch_end(self, model):
+        self.bar.update(1)
+
+
+class WorkerFailure(RuntimeError):
+    """A gensim worker thread died."""
+
+
+@contextmanager
+def _fail_on_worker_error():
+    """gensim trains in worker threads. When one dies, its job queue never drains and the main thread waits on it
+    forever. Turn a worker's exception into an exception in the main thread: a real signal (not just a flag)
+    interrupts the main thread's blocked wait."""
+    if threading.current_thread() is not threading.main_thread():
+        yield                       # signal handlers can only be installed from the main thread
+        return
+    failures: list[BaseException] = []
+    previous_hook = threading.excepthook
+
+    def hook(args):
+        failures.append(args.exc_value)
+        previous_hook(args)
+        signal.pthread_kill(threading.main_thread().ident, signal.SIGUSR1)
+
+    def raise_failure(signum, frame):
+        raise WorkerFailure(f"a gensim worker thread failed: {failures[0]!r}" if failures else "a gensim worker failed")
+
+    previous_handler = signal.signal(signal.SIGUSR1, raise_failure)
+    threading.excepthook = hook
+    try:
+        yield
+    finally:
+        threading.excepthook = previous_hook
+        signal.signal(signal.SIGUSR1, previous_handler)
 
 
 def load_cbow(path: str | Path):

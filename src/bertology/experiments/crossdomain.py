@@ -59,6 +59,7 @@ class CrossDomainConfig:
     patience: int | None = 2                  # early stopping: epochs without dev improvement
     batch_size: int = 32
     lr: float = 5e-5
+    warmup: float = 0.1                       # < 1: fraction of the steps; >= 1: number of steps
     precision: str = "fp32"
     max_length: int = 512                     # tokens per window, [CLS]/[SEP] included
     max_windows: int = 4                      # training windows per sequence (prediction uses all)
@@ -69,6 +70,7 @@ class CrossDomainConfig:
     fractions: tuple[float, float, float] = (0.8, 0.1, 0.1)
     mapping: str | None = None                # JSON file symbol -> token (or a results.json holding "mapping")
     skip_bad: bool = False
+    resume: bool = False                      # continue an interrupted experiment in the same out dir
     data_dir: str | None = None
     trust_remote_code: bool = False
     progress: bool = True
@@ -354,7 +356,7 @@ def _finetune(condition: str, seed: int, cfg: CrossDomainConfig, enc: dict[str, 
         pred = predict_logits(m, enc["dev"], precision=cfg.precision).argmax(1)
         return classification_scores(enc["dev"].labels, pred, labels_idx)
 
-    tcfg = TrainConfig(out_dir=run_dir, lr=cfg.lr, epochs=cfg.epochs, precision=cfg.precision, seed=seed,
+    tcfg = TrainConfig(out_dir=run_dir, lr=cfg.lr, warmup=cfg.warmup, epochs=cfg.epochs, precision=cfg.precision, seed=seed,
                        metric="accuracy", greater_is_better=True, patience=cfg.patience, resume=run_dir is not None,
                        progress=cfg.progress)
     res = train(model, ExampleBatches(enc["train"].examples, cfg.batch_size, seed=seed, pad_id=pad_id), tcfg,
@@ -504,16 +506,19 @@ def run_crossdomain(cfg: CrossDomainConfig, out_dir: str | Path | None = None) -
     from tqdm.auto import tqdm
 
     _check_config(cfg)
+    out = Path(out_dir) if out_dir else None
+    if out and not cfg.resume and (out / "runs").is_dir() and any((out / "runs").iterdir()):
+        raise UserError(f"{out}: holds the runs of an earlier experiment; pass `resume` to continue it, or choose "
+                        f"another `out`", fields=("resume", "out"))
     prep = _prepare(cfg)
     data, split, enc, n_labels = prep.data, prep.split, prep.enc, len(prep.label_names)
-    settings = {k: v for k, v in asdict(cfg).items() if k not in ("progress", "data_dir")}
+    settings = {k: v for k, v in asdict(cfg).items() if k not in ("progress", "data_dir", "resume")}
     settings["max_length_used"] = prep.max_length
     splits_lines = {k: [data.lines[i] for i in v] for k, v in split.items()}
     fp = _fingerprint({k: v for k, v in settings.items() if k not in ("seeds", "conditions")}, prep.mapping,
                       splits_lines)
 
     runs: list[RunResult] = []
-    out = Path(out_dir) if out_dir else None
     # Seed-major order: an experiment stopped part-way still has every condition for the seeds it finished.
     todo = [(c, cfg.seed + k) for k in range(cfg.seeds) for c in cfg.conditions]
     feats, feat_seconds = None, 0.0

@@ -46,8 +46,8 @@ def data_scale(corpora: list[str], dictionary: str, out_dir: str | Path, sentenc
                vocab_size: int = 8000, lr: float = 1e-3, precision: str = "fp32", seed: int = 0,
                align_corpora: dict[str, str] | None = None, convert: str | None = None, align_k: int = 3,
                align_max_words: int = 300, align_max_candidates: int = 2000, data_dir: str | None = None,
-               progress: bool = True, after_each_run: Callable[[DataScaleResult], None] | None = None
-               ) -> DataScaleResult:
+               progress: bool = True, after_each_run: Callable[[DataScaleResult], None] | None = None,
+               resume: bool = False) -> DataScaleResult:
     """Pretrain identical bilingual models (same tokenizer, config, seed, steps) on N and 5N sentences per
     language, tracking masked-LM loss and alignment MRR at every evaluation: the lecture's 200K-vs-1,000K
     experiment. The tokenizer is trained once, on the largest sample, so only the amount of text differs.
@@ -61,6 +61,10 @@ def data_scale(corpora: list[str], dictionary: str, out_dir: str | Path, sentenc
     sizes = sorted(int(n) for n in sentences)
     if len(sizes) < 2 or sizes[0] <= 0:
         raise UserError("`sentences` needs at least two positive sizes, e.g. 10000,50000", fields=('sentences',))
+    started = [out_dir / f"n{n}" for n in sizes if (out_dir / f"n{n}" / "checkpoint").exists()]
+    if started and not resume:
+        raise UserError(f"{started[0]}: holds a checkpoint of an earlier run; pass `resume` to continue the "
+                        f"experiment, or choose another `out`", fields=("resume", "out"))
     tok_dir = out_dir / "tokenizer"
     if not (tok_dir / "tokenizer_config.json").exists():
         big = load_corpora(PretrainConfig(corpora=list(corpora), out_dir=str(out_dir), seed=seed,

@@ -697,9 +697,6 @@ def pretrain(cfg: PretrainConfig, eval_hooks: Iterable[Callable[[Any, int, dict]
     is_main = rank == 0
     if is_main:
         out.mkdir(parents=True, exist_ok=True)
-        if (out / "checkpoint").exists() and not cfg.resume:
-            raise UserError(f"{out}: holds a checkpoint of an earlier run; pass `resume` to continue it "
-                            f"or choose another `out`", fields=('resume', 'out'))
         # max_steps and eval_every may change on resume (train longer); nothing that shapes the model may
         engine.check_resume_settings(out, {k: v for k, v in asdict(cfg).items()
                                            if k not in ("max_steps", "eval_every", "resume", "progress",

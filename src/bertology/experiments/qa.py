@@ -438,7 +438,7 @@ class TrainSettings:
     checkpoint_every: int = 200
     patience: int | None = None
     seed: int = 0
-    resume: bool = True
+    resume: bool = False
 
 
 @dataclass

@@ -6,11 +6,13 @@ directory and are renamed over the target, so a reader (or a crash) never sees h
 
 from __future__ import annotations
 
+import glob
 import gzip
 import json
 import os
 import shutil
 import tempfile
+import time
 import urllib.request
 import zlib
 from dataclasses import asdict, is_dataclass
@@ -28,9 +30,26 @@ os.umask(_UMASK)
 
 
 # --------------------------------------------------------------------------------------------- atomic writes
+# A temporary file older than this is left over from a write that was killed (kill -9, power loss): no write of
+# ours takes that long, so it is safe to delete without racing a writer that is still running.
+STALE_TMP_SECONDS = 600
+
+
+def remove_stale_tmp(path: Path) -> None:
+    """Delete leftovers `.NAME.*.tmp` of earlier interrupted writes of `path`."""
+    now = time.time()
+    for old in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):
+        try:
+            if now - old.stat().st_mtime > STALE_TMP_SECONDS:
+                old.unlink()
+        except OSError:
+            pass          # gone already, or not ours to delete
+
+
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_tmp(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         os.chmod(tmp, 0o666 & ~_UMASK)   # mkstemp creates 0600; give the file the permissions open() would

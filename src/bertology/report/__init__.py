@@ -218,10 +218,13 @@ def build_report(model: str, out_dir: str | Path, data_dir: str | None = None, p
                             describe_error=describe_error, fallback_model=fallback_model,
                             keep_models=keep_models)
         sections += run_section(module, title, ctx)
+    from .plots import FIGURE_WARNINGS
+
     claims = verdicts(sections)
     page = atomic_write_text(out_dir / "index.html", render_html(model, sections, claims))
     save_results(out_dir, "bertology.report/1", {
         "model": model, "quick": quick, "fallback_model": fallback_model, "claims": claims,
+        "figure_warnings": list(FIGURE_WARNINGS),
         "sections": [{"title": s.title, "model": s.model or model, "error": s.error, "seconds": s.seconds,
                       "figures": [str(Path(f).relative_to(out_dir)) if Path(f).is_relative_to(out_dir) else str(f)
                                   for f in s.figures]} for s in sections]})

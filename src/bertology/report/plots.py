@@ -17,6 +17,15 @@ from ..io.storage import atomic_write_bytes  # noqa: E402
 
 _FONT_READY = False
 _FONT_WARNED = False
+# What went wrong while drawing (a missing CJK font, a glyph the font lacks), in the order first seen. Recorded
+# here instead of printed: matplotlib's warnings would otherwise fill stderr; the report lists them in its
+# results.json ("figure_warnings").
+FIGURE_WARNINGS: list[str] = []
+
+
+def _note(message: str) -> None:
+    if message not in FIGURE_WARNINGS:
+        FIGURE_WARNINGS.append(message)
 
 
 def use_cjk_font() -> str | None:
@@ -39,8 +48,10 @@ def use_cjk_font() -> str | None:
         import warnings
 
         _FONT_WARNED = True
-        warnings.warn("no CJK font (the mplfonts package with NotoSansCJKsc-Regular.otf): Chinese text in the "
-                      "figures will render as empty boxes; `pip install mplfonts`", RuntimeWarning, stacklevel=2)
+        message = ("no CJK font (the mplfonts package with NotoSansCJKsc-Regular.otf): Chinese text in the "
+                   "figures will render as empty boxes; `pip install mplfonts`")
+        _note(message)
+        warnings.warn(message, RuntimeWarning, stacklevel=2)
     if name and not _FONT_READY:
         plt.rcParams["font.sans-serif"] = [name, "DejaVu Sans"] + list(plt.rcParams["font.sans-serif"])
         plt.rcParams["font.family"] = "sans-serif"
@@ -51,9 +62,15 @@ def use_cjk_font() -> str | None:
 
 def save_figure(fig, path: str | Path, dpi: int = 120) -> Path:
     """Save a matplotlib figure as PNG atomically and close it."""
+    import warnings
+
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight")
+    with warnings.catch_warnings(record=True) as caught:   # glyph and layout warnings are drawn at save time
+        warnings.simplefilter("always")
+        fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight")
     plt.close(fig)
+    for w in caught:
+        _note(f"{Path(path).name}: {w.message}")
     return atomic_write_bytes(path, buf.getvalue())
 
 

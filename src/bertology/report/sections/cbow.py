@@ -25,7 +25,7 @@ def report_section(ctx: ReportContext):
             corpus_dir = find_dataset(corpus_name, ctx.data_dir)
             files = sorted(corpus_dir.glob("*.txt.gz"))[:3] if corpus_dir.is_dir() else [corpus_dir]
             lines = corpus_lines(files, max_lines // max(1, len(files))) + list(sents)
-            res = train_cbow(lines, ctx.out_dir / lang, segment="char", seed=ctx.seed, epochs=5)
+            res = train_cbow(lines, ctx.out_dir / lang, segment="char", seed=ctx.seed, epochs=5, progress=False)
             static = static_senses(ctx.out_dir / lang, sents, labels, target, seed=ctx.seed, source=source)
 
             save_senses(static, ctx.out_dir / lang / "senses")

@@ -34,7 +34,8 @@ def report_section(ctx: ReportContext):
                 f"shown as saved, not recomputed)")
     else:
         common = dict(model=ctx.model, task="splice", seed=ctx.seed, lr=1e-4, precision=ctx.precision,
-                      data_dir=ctx.data_dir, trust_remote_code=ctx.trust_remote_code, progress=False)
+                      data_dir=ctx.data_dir, trust_remote_code=ctx.trust_remote_code, progress=False,
+                      resume=True)    # a report re-run reuses the runs it already finished
         if ctx.quick:
             cfg = CrossDomainConfig(conditions=("pretrained", "scratch", "frozen"), seeds=1, epochs=4, patience=None,
                                     limit=800, **common)
