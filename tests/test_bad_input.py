@@ -48,6 +48,10 @@ def bad(tmp_path_factory, tiny_model):
     (d / "squad.json").write_text(json.dumps(squad))
     (d / "preds.json").write_text(json.dumps({"q1": "the apple"}))
     (d / "dict.txt").write_text("apple\t蘋果\nbank\t銀行\n", encoding="utf-8")
+    # sequence tasks: one class only; an empty sequence on line 3; a symbol that is no letter on line 3
+    (d / "one-class.csv").write_text("sequence,label\nACGT,a\nACGA,a\nACGG,a\n")
+    (d / "empty-seq.csv").write_text("sequence,label\nACGT,a\n,b\nACGG,a\n")
+    (d / "bad-symbol.csv").write_text("sequence,label\nACGT,a\nAC1T,b\nACGG,a\n")
     # damaged models: each a copy of the tiny model with one file spoilt
     import shutil
 
@@ -101,6 +105,11 @@ CASES = [
     ("fill-k-neg", ["fill-mask", "the [MASK]", "-m", M, "-k", "-3"], "--top-k"),
     ("fill-k-huge", ["fill-mask", "the [MASK]", "-m", M, "-k", "100000"], "--top-k"),
     ("cross-epochs-0", ["crossdomain", "-m", M, "-o", O, "--epochs", "0"], "--epochs"),
+    ("cross-seeds-0", ["crossdomain", "-m", M, "-o", O, "--seeds", "0"], "--seeds"),
+    ("cross-warmup", ["crossdomain", "-m", M, "-o", O, "--warmup", "-1"], "--warmup"),
+    ("cross-one-class", ["crossdomain", "-m", M, "-o", O, "--task", "{bad}/one-class.csv"], "one-class.csv"),
+    ("cross-empty-seq", ["crossdomain", "-m", M, "-o", O, "--task", "{bad}/empty-seq.csv"], "empty-seq.csv:3"),
+    ("cross-bad-symbol", ["crossdomain", "-m", M, "-o", O, "--task", "{bad}/bad-symbol.csv"], "bad-symbol.csv:3"),
     ("cross-lr", ["crossdomain", "-m", M, "-o", O, "--lr", "-1"], "--lr"),
     ("cross-max-length", ["crossdomain", "-m", M, "-o", O, "--max-length", "2"], "--max-length"),
     ("cross-limit", ["crossdomain", "-m", M, "-o", O, "--limit", "-1"], "--limit"),

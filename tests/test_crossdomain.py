@@ -241,3 +241,60 @@ def test_cli_help_and_bad_input(tmp_path, capsys):
                  "--out", str(tmp_path / "o")]) == 2
     assert "magic" in capsys.readouterr().err
     assert set(CONDITIONS) == {"pretrained", "scratch", "rand-embed", "shuffled", "frozen"}
+
+
+def _order_task(path, n=80, seed=0):
+    """Same composition, different order: class 'x' sequences are ACAC..., class 'y' AACC... (equal counts of
+    A and C). Only a model that sees order can tell them apart; k-mers of length 2 can, single symbols cannot."""
+    rng = random.Random(seed)
+    rows = ["composer\tpiece\tpart\tnotes"]
+    for i in range(n):
+        half = rng.randint(3, 6)
+        seq = ["60:1.0", "62:1.0"] * half if i % 2 else ["60:1.0"] * half + ["62:1.0"] * half
+        rows.append(f"{'x' if i % 2 else 'y'}\tpiece{i // 2}\t{i % 2}\t{' '.join(seq)}")
+    path.write_text("\n".join(rows) + "\n")
+    return path
+
+
+def test_composition_baseline_and_piece_vote(tiny_encoder, tmp_path):
+    """composition: logistic regression on k-mer counts, k chosen on dev (here 2: single notes carry no signal);
+    music is scored per voice and per piece (majority vote), and every run keeps its test predictions."""
+    task = _order_task(tmp_path / "voices.tsv", n=120)
+    cfg = CrossDomainConfig(model=str(tiny_encoder), task=str(task), conditions=("composition", "frozen"),
+                            seeds=2, max_length=16, progress=False)
+    res = run_crossdomain(cfg)
+    comp = [r for r in res.runs if r.condition == "composition"]
+    assert [r.seed for r in comp] == [0, 1] and comp[0].test_accuracy == comp[1].test_accuracy == 1.0
+    assert comp[0].kmer_k == 2 and comp[0].test_group_accuracy is not None
+    assert len(comp[0].test_predictions) == len(res.test_labels) == len(res.splits["test"])
+    assert res.test_groups and len(res.test_groups) == len(res.test_labels)
+    assert "group_accuracy_mean" in res.summary["composition"]
+    assert res.outside_alphabet == {}
+
+
+def test_report_section_tests_pretrained_against_scratch_paired(tmp_path, monkeypatch):
+    """The report's verdict uses McNemar's exact test on the runs' test predictions, and a recorded full-scale
+    run is shown beside this run's table."""
+    from bertology.experiments.crossdomain import CrossDomainResult, RunResult, summarize
+    from bertology.report.claims import verdicts
+    from bertology.report.sections import crossdomain as section
+
+    truth = [0, 1] * 50
+    right = list(truth)
+    wrong_half = [t if i % 2 else 1 - t for i, t in enumerate(truth)]      # 50 right, 50 wrong
+    runs = [RunResult("pretrained", 0, 1.0, 1.0, 1.0, 1.0, [], 1.0, test_predictions=right),
+            RunResult("scratch", 0, 0.5, 0.5, 0.5, 1.0, [], 1.0, test_predictions=wrong_half)]
+    result = CrossDomainResult("m", "splice", "x", {}, ["EI", "IE"], {}, {"test": list(range(100))}, {}, runs,
+                               summarize(runs), majority_accuracy={"test": 0.5}, test_labels=truth)
+    monkeypatch.setattr(section, "RECORDED", tmp_path / "none.json")
+    sec = section._section(result, "a test")
+    assert sec.measures["transfer"]["mcnemar_p"] == pytest.approx(2 * 0.5 ** 50)
+    assert "McNemar" in sec.explanation and len(sec.tables) == 1
+    (tmp_path / "rec.json").write_text(json.dumps({"model": "minilm", "task": "splice", "command": "bertology x",
+                                                   "date": "2026-11-30", "machine": "2 cores", "wall_minutes": 50,
+                                                   "summary": result.summary}))
+    monkeypatch.setattr(section, "RECORDED", tmp_path / "rec.json")
+    sec = section._section(result, "a test")
+    assert len(sec.tables) == 2 and "recorded full-scale run" in sec.tables[1][0]
+    row = next(c for c in verdicts([sec]) if c["id"] == "transfer")
+    assert row["verdict"] == "shown" and "McNemar p" in row["this_run"]

@@ -43,3 +43,19 @@ def test_retrieval_ranks_and_mrr():
     assert random_mrr([1], 4) == pytest.approx((1 + 1 / 2 + 1 / 3 + 1 / 4) / 4)
     assert random_mrr([4], 4) == pytest.approx(1.0)
     assert float(unit_rows(np.array([[3.0, 4.0]])).norm()) == pytest.approx(1.0)
+
+
+def test_group_vote_and_mcnemar_hand_checked():
+    from bertology.metrics import group_vote_accuracy, mcnemar_p
+
+    # piece p: voices predict 0, 0, 1 -> 0 (right); piece q: one vote each, 1 has the larger score -> 1 (right);
+    # piece r: its one voice predicts 0 but is 1 (wrong)
+    scores = [[0.9, 0.1], [0.8, 0.2], [0.1, 0.9], [0.6, 0.4], [0.05, 0.95], [0.7, 0.3]]
+    y = [0, 0, 0, 1, 1, 1]
+    groups = ["p", "p", "p", "q", "q", "r"]
+    assert group_vote_accuracy(y, scores, groups) == pytest.approx(2 / 3)
+    # 10 examples only A gets right, 0 only B: p = 2 * 0.5**10
+    a = [True] * 10 + [True] * 5
+    b = [False] * 10 + [True] * 5
+    assert mcnemar_p(a, b) == pytest.approx(2 * 0.5 ** 10)
+    assert mcnemar_p(a, a) == 1.0

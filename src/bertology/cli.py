@@ -441,15 +441,18 @@ def crossdomain_cmd(
                              "`sequence,label` (header optional), FASTA with `>ID LABEL` headers, splice.data."),
     model: str = ModelOpt,
     out: Path = OutOpt,
-    conditions: str = typer.Option("pretrained,scratch,rand-embed,shuffled,frozen", "--conditions",
+    conditions: str = typer.Option("pretrained,scratch,rand-embed,shuffled,frozen,composition", "--conditions",
                                    help="Comma list of: pretrained, scratch (same config, random init), rand-embed "
                                         "(pretrained body, re-initialised word embeddings), shuffled (every "
-                                        "pretrained tensor's entries permuted), frozen (linear probe)."),
+                                        "pretrained tensor's entries permuted), frozen (linear probe), composition "
+                                        "(no network: logistic regression on k-mer counts, the no-order baseline)."),
     seeds: int = typer.Option(3, "--seeds", min=1, help="Runs per condition (seeds SEED..SEED+K-1): mean ± std."),
     epochs: int = typer.Option(5, "--epochs", min=1, help="Maximum epochs per run."),
     patience: int = typer.Option(2, "--patience", min=0, help="Stop after this many epochs without dev improvement (0: never)."),
     batch_size: int = typer.Option(32, "--batch-size", min=1),
-    lr: float = typer.Option(5e-5, "--lr", callback=_positive, help="Peak learning rate (same for every condition)."),
+    lr: float = typer.Option(2e-4, "--lr", callback=_positive, help="Peak learning rate (same for every condition)."),
+    warmup: float = typer.Option(0.06, "--warmup", min=0, help="Linear warm-up: a fraction of the steps (< 1) or a "
+                                 "number of steps; then linear decay to 0."),
     max_length: int = typer.Option(512, "--max-length", min=8, help="Tokens per window; longer sequences are cut into "
                                    "windows whose logits are averaged."),
     max_windows: int = typer.Option(4, "--max-windows", min=1, help="Training windows per long sequence (evenly spaced)."),
@@ -478,7 +481,7 @@ def crossdomain_cmd(
     _set_threads(threads)
     cfg = CrossDomainConfig(model=model, task=task, conditions=tuple(c.strip() for c in conditions.split(",") if c.strip()),
                             seeds=seeds, seed=seed, epochs=epochs, patience=patience or None, batch_size=batch_size,
-                            lr=lr, precision=precision, max_length=max_length, max_windows=max_windows, kmer=kmer,
+                            lr=lr, warmup=warmup, precision=precision, max_length=max_length, max_windows=max_windows, kmer=kmer,
                             symbols=symbols, limit=limit, mapping=str(mapping) if mapping else None,
                             skip_bad=skip_bad, resume=resume, data_dir=data_dir,
                             trust_remote_code=trust_remote_code)

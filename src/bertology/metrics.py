@@ -79,6 +79,34 @@ def classification_scores(y_true, y_pred, labels=None) -> dict:
             "macro_f1": float(f1_score(y_true, y_pred, labels=labels, average="macro", zero_division=0))}
 
 
+def group_vote_accuracy(y_true, scores, groups) -> float:
+    """Accuracy per group (a music piece) by majority vote over its members' predictions (its voices), as Kao &
+    Lee score music pieces. A tie goes to the class with the larger summed score. `scores`: (n, classes)."""
+    scores = np.asarray(scores, dtype=float)
+    votes: dict = {}
+    truth: dict = {}
+    for y, row, g in zip(y_true, scores, groups):
+        v = votes.setdefault(g, np.zeros(scores.shape[1]))
+        v[int(row.argmax())] += 1.0
+        v += 1e-6 * row / max(1.0, float(np.abs(row).sum()))        # tie-break only: far below one vote
+        truth[g] = y
+    if not votes:
+        return float("nan")
+    return float(np.mean([int(votes[g].argmax()) == truth[g] for g in votes]))
+
+
+def mcnemar_p(correct_a, correct_b) -> float:
+    """Two-sided exact McNemar test: do two classifiers scored on the same examples differ in accuracy? Only the
+    examples exactly one of them gets right count; under the null each such example favours either with p=1/2."""
+    from scipy.stats import binomtest
+
+    a, b = np.asarray(correct_a, bool), np.asarray(correct_b, bool)
+    only_a, only_b = int((a & ~b).sum()), int((~a & b).sum())
+    if only_a + only_b == 0:
+        return 1.0
+    return float(binomtest(only_a, only_a + only_b, 0.5).pvalue)
+
+
 # ==== extractive QA: SQuAD v1.1 (English) and CMRC 2018 / DRCD (Chinese) ======================================
 # English: the official SQuAD v1.1 evaluate-v1.1.py, re-implemented line by line.
 # Chinese: the official CMRC 2018 cmrc2018_evaluate.py (DRCD is scored with it too). Its one dependency,

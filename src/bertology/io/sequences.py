@@ -28,6 +28,9 @@ class SequenceData:
     path: str = ""
     format: str = ""
     skipped: list[str] = field(default_factory=list)   # "file:line: reason" for rows dropped by --skip-bad
+    # symbols outside the format's alphabet (splice: IUPAC ambiguity codes such as N, D, S, R) -> occurrences;
+    # kept and mapped like any other symbol, but counted so a reader sees them
+    outside_alphabet: dict[str, int] = field(default_factory=dict)
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -35,7 +38,7 @@ class SequenceData:
     def subset(self, idx) -> "SequenceData":
         return SequenceData([self.sequences[i] for i in idx], [self.labels[i] for i in idx],
                             [self.lines[i] for i in idx], [self.groups[i] for i in idx] if self.groups else None,
-                            self.path, self.format, self.skipped)
+                            self.path, self.format, self.skipped, self.outside_alphabet)
 
 
 def kmers(symbols: list[str], k: int) -> list[str]:
@@ -62,12 +65,17 @@ def _detect_sequence_format(path: Path, first: str) -> str:
     return "table"
 
 
+# The alphabet of each built-in format (a user's table or FASTA may use any symbols).
+ALPHABETS = {"splice": set("ACGT"), "protein-tsv": set("ACDEFGHIKLMNPQRSTVWY")}
+
+
 class _SequenceReader:
     """Collects the examples of one file: validates each row, and stops or skips (and lists) a bad one."""
 
     def __init__(self, path: Path, fmt: str, symbols: str, kmer: int, skip_bad: bool):
         self.path, self.symbols, self.kmer, self.skip_bad = path, symbols, kmer, skip_bad
         self.data = SequenceData([], [], [], [] if fmt == "music" else None, str(path), fmt)
+        self.alphabet = ALPHABETS.get(fmt)
 
     def bad(self, lineno: int, why: str) -> None:
         msg = f"{self.path}:{lineno}: {why}"
@@ -91,6 +99,10 @@ class _SequenceReader:
         if not syms:
             return self.bad(lineno, "empty sequence")
         data = self.data
+        if self.alphabet:
+            for sym in syms:
+                if sym not in self.alphabet:
+                    data.outside_alphabet[sym] = data.outside_alphabet.get(sym, 0) + 1
         data.sequences.append(kmers(syms, self.kmer))
         data.labels.append(label)
         data.lines.append(lineno)

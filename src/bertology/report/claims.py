@@ -32,7 +32,7 @@ CLAIMS = [
     Claim("transfer", "Text pretraining helps on DNA (and protein, music) written as words",
           "Kao & Lee 2021: pretrained above scratch on every task",
           "pretrained − scratch test accuracy > 2 × the binomial standard error of the difference (and > the "
-          "sum of the seed standard deviations)"),
+          "sum of the seed standard deviations), and McNemar's exact test on the same test sequences p < 0.01"),
     Claim("controls", "The benefit survives new word embeddings but not shuffled weights",
           "Kao & Lee 2021: rand-embed keeps most of the gain, shuffled loses it",
           "rand-embed − scratch above the transfer margin, and shuffled − scratch within it"),
@@ -67,8 +67,12 @@ def _margin(m: dict, a: str, b: str) -> float:
 
 def _transfer(m: dict) -> tuple[str, str, str]:
     diff, margin = m["pretrained"]["mean"] - m["scratch"]["mean"], _margin(m, "pretrained", "scratch")
-    return (f"pretrained {m['pretrained']['mean']:.3f} (+{diff:.3f}, margin {margin:.3f})",
-            f"scratch {m['scratch']['mean']:.3f}; majority {m['majority']:.3f}", SHOWN if diff > margin else NOT_SHOWN)
+    p = m.get("mcnemar_p")
+    significant = p is None or p < 0.01          # the paired test, when the runs kept their predictions
+    return (f"pretrained {m['pretrained']['mean']:.3f} (+{diff:.3f}, margin {margin:.3f}"
+            + (f", McNemar p = {p:.2g})" if p is not None else ")"),
+            f"scratch {m['scratch']['mean']:.3f}; majority {m['majority']:.3f}",
+            SHOWN if diff > margin and significant else NOT_SHOWN)
 
 
 def _controls(m: dict) -> tuple[str, str, str]:

@@ -187,7 +187,7 @@ def plot_fill_mask(items: list[dict], path: str | Path) -> Path:
 # ==== cross-disciplinary transfer =============================================================================
 # The lecture's colours: pretrained red, scratch blue; the controls in greys/greens.
 _CONDITION_COLOURS = {"pretrained": "#d62728", "scratch": "#1f77b4", "rand-embed": "#ff9896",
-                      "shuffled": "#7f7f7f", "frozen": "#2ca02c"}
+                      "shuffled": "#7f7f7f", "frozen": "#2ca02c", "composition": "#bcbd22"}
 
 
 def plot_condition_bars(summary: dict, path, title: str = "", majority: float | None = None) -> Path:
