@@ -303,6 +303,13 @@ def test_onednn_swap_skipped_is_warned_and_recorded(tiny_encoder, monkeypatch):
     with pytest.warns(RuntimeWarning, match="oneDNN fusion: 6 module"):
         assert precision.fuse_onednn(fused) == 0
     assert len(fused.onednn_skipped) == 6 and all("no such oneDNN op" in r for r in fused.onednn_skipped)
+    # and a bf16 evaluation keeps that warning in its notes, which results.json carries
+    _, tok = _tiny_qa(tiny_encoder)
+    ds = qa.QADataset("toy", _toy_examples(4, 3))
+    with pytest.warns(RuntimeWarning, match="oneDNN fusion"):
+        _, _, notes = qa.evaluate_sets(model, tok, {"toy": ds}, qa.QASettings(max_len=64, doc_stride=16,
+                                                                            precision="bf16"), progress=False)
+    assert any(n.startswith("oneDNN fusion: ") and "kept unfused" in n for n in notes), notes
 
 
 def test_convert_keeps_offsets(data_dir):

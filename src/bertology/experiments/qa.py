@@ -22,9 +22,11 @@ against the Hugging Face question-answering pipeline).
 
 from __future__ import annotations
 
+import contextlib
 import math
 import shutil
 import time
+import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -608,7 +610,8 @@ def evaluate_sets(model, tokenizer, evals: dict[str, QADataset], s: QASettings, 
     scores, preds_by_name, notes = [], {}, []
     for name, ds in evals.items():
         ds_lang = resolve_lang(lang, ds.examples)
-        p = predict(model, tokenizer, ds.examples, s, progress=progress)
+        with _kept_in(notes, "oneDNN fusion"):      # modules the bf16 path could not fuse: said in results.json
+            p = predict(model, tokenizer, ds.examples, s, progress=progress)
         if p.rerun:
             notes.append(f"{name}: bf16-verified re-ran {p.rerun} of {len(p.answers)} questions in fp32 (near-ties)")
         sc = score(ds, p.answers, ds_lang, name)
@@ -625,6 +628,19 @@ def evaluate_sets(model, tokenizer, evals: dict[str, QADataset], s: QASettings, 
                 notes.append(f"{name} [{convert}]: {unaligned} contexts changed length under OpenCC; those "
                              f"questions were scored in the converted script")
     return scores, preds_by_name, notes
+
+
+@contextlib.contextmanager
+def _kept_in(notes: list[str], prefix: str):
+    """Warnings starting with `prefix` raised inside are shown as usual and also kept (once) in `notes`."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        yield
+    for w in caught:
+        message = str(w.message)
+        if message.startswith(prefix) and message not in notes:
+            notes.append(message)
+        warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
 
 
 def unk_rate(tokenizer, texts: list[str]) -> float:
