@@ -298,3 +298,4 @@ def test_report_section_tests_pretrained_against_scratch_paired(tmp_path, monkey
     assert len(sec.tables) == 2 and "recorded full-scale run" in sec.tables[1][0]
     row = next(c for c in verdicts([sec]) if c["id"] == "transfer")
     assert row["verdict"] == "shown" and "McNemar p" in row["this_run"]
+
