@@ -43,7 +43,9 @@ def load_questions(n: int, seed: int):
 
 
 def baseline_worker(args) -> None:
-    """Runs under transformers 4.x: the pipeline, one question at a time; prints JSON on stdout."""
+    """Runs under transformers 4.x: the pipeline, one question at a time. After the untimed warm-up it prints
+    "ready", then answers each "run" line on stdin with one JSON line (seconds, answers) until "quit", so the
+    main process can alternate its timed runs with ours (ABBA) in a process that stays warm."""
     import torch
     import transformers
     from transformers import pipeline
@@ -52,17 +54,45 @@ def baseline_worker(args) -> None:
     transformers.logging.set_verbosity_error()
     ds = load_questions(args.n, args.seed)
     pipe = pipeline("question-answering", model=args.model, tokenizer=args.model, device=-1)
-    for e in ds.examples[:8]:                       # the same untimed warm-up as ours: the first 8 questions
-        pipe(question=e.question, context=e.context, max_seq_len=384, doc_stride=128, max_answer_len=30,
-             align_to_words=False)
-    t0 = time.perf_counter()
-    answers = {}
-    for e in ds.examples:
-        r = pipe(question=e.question, context=e.context, max_seq_len=384, doc_stride=128, max_answer_len=30,
-                 align_to_words=False)
-        answers[e.id] = r["answer"]
-    secs = time.perf_counter() - t0
-    print(json.dumps({"seconds": secs, "answers": answers, "version": transformers.__version__}))
+
+    def answer_all(examples):
+        return {e.id: pipe(question=e.question, context=e.context, max_seq_len=384, doc_stride=128,
+                           max_answer_len=30, align_to_words=False)["answer"] for e in examples}
+
+    answer_all(ds.examples[:8])                       # the same untimed warm-up as ours: the first 8 questions
+    print("ready", flush=True)
+    for line in sys.stdin:
+        if line.strip() != "run":
+            break
+        t0 = time.perf_counter()
+        answers = answer_all(ds.examples)
+        print(json.dumps({"seconds": time.perf_counter() - t0, "answers": answers,
+                          "version": transformers.__version__}), flush=True)
+
+
+class Baseline:
+    """The pipeline in its warm subprocess: `run()` times one pass over the questions there."""
+
+    def __init__(self, args):
+        env = {**os.environ, "PYTHONPATH": args.hf4, "OMP_NUM_THREADS": str(args.threads)}
+        cmd = [sys.executable, __file__, "--worker", "--model", args.model, "--n", str(args.n), "--seed",
+               str(args.seed), "--threads", str(args.threads)]
+        self.proc = subprocess.Popen(cmd, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        if self.proc.stdout.readline().strip() != "ready":
+            sys.exit("bench: the baseline worker failed to start (see its stderr above)")
+
+    def run(self) -> dict:
+        self.proc.stdin.write("run\n")
+        self.proc.stdin.flush()
+        line = self.proc.stdout.readline()
+        if not line:
+            sys.exit("bench: the baseline worker died (see its stderr above)")
+        return json.loads(line)
+
+    def close(self) -> None:
+        self.proc.stdin.write("quit\n")
+        self.proc.stdin.close()
+        self.proc.wait(timeout=60)
 
 
 def bf16_and_fp32(qa, model, tok, exs):
@@ -130,6 +160,7 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=500)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--repeats", type=int, default=2, help="ABBA rounds (median reported)")
     ap.add_argument("--variants", default="fp32/logit,fp32/window-prob,bf16/window-prob,bf16-verified/window-prob,"
                                           "bf16-verified:0.1/window-prob",
                     help="our runs, as PRECISION[:VERIFY_MARGIN]/SPAN_SCORE (see `bertology qa predict --help`)")
@@ -161,28 +192,48 @@ def main() -> None:
     model = load_model(args.model, head="qa")
     if args.calibrate:
         return calibrate(args, qa, model, tok, {e.id for e in ds.examples})
-    runs = {}
     # Batch sizes differ: the pipeline answers one question at a time (batch 1), ours batches 16 length-sorted
     # windows. Stated in the output, and the first variant is also run at batch 1 ("@batch1"): equal batch.
     variants = args.variants.split(",")
     variants.append(variants[0] + "@batch1")
+    settings = {}
     for variant in variants:
         spec, _, batch1 = variant.partition("@")
         precision, span_score = spec.split("/")
         precision, _, margin = precision.partition(":")
-        s = qa.QASettings(precision=precision, span_score=span_score,
-                          **({"verify_margin": float(margin)} if margin else {}), **({"batch_size": 1} if batch1 else {}))
-        qa.predict(model, tok, ds.examples[:8], s, progress=False)        # warm-up
-        t0 = time.perf_counter()
-        runs[variant] = (qa.predict(model, tok, ds.examples, s, progress=False), time.perf_counter() - t0)
+        settings[variant] = qa.QASettings(precision=precision, span_score=span_score,
+                                          **({"verify_margin": float(margin)} if margin else {}),
+                                          **({"batch_size": 1} if batch1 else {}))
+        qa.predict(model, tok, ds.examples[:8], settings[variant], progress=False)        # warm-up, untimed
 
-    env = {**os.environ, "PYTHONPATH": args.hf4, "OMP_NUM_THREADS": str(args.threads)}
-    cmd = [sys.executable, __file__, "--worker", "--model", args.model, "--n", str(args.n), "--seed",
-           str(args.seed), "--threads", str(args.threads)]
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
-    if proc.returncode:
-        sys.exit(f"bench: baseline failed:\n{proc.stderr[-2000:]}")
-    base = json.loads(proc.stdout.strip().splitlines()[-1])
+    def ours_once() -> dict:
+        out = {}
+        for variant, s in settings.items():
+            t0 = time.perf_counter()
+            out[variant] = (qa.predict(model, tok, ds.examples, s, progress=False), time.perf_counter() - t0)
+        return out
+
+    # ABBA over rounds: baseline, ours | ours, baseline | ...; the median of each side's times is reported.
+    baseline = Baseline(args)
+    times: dict[str, list[float]] = {v: [] for v in variants}
+    base_times: list[float] = []
+    for r in range(args.repeats):
+        order = ("base", "ours") if r % 2 == 0 else ("ours", "base")
+        for side in order:
+            if side == "base":
+                base = baseline.run()
+                base_times.append(base["seconds"])
+            else:
+                runs = ours_once()
+                for v, (_, secs) in runs.items():
+                    times[v].append(secs)
+    baseline.close()
+    median = lambda xs: sorted(xs)[len(xs) // 2]   # noqa: E731
+    base["seconds"] = median(base_times)
+    runs = {v: (runs[v][0], median(times[v])) for v in variants}
+    print(f"ABBA x {args.repeats} rounds; medians. Baseline runs (s): "
+          + ", ".join(f"{t:.2f}" for t in base_times))
+    print(machine_load())
 
     refs = ds.references()
     n = len(refs)
