@@ -349,3 +349,24 @@ def test_cli_langvec_succeeds(tiny_model, tmp_path, capsys):
     assert len(doc["grid"]) == 2 * 2 and {g["alpha"] for g in doc["grid"]} == {0.0, 1.0}
     assert doc["best"]["scored_words"] > 0 and (out / "langvec_grid.png").stat().st_size > 1000
     assert "best: layer" in capsys.readouterr().out
+
+
+# Two languages in one script: the script checks cannot exclude "apple -> apple", only the identical-pair rule
+# can (a test with Chinese as the target would pass even with that rule broken).
+_LATIN_DICT = [("apple", "apple"), ("cat", "cat"), ("dog", "bank"), ("book", "river")]
+
+
+def test_align_skips_identical_pairs_between_languages_of_one_script(tiny_model):
+    d = Dictionary(_LATIN_DICT)
+    r = align.align(str(tiny_model), d, {"en": SENTS[:9], "xx": SENTS[:9]}, "en", "xx", k=1, cbow=False,
+                    context_free=False, progress=False)
+    assert r.coverage["evaluated_pairs"] == 2 and r.coverage["source_words"] == 2
+
+
+def test_langvec_ignores_identical_pairs_between_languages_of_one_script(tiny_model):
+    d = Dictionary(_LATIN_DICT)
+    r = langvec.langvec(str(tiny_model), {"en": SENTS[:5], "xx": SENTS[5:9]}, SENTS[:4], d, "en", "xx",
+                        alphas=(0,), progress=False)
+    # only "dog" and "book" have a real translation; "apple" and "cat" (in the test sentences) must not count
+    n_real = sum(t in ("dog", "book") for s in SENTS[:4] for t in s.split())
+    assert all(g["scored_words"] == n_real for g in r.grid)
