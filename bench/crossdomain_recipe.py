@@ -40,11 +40,16 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--limit", type=int, default=None)
     ap.add_argument("--recipe", action="append", required=True)
+    ap.add_argument("--run-seed", type=int, default=None,
+                    help="run only this seed (of the first condition), with the split and mapping of seed 0, "
+                         "as the K-th run of a `--seeds` experiment would")
     args = ap.parse_args()
 
     from bertology.experiments.crossdomain import CrossDomainConfig, result_from_json, run_crossdomain, save
 
     torch.set_num_threads(args.threads)
+    if args.run_seed is not None:
+        return one_run(args)
     print(f"load {os.getloadavg()[0]:.2f}  threads {args.threads}  task {args.task}  model {args.model}")
     for text in args.recipe:
         recipe = parse_recipe(text)
@@ -63,6 +68,21 @@ def main() -> None:
             print(f"{text:40s} {run.condition:10s} seed {run.seed}  test {run.test_accuracy:.3f}  "
                   f"best epoch {run.best_epoch}  {run.wall_time:6.0f} s  dev [{curve}]", flush=True)
         print(f"{text}: {time.perf_counter() - t0:.0f} s (load {os.getloadavg()[0]:.2f})", flush=True)
+
+
+def one_run(args) -> None:
+    from bertology.experiments.crossdomain import CrossDomainConfig, _finetune, _prepare
+
+    for text in args.recipe:
+        cfg = CrossDomainConfig(model=args.model, task=args.task, precision=args.precision, limit=args.limit,
+                                progress=False, **parse_recipe(text))
+        prep = _prepare(cfg)
+        t0 = time.perf_counter()
+        run = _finetune(args.conditions.split(",")[0], args.run_seed, cfg, prep.enc, len(prep.label_names),
+                        prep.pad_id, None)
+        curve = " ".join(f"{h['accuracy']:.3f}" for h in run.dev_curve)
+        print(f"{text:40s} {run.condition:10s} seed {run.seed}  test {run.test_accuracy:.3f}  best epoch "
+              f"{run.best_epoch}  {time.perf_counter() - t0:6.0f} s  dev [{curve}]", flush=True)
 
 
 if __name__ == "__main__":

@@ -240,7 +240,7 @@ def test_cli_help_and_bad_input(tmp_path, capsys):
     assert main(["crossdomain", "--task", "splice", "--conditions", "pretrained,magic",
                  "--out", str(tmp_path / "o")]) == 2
     assert "magic" in capsys.readouterr().err
-    assert set(CONDITIONS) == {"pretrained", "scratch", "rand-embed", "shuffled", "frozen"}
+    assert set(CONDITIONS) == {"pretrained", "scratch", "rand-embed", "shuffled", "frozen", "composition"}
 
 
 def _order_task(path, n=80, seed=0):
