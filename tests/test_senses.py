@@ -74,6 +74,7 @@ def test_cbow_static_vectors_cannot_separate(tmp_path, data_dir):
     assert "蘋果" in segment_line("我喜歡吃蘋果", "word")
 
 
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")   # the worker dies on purpose
 def test_cbow_worker_failure_ends_training(tmp_path, monkeypatch):
     """A gensim worker that dies must end the command, not leave it waiting on the worker's queue forever."""
     import faulthandler
