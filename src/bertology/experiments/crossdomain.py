@@ -396,7 +396,6 @@ def _probe(seed: int, cfg: CrossDomainConfig, feats: dict[str, np.ndarray], enc:
            num_labels: int, feat_seconds: float, test_groups: list[str] | None = None) -> RunResult:
     """Logistic regression on standardised frozen features; C chosen on dev accuracy. Training features average
     the same (at most `max_windows`) windows fine-tuning sees; dev/test features average all windows."""
-    from sklearn.linear_model import LogisticRegression
     from sklearn.preprocessing import StandardScaler
 
     from ..metrics import classification_scores
@@ -405,17 +404,28 @@ def _probe(seed: int, cfg: CrossDomainConfig, feats: dict[str, np.ndarray], enc:
     labels_idx = list(range(num_labels))
     scaler = StandardScaler().fit(feats["train"])
     X = {k: scaler.transform(v) for k, v in feats.items()}
-    best = None
-    for c in (0.01, 0.1, 1.0, 10.0):
-        clf = LogisticRegression(C=c, max_iter=3000, random_state=seed).fit(X["train"], enc["train"].labels)
-        dev = classification_scores(enc["dev"].labels, clf.predict(X["dev"]), labels_idx)
-        if best is None or dev["accuracy"] > best[1]["accuracy"]:
-            best = (c, dev, clf)
-    c, dev, clf = best
+    y = {k: e.labels for k, e in enc.items()}
+    c, dev, clf = _best_logistic_regression(X, y, (0.01, 0.1, 1.0, 10.0), seed, labels_idx)
     test = classification_scores(enc["test"].labels, clf.predict(X["test"]), labels_idx)
     run = RunResult("frozen", seed, test["accuracy"], test["macro_f1"], dev["accuracy"], None, [],
                     feat_seconds + time.perf_counter() - t0, probe_c=c)
     return _test_scores(run, enc["test"].labels, _class_scores(clf, X["test"], num_labels), test_groups)
+
+
+def _best_logistic_regression(X: dict, y: dict, cs, seed: int, labels_idx: list[int]):
+    """Logistic regression on X["train"] for each C in `cs`; the one with the best dev accuracy (the first on a
+    tie) as (C, its dev scores, the fitted classifier)."""
+    from sklearn.linear_model import LogisticRegression
+
+    from ..metrics import classification_scores
+
+    best = None
+    for c in cs:
+        clf = LogisticRegression(C=c, max_iter=3000, random_state=seed).fit(X["train"], y["train"])
+        dev = classification_scores(y["dev"], clf.predict(X["dev"]), labels_idx)
+        if best is None or dev["accuracy"] > best[1]["accuracy"]:
+            best = (c, dev, clf)
+    return best
 
 
 def _class_scores(clf, X, num_labels: int) -> np.ndarray:
@@ -432,7 +442,6 @@ def _composition(seed: int, cfg: CrossDomainConfig, data: SequenceData, split: d
     normalised per sequence); k and C chosen on dev. What a model reaches from composition alone, without the
     order of the symbols beyond k."""
     from sklearn.feature_extraction.text import TfidfVectorizer
-    from sklearn.linear_model import LogisticRegression
 
     from ..metrics import classification_scores
 
@@ -445,13 +454,11 @@ def _composition(seed: int, cfg: CrossDomainConfig, data: SequenceData, split: d
         vec = TfidfVectorizer(analyzer=lambda seq, k=k: ["\x1f".join(seq[i:i + n]) for n in range(1, k + 1)
                                                           for i in range(len(seq) - n + 1)],
                               use_idf=False, norm="l1", min_df=2)
-        X = {p: vec.fit_transform(d) if p == "train" else None for p, d in docs.items()}
+        X = {"train": vec.fit_transform(docs["train"])}
         X.update({p: vec.transform(d) for p, d in docs.items() if p != "train"})
-        for c in (1.0, 10.0, 100.0, 1000.0):
-            clf = LogisticRegression(C=c, max_iter=3000, random_state=seed).fit(X["train"], ys["train"])
-            dev = classification_scores(ys["dev"], clf.predict(X["dev"]), labels_idx)
-            if best is None or dev["accuracy"] > best[0]["accuracy"]:
-                best = (dev, k, c, clf, X)
+        c, dev, clf = _best_logistic_regression(X, ys, (1.0, 10.0, 100.0, 1000.0), seed, labels_idx)
+        if best is None or dev["accuracy"] > best[0]["accuracy"]:
+            best = (dev, k, c, clf, X)
     dev, k, c, clf, X = best
     scores = _class_scores(clf, X["test"], num_labels)
     test = classification_scores(ys["test"], scores.argmax(1), labels_idx)
