@@ -492,7 +492,7 @@ def crossdomain_cmd(
     if result.skipped_rows:
         typer.echo(f"skipped {len(result.skipped_rows)} bad rows (listed in results.json), e.g. {result.skipped_rows[0]}",
                    err=True)
-    for row in summary_rows(result):
+    for row in summary_rows(result.summary):
         typer.echo("  ".join(f"{k}={v}" for k, v in row.items()))
     typer.echo(f"wrote {out / 'results.json'}")
 

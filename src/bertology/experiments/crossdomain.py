@@ -652,11 +652,12 @@ def save(result: CrossDomainResult, out_dir: str | Path) -> CrossDomainResult:
     return result
 
 
-def summary_rows(result: CrossDomainResult) -> list[dict]:
+def summary_rows(summary: dict) -> list[dict]:
+    """One table row per condition of a result's `summary` (this run's, or a recorded run's)."""
     return [{"condition": c, "runs": s["n"], "test accuracy": f"{s['accuracy_mean']:.3f} ± {s['accuracy_std']:.3f}",
              "test macro-F1": f"{s['macro_f1_mean']:.3f} ± {s['macro_f1_std']:.3f}",
              "best epoch": "-" if s["best_epoch_mean"] is None else f"{s['best_epoch_mean']:.1f}",
-             "seconds/run": f"{s['wall_time_mean']:.0f}"} for c, s in result.summary.items()]
+             "seconds/run": f"{s['wall_time_mean']:.0f}"} for c, s in summary.items()]
 
 
 def result_from_json(doc: dict) -> CrossDomainResult:

@@ -18,7 +18,7 @@ CLAIM_IDS = ["transfer", "controls"]   # decided by this module's sections (repo
 REPORT_RESULTS_ENV = "BERTOLOGY_CROSSDOMAIN_RESULTS"   # a results.json (or its directory) the report shows instead
 
 
-# A full-scale run recorded with its command (bench/crossdomain_full.sh), shown beside the quick run: the quick
+# A full-scale run recorded with its command (scripts/record_crossdomain.py), shown beside the quick run: the quick
 # run is what this machine just computed, the recorded one what the paper-scale settings give.
 RECORDED = Path(__file__).resolve().parent.parent / "recorded" / "crossdomain-splice.json"
 
@@ -55,7 +55,7 @@ def report_section(ctx: ReportContext):
         size = ("all 3,190 splice-junction sequences, one seed, one epoch in bf16 (quick settings: the full-scale "
                 "result, 3 seeds and every control, is in the second table when recorded, and in "
                 "docs/crossdomain.md)" if ctx.quick else
-                "all 3,190 splice-junction sequences, 3 seeds, up to 4 epochs with early stopping")
+                "all 3,190 splice-junction sequences, 3 seeds, up to 5 epochs with early stopping")
     return _section(result, size)
 
 
@@ -79,8 +79,7 @@ def _recorded_rows() -> tuple[str, list[dict]] | None:
     import json
 
     doc = json.loads(RECORDED.read_text(encoding="utf-8"))
-    rows = [{"condition": c, "runs": v["n"], "test accuracy": f"{v['accuracy_mean']:.3f} ± {v['accuracy_std']:.3f}",
-             "test macro-F1": f"{v['macro_f1_mean']:.3f} ± {v['macro_f1_std']:.3f}"} for c, v in doc["summary"].items()]
+    rows = summary_rows(doc["summary"])
     title = (f"recorded full-scale run, not recomputed here: {doc['model']} on {doc['task']}, "
              f"`{doc['command']}` ({doc['date']}, {doc['machine']}, {doc['wall_minutes']:.0f} min)")
     return title, rows
@@ -107,7 +106,7 @@ def _section(result, size: str) -> Section:
     numbers = {c: {"mean": v["accuracy_mean"], "std": v["accuracy_std"] or 0.0} for c, v in s.items()}
     numbers.update(n_test=len(result.splits.get("test", [])), majority=result.majority_accuracy.get("test", 0.0),
                    model=result.model, mcnemar_p=p)
-    tables = [("test scores per condition (this run)", summary_rows(result))]
+    tables = [("test scores per condition (this run)", summary_rows(result.summary))]
     recorded = _recorded_rows()
     if recorded:
         tables.append(recorded)
