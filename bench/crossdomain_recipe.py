@@ -5,7 +5,13 @@ per CPU-minute.
     python bench/crossdomain_recipe.py --out /tmp/cd-recipe --conditions pretrained,scratch \
         --recipe lr=5e-5,warmup=0.1,epochs=5 --recipe lr=1e-4,warmup=0,epochs=5
 
-Each --recipe is a comma list of CrossDomainConfig fields (lr, warmup, epochs, patience, batch_size, max_length).
+Each --recipe is a comma list of CrossDomainConfig fields (lr, warmup, epochs, patience, batch_size, max_length),
+plus `mapping=kaolee`: Kao & Lee's symbol mapping, each symbol to a token drawn at random from the vocabulary ids
+>= 1000 (any token: `##` pieces and single characters included), instead of bertology's whole-word tokens.
+It is written to OUT/mapping-kaolee.json (seeded by --seed 0 as the default mapping) and passed as `--mapping`.
+
+    python bench/crossdomain_recipe.py --out /tmp/cd-map --conditions pretrained --run-seed 0 \
+        --recipe lr=2e-4,warmup=0.06,epochs=5,mapping=kaolee
 Finished recipes are read back from their results.json, so an interrupted study resumes.
 """
 from __future__ import annotations
@@ -19,7 +25,8 @@ from pathlib import Path
 import torch
 
 FIELDS = {"lr": float, "warmup": float, "epochs": int, "patience": int, "batch_size": int, "max_length": int,
-          "seeds": int}
+          "seeds": int, "mapping": str}
+KAOLEE_FIRST_ID = 1000      # Kao & Lee remap symbols to random vocabulary ids >= 1000
 
 
 def parse_recipe(text: str) -> dict:
@@ -28,6 +35,32 @@ def parse_recipe(text: str) -> dict:
         key, value = part.split("=")
         out[key] = FIELDS[key](value)
     return out
+
+
+def kaolee_mapping(task: str, model: str, out: Path, seed: int = 0) -> str:
+    """Write Kao & Lee's mapping for `task` (every symbol -> a random token with id >= 1000) and return its path."""
+    import numpy as np
+
+    from bertology.core.models import load_tokenizer
+    from bertology.experiments.crossdomain import load_task
+
+    data = load_task(task)
+    symbols = sorted({s for seq in data.sequences for s in seq})
+    tokenizer = load_tokenizer(model)
+    vocab = sorted(tokenizer.get_vocab().items(), key=lambda kv: kv[1])
+    special = set(tokenizer.all_special_tokens)
+    pool = [t for t, i in vocab if i >= KAOLEE_FIRST_ID and t not in special]
+    pick = np.random.default_rng(seed).choice(len(pool), size=len(symbols), replace=False)
+    path = out / "mapping-kaolee.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({s: pool[j] for s, j in zip(symbols, pick)}, ensure_ascii=False, indent=1))
+    return str(path)
+
+
+def resolve_recipe(recipe: dict, args) -> dict:
+    if recipe.get("mapping") == "kaolee":
+        recipe["mapping"] = kaolee_mapping(args.task, args.model, Path(args.out))
+    return recipe
 
 
 def main() -> None:
@@ -52,7 +85,7 @@ def main() -> None:
         return one_run(args)
     print(f"load {os.getloadavg()[0]:.2f}  threads {args.threads}  task {args.task}  model {args.model}")
     for text in args.recipe:
-        recipe = parse_recipe(text)
+        recipe = resolve_recipe(parse_recipe(text), args)
         out = Path(args.out) / text.replace(",", "_").replace("=", "")
         done = out / "results.json"
         t0 = time.perf_counter()
@@ -75,7 +108,7 @@ def one_run(args) -> None:
 
     for text in args.recipe:
         cfg = CrossDomainConfig(model=args.model, task=args.task, precision=args.precision, limit=args.limit,
-                                progress=False, **parse_recipe(text))
+                                progress=False, **resolve_recipe(parse_recipe(text), args))
         prep = _prepare(cfg)
         t0 = time.perf_counter()
         run = _finetune(args.conditions.split(",")[0], args.run_seed, cfg, prep.enc, len(prep.label_names),
