@@ -220,8 +220,8 @@ def report_cmd(
     out: Path = OutOpt,
     model: str = ModelOpt,
     full: bool = typer.Option(False, "--full", help="Paper-scale settings instead of the quick ones (~8 min). "
-                              "Estimated time (docs/results.md): about 2 h on a 2-core CPU with --precision bf16, "
-                              "3 h in fp32; about 15 min on one GPU."),
+                              "Estimated time (docs/results.md): about 2 h 45 min on a 2-core CPU with --precision bf16, "
+                              "about 4 h in fp32; about 15 min on one GPU."),
     only: List[str] = typer.Option([], "--only", help="Run only these sections (senses, cbow, pretrain, "
                                                       "crossdomain, qa, align)."),
     precision: str = PrecisionOpt,
@@ -448,7 +448,8 @@ def crossdomain_cmd(
                                         "pretrained tensor's entries permuted), frozen (linear probe), composition "
                                         "(no network: logistic regression on k-mer counts, the no-order baseline)."),
     seeds: int = typer.Option(3, "--seeds", min=1, help="Runs per condition (seeds SEED..SEED+K-1): mean ± std."),
-    epochs: int = typer.Option(5, "--epochs", min=1, help="Maximum epochs per run."),
+    epochs: int = typer.Option(8, "--epochs", min=1, help="Maximum epochs per run (8: where minilm converges on "
+                               "splice over 3 seeds; docs/crossdomain.md)."),
     patience: int = typer.Option(2, "--patience", min=0, help="Stop after this many epochs without dev improvement (0: never)."),
     batch_size: int = typer.Option(32, "--batch-size", min=1),
     lr: float = typer.Option(2e-4, "--lr", callback=_positive, help="Peak learning rate (same for every condition)."),

@@ -26,7 +26,7 @@ RECORDED = Path(__file__).resolve().parent.parent / "recorded" / "crossdomain-sp
 def report_section(ctx: ReportContext):
     """Quick settings (the default report): all 3,190 splice sequences, one seed, one epoch (80 optimizer
     steps), pretrained / scratch / composition, with a paired McNemar test of pretrained against scratch.
-    With --full: 3 seeds, up to 4 epochs, every condition. Or, when $BERTOLOGY_CROSSDOMAIN_RESULTS points at
+    With --full: 3 seeds, up to 8 epochs (the default), every condition. Or, when $BERTOLOGY_CROSSDOMAIN_RESULTS points at
     the results.json of an earlier `bertology crossdomain` run, that run is shown (re-drawn) instead of
     computing anything. A recorded full-scale run (RECORDED) is shown beside, when the package has one."""
     reused = os.environ.get(REPORT_RESULTS_ENV)
@@ -55,7 +55,7 @@ def report_section(ctx: ReportContext):
         size = ("all 3,190 splice-junction sequences, one seed, one epoch in bf16 (quick settings: the full-scale "
                 "result, 3 seeds and every control, is in the second table when recorded, and in "
                 "docs/crossdomain.md)" if ctx.quick else
-                "all 3,190 splice-junction sequences, 3 seeds, up to 5 epochs with early stopping")
+                "all 3,190 splice-junction sequences, 3 seeds, up to 8 epochs with early stopping")
     return _section(result, size)
 
 
