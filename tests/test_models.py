@@ -2,6 +2,7 @@
 
 
 import json
+import shutil
 
 import pytest
 
@@ -166,3 +167,28 @@ def test_remote_code_runs_only_with_trust_remote_code(tmp_path, tiny_encoder):
     assert not marker.exists()
     model = load_model(str(d), trust_remote_code=True)
     assert marker.exists() and type(model).__name__ == "CustomModel"
+
+
+def test_a_new_head_loads_quietly_but_other_random_weights_warn(tmp_path, tiny_model, capfd):
+    """A fine-tuning head missing from a checkpoint is expected: no transformers LOAD REPORT table. A missing
+    encoder weight is not: one warning naming it (it would otherwise be random noise, silently)."""
+    import warnings
+
+    from safetensors.torch import load_file, save_file
+
+    from bertology.core.models import load_model
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        load_model(str(tiny_model), head="classify", num_labels=3)
+        load_model(str(tiny_model), head="qa")
+    assert "LOAD REPORT" not in capfd.readouterr().err
+    assert not [w for w in caught if "initialised at random" in str(w.message)]
+
+    damaged = tmp_path / "damaged"
+    shutil.copytree(tiny_model, damaged)
+    weights = load_file(damaged / "model.safetensors")
+    dropped = next(k for k in weights if "layer.0.attention.self.query.weight" in k)
+    save_file({k: v for k, v in weights.items() if k != dropped}, damaged / "model.safetensors", metadata={"format": "pt"})
+    with pytest.warns(UserWarning, match=r"initialised at random: .*layer\.0\.attention\.self\.query\.weight"):
+        load_model(str(damaged), head="classify", num_labels=3)

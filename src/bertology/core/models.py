@@ -226,10 +226,43 @@ def load_model(name: str, head: str = "base", trust_remote_code: bool = False, *
     # precision a model *runs* in is chosen per command (--precision), and fine-tuning needs fp32 master weights.
     kwargs.setdefault("dtype", torch.float32)
     try:
-        model = cls.from_pretrained(resolved, trust_remote_code=trust_remote_code, **kwargs)
+        with _quiet_load_report():
+            model, info = cls.from_pretrained(resolved, trust_remote_code=trust_remote_code,
+                                              output_loading_info=True, **kwargs)
     except (OSError, ValueError) as e:
         raise _load_error(name, resolved, e) from None
+    _warn_unexpected_random_weights(name, head, info.get("missing_keys", ()))
     return model.eval()
+
+
+# Weights a head is *meant* to start without: a fine-tuning head (and BERT's pooler, which a masked-LM checkpoint
+# does not have). transformers 5 prints a multi-line "LOAD REPORT" table for these on every fine-tuning run; it is
+# silenced, and any *other* missing weight gets a one-line warning instead, since that would be silent noise.
+NEW_HEAD_PREFIXES = {"base": ("pooler.",), "mlm": (), "qa": ("qa_outputs.",),
+                     "classify": ("classifier.", "score.", "pooler.", "bert.pooler.")}
+
+
+class _quiet_load_report:
+    """Raise transformers' loading logger to ERROR for the duration of a from_pretrained call."""
+
+    def __enter__(self):
+        import logging
+
+        self.logger = logging.getLogger("transformers.modeling_utils")
+        self.level = self.logger.level
+        self.logger.setLevel(logging.ERROR)
+
+    def __exit__(self, *exc):
+        self.logger.setLevel(self.level)
+
+
+def _warn_unexpected_random_weights(name: str, head: str, missing) -> None:
+    import warnings
+
+    odd = sorted(k for k in missing if not k.startswith(NEW_HEAD_PREFIXES.get(head, ())))
+    if odd:
+        warnings.warn(f"model {name!r}: {len(odd)} weight(s) not in the checkpoint, initialised at random: "
+                      + ", ".join(odd[:5]) + (" ..." if len(odd) > 5 else ""), stacklevel=3)
 
 
 def load_config(name: str, trust_remote_code: bool = False):
