@@ -46,6 +46,14 @@ RECIPES = {
 }
 
 
+BATCH_SIZE = 64      # sequences a step, every recipe
+
+
+def seq_len(recipe: str) -> int:
+    args = RECIPES[recipe][1]
+    return int(args[args.index("--max-length") + 1])
+
+
 def bertology() -> list[str]:
     return [sys.executable, "-m", "bertology.cli"]
 
@@ -60,7 +68,7 @@ def run_recipe(name: str, corpus: Path, out: Path, minutes: float, threads: int,
                         "--out", str(tok)], check=True, env=env)
     run = out / "run"
     cmd = [*bertology(), "pretrain", "--corpus", f"en={corpus / 'en.txt.gz'}", "--corpus", f"zh={corpus / 'zh.txt.gz'}",
-           "--tokenizer", str(tok), "--batch-size", "64", "--max-steps", str(max_steps),
+           "--tokenizer", str(tok), "--batch-size", str(BATCH_SIZE), "--max-steps", str(max_steps),
            "--eval-every", str(eval_every), "--precision", "bf16", "--compile", "--no-progress", "--out", str(run),
            *RECIPES[name][1]]
     load_before = os.getloadavg()[0]
@@ -78,7 +86,7 @@ def run_recipe(name: str, corpus: Path, out: Path, minutes: float, threads: int,
     return {"recipe": name, "minutes": minutes, "threads": threads, "load_before": load_before,
             "load_after": os.getloadavg()[0], "last_eval": evals[-1] if evals else None,
             "steps_evaluated": [e["step"] for e in evals], "model": str(run / "model"),
-            "tokens_at_last_eval": evals[-1]["step"] * 64 * int(dict(zip(cmd, cmd[1:]))["--max-length"]) if evals else 0}
+            "tokens_at_last_eval": evals[-1]["step"] * BATCH_SIZE * seq_len(name) if evals else 0}
 
 
 def score(result: dict, data_dir: str, align: bool) -> dict:
