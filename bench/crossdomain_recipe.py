@@ -97,10 +97,15 @@ def main() -> None:
                                     **{"seeds": 1, **recipe})
             result = save(run_crossdomain(cfg, out), out)
         for run in result.runs:
-            curve = " ".join(f"{h['accuracy']:.3f}" for h in run.dev_curve)
-            print(f"{text:40s} {run.condition:10s} seed {run.seed}  test {run.test_accuracy:.3f}  "
-                  f"best epoch {run.best_epoch}  {run.wall_time:6.0f} s  dev [{curve}]", flush=True)
+            print_run(text, run, run.wall_time)
         print(f"{text}: {time.perf_counter() - t0:.0f} s (load {os.getloadavg()[0]:.2f})", flush=True)
+
+
+def print_run(recipe_text: str, run, seconds: float) -> None:
+    """One line per run: its recipe, test accuracy, best epoch, seconds and dev curve."""
+    curve = " ".join(f"{h['accuracy']:.3f}" for h in run.dev_curve)
+    print(f"{recipe_text:40s} {run.condition:10s} seed {run.seed}  test {run.test_accuracy:.3f}  "
+          f"best epoch {run.best_epoch}  {seconds:6.0f} s  dev [{curve}]", flush=True)
 
 
 def one_run(args) -> None:
@@ -113,9 +118,7 @@ def one_run(args) -> None:
         t0 = time.perf_counter()
         run = _finetune(args.conditions.split(",")[0], args.run_seed, cfg, prep.enc, len(prep.label_names),
                         prep.pad_id, None)
-        curve = " ".join(f"{h['accuracy']:.3f}" for h in run.dev_curve)
-        print(f"{text:40s} {run.condition:10s} seed {run.seed}  test {run.test_accuracy:.3f}  best epoch "
-              f"{run.best_epoch}  {time.perf_counter() - t0:6.0f} s  dev [{curve}]", flush=True)
+        print_run(text, run, time.perf_counter() - t0)
 
 
 if __name__ == "__main__":
