@@ -1,4 +1,4 @@
-"""Time to quality for masked-LM pretraining: two recipes, the same wall-clock budget each, back to back.
+"""Time to quality for masked-LM pretraining: recipes, the same wall-clock budget each, back to back.
 
     .venv/bin/python bench/pretrain_quality.py --minutes 30 --threads 2 --out runs/bench-quality
 
@@ -18,6 +18,8 @@ Recipes (`--recipes old,new` by default; ABBA order with `--repeats 2`):
     warm  the new recipe's vocabulary and sequence length, warm-started from `minilm` (`--init-from minilm`:
           6 x 384, its 30,522 English tokens plus the new tokenizer's tokens it lacks), lr 5e-4 (a pretrained
           body is not hit with the from-scratch rate), 3% warm-up; ~3x the compute per token of `mini`
+    preln the new recipe with a pre-LN encoder (`--model-type roberta-prelayernorm`: LayerNorm inside each
+          residual branch, Xiong et al. 2020), everything else equal: one lever
 Both schedule their linear decay over `--max-steps` (default 20000, more than either reaches in 30 minutes), so
 neither is annealed when stopped: the comparison is of the learning curves, not of a finished run.
 The machine's load average is printed before and after each run; on a shared machine the figures are not
@@ -43,6 +45,9 @@ RECIPES = {
             ["--size", "mini", "--max-length", "64", "--lr", "1e-3", "--warmup", "0.03"]),
     "warm": (["--vocab-size", "16000", "--alphabet-size", "5500"],
              ["--init-from", "minilm", "--max-length", "64", "--lr", "5e-4", "--warmup", "0.03"]),
+    "preln": (["--vocab-size", "16000", "--alphabet-size", "5500"],
+              ["--size", "mini", "--model-type", "roberta-prelayernorm", "--max-length", "64", "--lr", "1e-3",
+               "--warmup", "0.03"]),
 }
 
 

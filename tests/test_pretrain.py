@@ -423,3 +423,38 @@ def test_compile_failure_is_recorded_in_results_json(monkeypatch, tmp_path, tiny
     doc = json.loads((tmp_path / "r" / "results.json").read_text())
     assert doc["config"]["compile"] is True and doc["compiled"] is False
     assert "no C++ compiler here" in doc["compile_error"]
+
+
+# --------------------------------------------------------------------------------------------- pre-LN
+def test_pre_ln_model_type_trains_exports_and_serves_the_toolkit(tmp_path, tiny_model, corpora, capsys):
+    """--model-type roberta-prelayernorm: a pre-LN encoder that AutoModelForMaskedLM loads, trained by the same
+    objective (base model + lm_head), and usable by the rest of the toolkit (fill-mask, hidden states)."""
+    from transformers import AutoModel, AutoModelForMaskedLM
+
+    out = tmp_path / "preln"
+    corpus_args = sum((["--corpus", c] for c in corpora), [])
+    args = ["pretrain", *corpus_args, "--tokenizer", str(tiny_model), "--model-type", "roberta-prelayernorm",
+            "--size", "tiny", "--max-length", "32", "--batch-size", "16", "--max-steps", "40", "--eval-every", "20",
+            "--lr", "1e-3", "--out", str(out), "--no-progress"]
+    assert main(args) == 0
+    doc = json.loads((out / "results.json").read_text())
+    assert doc["config"]["model_type"] == "roberta-prelayernorm"
+    first, last = doc["history"][0], doc["history"][-1]
+    assert last["eval_loss"] < first["eval_loss"]
+    mlm = AutoModelForMaskedLM.from_pretrained(out / "model")
+    assert type(mlm).__name__ == "RobertaPreLayerNormForMaskedLM"
+    assert mlm.config.max_position_embeddings >= 32 + mlm.config.pad_token_id + 1   # RoBERTa's position offset
+    layer = mlm.base_model.encoder.layer[0]
+    assert hasattr(layer.intermediate, "LayerNorm")          # the LayerNorm sits inside the branch: pre-LN
+    assert mlm.lm_head.decoder.weight.data_ptr() == mlm.base_model.embeddings.word_embeddings.weight.data_ptr()
+    enc = AutoModel.from_pretrained(out / "model", output_hidden_states=True)
+    ids = torch.tensor([[2, 10, 11, 12, 3]])
+    assert len(enc(input_ids=ids).hidden_states) == 3      # embeddings + 2 layers
+    assert main(["fill-mask", "--model", str(out / "model"), "我 [MASK] 蘋 果", "--out", str(tmp_path / "fm")]) == 0
+    capsys.readouterr()
+    # the flag validates at the boundary: an unknown type, and a type next to --init-from, exit 2 in one line
+    assert main([*args[:-3], "--model-type", "gpt2", "--out", str(tmp_path / "x"), "--no-progress"]) == 2
+    assert "--model-type 'gpt2': choose one of bert, roberta-prelayernorm" in capsys.readouterr().err
+    assert main(["pretrain", *corpus_args, "--model-type", "roberta-prelayernorm", "--init-from", str(tiny_model),
+                 "--max-steps", "2", "--out", str(tmp_path / "y"), "--no-progress"]) == 2
+    assert "--init-from" in capsys.readouterr().err

@@ -320,6 +320,9 @@ def pretrain_cmd(
                                                  "id) and extend its vocabulary with the run's tokenizer's new "
                                                  "tokens (see docs/pretrain.md)."),
     config_file: Optional[Path] = typer.Option(None, "--config", help="A BERT config.json instead of --size."),
+    model_type: str = typer.Option("bert", "--model-type",
+                                   help="Architecture of a model built from --size: bert (post-LN, as BERT) or "
+                                        "roberta-prelayernorm (pre-LN); both load with AutoModelForMaskedLM."),
     max_sentences_per_lang: Optional[int] = typer.Option(None, "--max-sentences-per-lang", min=1,
                                                          help="Keep a random N lines per language (data-scale knob)."),
     max_steps: int = typer.Option(1000, "--max-steps", min=1, help="Optimizer steps."),
@@ -358,7 +361,7 @@ def pretrain_cmd(
     ddir = str(data_dir) if data_dir else None
     cfg = PretrainConfig(corpora=corpus, out_dir=str(out), tokenizer=tokenizer, init_from=init_from,
                          vocab_size=vocab_size, lowercase=lowercase, size=size or (None if init_from else "mini"),
-                         config_file=str(config_file) if config_file else None,
+                         model_type=model_type, config_file=str(config_file) if config_file else None,
                          max_sentences_per_lang=max_sentences_per_lang, seq_len=seq_len, batch_size=batch_size,
                          grad_accum=grad_accum, max_steps=max_steps, lr=lr, warmup=warmup, whole_word=whole_word,
                          alpha=alpha, dropout=dropout, precision=precision, compile=compile, seed=seed,

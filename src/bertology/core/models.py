@@ -243,17 +243,23 @@ NEW_HEAD_PREFIXES = {"base": ("pooler.",), "mlm": (), "qa": ("qa_outputs.",),
 
 
 class _quiet_load_report:
-    """Raise transformers' loading logger to ERROR for the duration of a from_pretrained call."""
+    """Raise transformers' loading loggers to ERROR for the duration of a from_pretrained call.
+
+    Both: with modeling_utils' level raised, transformers checks the model's tensor-parallel plan and logs every
+    layer as "not sharded" through tensor_parallel's logger, a multi-line warning of its own."""
+
+    LOGGERS = ("transformers.modeling_utils", "transformers.distributed.tensor_parallel")
 
     def __enter__(self):
         import logging
 
-        self.logger = logging.getLogger("transformers.modeling_utils")
-        self.level = self.logger.level
-        self.logger.setLevel(logging.ERROR)
+        self.saved = [(lg, lg.level) for lg in map(logging.getLogger, self.LOGGERS)]
+        for lg, _ in self.saved:
+            lg.setLevel(logging.ERROR)
 
     def __exit__(self, *exc):
-        self.logger.setLevel(self.level)
+        for lg, level in self.saved:
+            lg.setLevel(level)
 
 
 def _warn_unexpected_random_weights(name: str, head: str, missing) -> None:

@@ -47,6 +47,11 @@ TOKENIZER_SCHEMA = "bertology.tokenizer/1"
 # Google's BERT miniatures (Turc et al. 2019): layers x hidden; heads = hidden / 64, FFN = 4 x hidden.
 PRESETS: dict[str, tuple[int, int]] = {"tiny": (2, 128), "mini": (4, 256), "small": (4, 512),
                                        "medium": (8, 512), "base": (12, 768)}
+# Architectures trained from scratch, by Hugging Face model_type (as run_mlm.py's --model_type): both load with
+# AutoModelForMaskedLM. "bert" is post-LN (LayerNorm after each residual add, as in BERT); "roberta-prelayernorm"
+# (Xiong et al. 2020's pre-LN: LayerNorm inside each residual branch, one more at the top) is the only pre-LN
+# encoder with an MLM head that transformers ships.
+MODEL_TYPES = ("bert", "roberta-prelayernorm")
 SPECIAL_TOKENS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 _CJK = r"\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"
 _APPROX_TOKEN_RE = re.compile(rf"[{_CJK}]|[^\s{_CJK}]+")
@@ -366,32 +371,52 @@ class _MaskedBatchList(Sequence):
 
 
 # --------------------------------------------------------------------------------------------- model
-def model_config(preset: str | None, config_file: str | None, vocab_size: int, seq_len: int, dropout: float):
-    from transformers import BertConfig
+def model_config(preset: str | None, config_file: str | None, vocab_size: int, seq_len: int, dropout: float,
+                 model_type: str = "bert", pad_token_id: int = 0):
+    """The config of a model trained from scratch: a `--size` preset (or a config.json) of `model_type`.
 
+    RoBERTa-style models number positions from pad_token_id + 1 (transformers' create_position_ids_from_input_ids),
+    so they get pad_token_id + 1 more position embeddings than BERT for the same sequence length."""
+    from transformers import AutoConfig
+
+    if model_type not in MODEL_TYPES:
+        raise UserError(f"`model_type` {model_type!r}: choose one of {', '.join(MODEL_TYPES)}",
+                        fields=('model_type',))
+    position_offset = 0 if model_type == "bert" else pad_token_id + 1
     if config_file:
         try:
-            cfg = BertConfig.from_json_file(config_file)
-        except (OSError, ValueError) as e:
-            raise UserError(f"{config_file}: not a readable BERT config.json ({e})") from None
+            values = json.loads(Path(config_file).read_text(encoding="utf-8"))
+            cfg = AutoConfig.for_model(values.pop("model_type", "bert"), **values)
+        except (OSError, ValueError, KeyError) as e:
+            raise UserError(f"{config_file}: not a readable model config.json ({e})") from None
+        if cfg.model_type not in MODEL_TYPES:
+            raise UserError(f"{config_file}: model_type {cfg.model_type!r} is not one of {', '.join(MODEL_TYPES)}")
+        position_offset = 0 if cfg.model_type == "bert" else cfg.pad_token_id + 1
         cfg.vocab_size = vocab_size
     else:
         if preset not in PRESETS:
             raise UserError(f"`size` {preset!r}: choose one of {', '.join(PRESETS)}", fields=('size',))
         layers, hidden = PRESETS[preset]
-        cfg = BertConfig(vocab_size=vocab_size, hidden_size=hidden, num_hidden_layers=layers,
-                         num_attention_heads=hidden // 64, intermediate_size=4 * hidden,
-                         max_position_embeddings=max(512, seq_len))
-    if cfg.max_position_embeddings < seq_len:
+        cfg = AutoConfig.for_model(model_type, vocab_size=vocab_size, hidden_size=hidden,
+                                   num_hidden_layers=layers, num_attention_heads=hidden // 64,
+                                   intermediate_size=4 * hidden, type_vocab_size=2, pad_token_id=pad_token_id,
+                                   max_position_embeddings=max(512, seq_len) + position_offset)
+    if cfg.max_position_embeddings - position_offset < seq_len:
         raise UserError(f"`seq_len` {seq_len} exceeds the config's max_position_embeddings "
-                        f"({cfg.max_position_embeddings})", fields=('seq_len',))
+                        f"({cfg.max_position_embeddings}{f' - {position_offset}' if position_offset else ''})",
+                        fields=('seq_len',))
     cfg.hidden_dropout_prob = cfg.attention_probs_dropout_prob = dropout
-    cfg.architectures = ["BertForMaskedLM"]
+    cfg.architectures = ["BertForMaskedLM" if cfg.model_type == "bert" else "RobertaPreLayerNormForMaskedLM"]
     return cfg
 
 
+def mlm_head(mlm):
+    """The masked-LM head of a `*ForMaskedLM` model (BERT: `cls`; RoBERTa family: `lm_head`)."""
+    return mlm.cls if hasattr(mlm, "cls") else mlm.lm_head
+
+
 class MaskedLMObjective(torch.nn.Module):
-    """Wraps `BertForMaskedLM` so that the loss scores only masked positions (see the module docstring).
+    """Wraps a `*ForMaskedLM` (BERT or pre-LN) so that the loss scores only masked positions (see the module docstring).
 
     The loss is sum(cross-entropy over this rank's masked tokens) / (masked tokens in the *global* batch)
     x world size: after DDP averages gradients over ranks this is exactly the global mean, so N processes
@@ -419,7 +444,7 @@ class MaskedLMObjective(torch.nn.Module):
     def compile_for_training(self) -> bool:
         """Compile the training path (lazily: the work happens at the first training step)."""
         try:
-            enc = torch.compile(self.mlm.bert, dynamic=False)
+            enc = torch.compile(self.mlm.base_model, dynamic=False)
             head = torch.compile(self._head_loss_sum, dynamic=True)
         except Exception as e:  # torch.compile itself unavailable (e.g. an unsupported Python)
             return self._compile_failed(e)
@@ -439,7 +464,7 @@ class MaskedLMObjective(torch.nn.Module):
         return False
 
     def _head_loss_sum(self, hidden_sel, target):
-        return F.cross_entropy(self.mlm.cls(hidden_sel).float(), target, reduction="sum")
+        return F.cross_entropy(mlm_head(self.mlm)(hidden_sel).float(), target, reduction="sum")
 
     def _compiled_loss_sum(self, input_ids, sel, target):
         enc, head = self._compiled
@@ -470,8 +495,8 @@ class MaskedLMObjective(torch.nn.Module):
                 return loss_sum * world / denom, None, target
             except Exception as e:
                 self._compile_failed(e)
-        hidden = self.mlm.bert(input_ids=input_ids).last_hidden_state
-        logits = self.mlm.cls(hidden[sel]).float()
+        hidden = self.mlm.base_model(input_ids=input_ids).last_hidden_state
+        logits = mlm_head(self.mlm)(hidden[sel]).float()
         loss_sum = F.cross_entropy(logits, target, reduction="sum")
         return loss_sum * world / denom, logits, target
 
@@ -481,15 +506,15 @@ def _loss_fn(model, batch):
 
 
 def make_mlm(config, device: torch.device | str = "cpu"):
-    """`BertForMaskedLM(config)` for training. On CPUs attention runs as plain matmul + softmax ("eager"):
-    PyTorch's CPU flash-attention kernel has a slow backward for BERT's small heads (64 dims, 128 tokens),
-    and with torch.compile inductor fuses the softmax itself. GPUs keep SDPA. The choice is a runtime one,
-    not written to config.json."""
-    from transformers import BertForMaskedLM
+    """The `*ForMaskedLM` of `config` (BERT or pre-LN) for training. On CPUs attention runs as plain matmul +
+    softmax ("eager"): PyTorch's CPU flash-attention kernel has a slow backward for BERT's small heads (64 dims,
+    128 tokens), and with torch.compile inductor fuses the softmax itself. GPUs keep SDPA. The choice is a
+    runtime one, not written to config.json."""
+    from transformers import AutoModelForMaskedLM
 
     if torch.device(device).type == "cpu":
         config._attn_implementation = "eager"
-    return BertForMaskedLM(config)
+    return AutoModelForMaskedLM.from_config(config)
 
 
 @torch.inference_mode()
@@ -559,6 +584,7 @@ class PretrainConfig:
     vocab_size: int = 16000                   # the zh-en-mini recipe (docs/pretrain.md); was 30000
     lowercase: bool = True
     size: str | None = "mini"                 # None only with init_from: the source's architecture
+    model_type: str = "bert"                  # or "roberta-prelayernorm" (pre-LN); see MODEL_TYPES
     config_file: str | None = None
     max_sentences_per_lang: int | None = None
     seq_len: int = 128
@@ -627,6 +653,12 @@ def _check_config(cfg: PretrainConfig):
     source = _warm_start_source(cfg)
     if source is None and cfg.config_file is None and cfg.size not in PRESETS:
         raise UserError(f"`size` {cfg.size!r}: choose one of {', '.join(PRESETS)}", fields=('size',))
+    if cfg.model_type not in MODEL_TYPES:
+        raise UserError(f"`model_type` {cfg.model_type!r}: choose one of {', '.join(MODEL_TYPES)}",
+                        fields=('model_type',))
+    if cfg.model_type != "bert" and (source is not None or cfg.config_file):
+        raise UserError(f"`model_type` {cfg.model_type!r} is for a model built from --size: --init-from and "
+                        f"--config bring their own architecture", fields=('model_type',))
     for name, value, low in (("seq_len", cfg.seq_len, 8), ("batch_size", cfg.batch_size, 1),
                              ("max_steps", cfg.max_steps, 1), ("eval_every", cfg.eval_every, 1),
                              ("grad_accum", cfg.grad_accum, 1)):
@@ -686,7 +718,7 @@ def pretrain(cfg: PretrainConfig, eval_hooks: Iterable[Callable[[Any, int, dict]
     """Pretrain a BERT with masked-LM from scratch; see the module docstring. Runs unchanged under torchrun.
 
     eval_hooks: called as hook(model, step, metrics) at each evaluation with the Hugging Face
-    `BertForMaskedLM`; a returned dict is merged into the logged metrics (e.g. alignment MRR).
+    `*ForMaskedLM`; a returned dict is merged into the logged metrics (e.g. alignment MRR).
     """
     from ..core import engine
     from ..core.models import pick_device
@@ -711,8 +743,8 @@ def pretrain(cfg: PretrainConfig, eval_hooks: Iterable[Callable[[Any, int, dict]
     engine.set_seed(cfg.seed)   # the same initial weights on every rank and on resume
     warm = None
     if source is None:
-        mlm = make_mlm(model_config(cfg.size, cfg.config_file, len(tokenizer), cfg.seq_len, cfg.dropout),
-                       pick_device())
+        mlm = make_mlm(model_config(cfg.size, cfg.config_file, len(tokenizer), cfg.seq_len, cfg.dropout,
+                                    cfg.model_type, tokenizer.pad_token_id), pick_device())
     else:
         from .warmstart import target_config, warm_start
 
