@@ -48,10 +48,18 @@ def test_sections_run_refuse_crash_or_are_missing(monkeypatch, tmp_path):
     assert missing.error.startswith("not available")
 
 
+def page_written(tmp_path) -> bool:
+    return (tmp_path / "out" / "index.html").exists()
+
+
 def test_build_report_writes_page_and_results(monkeypatch, tmp_path):
     _fake_sections(monkeypatch, tmp_path)
-    page, sections = build_report("m", tmp_path / "out", only=["fake_section_ok", "fake_section_refused"])
+    seen = []
+    page, sections = build_report("m", tmp_path / "out", only=["fake_section_ok", "fake_section_refused"],
+                                  on_section=lambda s: seen.append((s.title, page_written(tmp_path))))
     assert [s.title for s in sections] == ["First", "Second", "Refused"]
+    # each section is reported as it ends, before the page exists
+    assert seen == [("First", False), ("Second", False), ("Refused", False)]
     html = page.read_text(encoding="utf-8")
     assert html.count("<section>") == 3 and "data:image/png;base64," in html
     assert "why <i>this</i> matters" in html and "<td>0.250</td>" in html

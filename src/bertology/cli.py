@@ -250,13 +250,14 @@ def report_cmd(
     bad = [o for o in only if o not in known]
     if bad:
         raise UserError(f"--only {bad[0]!r}: unknown section (known: {', '.join(known)})")
-    page, sections = build_report(model, out, data_dir=str(data_dir) if data_dir else None, precision=precision,
-                                  seed=seed, quick=not full, only=only or None, trust_remote_code=trust_remote_code,
-                                  describe_error=describe_error, fallback_model=fallback_model or None,
-                                  keep_models=keep_models)
-    for s in sections:
+    def echo_section(s) -> None:     # as each section ends (click flushes: visible in a log file too)
         typer.echo(f"{'skipped' if s.error else 'ok':8s} {s.seconds:7.1f} s  {s.title}"
                    + (f"  ({s.error.splitlines()[0][:100]})" if s.error else ""))
+
+    page, _ = build_report(model, out, data_dir=str(data_dir) if data_dir else None, precision=precision,
+                           seed=seed, quick=not full, only=only or None, trust_remote_code=trust_remote_code,
+                           describe_error=describe_error, fallback_model=fallback_model or None,
+                           keep_models=keep_models, on_section=echo_section)
     typer.echo(f"wrote {page}")
 
 # ==== pretraining, tokenizer, fill-mask =======================================================================

@@ -204,9 +204,11 @@ text-align:right}} .verdicts td{{text-align:left;vertical-align:top}} .v-shown{{
 def build_report(model: str, out_dir: str | Path, data_dir: str | None = None, precision: str = "fp32",
                  seed: int = 0, quick: bool = True, only: list[str] | None = None,
                  trust_remote_code: bool = False, describe_error: Callable[[UserError], str] = str,
-                 fallback_model: str | None = None, keep_models: bool = False) -> tuple[Path, list[Section]]:
+                 fallback_model: str | None = None, keep_models: bool = False,
+                 on_section: Callable[[Section], None] | None = None) -> tuple[Path, list[Section]]:
     """Run every section and write out_dir/index.html (+ each section's results under out_dir/<name>/).
-    fallback_model: runs the sections `model` cannot (see `with_fallback`)."""
+    fallback_model: runs the sections `model` cannot (see `with_fallback`). on_section: called with each
+    section as soon as it is done (a full report runs for hours: the CLI reports progress through it)."""
     out_dir = Path(out_dir)
     sections = []
     for module, title in SECTIONS:
@@ -217,7 +219,10 @@ def build_report(model: str, out_dir: str | Path, data_dir: str | None = None, p
                             seed=seed, quick=quick, trust_remote_code=trust_remote_code,
                             describe_error=describe_error, fallback_model=fallback_model,
                             keep_models=keep_models)
-        sections += run_section(module, title, ctx)
+        done = run_section(module, title, ctx)
+        sections += done
+        for section in done if on_section else ():
+            on_section(section)
     from .plots import FIGURE_WARNINGS
 
     claims = verdicts(sections)
