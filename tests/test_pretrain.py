@@ -458,3 +458,23 @@ def test_pre_ln_model_type_trains_exports_and_serves_the_toolkit(tmp_path, tiny_
     assert main(["pretrain", *corpus_args, "--model-type", "roberta-prelayernorm", "--init-from", str(tiny_model),
                  "--max-steps", "2", "--out", str(tmp_path / "y"), "--no-progress"]) == 2
     assert "--init-from" in capsys.readouterr().err
+
+
+def test_config_file_sets_the_architecture_and_a_bad_one_exits_2(tmp_path, tiny_model, corpora, capsys):
+    """--config: a config.json of either model type shapes the model; an unreadable one is one line, exit 2."""
+    from transformers import AutoConfig
+
+    cfg = AutoConfig.from_pretrained(tiny_model).to_dict()
+    cfg.update(num_hidden_layers=1, model_type="bert")
+    (tmp_path / "one-layer.json").write_text(json.dumps(cfg))
+    corpus_args = sum((["--corpus", c] for c in corpora), [])
+    common = ["--tokenizer", str(tiny_model), "--max-length", "32", "--batch-size", "8", "--max-steps", "2",
+              "--eval-every", "2", "--no-progress"]
+    assert main(["pretrain", *corpus_args, *common, "--config", str(tmp_path / "one-layer.json"),
+                 "--out", str(tmp_path / "r")]) == 0
+    assert json.loads((tmp_path / "r" / "model" / "config.json").read_text())["num_hidden_layers"] == 1
+    (tmp_path / "bad.json").write_text("{not json")
+    assert main(["pretrain", *corpus_args, *common, "--config", str(tmp_path / "bad.json"),
+                 "--out", str(tmp_path / "b")]) == 2
+    err = capsys.readouterr().err
+    assert "bad.json: not a readable model config.json" in err and len(err.strip().splitlines()) == 1

@@ -659,6 +659,8 @@ def _check_config(cfg: PretrainConfig):
     if cfg.model_type != "bert" and (source is not None or cfg.config_file):
         raise UserError(f"`model_type` {cfg.model_type!r} is for a model built from --size: --init-from and "
                         f"--config bring their own architecture", fields=('model_type',))
+    if cfg.config_file:     # read now, not after minutes of tokenising (the vocabulary size is set later)
+        model_config(None, cfg.config_file, len(SPECIAL_TOKENS), cfg.seq_len, cfg.dropout)
     for name, value, low in (("seq_len", cfg.seq_len, 8), ("batch_size", cfg.batch_size, 1),
                              ("max_steps", cfg.max_steps, 1), ("eval_every", cfg.eval_every, 1),
                              ("grad_accum", cfg.grad_accum, 1)):
