@@ -379,9 +379,7 @@ def model_config(preset: str | None, config_file: str | None, vocab_size: int, s
     so they get pad_token_id + 1 more position embeddings than BERT for the same sequence length."""
     from transformers import AutoConfig
 
-    if model_type not in MODEL_TYPES:
-        raise UserError(f"`model_type` {model_type!r}: choose one of {', '.join(MODEL_TYPES)}",
-                        fields=('model_type',))
+    check_model_type(model_type)
     position_offset = 0 if model_type == "bert" else pad_token_id + 1
     if config_file:
         try:
@@ -408,6 +406,12 @@ def model_config(preset: str | None, config_file: str | None, vocab_size: int, s
     cfg.hidden_dropout_prob = cfg.attention_probs_dropout_prob = dropout
     cfg.architectures = ["BertForMaskedLM" if cfg.model_type == "bert" else "RobertaPreLayerNormForMaskedLM"]
     return cfg
+
+
+def check_model_type(model_type: str) -> None:
+    if model_type not in MODEL_TYPES:
+        raise UserError(f"`model_type` {model_type!r}: choose one of {', '.join(MODEL_TYPES)}",
+                        fields=('model_type',))
 
 
 def mlm_head(mlm):
@@ -653,9 +657,7 @@ def _check_config(cfg: PretrainConfig):
     source = _warm_start_source(cfg)
     if source is None and cfg.config_file is None and cfg.size not in PRESETS:
         raise UserError(f"`size` {cfg.size!r}: choose one of {', '.join(PRESETS)}", fields=('size',))
-    if cfg.model_type not in MODEL_TYPES:
-        raise UserError(f"`model_type` {cfg.model_type!r}: choose one of {', '.join(MODEL_TYPES)}",
-                        fields=('model_type',))
+    check_model_type(cfg.model_type)
     if cfg.model_type != "bert" and (source is not None or cfg.config_file):
         raise UserError(f"`model_type` {cfg.model_type!r} is for a model built from --size: --init-from and "
                         f"--config bring their own architecture", fields=('model_type',))
