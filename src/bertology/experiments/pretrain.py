@@ -380,7 +380,6 @@ def model_config(preset: str | None, config_file: str | None, vocab_size: int, s
     from transformers import AutoConfig
 
     check_model_type(model_type)
-    position_offset = 0 if model_type == "bert" else pad_token_id + 1
     if config_file:
         try:
             values = json.loads(Path(config_file).read_text(encoding="utf-8"))
@@ -389,7 +388,6 @@ def model_config(preset: str | None, config_file: str | None, vocab_size: int, s
             raise UserError(f"{config_file}: not a readable model config.json ({e})") from None
         if cfg.model_type not in MODEL_TYPES:
             raise UserError(f"{config_file}: model_type {cfg.model_type!r} is not one of {', '.join(MODEL_TYPES)}")
-        position_offset = 0 if cfg.model_type == "bert" else cfg.pad_token_id + 1
         cfg.vocab_size = vocab_size
     else:
         if preset not in PRESETS:
@@ -398,7 +396,9 @@ def model_config(preset: str | None, config_file: str | None, vocab_size: int, s
         cfg = AutoConfig.for_model(model_type, vocab_size=vocab_size, hidden_size=hidden,
                                    num_hidden_layers=layers, num_attention_heads=hidden // 64,
                                    intermediate_size=4 * hidden, type_vocab_size=2, pad_token_id=pad_token_id,
-                                   max_position_embeddings=max(512, seq_len) + position_offset)
+                                   max_position_embeddings=max(512, seq_len)
+                                   + _position_offset(model_type, pad_token_id))
+    position_offset = _position_offset(cfg.model_type, cfg.pad_token_id)
     if cfg.max_position_embeddings - position_offset < seq_len:
         raise UserError(f"`seq_len` {seq_len} exceeds the config's max_position_embeddings "
                         f"({cfg.max_position_embeddings}{f' - {position_offset}' if position_offset else ''})",
@@ -406,6 +406,11 @@ def model_config(preset: str | None, config_file: str | None, vocab_size: int, s
     cfg.hidden_dropout_prob = cfg.attention_probs_dropout_prob = dropout
     cfg.architectures = ["BertForMaskedLM" if cfg.model_type == "bert" else "RobertaPreLayerNormForMaskedLM"]
     return cfg
+
+
+def _position_offset(model_type: str, pad_token_id: int) -> int:
+    """Position ids start here: 0 for BERT, pad_token_id + 1 for the RoBERTa family."""
+    return 0 if model_type == "bert" else pad_token_id + 1
 
 
 def check_model_type(model_type: str) -> None:

@@ -221,8 +221,9 @@ def build_report(model: str, out_dir: str | Path, data_dir: str | None = None, p
                             keep_models=keep_models)
         done = run_section(module, title, ctx)
         sections += done
-        for section in done if on_section else ():
-            on_section(section)
+        if on_section:
+            for section in done:
+                on_section(section)
     from .plots import FIGURE_WARNINGS
 
     claims = verdicts(sections)
