@@ -456,7 +456,10 @@ def crossdomain_cmd(
                                "splice over 3 seeds; docs/crossdomain.md)."),
     patience: int = typer.Option(2, "--patience", min=0, help="Stop after this many epochs without dev improvement (0: never)."),
     batch_size: int = typer.Option(32, "--batch-size", min=1),
-    lr: float = typer.Option(2e-4, "--lr", callback=_positive, help="Peak learning rate (same for every condition)."),
+    lr: float = typer.Option(2e-4, "--lr", callback=_positive, help="Peak learning rate (every condition not in --tune)."),
+    lr_grid: str = typer.Option("", "--lr-grid", help="Comma list of learning rates searched on DEV accuracy (first "
+                                "seed) for each condition in --tune, e.g. 1e-4,2e-4,5e-4; empty: no search."),
+    tune: str = typer.Option("scratch", "--tune", help="Conditions whose learning rate --lr-grid chooses (comma list)."),
     warmup: float = typer.Option(0.06, "--warmup", min=0, help="Linear warm-up: a fraction of the steps (< 1) or a "
                                  "number of steps; then linear decay to 0."),
     max_length: int = typer.Option(512, "--max-length", min=8, help="Tokens per window; longer sequences are cut into "
@@ -487,7 +490,9 @@ def crossdomain_cmd(
     _set_threads(threads)
     cfg = CrossDomainConfig(model=model, task=task, conditions=tuple(c.strip() for c in conditions.split(",") if c.strip()),
                             seeds=seeds, seed=seed, epochs=epochs, patience=patience or None, batch_size=batch_size,
-                            lr=lr, warmup=warmup, precision=precision, max_length=max_length, max_windows=max_windows, kmer=kmer,
+                            lr=lr, lr_grid=tuple(_floats_arg(lr_grid, "--lr-grid")) if lr_grid.strip() else (),
+                            tune=tuple(c.strip() for c in tune.split(",") if c.strip()),
+                            warmup=warmup, precision=precision, max_length=max_length, max_windows=max_windows, kmer=kmer,
                             symbols=symbols, limit=limit, mapping=str(mapping) if mapping else None,
                             skip_bad=skip_bad, resume=resume, data_dir=data_dir,
                             trust_remote_code=trust_remote_code)

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import re
 import shutil
 import time
@@ -38,6 +39,7 @@ import numpy as np
 import torch
 
 from ..io.sequences import SequenceData, load_sequences
+from ..io.splits import leak_free_split, normalise_input
 from ..errors import UserError
 from ..io.storage import atomic_write_json, atomic_write_text, find_dataset, save_results
 
@@ -63,6 +65,12 @@ class CrossDomainConfig:
     patience: int | None = 2                  # early stopping: epochs without dev improvement
     batch_size: int = 32
     lr: float = 2e-4
+    # Recipes are chosen on dev, never test: each condition in `tune` first trains at every learning rate of
+    # `lr_grid` on the first seed and keeps the one with the best dev accuracy for all its seeds (the run at the
+    # chosen rate is that seed's run). Tuning scratch is the fair comparison: a baseline left at the pretrained
+    # model's recipe is a weak baseline.
+    lr_grid: tuple[float, ...] = ()
+    tune: tuple[str, ...] = ("scratch",)
     warmup: float = 0.06                      # < 1: fraction of the steps; >= 1: number of steps
     precision: str = "fp32"
     max_length: int = 512                     # tokens per window, [CLS]/[SEP] included
@@ -97,6 +105,7 @@ class RunResult:
     kmer_k: int | None = None                 # composition: the k-mer length chosen on dev
     test_group_accuracy: float | None = None  # grouped data (music): accuracy per piece, majority vote of voices
     test_predictions: list[int] = field(default_factory=list)   # per test sequence: for paired significance tests
+    lr: float | None = None                   # fine-tuned conditions: the peak learning rate this run used
 
 
 @dataclass
@@ -117,6 +126,8 @@ class CrossDomainResult:
     outside_alphabet: dict = field(default_factory=dict)    # symbol -> occurrences outside the task's alphabet
     test_labels: list[int] = field(default_factory=list)    # per test sequence: its label index (the order of
     test_groups: list[str] | None = None                    # runs' test_predictions); its group (music: piece)
+    split_report: dict = field(default_factory=dict)        # io.splits.SplitReport: duplicates, conflicts, leaks
+    lr_search: dict = field(default_factory=dict)           # condition -> {"dev": {lr: dev accuracy}, "chosen"}
 
     def payload(self) -> dict:
         d = asdict(self)
@@ -170,26 +181,15 @@ def stratified_subset(data: SequenceData, n: int, seed: int) -> list[int]:
 
 
 def split_indices(data: SequenceData, fractions=(0.8, 0.1, 0.1), seed: int = 0) -> dict[str, list[int]]:
-    """Seeded train/dev/test split, stratified by label and group-aware (no group in two splits).
+    """Seeded train/dev/test split, stratified by label, leak-free: the same sequence (case and white space
+    folded) and the same group never stand on two sides (io.splits.leak_free_split)."""
+    return split_with_report(data, fractions, seed)[0]
 
-    Per label, its units (groups, or single examples) are shuffled and dealt out by the fractions; a label
-    with at least 3 units gets at least one in dev and in test, so every class is scored.
-    """
-    rng = np.random.default_rng(seed + 7919)
-    units, members, unit_label = _units(data)
-    by_label: dict[str, list[str]] = {}
-    for u in units:
-        by_label.setdefault(unit_label[u], []).append(u)
-    out = {"train": [], "dev": [], "test": []}
-    for label, us in sorted(by_label.items()):
-        us = [us[j] for j in rng.permutation(len(us))]
-        n = len(us)
-        n_test = max(1, round(n * fractions[2])) if n >= 3 else 0
-        n_dev = max(1, round(n * fractions[1])) if n >= 3 else 0
-        for k, u in enumerate(us):
-            part = "test" if k < n_test else ("dev" if k < n_test + n_dev else "train")
-            out[part] += members[u]
-    return {k: sorted(v) for k, v in out.items()}
+
+def split_with_report(data: SequenceData, fractions=(0.8, 0.1, 0.1), seed: int = 0):
+    """`split_indices` and the io.splits.SplitReport of duplicates and conflicting labels it found."""
+    keys = [normalise_input("\x1f".join(seq)) for seq in data.sequences]
+    return leak_free_split(keys, data.labels, fractions, seed, groups=data.groups)
 
 
 # --------------------------------------------------------------------------------------------- mapping
@@ -389,7 +389,7 @@ def _finetune(condition: str, seed: int, cfg: CrossDomainConfig, enc: dict[str, 
     best = next((h for h in res.history if h["step"] == res.best_step), None)
     run = RunResult(condition, seed, test["accuracy"], test["macro_f1"], res.best_metric,
                     best["epoch"] if best else None, curve, res.wall_time + time.perf_counter() - t0,
-                    res.examples / max(res.wall_time, 1e-9), res.steps, res.stopped_early)
+                    res.examples / max(res.wall_time, 1e-9), res.steps, res.stopped_early, lr=cfg.lr)
     return _test_scores(run, enc["test"].labels, logits, test_groups)
 
 
@@ -500,6 +500,12 @@ def _check_config(cfg: CrossDomainConfig) -> None:
     if cfg.seeds < 1 or cfg.epochs < 1 or cfg.batch_size < 1:
         raise UserError("`seeds`, `epochs` and `batch_size` must be at least 1",
                         fields=('seeds', 'epochs', 'batch_size'))
+    if any(not (math.isfinite(lr) and lr > 0) for lr in (cfg.lr, *cfg.lr_grid)):
+        raise UserError("`lr` and every rate of `lr_grid` must be finite and above 0", fields=("lr", "lr_grid"))
+    bad_tune = [c for c in cfg.tune if c not in FINETUNED]
+    if bad_tune:
+        raise UserError(f"`tune`: {', '.join(bad_tune)} is not fine-tuned (tunable: {', '.join(FINETUNED)})",
+                        fields=("tune",))
     if cfg.max_length < 3:
         raise UserError("`max_length` must be at least 3 ([CLS], one symbol, [SEP])", fields=('max_length',))
 
@@ -515,6 +521,7 @@ class _Prepared:
     enc: dict[str, Encoded]
     pad_id: int
     max_length: int
+    split_report: dict
 
 
 def _prepare(cfg: CrossDomainConfig) -> _Prepared:
@@ -527,7 +534,7 @@ def _prepare(cfg: CrossDomainConfig) -> _Prepared:
     if len(label_names) < 2:
         raise UserError(f"{data.path}: needs at least 2 labels, found {label_names}")
     y = [label_names.index(l) for l in data.labels]
-    split = split_indices(data, cfg.fractions, cfg.seed)
+    split, split_report = split_with_report(data, cfg.fractions, cfg.seed)
     for part in ("train", "dev", "test"):
         if not split[part]:
             raise UserError(f"{data.path}: too few examples for a {part} split ({len(data)} in all)")
@@ -548,7 +555,7 @@ def _prepare(cfg: CrossDomainConfig) -> _Prepared:
     enc = {part: encode([data.sequences[i] for i in idx], [y[i] for i in idx], ids, cls_id, sep_id, max_length,
                         cfg.max_windows if part == "train" else None)
            for part, idx in split.items()}
-    return _Prepared(data, label_names, split, mapping, enc, pad_id, max_length)
+    return _Prepared(data, label_names, split, mapping, enc, pad_id, max_length, split_report.to_json())
 
 
 def _finished_run(run_dir: Path | None, fp: str) -> RunResult | None:
@@ -597,20 +604,22 @@ def run_crossdomain(cfg: CrossDomainConfig, out_dir: str | Path | None = None) -
     fp = _fingerprint({k: v for k, v in settings.items() if k not in ("seeds", "conditions")}, prep.mapping,
                       splits_lines)
 
-    runs: list[RunResult] = []
     # Seed-major order: an experiment stopped part-way still has every condition for the seeds it finished.
     todo = [(c, cfg.seed + k) for k in range(cfg.seeds) for c in cfg.conditions]
     shared: dict = {}        # what several runs can share: the frozen features, the composition baseline
-    bar = tqdm(todo, desc="runs", unit="run", disable=not cfg.progress, dynamic_ncols=True)
-    for cond, seed in bar:
-        bar.set_postfix_str(f"{cond} seed {seed}")
-        run_dir = out / "runs" / f"{cond}-seed{seed}" if out else None
-        run = _finished_run(run_dir, fp)
-        if run is None:
-            run = _one_run(cond, seed, cfg, prep, run_dir, shared)
-            if run_dir:
-                _mark_finished(run_dir, fp, run)
-        runs.append(run)
+    runs: list[RunResult] = []
+    lr_search: dict[str, dict] = {}
+    bar = tqdm(total=len(todo) + len(_tuned(cfg)) * max(len(cfg.lr_grid) - 1, 0), desc="runs", unit="run",
+               disable=not cfg.progress, dynamic_ncols=True)
+    for cond, seed in todo:
+        if cond in _tuned(cfg) and cond not in lr_search:     # first seed: one run per learning rate, pick on dev
+            tried = {lr: _run_or_resume(cond, seed, lr, cfg, prep, out, fp, shared, bar) for lr in cfg.lr_grid}
+            chosen = max(tried, key=lambda lr: tried[lr].dev_accuracy)     # ties: the first (smallest) rate
+            lr_search[cond] = {"dev": {f"{lr:g}": r.dev_accuracy for lr, r in tried.items()}, "chosen": chosen}
+            runs.append(tried[chosen])
+            continue
+        lr = lr_search[cond]["chosen"] if cond in lr_search else cfg.lr
+        runs.append(_run_or_resume(cond, seed, lr, cfg, prep, out, fp, shared, bar))
     bar.close()
 
     sizes = {p: len(v) for p, v in split.items()}
@@ -622,7 +631,31 @@ def run_crossdomain(cfg: CrossDomainConfig, out_dir: str | Path | None = None) -
     return CrossDomainResult(cfg.model, cfg.task, data.path, settings, prep.label_names, sizes, splits_lines,
                              prep.mapping, runs, summarize(runs), data.skipped, majority,
                              outside_alphabet=dict(data.outside_alphabet), test_labels=list(enc["test"].labels),
-                             test_groups=_test_groups(prep))
+                             test_groups=_test_groups(prep), split_report=prep.split_report, lr_search=lr_search)
+
+
+FINETUNED = ("pretrained", "scratch", "rand-embed", "shuffled")
+
+
+def _tuned(cfg: CrossDomainConfig) -> list[str]:
+    """The conditions whose learning rate is searched on dev (fine-tuned ones only; none without a grid)."""
+    return [c for c in cfg.conditions if c in cfg.tune and c in FINETUNED] if cfg.lr_grid else []
+
+
+def _run_or_resume(cond: str, seed: int, lr: float, cfg: CrossDomainConfig, prep: _Prepared, out: Path | None,
+                   fp: str, shared: dict, bar) -> RunResult:
+    """One (condition, seed, learning rate) run, or its saved result when an earlier invocation finished it.
+    A searched condition's runs carry the rate in their folder name, so each rate resumes on its own."""
+    bar.set_postfix_str(f"{cond} seed {seed}" + (f" lr {lr:g}" if cond in _tuned(cfg) else ""))
+    name = f"{cond}-seed{seed}" + (f"-lr{lr:g}" if cond in _tuned(cfg) else "")
+    run_dir = out / "runs" / name if out else None
+    run = _finished_run(run_dir, fp)
+    if run is None:
+        run = _one_run(cond, seed, replace(cfg, lr=lr), prep, run_dir, shared)
+        if run_dir:
+            _mark_finished(run_dir, fp, run)
+    bar.update(1)
+    return run
 
 
 def _test_groups(prep: _Prepared) -> list[str] | None:
