@@ -27,7 +27,12 @@ def main() -> None:
     record = {"model": doc["model"], "task": doc["task"], "command": args.command, "machine": args.machine,
               "date": datetime.date.today().isoformat(), "wall_minutes": args.minutes,
               "split_sizes": doc["split_sizes"], "majority_accuracy": doc["majority_accuracy"],
-              "settings": doc["settings"], "summary": doc["summary"]}
+              "settings": doc["settings"], "summary": doc["summary"],
+              # what the verdict's paired tests need: each run's test predictions, and the truth they score against
+              "split_report": doc.get("split_report", {}), "lr_search": doc.get("lr_search", {}),
+              "test_labels": doc["test_labels"],
+              "runs": [{k: r.get(k) for k in ("condition", "seed", "lr", "test_accuracy", "dev_accuracy", "best_epoch",
+                                              "test_predictions")} for r in doc["runs"]]}
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(record, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
     print(f"wrote {args.out}")

@@ -293,16 +293,19 @@ def test_report_section_tests_pretrained_against_scratch_paired(tmp_path, monkey
                                summarize(runs), majority_accuracy={"test": 0.5}, test_labels=truth)
     monkeypatch.setattr(section, "RECORDED", tmp_path / "none.json")
     sec = section._section(result, "a test")
-    assert sec.measures["transfer"]["mcnemar_p"] == pytest.approx(2 * 0.5 ** 50)
+    paired = sec.measures["transfer"][0]["paired"]["scratch"]
+    assert paired["p"] == pytest.approx(2 * 0.5 ** 50) and paired["ci"][0] > 0.3
     assert "McNemar" in sec.explanation and len(sec.tables) == 1
+    # a recorded run without its test predictions: its paired test was not run, so its verdict is "not run"
     (tmp_path / "rec.json").write_text(json.dumps({"model": "minilm", "task": "splice", "command": "bertology x",
                                                    "date": "2026-11-30", "machine": "2 cores", "wall_minutes": 50,
-                                                   "summary": result.summary}))
+                                                   "summary": result.summary, "majority_accuracy": {"test": 0.5}}))
     monkeypatch.setattr(section, "RECORDED", tmp_path / "rec.json")
     sec = section._section(result, "a test")
     assert len(sec.tables) == 2 and "recorded full-scale run" in sec.tables[1][0]
-    row = next(c for c in verdicts([sec]) if c["id"] == "transfer")
-    assert row["verdict"] == "shown" and "McNemar p" in row["this_run"]
+    rows = [c for c in verdicts([sec]) if c["id"] == "transfer"]
+    assert rows[0]["verdict"] == "shown" and "McNemar p" in rows[0]["this_run"]
+    assert rows[1]["recorded"] and rows[1]["verdict"] == "not run"
 
 
 

@@ -54,7 +54,7 @@ def test_minilm_separates_apple_senses_through_context():
     assert sep[0] < 0.02 and max(sep[1:]) > 0.1
     assert res.layers[res.best_layer].purity == 1.0
     m = np.asarray(res.similarity["matrix"])
-    assert res.similarity["layer"] == 6 and m.shape == (24, 24) and np.allclose(np.diag(m), 1, atol=1e-4)
+    assert res.similarity["layer"] == 6 and m.shape == (len(sents), len(sents)) and np.allclose(np.diag(m), 1, atol=1e-4)
 
 
 def test_cbow_static_vectors_cannot_separate(tmp_path, data_dir):
@@ -120,7 +120,7 @@ def test_cli_senses_writes_results_and_figures(tmp_path, tiny_model):
 
 @pytest.mark.parametrize("args, message", [
     (["--sentences", "apple-zh"], "tokenises '果' as ['[UNK]']"),
-    (["--sentences", "apple-en", "--target", "banana"], "apple_en.tsv: sentence 1 does not contain the target 'banana'"),
+    (["--sentences", "apple-en", "--target", "banana"], "en_apple.tsv: sentence 1 does not contain the target 'banana'"),
     (["--sentences", "nonexistent.tsv", "--target", "x"], "nonexistent.tsv: no such file"),
     (["--sentences", "apple-en", "--layer", "9"], "--layer 9 is out of range"),
     (["--sentences", "apple-en", "--model", "/nonexistent/model"], "could not load model"),
@@ -138,14 +138,20 @@ def test_report_on_minilm_shows_every_section_and_why_zh_cannot_run(tmp_path, da
                  "--data-dir", str(data_dir)]) == 0
     page = (out / "index.html").read_text(encoding="utf-8")
     doc = json.loads((out / "results.json").read_text(encoding="utf-8"))
-    assert doc["schema"] == "bertology.report/1" and len(doc["sections"]) == 4
+    assert doc["schema"] == "bertology.report/1" and len(doc["sections"]) == 5
     assert all(s["error"] is None for s in doc["sections"])
     zh = [s for s in doc["sections"] if "蘋果" in s["title"]][0]
     # minilm has no 蘋/果: the section runs on the shipped bilingual model and says why
     assert zh["model"] == "zh-en-mini" and "(on zh-en-mini)" in zh["title"]
     assert "because minilm cannot run this section" in page and "[UNK]" in page
-    claims = {c["id"]: c for c in doc["claims"]}
-    assert claims["senses"]["model"] == "zh-en-mini" and claims["senses"]["this_run"]
+    # the verdict's sense study runs on both models: Chinese on zh-en-mini; on minilm it is not applicable
+    senses = {(c["model"], c["this_run"][:3] or c["reason"][:3]): c for c in doc["claims"] if c["id"] == "senses"}
+    assert senses[("zh-en-mini", "zh:")]["verdict"] in ("shown", "not shown")
+    assert senses[("minilm", "en:")]["ci"] and senses[("minilm", "en:")]["baselines"]["position-only purity"] <= 0.7
+    minilm_zh = [c for c in doc["claims"] if c["id"] == "senses" and c["model"] == "minilm"
+                 and c["verdict"] == "not applicable"]
+    assert minilm_zh and "[UNK]" in minilm_zh[0]["reason"]
+    assert doc["summary"].endswith(f"on minilm and zh-en-mini, quick settings, {doc['summary'][-10:]}")
     assert page.count("data:image/png;base64,") >= 4
     assert "@font-face{font-family:'bertology-cjk'" in page      # Chinese renders without a system CJK font
     # without a fallback model the section says why it did not run

@@ -65,6 +65,71 @@ def sense_separation(vectors: np.ndarray, labels: list[str], seed: int = 0) -> d
         out["purity"] = float(max((labels == k).sum() for k in kinds) / len(labels))
     return out
 
+def separation_from_similarity(sim: np.ndarray, labels) -> float:
+    """within − between mean cosine from a precomputed cosine matrix (the bootstrap's inner loop)."""
+    labels = np.asarray(labels)
+    same = labels[:, None] == labels[None, :]
+    off = ~np.eye(len(labels), dtype=bool)
+    return float(sim[same & off].mean() - sim[~same].mean())
+
+
+def cluster_purity(features: np.ndarray, labels, seed: int = 0) -> float:
+    """Purity of a k-means clustering (k = number of labels) of `features` against the labels: what any
+    feature (contextual vectors, or a position-only baseline) says about the labels without being told them."""
+    from sklearn.cluster import KMeans
+
+    labels = np.asarray(labels)
+    kinds = np.unique(labels)
+    if len(np.unique(np.asarray(features).round(6), axis=0)) < len(kinds):
+        return float(max((labels == k).sum() for k in kinds) / len(labels))
+    with _single_threaded():
+        assign = KMeans(n_clusters=len(kinds), n_init=10, random_state=seed).fit_predict(features)
+    idx = np.unique(labels, return_inverse=True)[1]
+    return float(sum(np.bincount(idx[assign == c]).max() for c in np.unique(assign)) / len(labels))
+
+
+# ==== effect sizes and confidence intervals ===================================================================
+def bootstrap_ci(statistic, n: int, reps: int = 2000, seed: int = 0, strata=None, alpha: float = 0.05) -> list[float]:
+    """Percentile bootstrap confidence interval of `statistic(indices)` over `n` items resampled with
+    replacement (within each stratum when `strata` gives one label per item, so every sense or class stays
+    represented). Returns [low, high]; [nan, nan] with fewer than 2 items."""
+    if n < 2:
+        return [float("nan"), float("nan")]
+    rng = np.random.default_rng(seed)
+    groups = [np.arange(n)] if strata is None else [np.flatnonzero(np.asarray(strata) == s) for s in
+                                                      dict.fromkeys(np.asarray(strata).tolist())]
+    stats = np.empty(reps)
+    for r in range(reps):
+        idx = np.concatenate([g[rng.integers(0, len(g), len(g))] for g in groups])
+        stats[r] = statistic(idx)
+    lo, hi = np.nanpercentile(stats, [100 * alpha / 2, 100 * (1 - alpha / 2)])
+    return [float(lo), float(hi)]
+
+
+def paired_difference(a, b, reps: int = 2000, seed: int = 0) -> dict:
+    """Mean of per-item scores a − b (paired: the same items), with its bootstrap 95% CI over items."""
+    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    if a.shape != b.shape:
+        raise ValueError("paired scores need the same items on both sides")
+    d = a - b
+    return {"mean": float(d.mean()) if d.size else float("nan"), "n": int(d.size),
+            "ci": bootstrap_ci(lambda idx: d[idx].mean(), d.size, reps, seed)}
+
+
+def seed_item_difference(a, b, reps: int = 2000, seed: int = 0) -> dict:
+    """Paired difference of per-item scores a − b given as [seeds, items] (seed k of a against seed k of b, on
+    the same test items): the mean, and a two-level bootstrap 95% CI that resamples seeds, then items, so that
+    both the seed-to-seed and the item-to-item variation widen it."""
+    d = np.asarray(a, dtype=float) - np.asarray(b, dtype=float)
+    if d.ndim != 2 or d.size == 0:
+        raise ValueError("scores must be [seeds, items] on both sides")
+    rng = np.random.default_rng(seed)
+    k, n = d.shape
+    stats = np.array([d[rng.integers(0, k, k)][:, rng.integers(0, n, n)].mean() for _ in range(reps)])
+    return {"mean": float(d.mean()), "seeds": k, "items": n,
+            "ci": [float(v) for v in np.percentile(stats, [2.5, 97.5])] if n > 1 else [float("nan")] * 2}
+
+
 # ==== classification ==========================================================================================
 def classification_scores(y_true, y_pred, labels=None) -> dict:
     """Accuracy and macro-F1 (the unweighted mean of per-class F1, so rare classes count as much as common

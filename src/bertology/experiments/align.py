@@ -259,13 +259,17 @@ def build_retrieval(dictionary: Dictionary, src: WordSet, tgt: WordSet, max_word
 
 
 def score_layers(src_vecs: np.ndarray, tgt_vecs: np.ndarray, gold: list[list[int]], layers: Sequence[int],
-                 scorings: Sequence[str] = RETRIEVAL_SCORINGS, csls_k: int = 10) -> dict[str, list[dict]]:
-    """{scoring: [{layer, mrr, p_at_1, p_at_5, n}, ...]} for stacked per-layer vectors."""
+                 scorings: Sequence[str] = RETRIEVAL_SCORINGS, csls_k: int = 10,
+                 cosine_ranks: list | None = None) -> dict[str, list[dict]]:
+    """{scoring: [{layer, mrr, p_at_1, p_at_5, n}, ...]} for stacked per-layer vectors. `cosine_ranks`, if
+    given, receives each layer's per-word cosine ranks (the verdict's paired tests need them)."""
     out: dict[str, list[dict]] = {s: [] for s in scorings}
     for li, layer in enumerate(layers):
         ranks = retrieval_ranks_all(src_vecs[li], tgt_vecs[li], gold, tuple(scorings), csls_k)
         for s in scorings:
             out[s].append({"layer": int(layer), **ranking_scores(ranks[s])})
+        if cosine_ranks is not None:
+            cosine_ranks.append([int(r) for r in ranks["cosine"]])
     return out
 
 
@@ -285,6 +289,9 @@ class AlignResult:
     best: dict                          # best contextual layer by cosine MRR
     examples: list[dict] = field(default_factory=list)   # a few source words: gold, top-5 at the best layer
     seconds: float = 0.0
+    # per source word (task order), its cosine rank: {"contextual": [[per word] per layer], "context_free": ...,
+    # "random_vectors": [per word], "sources": [words]}
+    word_ranks: dict = field(default_factory=dict)
 
 
 def align(model: str, dictionary: Dictionary, corpora: dict[str, Sequence[str]], source_lang: str,
@@ -315,17 +322,19 @@ def align(model: str, dictionary: Dictionary, corpora: dict[str, Sequence[str]],
     same = src_lines is tgt_lines and task.sources == task.candidates
     sv = contextual_vectors(emb, src_lines, src_sel, layers)
     tv = sv if same else contextual_vectors(emb, tgt_lines, tgt_sel, layers)
-    contextual = score_layers(sv, tv, task.gold, layers, csls_k=csls_k)
+    word_ranks: dict = {"sources": list(task.sources), "contextual": [], "context_free": [], "random_vectors": []}
+    contextual = score_layers(sv, tv, task.gold, layers, csls_k=csls_k, cosine_ranks=word_ranks["contextual"])
     cf = {}
     if context_free:
         csv_ = context_free_vectors(emb, task.sources, layers)
         ctv = csv_ if same else context_free_vectors(emb, task.candidates, layers)
-        cf = score_layers(csv_, ctv, task.gold, layers, csls_k=csls_k)
+        cf = score_layers(csv_, ctv, task.gold, layers, csls_k=csls_k, cosine_ranks=word_ranks["context_free"])
     rng = np.random.default_rng(seed)
     hidden = sv.shape[-1]
     rs, rt = rng.standard_normal((len(task.sources), hidden)), rng.standard_normal((len(task.candidates), hidden))
     baselines: dict = {"random_expected_mrr": random_mrr([len(g) for g in task.gold], len(task.candidates)),
-                       "random_vectors": score_layers(rs[None], rt[None], task.gold, [0], csls_k=csls_k)}
+                       "random_vectors": score_layers(rs[None], rt[None], task.gold, [0], csls_k=csls_k,
+                                                      cosine_ranks=word_ranks["random_vectors"])}
     baselines["random_vectors"] = {s: v[0] for s, v in baselines["random_vectors"].items()}
     if cbow:
         import tempfile
@@ -342,7 +351,47 @@ def align(model: str, dictionary: Dictionary, corpora: dict[str, Sequence[str]],
                        target_lang=target_lang, layers=list(layers), k=k, convert=dictionary.convert, coverage=coverage,
                        contextual=contextual, context_free=cf, baselines=baselines,
                        best={"layer": layers[best_i], **contextual["cosine"][best_i]}, examples=examples,
-                       seconds=time.perf_counter() - t0)
+                       seconds=time.perf_counter() - t0, word_ranks=word_ranks)
+
+
+def alignment_measures(result: AlignResult, init: AlignResult | None = None, seed: int = 0) -> dict:
+    """The verdict's numbers (report.claims "align"), written before the numbers: source words are halved
+    (seeded); the layer is chosen on the dev half by cosine MRR, and on the test half its MRR is compared with
+    layer 0, the word fed alone at the same layer, random vectors and (`init`: the same architecture at
+    initialisation, same words) by a paired bootstrap CI of the reciprocal-rank difference against the
+    strongest of them."""
+    from ..metrics import paired_difference
+
+    wr = result.word_ranks
+    ctx = 1.0 / np.asarray(wr["contextual"], dtype=float)             # [layers, words]
+    order = np.random.default_rng(seed).permutation(ctx.shape[1])
+    dev, test = np.sort(order[: len(order) // 2]), np.sort(order[len(order) // 2:])
+    li = int(np.argmax(ctx[:, dev].mean(1)))
+    base = {"layer 0": ctx[0, test], "random vectors": 1.0 / np.asarray(wr["random_vectors"][0], float)[test]}
+    if wr.get("context_free"):
+        base["word alone"] = 1.0 / np.asarray(wr["context_free"][li], float)[test]
+    if init is not None and init.word_ranks.get("sources") == wr["sources"]:
+        base["at initialisation"] = 1.0 / np.asarray(init.word_ranks["contextual"][li], float)[test]
+    strongest = max(base, key=lambda k: base[k].mean())
+    diff = paired_difference(ctx[li, test], base[strongest], seed=seed)
+    return {"mrr": float(ctx[li, test].mean()), "layer": result.layers[li], "test_words": int(len(test)),
+            "dev_words": int(len(dev)), **{k: float(v.mean()) for k, v in base.items()},
+            "random ranking": result.baselines["random_expected_mrr"], "strongest": strongest, "ci": diff["ci"],
+            "effect": diff["mean"]}
+
+
+def initialised_embedder(model: str, seed: int = 0, trust_remote_code: bool = False, **kwargs) -> Embedder:
+    """The same architecture and tokenizer as `model`, with freshly initialised weights (seeded): the
+    "at initialisation" baseline, what alignment the architecture and the shared characters give untrained."""
+    import torch
+    from transformers import AutoModel
+
+    from ..core.models import load_config, load_tokenizer
+
+    config = load_config(model, trust_remote_code)
+    torch.manual_seed(seed)
+    net = AutoModel.from_config(config, trust_remote_code=trust_remote_code)
+    return Embedder(net, load_tokenizer(model, trust_remote_code), **kwargs)
 
 
 def _examples(sv: np.ndarray, tv: np.ndarray, task: Retrieval, n: int = 8) -> list[dict]:

@@ -15,7 +15,10 @@ from pathlib import Path
 from ..errors import UserError
 
 CLOZE_SCHEMA = "bertology.cloze/1"
-BUILTIN_ITEMS = {"cloze-en-zh": Path(__file__).resolve().parents[1] / "demo" / "cloze_en_zh.tsv"}
+_DEMO = Path(__file__).resolve().parents[1] / "demo"
+# cloze-items: 40 zh (Traditional) + 40 en blanks written so that the answer follows from the sentence, not from
+# the character before the blank (the verdict's item set; demo/senses/README.md says how they were written)
+BUILTIN_ITEMS = {"cloze-en-zh": _DEMO / "cloze_en_zh.tsv", "cloze-items": _DEMO / "cloze_items.tsv"}
 
 
 @dataclass
@@ -82,3 +85,33 @@ def cloze_accuracy(model: str, items: list[ClozeItem], precision: str = "fp32",
         s["top1"] /= s["n"]
         s["top5"] /= s["n"]
     return ClozeResult(model=str(model), items=rows, summary=summary)
+
+
+def ngram_hits(tokenizer, items: list[ClozeItem], corpora: dict[str, list[str]]) -> dict[str, list[bool]]:
+    """The fill-mask verdict's cheap baselines, per item: does a unigram predictor (the corpus's most frequent
+    token of the item's language) or a left-neighbour bigram predictor (the most frequent token after the token
+    left of the blank; the unigram where that token was never seen) get the answer first? Counted with the
+    model's own tokenizer on `corpora` ({lang: lines}, the pretraining corpus)."""
+    from collections import Counter
+
+    follow: dict[str, dict[int, Counter]] = {}
+    unigram: dict[str, int] = {}
+    special = set(tokenizer.all_special_ids)
+    for lang, lines in corpora.items():
+        uni, big = Counter(), {}
+        for ids in tokenizer(list(lines), add_special_tokens=False, verbose=False)["input_ids"]:
+            uni.update(i for i in ids if i not in special)
+            for a, b in zip(ids, ids[1:]):
+                big.setdefault(a, Counter())[b] += 1
+        unigram[lang], follow[lang] = uni.most_common(1)[0][0], big
+    out = {"unigram": [], "bigram": []}
+    for it in items:
+        answer = tokenizer(it.answer, add_special_tokens=False)["input_ids"]
+        ids = tokenizer(it.sentence.replace("[MASK]", tokenizer.mask_token), add_special_tokens=False)["input_ids"]
+        at = ids.index(tokenizer.mask_token_id)
+        left = ids[at - 1] if at else None
+        uni = unigram.get(it.lang)
+        seen = follow.get(it.lang, {}).get(left)
+        out["unigram"].append(len(answer) == 1 and uni == answer[0])
+        out["bigram"].append(len(answer) == 1 and (seen.most_common(1)[0][0] if seen else uni) == answer[0])
+    return out

@@ -102,22 +102,30 @@ def _words_and_outputs(pairs: list[tuple[str, str]]) -> list[tuple[str, str]]:
     return res
 
 
+def is_translation(output: str, translations: Sequence[str]) -> bool:
+    """An output token translates a word when it is one of its translations or, for Chinese, a character of one."""
+    return output in translations or (has_cjk(output) and any(output in t for t in translations))
+
+
+def word_hits(outputs: list[list[tuple[str, str]]], translations: dict[str, list[str]]) -> list[tuple[str, bool]]:
+    """(source word, translated?) for every scored word occurrence, in sentence order: the single-token source
+    words the dictionary knows (the same occurrences at every layer and α, since the input is the same)."""
+    return [(word, is_translation(outp, translations[word]))
+            for sent in outputs for word, outp in _words_and_outputs(sent) if translations.get(word)]
+
+
 def score_translation(outputs: list[list[tuple[str, str]]], translations: dict[str, list[str]]) -> dict:
     """Token-translation precision: among single-token source words the dictionary knows, the share whose
     output token is a translation (or, for Chinese, a character of a translation). Also the share of all output
     tokens written in CJK (did the language switch at all?) and the share left unchanged."""
-    hits = scored = cjk = changed = total = 0
+    cjk = changed = total = 0
     for sent in outputs:
         for tok, outp in sent:
             total += 1
             cjk += has_cjk(outp)
             changed += outp.removeprefix("##") != tok.removeprefix("##")
-        for word, outp in _words_and_outputs(sent):
-            ts = translations.get(word)
-            if not ts:
-                continue
-            scored += 1
-            hits += outp in ts or (has_cjk(outp) and any(outp in t for t in ts))
+    marks = word_hits(outputs, translations)
+    scored, hits = len(marks), sum(hit for _, hit in marks)
     return {"precision": hits / scored if scored else float("nan"), "scored_words": scored, "hits": hits,
             "target_script_rate": cjk / total if total else float("nan"),
             "changed_rate": changed / total if total else float("nan")}
@@ -137,6 +145,9 @@ class LangvecResult:
     best: dict
     examples: list[dict] = field(default_factory=list)
     seconds: float = 0.0
+    # for the verdict's dev/test split: every scored occurrence's word, its hit per "layer/alpha" setting, and
+    # the translations of the scored words
+    word_hits: dict = field(default_factory=dict)
 
 
 def langvec(model: str, corpora: dict[str, Sequence[str]], sentences: Sequence[str], dictionary: Dictionary,
@@ -173,7 +184,7 @@ def langvec(model: str, corpora: dict[str, Sequence[str]], sentences: Sequence[s
         ts = [t for t in ts if t.lower() != w.lower() and has_cjk(t) == tgt_cjk]
         if ts:
             translations[w.lower()] = ts
-    grid, outputs = [], {}
+    grid, outputs, hits_by_setting, scored_words = [], {}, {}, []
     from tqdm.auto import tqdm
 
     settings = [(l, float(a)) for l in layers for a in alphas]
@@ -183,6 +194,9 @@ def langvec(model: str, corpora: dict[str, Sequence[str]], sentences: Sequence[s
         outs = translate(mlm, tokenizer, sentences, li, shift, batch_size)
         outputs[(li, a)] = outs
         grid.append({"layer": li, "alpha": a, **score_translation(outs, translations)})
+        marks = word_hits(outs, translations)
+        hits_by_setting[f"{li}/{a:g}"] = [int(h) for _, h in marks]
+        scored_words = [w for w, _ in marks]
     scored = [g for g in grid if g["alpha"] != 0 and g["precision"] == g["precision"]]
     best = max(scored, key=lambda g: (g["precision"], g["target_script_rate"])) if scored else grid[0]
     plain = outputs[(best["layer"], float(alphas[0]))] if alphas[0] == 0 else translate(
@@ -198,7 +212,43 @@ def langvec(model: str, corpora: dict[str, Sequence[str]], sentences: Sequence[s
                          mean_sentences={k: min(mean_sentences, len(v)) for k, v in corpora.items()
                                          if k in (source_lang, target_lang)},
                          distance=distance, grid=grid, best=best, examples=examples,
-                         seconds=time.perf_counter() - t0)
+                         seconds=time.perf_counter() - t0,
+                         word_hits={"words": scored_words, "settings": hits_by_setting,
+                                    "translations": {w: translations[w] for w in dict.fromkeys(scored_words)}})
+
+
+def langvec_measures(result: LangvecResult, seed: int = 0) -> dict:
+    """The verdict's numbers (report.claims "langvec"), written before the numbers: the dictionary words scored
+    are halved by word type (seeded); (layer, α > 0) and the best constant output token are chosen on the dev
+    words; on the test words the chosen setting's precision is compared with the unshifted output and that
+    constant token by a paired bootstrap CI over test occurrences against the stronger of the two."""
+    from ..metrics import paired_difference
+
+    wh = result.word_hits
+    words = np.asarray(wh["words"], dtype=object)
+    types = sorted(set(wh["words"]))
+    if len(types) < 4:
+        return {"not_applicable": f"only {len(types)} dictionary words are single tokens in these sentences "
+                                  f"(at least 4 are needed to choose on half and score on the other)"}
+    order = np.random.default_rng(seed).permutation(len(types))
+    dev_types = {types[i] for i in order[: len(types) // 2]}
+    dev = np.array([w in dev_types for w in words])
+    test = ~dev
+    hits = {k: np.asarray(v, dtype=float) for k, v in wh["settings"].items()}
+    shifted = [k for k in hits if float(k.split("/")[1]) != 0]
+    chosen = max(shifted, key=lambda k: hits[k][dev].mean())
+    layer, alpha = chosen.split("/")
+    unshifted = next(v for k, v in hits.items() if float(k.split("/")[1]) == 0)
+    candidates = sorted({ch for w in dev_types for t in wh["translations"][w] for ch in [t, *t]})
+    marks = {c: np.array([is_translation(c, wh["translations"][w]) for w in words], dtype=float) for c in candidates}
+    constant = max(candidates, key=lambda c: (marks[c][dev].mean(), c)) if candidates else None
+    const_hits = marks[constant] if constant else np.zeros(len(words))
+    rival = const_hits if const_hits[test].mean() > unshifted[test].mean() else unshifted
+    diff = paired_difference(hits[chosen][test], rival[test], seed=seed)
+    return {"precision": float(hits[chosen][test].mean()), "layer": int(layer), "alpha": float(alpha),
+            "unshifted": float(unshifted[test].mean()), "constant": float(const_hits[test].mean()),
+            "constant_token": constant, "test_words": int(test.sum()), "dev_words": int(dev.sum()),
+            "ci": diff["ci"], "effect": diff["mean"]}
 
 
 def save(result: LangvecResult, out_dir: str | Path) -> Path:

@@ -124,3 +124,152 @@ def resolve_sentences(sentences: str, target: str | None) -> tuple[list[str], li
             raise UserError("`target` is required (which word or character to embed)", fields=('target',))
         target = DEMO_SETS[sentences][1]
     return sents, labels, source, target
+
+
+# --------------------------------------------------------------------------------------------- the sense study
+# The verdict's measurement (report.claims "senses"), written before the numbers:
+# - every built-in sense set (several targets per language; Chinese in Traditional and Simplified), each
+#   position-balanced;
+# - per set, the sentences of each sense are halved (seeded, each half keeping the sentence-initial share):
+#   the layer is chosen on the dev half, and everything reported is measured on the test half;
+# - the effect is separation at the chosen layer minus separation at layer 0 (the input embeddings, which see
+#   the word and its position but no context), with a bootstrap CI over test sentences;
+# - baselines: layer 0, a position-only feature (sentence-initial? relative position) clustered like the
+#   vectors, and a static CBOW vector (separation 0 by construction).
+SENSE_STUDY_SCHEMA = "bertology.sense-study/1"
+
+
+def sense_set_variants(name: str) -> list[tuple[str, str, list[str], list[str], str]]:
+    """(set name, target, sentences, labels, language) for a built-in sense set: Chinese sets as written
+    (Traditional) and converted to Simplified with OpenCC."""
+    from ..io.sentences import SENSE_SETS
+
+    file, target, lang = SENSE_SETS[name]
+    sents, labels, _ = read_sentences(name)
+    out = [(name, target, sents, labels, lang)]
+    if lang == "zh":
+        import opencc
+
+        cc = opencc.OpenCC("t2s")
+        out.append((f"{name}-simplified", cc.convert(target), [cc.convert(s) for s in sents], labels, lang))
+    return out
+
+
+def position_features(sentences: Sequence[str], occ: Sequence[Occurrence]) -> np.ndarray:
+    """Per occurrence: is it sentence-initial, and where does it start relative to the sentence's length."""
+    return np.array([[float(sentences[o.sentence][:o.start].strip() == ""),
+                      o.start / max(len(sentences[o.sentence]), 1)] for o in occ])
+
+
+def dev_test_halves(labels: Sequence[str], initial: Sequence[float], seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Indices of a dev and a test half: within each (sense, sentence-initial) cell, a seeded shuffle dealt
+    alternately, so both halves keep every sense and the position balance."""
+    rng = np.random.default_rng(seed)
+    dev, test = [], []
+    cells: dict = {}
+    for i, key in enumerate(zip(labels, initial)):
+        cells.setdefault(key, []).append(i)
+    for key in sorted(cells):
+        idx = [cells[key][j] for j in rng.permutation(len(cells[key]))]
+        dev += idx[0::2]
+        test += idx[1::2]
+    return np.array(sorted(dev)), np.array(sorted(test))
+
+
+def _unit(x: np.ndarray) -> np.ndarray:
+    return x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), 1e-12)
+
+
+def score_sense_set(vectors: np.ndarray, labels: Sequence[str], position: np.ndarray, seed: int = 0,
+                    reps: int = 2000) -> dict:
+    """The claim's numbers for one set from its occurrence vectors [layers, n, H] (layer 0 = embeddings)."""
+    from ..metrics import bootstrap_ci, cluster_purity, separation_from_similarity
+
+    labels = np.asarray(labels)
+    dev, test = dev_test_halves(labels, position[:, 0], seed)
+    units = _unit(vectors.astype(np.float64))
+    dev_sep = [separation_from_similarity(u[dev] @ u[dev].T, labels[dev]) for u in units]
+    layer = int(np.argmax(dev_sep))
+    sim_l = units[layer][test] @ units[layer][test].T
+    sim_0 = units[0][test] @ units[0][test].T
+    lab = labels[test]
+
+    def effect(idx):
+        sub = np.ix_(idx, idx)
+        off = idx[:, None] != idx[None, :]         # a resampled sentence is not paired with its own copy
+        same = (lab[idx][:, None] == lab[idx][None, :])
+        if not (same & off).any() or not (~same).any():
+            return float("nan")
+        return float((sim_l[sub][same & off].mean() - sim_l[sub][~same].mean())
+                     - (sim_0[sub][same & off].mean() - sim_0[sub][~same].mean()))
+
+    sep_l, sep_0 = separation_from_similarity(sim_l, lab), separation_from_similarity(sim_0, lab)
+    pos = position[test]
+    pos_std = (pos - pos.mean(0)) / np.maximum(pos.std(0), 1e-9)
+    return {"layer": layer, "dev_separation": dev_sep, "separation": sep_l, "layer0": sep_0,
+            "effect": sep_l - sep_0, "ci": bootstrap_ci(effect, len(test), reps, seed, strata=lab),
+            "purity": cluster_purity(units[layer][test], lab, seed),
+            "layer0_purity": cluster_purity(units[0][test], lab, seed),
+            "position_purity": cluster_purity(pos_std, lab, seed), "n_test": int(len(test)),
+            "per_sense": {str(k): int((lab == k).sum()) for k in np.unique(lab)},
+            "_effect_fn": effect, "_labels": lab}      # for the pooled bootstrap; not saved
+
+
+@dataclass
+class SenseStudy:
+    model: str
+    sets: list[dict]            # per set: name, target, language, the numbers of score_sense_set, or the reason
+    pooled: dict                # per language: effect, ci, purity, position_purity, layer0, sets, not_applicable
+
+    def to_json(self) -> dict:
+        return {"model": self.model, "sets": self.sets, "pooled": self.pooled}
+
+
+def _pooled(scored: list[dict], reps: int, seed: int) -> dict:
+    """Mean over sets, with a CI from bootstrap replicates averaged across sets (each set resampled on its own)."""
+    rng_seeds = range(seed, seed + len(scored))
+    reps_per_set = []
+    for s, sd in zip(scored, rng_seeds):
+        rng = np.random.default_rng(sd)
+        fn, lab = s["_effect_fn"], s["_labels"]
+        groups = [np.flatnonzero(lab == k) for k in np.unique(lab)]
+        reps_per_set.append([fn(np.concatenate([g[rng.integers(0, len(g), len(g))] for g in groups]))
+                             for _ in range(reps)])
+    means = np.nanmean(np.array(reps_per_set), axis=0)
+    mean = lambda k: float(np.mean([s[k] for s in scored]))  # noqa: E731
+    return {"effect": mean("effect"), "ci": [float(v) for v in np.nanpercentile(means, [2.5, 97.5])],
+            "separation": mean("separation"), "layer0": mean("layer0"), "purity": mean("purity"),
+            "layer0_purity": mean("layer0_purity"), "position_purity": mean("position_purity"),
+            "sets": len(scored)}
+
+
+def sense_study(model: str, languages: Sequence[str] = ("zh", "en"), seed: int = 0, precision: str = "fp32",
+                trust_remote_code: bool = False, embedder: Embedder | None = None, reps: int = 2000) -> SenseStudy:
+    """Every built-in sense set of `languages` on `model` (see the comment above SENSE_STUDY_SCHEMA). A set the
+    tokenizer reads with more than core.vocab.UNKNOWN_LIMIT [UNK] tokens is not applicable, with the share."""
+    from ..core.vocab import UNKNOWN_LIMIT, unknown_token_share
+    from ..io.sentences import SENSE_SETS
+
+    emb = embedder or Embedder(model, precision=precision, trust_remote_code=trust_remote_code, progress=False)
+    sets, pooled = [], {}
+    for lang in languages:
+        scored = []
+        for name in [n for n, (_, _, lg) in SENSE_SETS.items() if lg == lang]:
+            for set_name, target, sents, labels, _ in sense_set_variants(name):
+                row = {"name": set_name, "target": target, "language": lang}
+                share = unknown_token_share(emb.tokenizer, sents)
+                if share > UNKNOWN_LIMIT:
+                    sets.append({**row, "not_applicable": f"{share:.0%} of its tokens are [UNK] to this "
+                                                          f"model's vocabulary (limit {UNKNOWN_LIMIT:.0%})"})
+                    continue
+                occ = find_occurrences(sents, target, labels, source=set_name)
+                vectors = emb.occurrence_vectors(sents, occ, target=target, source=set_name)
+                s = score_sense_set(vectors, [o.label for o in occ], position_features(sents, occ), seed, reps)
+                scored.append(s)
+                sets.append({**row, **{k: v for k, v in s.items() if not k.startswith("_")}})
+        if scored:
+            pooled[lang] = _pooled(scored, reps, seed)
+        else:
+            why = next((s["not_applicable"] for s in sets if s["language"] == lang and "not_applicable" in s), "")
+            pooled[lang] = {"not_applicable": f"every {lang} sense set: {why}"}
+    return SenseStudy(str(model), sets, pooled)

@@ -10,7 +10,18 @@ from .storage import open_text
 # ==== sentence files (word senses) ============================================================================
 DEMO_DIR = Path(__file__).parents[1] / "demo"
 # Built-in sentence sets (name -> (file, default target)), written by the bertology team.
-DEMO_SETS = {"apple-zh": ("apple_zh.tsv", "果"), "apple-en": ("apple_en.tsv", "apple")}
+# Position-balanced sense sets (demo/senses/README.md): name -> (file, target, language). In each, both senses put
+# the target at the same positions (8 of 16 sentences sentence-initial per sense), so position cannot stand in
+# for sense; the Chinese ones are written in Traditional characters (the study adds their Simplified forms).
+SENSE_SETS = {
+    "zh-guo": ("senses/zh_guo.tsv", "果", "zh"), "zh-da": ("senses/zh_da.tsv", "打", "zh"),
+    "zh-hua": ("senses/zh_hua.tsv", "花", "zh"), "zh-yisi": ("senses/zh_yisi.tsv", "意思", "zh"),
+    "en-apple": ("senses/en_apple.tsv", "apple", "en"), "en-bank": ("senses/en_bank.tsv", "bank", "en"),
+    "en-bat": ("senses/en_bat.tsv", "bat", "en"), "en-spring": ("senses/en_spring.tsv", "spring", "en"),
+}
+# Built-in sentence sets (name -> (file, default target)): the lecture's two demos and every sense set.
+DEMO_SETS = {"apple-zh": ("senses/zh_guo.tsv", "果"), "apple-en": ("senses/en_apple.tsv", "apple"),
+             **{name: (f, t) for name, (f, t, _) in SENSE_SETS.items()}}
 
 
 def _refuse_headerless_labels(path: Path, lines: list[str]) -> None:

@@ -9,6 +9,7 @@ file can be mailed or opened anywhere.
 from __future__ import annotations
 
 import base64
+import datetime
 import html
 import importlib
 import time
@@ -19,7 +20,7 @@ from typing import Callable
 
 from ..errors import UserError
 from ..io.storage import atomic_write_text, save_results
-from .claims import verdicts
+from .claims import claim_verdicts, summary_line, verdicts
 
 
 @dataclass
@@ -34,6 +35,12 @@ class ReportContext:
     describe_error: Callable[[UserError], str] = str   # how a UserError reads here (the CLI: fields as flags)
     fallback_model: str | None = None   # runs the sections `model` cannot (no Chinese vocabulary, no MLM head)
     keep_models: bool = False           # keep models a section trains (QA) in its folder; else only results
+
+    @property
+    def models(self) -> list[str]:
+        """Every model of the report: a claim is tested on each one that can test it."""
+        return [self.model] + ([self.fallback_model] if self.fallback_model and self.fallback_model != self.model
+                               else [])
 
 
 @dataclass
@@ -146,26 +153,35 @@ def embedded_cjk_font(text: str) -> str:
     return (f"@font-face{{font-family:'bertology-cjk';src:url(data:font/otf;base64,{data}) format('opentype');}}")
 
 
-def _verdict_html(claims: list[dict]) -> str:
-    """The verdict table: claim, the paper's figure, this run's figure and baseline, verdict, link."""
+def _verdict_html(claims: list[dict], summary: str = "") -> str:
+    """The verdict table: one row per claim and model: the paper's figure, this run's figure, the baselines it
+    had to beat, the 95% CI of the effect, the verdict (its rule on hover), a link to the section."""
     if not claims:
         return ""
     rows = []
     for c in claims:
         link = f"<a href='#s{c['section']}'>section {c['section']}</a>" if c["section"] else ""
         why = f"<br><small>{html.escape(c['reason'])}</small>" if c.get("reason") else ""
-        on = f"<br><small>on {html.escape(str(c['model']))}</small>" if c.get("model") else ""
-        rows.append(f"<tr class='v-{c['verdict'].split()[0]}'><td>{html.escape(c['claim'])}</td>"
-                    f"<td>{html.escape(c['paper'])}</td><td>{html.escape(c['this_run'])}{on}</td>"
-                    f"<td>{html.escape(c['baseline'])}</td><td title='{html.escape(c['rule'])}'>"
+        model = html.escape(str(c["model"] or "–"))
+        base = "<br>".join(f"{html.escape(k)}: {v:.3f}" if isinstance(v, float) else f"{html.escape(k)}: {html.escape(str(v))}"
+                           for k, v in c["baselines"].items())
+        ci = "" if not c.get("ci") else f"[{c['ci'][0]:+.3f}, {c['ci'][1]:+.3f}]"
+        rows.append(f"<tr class='v-{c['verdict'].replace(' ', '-')}'><td>{html.escape(c['claim'])}</td>"
+                    f"<td>{html.escape(c['paper'])}</td><td>{model}</td><td>{html.escape(c['this_run'])}</td>"
+                    f"<td>{base}</td><td>{ci}</td><td title='{html.escape(c['rule'])}'>"
                     f"<b>{html.escape(c['verdict'])}</b>{why}</td><td>{link}</td></tr>")
-    return ("<h2 id='verdicts'>Verdicts</h2><p class='cap'>Each claim of the lecture and its papers beside this "
-            "run's number. A verdict follows a written rule (hover it; docs/results.md), not a judgement.</p>"
-            "<table class='verdicts'><tr><th>claim</th><th>lecture / paper</th><th>this run</th><th>baseline</th>"
-            "<th>verdict</th><th></th></tr>" + "".join(rows) + "</table>")
+    top = f"<p class='summary'><b>{html.escape(summary)}</b></p>" if summary else ""
+    return ("<h2 id='verdicts'>Verdicts</h2>" + top + "<p class='cap'>Each claim of the lecture and its papers, on "
+            "every model of this report that can test it, against the strongest cheap explanation of the same "
+            "number. A verdict follows a rule written before the numbers (hover it; docs/results.md), not a "
+            "judgement: <i>shown</i> needs the effect's 95% confidence interval (bootstrap over test items, and "
+            "seeds where there are seeds) clear of every baseline.</p>"
+            "<div class='wide'><table class='verdicts'><tr><th>claim</th><th>lecture / paper</th><th>model</th>"
+            "<th>this run</th><th>baselines</th><th>95% CI of the effect</th><th>verdict</th><th></th></tr>"
+            + "".join(rows) + "</table></div>")
 
 
-def render_html(model: str, sections: list[Section], claims: list[dict] | None = None) -> str:
+def render_html(model: str, sections: list[Section], claims: list[dict] | None = None, summary: str = "") -> str:
     parts = []
     for i, s in enumerate(sections, 1):
         body = [f"<h2 id='s{i}'>{i}. {html.escape(s.title)}</h2>"]
@@ -194,10 +210,10 @@ def render_html(model: str, sections: list[Section], claims: list[dict] | None =
 body{{font-family:system-ui,sans-serif,'Noto Sans CJK TC','PingFang TC','Microsoft JhengHei','bertology-cjk';max-width:60rem;margin:2rem auto;padding:0 1rem;line-height:1.5}}
 img{{max-width:100%}} table{{border-collapse:collapse;margin:.5rem 0}} td,th{{border:1px solid #ccc;padding:.2rem .5rem;
 text-align:right}} .verdicts td{{text-align:left;vertical-align:top}} .v-shown{{background:#e8f5e9}}
-.v-not{{background:#fff8e1}} .skip{{color:#a00}} .time,.cap{{color:#666;font-size:.9em}} pre{{white-space:pre-wrap;font-size:.8em}}</style>
+.v-not-shown{{background:#fff8e1}} .v-not-applicable,.v-not-run{{background:#f3f3f3}} .wide{{overflow-x:auto}} .skip{{color:#a00}} .time,.cap{{color:#666;font-size:.9em}} pre{{white-space:pre-wrap;font-size:.8em}}</style>
 </head><body><h1>Why BERT works — {html.escape(model)}</h1>
 <p>Generated by bertology: the experiments of Hung-yi Lee's lecture "Self-supervised learning: BERT explained"
-(ML 2021) and the papers behind it, run on this model.</p>{_verdict_html(claims or [])}<ol>{toc}</ol>
+(ML 2021) and the papers behind it, run on this model.</p>{_verdict_html(claims or [], summary)}<ol>{toc}</ol>
 {''.join(parts)}</body></html>"""
 
 
@@ -227,9 +243,12 @@ def build_report(model: str, out_dir: str | Path, data_dir: str | None = None, p
     from .plots import FIGURE_WARNINGS
 
     claims = verdicts(sections)
-    page = atomic_write_text(out_dir / "index.html", render_html(model, sections, claims))
+    models = [model] + ([fallback_model] if fallback_model and fallback_model != model else [])
+    summary = summary_line(claims, models, quick, datetime.date.today().isoformat())
+    page = atomic_write_text(out_dir / "index.html", render_html(model, sections, claims, summary))
     save_results(out_dir, "bertology.report/1", {
-        "model": model, "quick": quick, "fallback_model": fallback_model, "claims": claims,
+        "model": model, "quick": quick, "fallback_model": fallback_model, "summary": summary,
+        "claim_verdicts": claim_verdicts(claims), "claims": claims,
         "figure_warnings": list(FIGURE_WARNINGS),
         "sections": [{"title": s.title, "model": s.model or model, "error": s.error, "seconds": s.seconds,
                       "figures": [str(Path(f).relative_to(out_dir)) if Path(f).is_relative_to(out_dir) else str(f)

@@ -1,11 +1,17 @@
-"""The report's verdict table: each claim of the lecture and its papers beside this run's number.
+"""The report's verdict table: each claim of the lecture and its papers, tested against its strongest cheap
+baseline, on every model of the report that can test it.
 
-Sections put the numbers a verdict needs into `Section.measures` under a claim id; this module turns them into
-one row per claim with a verdict decided by a written rule (docs/results.md), never by hand:
+Sections put the numbers a rule needs into `Section.measures` under a claim id (one dict, or a list of dicts:
+one per model); this module turns them into rows with a verdict decided by a rule written before the numbers
+(docs/results.md), never by hand:
 
-    shown                       the effect exceeds its baseline by the rule's margin
-    not shown at this scale     the section ran and the effect is below the margin (the row says by how much)
-    not runnable on this model  the section could not run (the row gives the reason and what would run it)
+    shown            the effect beats every baseline of the claim by the rule's margin, with its confidence
+                     interval (bootstrap over test items, and seeds where there are seeds) clear of zero
+    not shown        the claim was tested and the rule does not hold (the row gives the numbers)
+    not applicable   the model cannot test the claim (no MLM head, its vocabulary reads the text as [UNK], no
+                     scorable item): the row gives the reason with its count
+    not run          the section did not run at these settings, or a test the rule needs was not run (a missing
+                     paired test is never a pass)
 """
 
 from __future__ import annotations
@@ -13,8 +19,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-SHOWN, NOT_SHOWN, NOT_RUNNABLE, NOT_RUN = ("shown", "not shown at this scale", "not runnable on this model",
-                                           "not run at these settings")
+SHOWN, NOT_SHOWN, NOT_APPLICABLE, NOT_RUN = "shown", "not shown", "not applicable", "not run"
+VERDICTS = (SHOWN, NOT_SHOWN, NOT_APPLICABLE, NOT_RUN)
 
 
 @dataclass(frozen=True)
@@ -28,34 +34,60 @@ class Claim:
 CLAIMS = [
     Claim("senses", "Contextual vectors separate word senses; static (CBOW) vectors cannot",
           "lecture: 果 in 蘋果, fruit vs company, separate in BERT's vectors",
-          "best-layer separation (within − between cosine) exceeds CBOW's by ≥ 0.05 and 2-means purity ≥ 0.9"),
-    Claim("transfer", "Text pretraining helps on DNA (and protein, music) written as words",
+          "on position-balanced sets (4 targets per language), layer chosen on a dev half of the sentences: "
+          "pooled separation at that layer minus layer 0 ≥ 0.05 with its 95% CI above 0, 2-means purity ≥ 0.85 "
+          "and ≥ 0.10 above a position-only feature's purity"),
+    Claim("transfer", "Text pretraining helps on DNA written as words",
           "Kao & Lee 2021: pretrained above scratch on every task",
-          "pretrained − scratch test accuracy > 2 × the binomial standard error of the difference (and > the "
-          "sum of the seed standard deviations), and McNemar's exact test on the same test sequences p < 0.01"),
-    Claim("controls", "The benefit survives new word embeddings but not shuffled weights",
-          "Kao & Lee 2021: rand-embed keeps most of the gain, shuffled loses it",
-          "rand-embed − scratch above the transfer margin, and shuffled − scratch within it"),
+          "on a split with no sequence on two sides, scratch's learning rate tuned on dev: pretrained − scratch "
+          "test accuracy > max(2 × binomial SE, sum of seed SDs) with the paired 95% CI above 0 and McNemar "
+          "p < 0.01, and pretrained above the k-mer composition baseline and the majority class"),
+    Claim("controls", "The gain comes from the learned arrangement of the weights, not their scale",
+          "this project's control (Kao & Lee 2021 compare pretrained with scratch): shuffling every pretrained "
+          "tensor should lose the gain",
+          "pretrained − shuffled test accuracy > the transfer margin, with the paired 95% CI above 0 and "
+          "McNemar p < 0.01"),
     Claim("qa", "Fine-tuning on English SQuAD answers Chinese questions (zero-shot)",
           "Hsu, Liu & Lee 2019, DRCD dev F1: mBERT trained on English 78.8; Chinese BERT 89.1; humans 93.3",
-          "English F1 ≥ 40 and Chinese F1 ≥ half the English F1"),
+          "Chinese F1 above the character-overlap heuristic on the same questions (paired 95% CI above 0), and at "
+          "least half the English F1 on the same questions, both scored with the same (CMRC) F1"),
     Claim("align", "English and Chinese representations align",
           "Liu et al. 2020: dictionary MRR well above random in multilingual BERT, given enough data",
-          "best-layer MRR ≥ 3 × the random-ranking MRR and above random vectors' MRR"),
+          "layer chosen on dev words; on test words MRR ≥ 3 × a random ranking's, and above the strongest of "
+          "layer 0, the word fed alone, random vectors and the same architecture at initialisation, with the "
+          "paired 95% CI above 0"),
     Claim("langvec", "Language vectors translate: μ_zh − μ_en turns English hidden states into Chinese",
           "lecture: English sentences decoded as Chinese tokens after the shift",
-          "token-translation precision ≥ 0.05 and ≥ 2 × the unshifted precision"),
-    Claim("fillmask", "Fill-mask knows 今天買了蘋[MASK]來吃 → 果",
+          "layer and α chosen on dev words; on test words precision ≥ 0.05 and above both the unshifted output "
+          "and the best constant token (chosen on dev), with the paired 95% CI above 0"),
+    Claim("fillmask", "Masked-LM fills blanks from context (今天買了蘋[MASK]來吃 → 果)",
           "lecture: BERT's top answer is 果",
-          "果 is the top-1 candidate for the lecture's (Traditional) sentence"),
+          "on an item set (40 zh + 40 en blanks), top-1 accuracy above the better of a unigram and a "
+          "left-neighbour bigram predictor from the pretraining corpus, paired 95% CI above 0"),
 ]
+CLAIM_IDS = [c.id for c in CLAIMS]
 
 
-def _senses(m: dict) -> tuple[str, str, str]:
-    static = m.get("static_separation", 0.0)
-    ok = m["separation"] - static >= 0.05 and m["purity"] >= 0.9
-    return (f"separation {m['separation']:.3f} (layer {m['layer']}), purity {m['purity']:.2f}",
-            f"CBOW separation {static:.3f}", SHOWN if ok else NOT_SHOWN)
+def _ci_text(ci) -> str:
+    return f"95% CI [{ci[0]:+.3f}, {ci[1]:+.3f}]" if ci and not any(map(math.isnan, ci)) else "no CI"
+
+
+def _clear(ci) -> bool:
+    return bool(ci) and not math.isnan(ci[0]) and ci[0] > 0
+
+
+# -------------------------------------------------------------------------------------------------- rules
+# Each rule takes one model's measures and returns (this run, {baseline: value}, 95% CI or None, verdict).
+def _senses(m: dict):
+    ok = (m["effect"] >= 0.05 and _clear(m["ci"]) and m["purity"] >= 0.85
+          and m["purity"] - m["position_purity"] >= 0.10)
+    run = (f"{m['language']}: separation − layer 0 = {m['effect']:+.3f} over {m['sets']} sets, "
+           f"purity {m['purity']:.2f}")
+    base = {"layer 0 separation": m["layer0"], "layer 0 purity": m["layer0_purity"],
+            "position-only purity": m["position_purity"]}
+    if m.get("cbow") is not None:
+        base["CBOW separation"] = m["cbow"]
+    return run, base, m["ci"], SHOWN if ok else NOT_SHOWN
 
 
 def _margin(m: dict, a: str, b: str) -> float:
@@ -65,86 +97,133 @@ def _margin(m: dict, a: str, b: str) -> float:
     return max(2 * se, m[a]["std"] + m[b]["std"])
 
 
-def _transfer(m: dict) -> tuple[str, str, str]:
-    diff, margin = m["pretrained"]["mean"] - m["scratch"]["mean"], _margin(m, "pretrained", "scratch")
-    p = m.get("mcnemar_p")
-    significant = p is None or p < 0.01          # the paired test, when the runs kept their predictions
-    return (f"pretrained {m['pretrained']['mean']:.3f} (+{diff:.3f}, margin {margin:.3f}"
-            + (f", McNemar p = {p:.2g})" if p is not None else ")"),
-            f"scratch {m['scratch']['mean']:.3f}; majority {m['majority']:.3f}",
-            SHOWN if diff > margin and significant else NOT_SHOWN)
+def _paired(m: dict, a: str, b: str, floors: dict):
+    """pretrained against one condition: the margin rule, the paired CI and McNemar's p."""
+    diff, margin = m[a]["mean"] - m[b]["mean"], _margin(m, a, b)
+    pair = m.get("paired", {}).get(b)
+    if pair is None:
+        return diff, margin, None, None, NOT_RUN
+    ok = diff > margin and _clear(pair["ci"]) and pair["p"] < 0.01 and all(m[a]["mean"] > v for v in floors.values())
+    return diff, margin, pair["ci"], pair["p"], SHOWN if ok else NOT_SHOWN
 
 
-def _controls(m: dict) -> tuple[str, str, str]:
-    if "rand-embed" not in m or "shuffled" not in m:
-        return "", f"scratch {m['scratch']['mean']:.3f}", NOT_RUN + " (bertology report --full runs all controls)"
-    gain = m["rand-embed"]["mean"] - m["scratch"]["mean"] > _margin(m, "rand-embed", "scratch")
-    lost = m["shuffled"]["mean"] - m["scratch"]["mean"] <= _margin(m, "shuffled", "scratch")
-    return (f"rand-embed {m['rand-embed']['mean']:.3f}, shuffled {m['shuffled']['mean']:.3f}",
-            f"scratch {m['scratch']['mean']:.3f}", SHOWN if gain and lost else NOT_SHOWN)
+def _transfer(m: dict):
+    floors = {"majority": m["majority"]}
+    if "composition" in m:
+        floors["composition (k-mer)"] = m["composition"]["mean"]
+    diff, margin, ci, p, verdict = _paired(m, "pretrained", "scratch", floors)
+    run = (f"pretrained {m['pretrained']['mean']:.3f} ({diff:+.3f} over scratch, margin {margin:.3f}"
+           + (f", McNemar p = {p:.2g})" if p is not None else ", paired test not run)"))
+    base = {f"scratch (lr {m['scratch_lr']:g}, tuned on dev)" if m.get("scratch_lr") else "scratch":
+            m["scratch"]["mean"], **floors}
+    return run, base, ci, verdict
 
 
-def _qa(m: dict) -> tuple[str, str, str]:
-    ok = m["en_f1"] >= 40 and m["zh_f1"] >= m["en_f1"] / 2
-    return (f"XQuAD-zh F1 {m['zh_f1']:.1f}", f"XQuAD-en F1 {m['en_f1']:.1f} (same questions in English)",
+def _controls(m: dict):
+    if "shuffled" not in m:
+        return "shuffled not run", {}, None, NOT_RUN
+    diff, margin, ci, p, verdict = _paired(m, "pretrained", "shuffled", {})
+    run = (f"pretrained {m['pretrained']['mean']:.3f} ({diff:+.3f} over shuffled, margin {margin:.3f}"
+           + (f", McNemar p = {p:.2g})" if p is not None else ", paired test not run)"))
+    base = {"shuffled": m["shuffled"]["mean"], "scratch": m["scratch"]["mean"]}
+    if "rand-embed" in m:
+        base["rand-embed"] = m["rand-embed"]["mean"]
+    return run, base, ci, verdict
+
+
+def _qa(m: dict):
+    ok = _clear(m["ci"]) and m["zh_f1"] >= m["en_f1"] / 2
+    return (f"Chinese F1 {m['zh_f1']:.1f} on {m['questions']} questions",
+            {"character-overlap heuristic F1": m["heuristic_f1"], "English F1 (same questions)": m["en_f1"]},
+            m["ci"], SHOWN if ok else NOT_SHOWN)
+
+
+def _align(m: dict):
+    base = {k: m[k] for k in ("layer 0", "word alone", "random vectors", "at initialisation") if k in m}
+    ok = m["mrr"] >= 3 * m["random ranking"] and _clear(m["ci"])
+    return (f"MRR {m['mrr']:.3f} (layer {m['layer']}, {m['test_words']} test words; strongest baseline: "
+            f"{m['strongest']})", {"random ranking": m["random ranking"], **base}, m["ci"], SHOWN if ok else NOT_SHOWN)
+
+
+def _langvec(m: dict):
+    ok = m["precision"] >= 0.05 and _clear(m["ci"])
+    return (f"precision {m['precision']:.3f} (layer {m['layer']}, α {m['alpha']:g}, {m['test_words']} test words)",
+            {"unshifted": m["unshifted"], f"constant {m['constant_token']!r}": m["constant"]}, m["ci"],
             SHOWN if ok else NOT_SHOWN)
 
 
-def _align(m: dict) -> tuple[str, str, str]:
-    ok = m["mrr"] >= 3 * m["random"] and m["mrr"] > m["random_vectors"]
-    return (f"MRR {m['mrr']:.3f} (layer {m['layer']})",
-            f"random ranking {m['random']:.4f}, random vectors {m['random_vectors']:.4f}", SHOWN if ok else NOT_SHOWN)
-
-
-def _langvec(m: dict) -> tuple[str, str, str]:
-    ok = m["precision"] >= 0.05 and m["precision"] >= 2 * m["unshifted"]
-    return (f"precision {m['precision']:.3f} (layer {m['layer']}, α {m['alpha']:g})",
-            f"unshifted {m['unshifted']:.3f}", SHOWN if ok else NOT_SHOWN)
-
-
-def _fillmask(m: dict) -> tuple[str, str, str]:
-    top = ", ".join(f"{t} {p:.2f}" for t, p in m["top5"])
-    rank = m["rank"]
-    return (f"top-5: {top}" + (f" (果 at rank {rank})" if rank else " (果 not in the top 5)"),
-            "(the rule needs no baseline: 果 first among all tokens)", SHOWN if rank == 1 else NOT_SHOWN)
+def _fillmask(m: dict):
+    lecture = (f"; lecture sentence: 果 at rank {m['lecture_rank']}" if m.get("lecture_rank")
+               else "; lecture sentence: 果 not in the top 5")
+    return (f"top-1 {m['top1']:.3f} on {m['items']} items{lecture}",
+            {"unigram": m["unigram"], "left-neighbour bigram": m["bigram"]}, m["ci"],
+            SHOWN if _clear(m["ci"]) else NOT_SHOWN)
 
 
 RULES = {"senses": _senses, "transfer": _transfer, "controls": _controls, "qa": _qa, "align": _align,
          "langvec": _langvec, "fillmask": _fillmask}
 
 
+def judge(claim_id: str, m: dict) -> dict:
+    """One row of the table from one model's measures. `m["not_applicable"]` (a reason) makes the verdict
+    not applicable; a rule that cannot find a number it needs makes it not run, never shown."""
+    if m.get("not_applicable"):
+        return {"this_run": "", "baselines": {}, "ci": None, "verdict": NOT_APPLICABLE, "reason": m["not_applicable"]}
+    if m.get("not_run"):
+        return {"this_run": "", "baselines": {}, "ci": None, "verdict": NOT_RUN, "reason": m["not_run"]}
+    try:
+        run, base, ci, verdict = RULES[claim_id](m)
+    except (KeyError, TypeError, ZeroDivisionError) as e:
+        return {"this_run": "", "baselines": {}, "ci": None, "verdict": NOT_RUN,
+                "reason": f"a number the rule needs is missing ({type(e).__name__}: {e})"}
+    base = {k: (float(v) if isinstance(v, (int, float)) else v) for k, v in base.items()}
+    return {"this_run": run, "baselines": base, "ci": ci, "verdict": verdict,
+            "reason": "" if verdict != NOT_RUN else "a test the rule needs was not run"}
+
+
 def verdicts(sections) -> list[dict]:
-    """One row per claim from the sections' `measures` ({claim id: numbers}) and `claim_ids`; sections are
-    numbered as in the page (anchor s1, s2, ...)."""
-    measures, where, errors = {}, {}, {}
+    """Rows of the verdict table: one per claim and model that tested it (a claim nobody tested: one row,
+    not applicable or not run). Sections are numbered as in the page (anchor s1, s2, ...)."""
+    measures: dict[str, list[dict]] = {}
+    where, errors = {}, {}
     for i, s in enumerate(sections, 1):
         for cid in s.claim_ids:
             where.setdefault(cid, i)
             if s.error:
                 errors.setdefault(cid, s.error.splitlines()[0])
         for cid, m in s.measures.items():
-            measures.setdefault(cid, {}).update(m)
+            measures.setdefault(cid, []).extend(m if isinstance(m, list) else [m])
             where.setdefault(cid, i)
-    if "senses" in measures and "static_separation" in measures.get("static", {}):
-        measures["senses"]["static_separation"] = measures["static"]["static_separation"]
+    cbow = {m.get("language"): m["static_separation"] for m in measures.pop("static", [])}
+    for m in measures.get("senses", []):       # the static baseline, measured by the CBOW section
+        if m.get("language") in cbow:
+            m["cbow"] = cbow[m["language"]]
     rows = []
     for c in CLAIMS:
-        row = {"id": c.id, "claim": c.claim, "paper": c.paper, "rule": c.rule, "section": where.get(c.id),
-               "model": measures.get(c.id, {}).get("model")}
-        if c.id in measures and _complete(c.id, measures[c.id]):
-            row["this_run"], row["baseline"], row["verdict"] = RULES[c.id](measures[c.id])
-        elif c.id in errors:
-            row["this_run"], row["baseline"], row["verdict"] = "", "", NOT_RUNNABLE
-            row["reason"] = errors[c.id]
-        else:
-            row["this_run"], row["baseline"], row["verdict"] = "", "", NOT_RUN
-        rows.append(row)
+        head = {"id": c.id, "claim": c.claim, "paper": c.paper, "rule": c.rule, "section": where.get(c.id)}
+        for m in measures.get(c.id, []):
+            rows.append({**head, "model": m.get("model"), "recorded": bool(m.get("recorded")), **judge(c.id, m)})
+        if c.id not in measures:
+            verdict = NOT_APPLICABLE if c.id in errors else NOT_RUN
+            rows.append({**head, "model": None, "recorded": False, "this_run": "", "baselines": {}, "ci": None,
+                         "verdict": verdict, "reason": errors.get(c.id, "not run at these settings")})
     return rows
 
 
-_NEEDS = {"senses": ("separation", "purity"), "transfer": ("pretrained", "scratch"), "controls": ("scratch",),
-          "qa": ("en_f1", "zh_f1"), "align": ("mrr",), "langvec": ("precision",), "fillmask": ("top5",)}
+def claim_verdicts(rows: list[dict]) -> dict[str, str]:
+    """One verdict per claim: shown if shown on some model, else not shown if tested anywhere, else not
+    applicable if some model could not test it, else not run."""
+    out = {}
+    for cid in CLAIM_IDS:
+        got = {r["verdict"] for r in rows if r["id"] == cid}
+        out[cid] = next(v for v in VERDICTS if v in got) if got else NOT_RUN
+    return out
 
 
-def _complete(cid: str, m: dict) -> bool:
-    return all(k in m for k in _NEEDS[cid])
+def summary_line(rows: list[dict], models: list[str], quick: bool, date: str) -> str:
+    """'N of 7 shown, M not applicable, on MODELS, quick settings, DATE' — the table's first line."""
+    per = claim_verdicts(rows)
+    counts = {v: sum(1 for x in per.values() if x == v) for v in VERDICTS}
+    parts = [f"{counts[SHOWN]} of {len(CLAIMS)} claims shown"]
+    parts += [f"{counts[v]} {v}" for v in (NOT_SHOWN, NOT_APPLICABLE, NOT_RUN) if counts[v]]
+    return (", ".join(parts) + f", on {' and '.join(models)}, {'quick' if quick else 'full'} settings, {date}")

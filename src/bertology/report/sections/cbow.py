@@ -46,8 +46,7 @@ def report_section(ctx: ReportContext):
                 f"separation per layer is drawn beside it. The nearest neighbours of {target!r} in CBOW space "
                 f"mix whatever contexts the corpus used it in: "
                 + ", ".join(f"{w} ({c:.2f})" for w, c in static.neighbours) + ".")
-            if lang == "zh":
-                sec.measures = {"static": {"static_separation": static.layers[0].separation}}
+            sec.measures = {"static": {"language": lang, "static_separation": static.layers[0].separation}}
             sec.tables = [("CBOW static senses", [{"within": static.layers[0].within,
                                                    "between": static.layers[0].between,
                                                    "separation": static.layers[0].separation,

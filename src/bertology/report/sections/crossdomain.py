@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import html
 import os
+from dataclasses import asdict
 from pathlib import Path
+
+import numpy as np
 
 from ...experiments.crossdomain import (CrossDomainConfig, result_from_json, run_crossdomain, save,
                                        summary_rows)
 from ...io.storage import load_results
+from ...core.precision import fast_precision
 from .. import ReportContext, Section
 from ..figures import crossdomain_figures
 
@@ -39,41 +43,57 @@ def report_section(ctx: ReportContext):
                 f"{html.escape(result.model)}, {n} sequences, {max(s['n'] for s in result.summary.values())} seed(s); "
                 f"shown as saved, not recomputed)")
     else:
-        # Chosen by measurement (docs/crossdomain.md, "The report's quick run"): one bf16 epoch over all of splice
+        # Chosen by measurement (docs/crossdomain.md, "The report's quick run"): one epoch over all of splice
         # beats 4 epochs over a subset, because the pretrained model's advantage is fastest early.
         common = dict(model=ctx.model, task="splice", seed=ctx.seed, data_dir=ctx.data_dir,
                       trust_remote_code=ctx.trust_remote_code, progress=False,
                       resume=True)    # a report re-run reuses the runs it already finished
         if ctx.quick:
             cfg = CrossDomainConfig(conditions=("pretrained", "scratch", "composition"), seeds=1, epochs=1,
-                                    patience=None, precision="bf16", **common)
+                                    patience=None, precision=fast_precision(), **common)
         else:
             cfg = CrossDomainConfig(seeds=3, precision=ctx.precision, **common)
         result = run_crossdomain(cfg, ctx.out_dir)
         crossdomain_figures(result, ctx.out_dir)
         save(result, ctx.out_dir)
-        size = ("all 3,190 splice-junction sequences, one seed, one epoch in bf16 (quick settings: the full-scale "
+        size = (f"all 3,190 splice-junction sequences, one seed, one epoch in {cfg.precision} (quick settings: the full-scale "
                 "result, 3 seeds and every control, is in the second table when recorded, and in "
                 "docs/crossdomain.md)" if ctx.quick else
                 "all 3,190 splice-junction sequences, 3 seeds, up to 8 epochs with early stopping")
     return _section(result, size)
 
 
-def _paired_p(result) -> float | None:
-    """McNemar's exact test of pretrained against scratch on the test set, first seed both ran."""
-    from ...metrics import mcnemar_p
+def paired_measures(runs: list[dict], test_labels: list[int], a: str, b: str) -> dict | None:
+    """a against b on the same test sequences, seed k against seed k (the seeds both ran): the two-level
+    bootstrap CI of the accuracy difference over seeds and items, and McNemar's exact p on the first seed.
+    None when the runs kept no test predictions: the paired test is then *not run*, never passed."""
+    from ...metrics import mcnemar_p, seed_item_difference
 
-    runs = {(r.condition, r.seed): r for r in result.runs}
-    for seed in sorted({r.seed for r in result.runs}):
-        a, b = runs.get(("pretrained", seed)), runs.get(("scratch", seed))
-        if a and b and a.test_predictions and b.test_predictions and result.test_labels:
-            truth = result.test_labels
-            return mcnemar_p([p == t for p, t in zip(a.test_predictions, truth)],
-                             [p == t for p, t in zip(b.test_predictions, truth)])
-    return None
+    by = {(r["condition"], r["seed"]): r for r in runs}
+    seeds = sorted(s for (c, s) in by if c == a and (b, s) in by and by[(a, s)].get("test_predictions")
+                   and by[(b, s)].get("test_predictions"))
+    if not seeds or not test_labels:
+        return None
+    truth = np.asarray(test_labels)
+    right = {c: np.array([np.asarray(by[(c, s)]["test_predictions"]) == truth for s in seeds]) for c in (a, b)}
+    diff = seed_item_difference(right[a], right[b])
+    return {"ci": diff["ci"], "p": mcnemar_p(right[a][0], right[b][0]), "seeds": len(seeds)}
 
 
-def _recorded_rows() -> tuple[str, list[dict]] | None:
+def transfer_measures(summary: dict, runs: list[dict], test_labels: list[int], majority: float, n_test: int,
+                      lr_search: dict | None = None, **extra) -> dict:
+    """The numbers the transfer and controls rules need (report.claims), from a result or a recorded run."""
+    m = {c: {"mean": v["accuracy_mean"], "std": v["accuracy_std"] or 0.0, "n": v["n"]} for c, v in summary.items()}
+    m.update(n_test=n_test, majority=majority, **extra)
+    if lr_search and "scratch" in lr_search:
+        m["scratch_lr"] = lr_search["scratch"]["chosen"]
+    m["paired"] = {b: p for b in ("scratch", "shuffled")
+                   if b in summary and "pretrained" in summary
+                   and (p := paired_measures(runs, test_labels, "pretrained", b)) is not None}
+    return m
+
+
+def _recorded_rows() -> tuple[str, list[dict], dict] | None:
     if not RECORDED.exists():
         return None
     import json
@@ -82,12 +102,19 @@ def _recorded_rows() -> tuple[str, list[dict]] | None:
     rows = summary_rows(doc["summary"])
     title = (f"recorded full-scale run, not recomputed here: {doc['model']} on {doc['task']}, "
              f"`{doc['command']}` ({doc['date']}, {doc['machine']}, {doc['wall_minutes']:.0f} min)")
-    return title, rows
+    measures = transfer_measures(doc["summary"], doc.get("runs", []), doc.get("test_labels", []),
+                                 doc["majority_accuracy"]["test"], doc.get("split_sizes", {}).get("test", 0),
+                                 doc.get("lr_search"),
+                                 model=f"{doc['model']} (recorded full run, {doc['date']})", recorded=True)
+    return title, rows, measures
 
 
 def _section(result, size: str) -> Section:
     s = result.summary
-    p = _paired_p(result)
+    runs = [asdict(r) for r in result.runs]
+    numbers = transfer_measures(s, runs, result.test_labels, result.majority_accuracy.get("test", 0.0),
+                                len(result.splits.get("test", [])), result.lr_search, model=result.model)
+    p = numbers["paired"].get("scratch", {}).get("p")
     gap = ""
     if "pretrained" in s and "scratch" in s:
         gap = (f" Here pretrained reaches {s['pretrained']['accuracy_mean']:.3f} test accuracy against "
@@ -103,13 +130,12 @@ def _section(result, size: str) -> Section:
         "<i>composition</i> is no network at all: logistic regression on k-mer counts, what the symbols' "
         "composition alone gives without their order. The dotted line is the majority-class accuracy: a bar near "
         "it learned nothing. The learning curves show convergence speed on dev.")
-    numbers = {c: {"mean": v["accuracy_mean"], "std": v["accuracy_std"] or 0.0} for c, v in s.items()}
-    numbers.update(n_test=len(result.splits.get("test", [])), majority=result.majority_accuracy.get("test", 0.0),
-                   model=result.model, mcnemar_p=p)
     tables = [("test scores per condition (this run)", summary_rows(result.summary))]
+    measures = [numbers]
     recorded = _recorded_rows()
     if recorded:
-        tables.append(recorded)
+        tables.append(recorded[:2])
+        measures.append(recorded[2])
     return Section("Cross-disciplinary transfer: DNA, protein, music", explanation,
                    figures=[Path(f) for f in result.figures], tables=tables,
-                   claim_ids=["transfer", "controls"], measures={"transfer": numbers, "controls": numbers})
+                   claim_ids=["transfer", "controls"], measures={"transfer": measures, "controls": measures})

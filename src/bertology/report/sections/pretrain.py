@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import asdict
 from pathlib import Path
 
+import numpy as np
+
 from ...core.models import has_mlm_head
 from ...errors import UserError
 from ...experiments.pretrain import FILL_MASK_SCHEMA, fill_mask
@@ -20,12 +22,76 @@ REPORT_SENTENCES = ["今天買了蘋[MASK]來吃", "今天买了苹[MASK]来吃"
 
 
 def report_section(ctx: ReportContext):
-    """Fill-in-the-blank examples for the report; a model without an MLM head hands over to the fallback
-    model, or gets the reason instead."""
+    """Fill-in-the-blank examples for the report (a model without an MLM head hands over to the fallback
+    model), and the verdict's item-set measurement on every model of the report with an MLM head."""
     try:
-        return with_fallback(ctx, lambda model: _fill_mask_section(ctx, model))
+        sec = with_fallback(ctx, lambda model: _fill_mask_section(ctx, model))
     except UserError as e:
-        return Section("Masked-LM: fill in the blank", error=ctx.describe_error(e), claim_ids=["fillmask"])
+        sec = Section("Masked-LM: fill in the blank", error=ctx.describe_error(e))
+    measures, corpora = [], None
+    for model in ctx.models:
+        if not has_mlm_head(model):
+            measures.append({"model": model, "not_applicable": "no masked-LM head: it cannot fill in blanks"})
+            continue
+        corpora = corpora or _ngram_corpora(ctx)
+        m, rows = _item_set_measures(ctx, model, corpora)
+        measures.append(m)
+        if rows:
+            sec.tables.append((f"The verdict's item set on {model} (top-1; scorable items only)", rows))
+    sec.claim_ids, sec.measures = ["fillmask"], {"fillmask": measures}
+    return sec
+
+
+def _ngram_corpora(ctx: ReportContext) -> dict[str, list[str]]:
+    """Pretraining-corpus lines for the unigram / bigram baselines: English, and Chinese in both scripts (the
+    corpus is Simplified; the items are in both)."""
+    import opencc
+
+    from ...experiments.cbow import corpus_lines
+    from ...io.storage import find_dataset
+
+    n = 20_000 if ctx.quick else 200_000
+    out = {}
+    for lang in ("en", "zh"):
+        d = find_dataset(f"corpus-{lang}", ctx.data_dir)
+        files = sorted(d.glob("*.txt.gz")) if d.is_dir() else [d]
+        out[lang] = corpus_lines(files, n // len(files))
+    cc = opencc.OpenCC("s2t")
+    out["zh"] += [cc.convert(line) for line in out["zh"]]
+    return out
+
+
+def _item_set_measures(ctx: ReportContext, model: str, corpora) -> tuple[dict, list[dict]]:
+    """Top-1 on the cloze item set (zh in Traditional and Simplified, en) against the n-gram predictors."""
+    import opencc
+
+    from ...core.models import load_tokenizer
+    from ...experiments.cloze import ClozeItem, cloze_accuracy, ngram_hits, read_cloze_items
+    from ...metrics import paired_difference
+
+    items = read_cloze_items("cloze-items")
+    cc = opencc.OpenCC("t2s")
+    items += [ClozeItem("zh", cc.convert(it.sentence), cc.convert(it.answer)) for it in items if it.lang == "zh"]
+    res = cloze_accuracy(model, items, precision=ctx.precision, trust_remote_code=ctx.trust_remote_code)
+    keep = [i for i, r in enumerate(res.items) if r["scorable"]]
+    if not keep:
+        return {"model": model, "not_applicable": f"none of the {len(items)} items' answers is a single token of "
+                                                  f"its vocabulary"}, []
+    base = ngram_hits(load_tokenizer(model, ctx.trust_remote_code), [items[i] for i in keep], corpora)
+    model_hits = np.array([res.items[i]["hit1"] for i in keep], dtype=float)
+    best = max(base, key=lambda k: np.mean(base[k]))
+    diff = paired_difference(model_hits, np.array(base[best], dtype=float))
+    rows = [{"lang": lang, "items": int(sum(res.items[i]["lang"] == lang for i in keep)),
+             "model": float(np.mean([res.items[i]["hit1"] for i in keep if res.items[i]["lang"] == lang])),
+             **{k: float(np.mean([h for h, i in zip(v, keep) if res.items[i]["lang"] == lang])) for k, v in base.items()}}
+            for lang in ("zh", "en") if any(res.items[i]["lang"] == lang for i in keep)]
+    tok = load_tokenizer(model, ctx.trust_remote_code)
+    lecture = fill_mask(model, [REPORT_SENTENCES[0].replace("[MASK]", tok.mask_token)], top_k=5,
+                        precision=ctx.precision, trust_remote_code=ctx.trust_remote_code).items[0]["masks"][0]
+    rank = next((i for i, c in enumerate(lecture["candidates"], 1) if c["token"] == "果"), None)
+    return {"model": model, "top1": float(model_hits.mean()), "items": len(keep), "lecture_rank": rank,
+            "unscorable": len(items) - len(keep), "unigram": float(np.mean(base["unigram"])),
+            "bigram": float(np.mean(base["bigram"])), "ci": diff["ci"], "effect": diff["mean"]}, rows
 
 
 def _fill_mask_section(ctx: ReportContext, model: str) -> Section:
@@ -40,10 +106,7 @@ def _fill_mask_section(ctx: ReportContext, model: str) -> Section:
     rows = [{"text": it["text"], "mask": j + 1,
              "top-5": ", ".join(f"{c['token']} ({c['prob']:.2f})" for c in m["candidates"])}
             for it in res.items for j, m in enumerate(it["masks"])]
-    lecture = [(c["token"], c["prob"]) for c in res.items[0]["masks"][0]["candidates"]]
-    rank = next((i for i, (t, _) in enumerate(lecture, 1) if t == "果"), None)
-    return Section(title="Masked-LM: fill in the blank", claim_ids=["fillmask"],
-                   measures={"fillmask": {"top5": lecture, "rank": rank, "model": model}},
+    return Section(title="Masked-LM: fill in the blank",
                    explanation="BERT's pretraining task: predict the hidden token from both sides of its context. "
                                "Each row shows the model's five most probable tokens for a [MASK] and their "
                                "probabilities; a model that learnt the language puts the obvious word first "
