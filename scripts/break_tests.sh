@@ -25,3 +25,16 @@ run "identical-pair skip (align)" bertology/experiments/align.py "              
     tests/test_align.py::test_align_skips_identical_pairs_between_languages_of_one_script
 run "identical-pair skip (langvec)" bertology/experiments/langvec.py "t.lower() != w.lower() and has_cjk(t) == tgt_cjk" "has_cjk(t) == tgt_cjk" \
     tests/test_align.py::test_langvec_ignores_identical_pairs_between_languages_of_one_script
+# The verdict rules (issue 23): each rule a sceptic's check overturned must stay enforced
+run "senses: position-only purity ignored" bertology/report/claims.py '          and m["purity"] - m["position_purity"] >= 0.10)' '          )' \
+    tests/test_claims.py::test_senses_not_shown_when_position_alone_separates_the_labels
+run "align: layer 0 not a baseline" bertology/experiments/align.py '    base = {"layer 0": ctx[0, test], ' '    base = {' \
+    tests/test_claims.py::test_alignment_equal_to_layer_zero_is_not_shown
+run "controls: the inverted rule (against scratch)" bertology/report/claims.py 'diff, margin, ci, p, verdict = _paired(m, "pretrained", "shuffled", {})' 'diff, margin, ci, p, verdict = _paired(m, "shuffled", "scratch", {})' \
+    tests/test_claims.py::test_controls_need_pretrained_above_shuffled_not_shuffled_near_scratch
+run "langvec: constant baseline dropped" bertology/experiments/langvec.py '    rival = const_hits if const_hits[test].mean() > unshifted[test].mean() else unshifted' '    rival = unshifted' \
+    tests/test_claims.py::test_a_constant_output_is_never_shown_as_translation
+run "transfer: a missing paired test passes" bertology/report/claims.py '        return diff, margin, None, None, NOT_RUN' '        return diff, margin, None, None, SHOWN' \
+    tests/test_claims.py::test_transfer_needs_the_paired_test_and_the_baselines
+run "splits: duplicates not joined" bertology/io/splits.py '    for column in ([keys] + ([groups] if groups is not None else [])):' '    for column in ([groups] if groups is not None else []):' \
+    tests/test_splits.py::test_planted_duplicates_never_cross_parts_and_are_counted

@@ -180,3 +180,15 @@ def test_cli_cbow_then_senses_static(tmp_path, data_dir, capsys):
     assert [l["layer"] for l in st["layers"]] == [0]
     assert st["layers"][0]["separation"] == pytest.approx(0.0, abs=1e-6)
     assert st["layers"][0]["within"] == pytest.approx(1.0, abs=1e-6)
+
+
+@pytest.mark.parametrize("rows, message", [
+    ("fruit\tI ate an apple\nfruit\tAn apple a day\n", "only one sense, 'fruit' (2 sentences)"),
+    ("fruit\tI ate an apple\nco\tApple stock fell\nco\tApple shares rose\n", "sense 'fruit' has 1 sentence; at least 2"),
+])
+def test_sense_file_needs_two_senses_of_two_sentences(tmp_path, rows, message, capsys):
+    bad = tmp_path / "one.tsv"
+    bad.write_text("label\tsentence\n" + rows, encoding="utf-8")
+    assert main(["senses", "--sentences", str(bad), "--target", "apple", "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and "one.tsv" in err and len(err.splitlines()) == 1

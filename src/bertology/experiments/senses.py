@@ -116,9 +116,27 @@ def save(result: SensesResult, out_dir: str | Path) -> Path:
     return save_results(out_dir, SCHEMA, result.to_json())
 
 
+def check_senses(labels: Sequence[str], source: str) -> None:
+    """A labelled file must give at least 2 senses with at least 2 sentences each: within-sense similarity needs
+    a pair, and separation needs two senses. Unlabelled text (every label empty) is embedded without scores."""
+    counts: dict[str, int] = {}
+    for label in labels:
+        counts[label] = counts.get(label, 0) + 1
+    if set(counts) == {""}:
+        return
+    if len(counts) < 2:
+        (only, n), = counts.items()
+        raise UserError(f"{source}: only one sense, {only!r} ({n} sentences); at least 2 senses are needed")
+    for label, n in counts.items():
+        if n < 2:
+            raise UserError(f"{source}: sense {label!r} has {n} sentence{'s' if n != 1 else ''}; "
+                            f"at least 2 are needed")
+
+
 def resolve_sentences(sentences: str, target: str | None) -> tuple[list[str], list[str], str, str]:
     """A sentence file or demo set name -> (sentences, labels, source, target)."""
     sents, labels, source = read_sentences(sentences)
+    check_senses(labels, source)
     if target is None:
         if sentences not in DEMO_SETS:
             raise UserError("`target` is required (which word or character to embed)", fields=('target',))
