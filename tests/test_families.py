@@ -230,3 +230,31 @@ def test_model_type_without_a_masked_lm_class_exits_2(tmp_path, capsys):
     assert main(["fill-mask", "a [MASK]", "--model", str(d)]) == 2
     err = capsys.readouterr().err
     assert "'gpt2'" in err and "fill-mask" in err
+
+
+def test_qa_train_and_predict_every_family(families, tmp_path):
+    """`--max-length 600` is clamped to what each model takes (roberta: 66 positions less its offset of 2)."""
+    from bertology.experiments import qa
+    from test_qa import _toy_examples
+
+    train = qa.QADataset("toy", _toy_examples(16, 0))
+    s = qa.QASettings(max_len=600, doc_stride=16, max_query_len=16, max_answer_len=5)
+    t = qa.TrainSettings(epochs=1, batch_size=8, lr=1e-3, warmup=0.0, seed=0, eval_every=10**6,
+                         checkpoint_every=10**6)
+    for f in FAMILIES:
+        model, tok, _ = qa.train(str(families[f]), [train], None, tmp_path / f, s, t, progress=False)
+        p = qa.predict(model, tok, train.examples, s, progress=False)
+        assert all(p.answers[e.id] in e.context for e in train.examples), f
+
+
+def test_crossdomain_every_family(families, tmp_path):
+    import random
+
+    rng = random.Random(0)
+    task = tmp_path / "task.csv"
+    task.write_text("sequence,label\n" + "".join(f"{''.join(rng.choice('ACGT') for _ in range(100))},"
+                                                f"{'pos' if i % 2 else 'neg'}\n" for i in range(40)))
+    for f in FAMILIES:
+        assert main(["crossdomain", "--task", str(task), "--model", str(families[f]), "--out", str(tmp_path / f),
+                     "--conditions", "pretrained", "--seeds", "1", "--epochs", "1", "--max-length", "600",
+                     "--batch-size", "8"]) == 0, f

@@ -297,7 +297,9 @@ def check_config_matches_weights(name: str, resolved: str, config, auto_cls, hea
 # does not have). transformers 5 prints a multi-line "LOAD REPORT" table for these on every fine-tuning run; it is
 # silenced, and any *other* missing weight gets a one-line warning instead, since that would be silent noise.
 NEW_HEAD_PREFIXES = {"base": ("pooler.",), "mlm": (), "qa": ("qa_outputs.",),
-                     "classify": ("classifier.", "score.", "pooler.", "bert.pooler.")}
+                     "classify": ("classifier.", "score.", "pooler.", "bert.pooler.", "pre_classifier.")}
+# Any family's pooler (albert.pooler, roberta.pooler, ...): a masked-LM checkpoint never has one.
+_POOLER = re.compile(r"(^|\.)pooler[._]")
 
 
 class _quiet_load_report:
@@ -323,7 +325,8 @@ class _quiet_load_report:
 def _warn_unexpected_random_weights(name: str, head: str, missing) -> None:
     import warnings
 
-    odd = sorted(k for k in missing if not k.startswith(NEW_HEAD_PREFIXES.get(head, ())))
+    odd = sorted(k for k in missing if not k.startswith(NEW_HEAD_PREFIXES.get(head, ()))
+                 and not (head in ("base", "classify") and _POOLER.search(k)))
     if odd:
         warnings.warn(f"model {name!r}: {len(odd)} weight(s) not in the checkpoint, initialised at random: "
                       + ", ".join(odd[:5]) + (" ..." if len(odd) > 5 else ""), stacklevel=3)
