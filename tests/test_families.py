@@ -258,3 +258,49 @@ def test_crossdomain_every_family(families, tmp_path):
         assert main(["crossdomain", "--task", str(task), "--model", str(families[f]), "--out", str(tmp_path / f),
                      "--conditions", "pretrained", "--seeds", "1", "--epochs", "1", "--max-length", "600",
                      "--batch-size", "8"]) == 0, f
+
+
+def test_long_sentence_on_roberta_is_windowed(families):
+    """senses on a sentence longer than roberta's 64 usable positions: a window around the target, no IndexError
+    from the position offset."""
+    from bertology.core.embed import Embedder, find_occurrences
+
+    emb = Embedder(str(families["roberta"]), progress=False)
+    assert emb.max_length == 64
+    sents = ["the apple is red . " * 30 + "i ate an apple today"]
+    vecs = emb.occurrence_vectors(sents, find_occurrences(sents, "apple"))
+    assert vecs.shape[:2] == (3, 31)
+
+
+@pytest.mark.parametrize("family", [f for f in FAMILIES if f != "bert"])
+def test_pretrain_init_from_names_the_family_it_accepts(families, family, tmp_path, capsys):
+    corpus = tmp_path / "en.txt"
+    corpus.write_text("the cat ate an apple today\n" * 50, encoding="utf-8")
+    assert main(["pretrain", "--corpus", f"en={corpus}", "--init-from", str(families[family]), "--vocab-size", "200",
+                 "--max-length", "32", "--max-steps", "2", "--no-progress", "--out", str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "model_type 'bert'" in err and repr(family) in err and len(err.splitlines()) == 1
+
+
+def test_electra_discriminator_has_no_masked_lm_head(families, tmp_path, capsys):
+    """ELECTRA's *ForPreTraining is the discriminator (replaced-token detection): no head to fill in blanks with."""
+    from transformers import AutoConfig, ElectraForPreTraining
+
+    d = tmp_path / "disc"
+    shutil.copytree(families["electra"], d)
+    ElectraForPreTraining(AutoConfig.from_pretrained(d)).save_pretrained(d)
+    assert not has_mlm_head(str(d))
+    assert main(["fill-mask", "a [MASK]", "--model", str(d)]) == 2
+    assert "no masked-LM head" in capsys.readouterr().err
+    assert main(["senses", "--sentences", "apple-en", "--model", str(d), "--out", str(tmp_path / "s")]) == 0
+
+
+def test_serve_language_vector_every_family(families, data_dir):
+    from bertology.serve import Explorer, ServeConfig
+
+    explorer = Explorer(ServeConfig(models=[str(families[f]) for f in FAMILIES], data_dir=str(data_dir),
+                                    corpus_lines=200, mean_sentences=50, max_loaded=1))
+    for f in FAMILIES:
+        res = explorer.langvec(str(families[f]), "i ate an apple today", 1, 2.0)
+        assert res["tokens"] and len(res["tokens"]) == len(res["before"]) == len(res["after"]), f
+        assert not any(RAW_BYTE_LEVEL.search(t) for t in res["tokens"] + res["before"] + res["after"]), (f, res)
