@@ -227,9 +227,10 @@ def test_model_type_without_a_masked_lm_class_exits_2(tmp_path, capsys):
         src = Path(__file__).parent.parent / "src" / "bertology" / "weights" / "zh-en-mini" / f
         if src.exists():
             shutil.copy(src, d)
-    assert main(["fill-mask", "a [MASK]", "--model", str(d)]) == 2
-    err = capsys.readouterr().err
-    assert "'gpt2'" in err and "fill-mask" in err
+    for cmd in (["fill-mask", "a [MASK]", "--model", str(d)], ["cloze", "--model", str(d)]):
+        assert main(cmd) == 2
+        err = capsys.readouterr().err
+        assert "'gpt2'" in err and f"{cmd[0]} needs a masked-LM model" in err, err
 
 
 def test_qa_train_and_predict_every_family(families, tmp_path):

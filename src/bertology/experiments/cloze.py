@@ -64,7 +64,7 @@ def cloze_accuracy(model: str, items: list[ClozeItem], precision: str = "fp32",
 
     tok = load_tokenizer(model, trust_remote_code)
     filled = fill_mask(model, [it.sentence for it in items], top_k=5, precision=precision,
-                       trust_remote_code=trust_remote_code)
+                       trust_remote_code=trust_remote_code, command="cloze")
     rows, summary = [], {}
     for it, out in zip(items, filled.items):
         answer = answer_piece(tok, it)

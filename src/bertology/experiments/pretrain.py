@@ -819,12 +819,13 @@ class FillMaskResult:
 
 def fill_mask(model: str, texts: Sequence[str], top_k: int = 5, precision: str = "fp32",
               trust_remote_code: bool = False, convert: str | None = None, mlm=None,
-              tokenizer=None) -> FillMaskResult:
+              tokenizer=None, command: str = "fill-mask") -> FillMaskResult:
     """The lecture's fill-in-the-blank: for every [MASK] in each text, the top-k tokens and probabilities.
 
     convert: an OpenCC conversion applied to the texts first (e.g. "t2s": the lecture's Traditional example
     for a model whose vocabulary was learnt from Simplified text). mlm, tokenizer: the model already loaded
-    (bertology serve keeps it in memory); by default both are loaded from `model`."""
+    (bertology serve keeps it in memory); by default both are loaded from `model`. command: named when the
+    model cannot fill in blanks (cloze calls this too)."""
     from ..core.models import load_model, load_tokenizer
 
     if convert:
@@ -841,7 +842,7 @@ def fill_mask(model: str, texts: Sequence[str], top_k: int = 5, precision: str =
     if tok.mask_token is None:
         raise UserError(f"model {model!r}: its tokenizer has no mask token")
     mlm = mlm if mlm is not None else load_model(model, head="mlm", trust_remote_code=trust_remote_code,
-                                                 command="fill-mask")
+                                                 command=command)
     if top_k > len(tok):    # torch.topk would fail with a RuntimeError after the first text
         raise UserError(f"`top_k` {top_k}: more than the model's vocabulary ({len(tok)} tokens)", ("top_k",))
     return FillMaskResult(model=str(model), top_k=top_k,
