@@ -162,7 +162,7 @@ def test_serve_fill_mask_every_family(families):
     for f in FAMILIES:
         assert explorer.model_list()[FAMILIES.index(f)]["mlm"], f
         res = explorer.fill_mask(str(families[f]), "今天買了蘋[MASK]來吃", 5)
-        tok = explorer._loaded[str(families[f])].tokenizer
+        tok = load_tokenizer(str(families[f]))
         assert len(res["masks"]) == 1 and all(_readable(tok, c["token"], c["id"]) for c in res["masks"][0]["candidates"])
 
 

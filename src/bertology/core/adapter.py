@@ -32,7 +32,7 @@ WORDPIECE, BYTE_LEVEL, SENTENCEPIECE, OTHER = "wordpiece", "byte-level", "senten
 
 # Model types whose position ids start at pad_token_id + 1 (transformers' create_position_ids_from_input_ids).
 POSITION_FROM_PADDING = {"roberta", "xlm-roberta", "xlm-roberta-xl", "camembert", "roberta-prelayernorm", "mpnet",
-                         "longformer", "data2vec-text", "luke", "mpnet", "ibert", "xmod", "bridgetower"}
+                         "longformer", "data2vec-text", "luke", "ibert", "xmod"}
 SANE_MAX_LENGTH = 10**6   # tokenizers saved without a limit report 1e30
 
 

@@ -419,8 +419,10 @@ def has_mlm_head(name: str) -> bool:
         return any(a == cls_name or a.endswith("ForPreTraining") and config.model_type != "electra" for a in arch)
     import transformers
 
-    head = _head_parameter_names(_meta_instance(getattr(transformers, cls_name), config))
-    return bool(set(head) & set(names))
+    meta = _meta_instance(getattr(transformers, cls_name), config)
+    if meta.get_output_embeddings() is None:    # a class without a vocabulary projection predicts no tokens
+        return False
+    return bool(set(_head_parameter_names(meta)) & set(names))
 
 
 def has_qa_head(name: str) -> bool:
