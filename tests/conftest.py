@@ -60,6 +60,15 @@ def tiny_encoder(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def families(tmp_path_factory) -> dict[str, Path]:
+    """Tiny random masked LMs of every BERT family, each with a tokenizer of its real kind (WordPiece, byte-level
+    BPE, Unigram with `▁`), built once per session in seconds: {family: directory}."""
+    from helpers.families import make_all
+
+    return make_all(tmp_path_factory.mktemp("families"))
+
+
+@pytest.fixture(scope="session")
 def data_dir() -> Path:
     """The real data. Missing: CI (the CI environment variable set, as .ci/run does) fails; on a user's
     machine the test is skipped, saying where the data was looked for."""

@@ -26,6 +26,7 @@ import numpy as np
 import torch
 
 from ..errors import UserError
+from .adapter import covering_pieces, is_blank_piece, usable_length
 from .inference import batched_inference
 from .models import load_model, load_tokenizer, pick_device
 from .precision import cast_in_place, check_precision
@@ -99,9 +100,8 @@ class Embedder:
             self.model, self.tokenizer = model, tokenizer
         # bf16 inference: cast the weights once (faster on CPU than autocast, which re-casts every matmul).
         self.model = cast_in_place(self.model, precision, self.device).eval()
-        limit = getattr(self.model.config, "max_position_embeddings", 512) or 512
-        tok_limit = getattr(self.tokenizer, "model_max_length", limit) or limit
-        self.max_length = min(max_length or limit, limit, tok_limit if tok_limit < 10**6 else limit)
+        # RoBERTa-style position offsets and tokenizers saved without a limit included (adapter.usable_length)
+        self.max_length = usable_length(self.tokenizer, self.model.config, max_length)
         self.batch_size = batch_size
         self.progress = progress
         self.num_layers = self.model.config.num_hidden_layers
@@ -144,7 +144,8 @@ class Embedder:
             spans = []
             for k in ks:
                 o = occurrences[k]
-                pos = [t for t, (a, b) in enumerate(offsets) if a < o.end and b > o.start and b > a]
+                # a lone `▁` (SentencePiece, before a Chinese character) overlaps the target but is no part of it
+                pos = covering_pieces(self.tokenizer, ids, offsets, o.start, o.end)
                 if not pos:
                     raise UserError(f"{source}: sentence {s + 1}: characters {o.start}-{o.end} "
                                     f"({sentences[s][o.start:o.end]!r}) map to no token of model {self.name!r}")
@@ -212,7 +213,9 @@ class Embedder:
         for ids in enc["input_ids"]:
             full, types = self._wrap(ids[:room])
             start = len(prefix)
-            body = list(range(len(full))) if include_special else list(range(start, start + len(ids[:room])))
+            # whitespace-only pieces (a lone `▁` or `Ġ`) carry no word: left out of a word's mean when there is more
+            words = [start + p for p, i in enumerate(ids[:room]) if not is_blank_piece(self.tokenizer, i)]
+            body = list(range(len(full))) if include_special else words or list(range(start, start + len(ids[:room])))
             segments.append(_Segment(full, types, [(len(segments), body)]))
         out = np.zeros((len(layers), len(sentences), self.model.config.hidden_size), dtype=np.float32)
         for group, hs, _ in self._batches(segments, "sentences"):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -195,7 +196,24 @@ def load_tokenizer(name: str, trust_remote_code: bool = False):
     if not getattr(tok, "is_fast", False):
         raise UserError(f"model {name!r}: bertology needs a fast tokenizer (offset mappings); "
                         f"this one is {tok.__class__.__name__}")
+    _check_vocabulary(name, resolved, tok)
     return tok
+
+
+def _check_vocabulary(name: str, resolved: str, tok) -> None:
+    """A tokenizer with more tokens than the model has embeddings would index past them (an IndexError deep in
+    the forward pass); a model directory saying so is refused here. Fewer is fine (vocabularies are padded)."""
+    config = Path(resolved) / "config.json"
+    if not config.exists():
+        return
+    try:
+        vocab_size = json.loads(config.read_text(encoding="utf-8")).get("vocab_size")
+    except (OSError, ValueError, AttributeError):
+        return
+    if isinstance(vocab_size, int) and len(tok) > vocab_size:
+        raise UserError(f"model {name!r}: the tokenizer has {len(tok)} tokens but config.json's vocab_size is "
+                        f"{vocab_size}: token ids from {vocab_size} on have no embedding (tokenizer and weights "
+                        f"belong to different models)")
 
 
 HEADS = {
@@ -206,22 +224,30 @@ HEADS = {
 }
 
 
-def load_model(name: str, head: str = "base", trust_remote_code: bool = False, **kwargs):
+def load_model(name: str, head: str = "base", trust_remote_code: bool = False, command: str = "this command",
+               **kwargs):
     """Load a model with the given head ("base", "mlm", "qa", "classify"), in eval mode, on the CPU.
 
-    For "mlm", a checkpoint without trained MLM-head weights raises UserError (a randomly initialised head
-    would silently produce noise). Extra kwargs go to `from_pretrained` (e.g. num_labels).
+    For "mlm", a model type transformers has no masked-LM class for, or a checkpoint without trained MLM-head
+    weights, raises UserError naming `command` (a randomly initialised head would silently produce noise). A local
+    checkpoint whose config.json disagrees with its weights (hidden size, layers, vocabulary) raises UserError
+    naming the mismatch. Extra kwargs go to `from_pretrained` (e.g. num_labels).
     """
     import transformers
 
     resolved = resolve_model(name)
     if Path(resolved).is_dir():
         check_weights(Path(resolved))
-    if head == "mlm" and not has_mlm_head(name):
-        raise UserError(f"model {name!r} has no masked-LM head (its weights hold no `cls.predictions`); "
-                        f"this needs a model pretrained with MLM, e.g. one from `bertology pretrain`")
+    if head == "mlm":
+        mlm_cls = require_mlm_class(load_config(name, trust_remote_code), name, command)
+        if not has_mlm_head(name):
+            raise UserError(f"model {name!r} has no masked-LM head (its weights hold none of {mlm_cls.__name__}'s "
+                            f"head), so {command} cannot use it; this needs a model pretrained with MLM, e.g. one "
+                            f"from `bertology pretrain`")
     cls = getattr(transformers, HEADS[head])
     _go_offline_if_unreachable(resolved)
+    if Path(resolved).is_dir():
+        check_config_matches_weights(name, resolved, load_config(name, trust_remote_code), cls, head)
     # fp32 parameters whatever the checkpoint stores (transformers 5 keeps a bf16 checkpoint in bf16): the
     # precision a model *runs* in is chosen per command (--precision), and fine-tuning needs fp32 master weights.
     kwargs.setdefault("dtype", torch.float32)
@@ -235,11 +261,45 @@ def load_model(name: str, head: str = "base", trust_remote_code: bool = False, *
     return model.eval()
 
 
+_LAYER_INDEX = re.compile(r"\.(?:layer|layers)\.(\d+)\.")
+
+
+def check_config_matches_weights(name: str, resolved: str, config, auto_cls, head: str) -> None:
+    """Exit 2 when a local checkpoint's config.json describes another model than its weights hold: a tensor of
+    another shape (hidden_size, vocab_size, embedding_size), or another number of layers. transformers would
+    otherwise initialise the odd tensors at random and go on with a warning. Reads headers only."""
+    shapes = weight_shapes(resolved)
+    try:
+        cls = auto_cls._model_mapping[type(config)]
+    except (KeyError, AttributeError):
+        return   # remote code or an unmapped config: transformers' own checks apply
+    if not shapes:
+        return
+    model = _meta_instance(cls, config)
+    expected = {n: tuple(t.shape) for n, t in model.state_dict().items()}
+    prefix = getattr(model, "base_model_prefix", "")
+    new_head = NEW_HEAD_PREFIXES.get(head, ())
+    where = f"model {name!r}" + (f" ({resolved})" if resolved != name else "")
+    for key, shape in shapes.items():
+        match = next((k for k in (key, f"{prefix}.{key}", key.removeprefix(prefix + ".")) if k in expected), None)
+        if match is not None and not match.startswith(new_head) and expected[match] != tuple(shape):
+            raise UserError(f"{where}: config.json does not match the weights: {key} is {list(shape)} in the "
+                            f"checkpoint but {list(expected[match])} by the config (hidden_size "
+                            f"{getattr(config, 'hidden_size', '?')}, vocab_size {getattr(config, 'vocab_size', '?')})")
+    have = {int(m.group(1)) for k in shapes for m in [_LAYER_INDEX.search("." + k)] if m}
+    want = {int(m.group(1)) for k in expected for m in [_LAYER_INDEX.search("." + k)] if m}
+    if have and want and have != want:
+        raise UserError(f"{where}: config.json does not match the weights: the config has {len(want)} layers "
+                        f"(num_hidden_layers), the checkpoint holds {len(have)}")
+
+
 # Weights a head is *meant* to start without: a fine-tuning head (and BERT's pooler, which a masked-LM checkpoint
 # does not have). transformers 5 prints a multi-line "LOAD REPORT" table for these on every fine-tuning run; it is
 # silenced, and any *other* missing weight gets a one-line warning instead, since that would be silent noise.
 NEW_HEAD_PREFIXES = {"base": ("pooler.",), "mlm": (), "qa": ("qa_outputs.",),
-                     "classify": ("classifier.", "score.", "pooler.", "bert.pooler.")}
+                     "classify": ("classifier.", "score.", "pooler.", "bert.pooler.", "pre_classifier.")}
+# Any family's pooler (albert.pooler, roberta.pooler, ...): a masked-LM checkpoint never has one.
+_POOLER = re.compile(r"(^|\.)pooler[._]")
 
 
 class _quiet_load_report:
@@ -265,7 +325,8 @@ class _quiet_load_report:
 def _warn_unexpected_random_weights(name: str, head: str, missing) -> None:
     import warnings
 
-    odd = sorted(k for k in missing if not k.startswith(NEW_HEAD_PREFIXES.get(head, ())))
+    odd = sorted(k for k in missing if not k.startswith(NEW_HEAD_PREFIXES.get(head, ()))
+                 and not (head in ("base", "classify") and _POOLER.search(k)))
     if odd:
         warnings.warn(f"model {name!r}: {len(odd)} weight(s) not in the checkpoint, initialised at random: "
                       + ", ".join(odd[:5]) + (" ..." if len(odd) > 5 else ""), stacklevel=3)
@@ -282,37 +343,86 @@ def load_config(name: str, trust_remote_code: bool = False):
         raise _load_error(name, resolved, e) from None
 
 
-def weight_names(resolved: str) -> list[str] | None:
-    """Parameter names stored in a local checkpoint, read from headers only (no tensors loaded)."""
+def weight_shapes(resolved: str) -> dict[str, list[int]] | None:
+    """Parameter names and shapes stored in a local checkpoint, read from headers only (no tensors loaded)."""
     d = Path(resolved)
     if not d.is_dir():
         return None
     index = d / "model.safetensors.index.json"
-    if index.exists():
-        return list(json.loads(index.read_text())["weight_map"])
-    st = d / "model.safetensors"
-    if st.exists():
+    files = (sorted(set(json.loads(index.read_text())["weight_map"].values())) if index.exists()
+             else ["model.safetensors"] if (d / "model.safetensors").exists() else [])
+    if files:
         from safetensors import safe_open
 
-        with safe_open(str(st), framework="pt") as f:
-            return list(f.keys())
+        shapes = {}
+        for fname in files:
+            with safe_open(str(d / fname), framework="pt") as f:
+                shapes.update({k: list(f.get_slice(k).get_shape()) for k in f.keys()})
+        return shapes
     binf = d / "pytorch_model.bin"
     if binf.exists():
-        return list(torch.load(binf, map_location="meta", weights_only=True))
+        return {k: list(v.shape) for k, v in torch.load(binf, map_location="meta", weights_only=True).items()}
     return None
 
 
+def weight_names(resolved: str) -> list[str] | None:
+    """Parameter names stored in a local checkpoint, read from headers only (no tensors loaded)."""
+    shapes = weight_shapes(resolved)
+    return None if shapes is None else list(shapes)
+
+
+def mlm_class_name(config) -> str | None:
+    """The `*ForMaskedLM` class transformers maps this model type to (AutoModelForMaskedLM), or None."""
+    from transformers.models.auto.modeling_auto import MODEL_FOR_MASKED_LM_MAPPING_NAMES
+
+    return MODEL_FOR_MASKED_LM_MAPPING_NAMES.get(getattr(config, "model_type", None))
+
+
+def require_mlm_class(config, name: str, command: str = "this command"):
+    """The masked-LM class for a model's config; exit 2 naming the model type and the command when transformers
+    has none (a model type that is not in the BERT family, e.g. gpt2)."""
+    import transformers
+
+    cls_name = mlm_class_name(config)
+    if cls_name is None or not hasattr(transformers, cls_name):
+        raise UserError(f"model {name!r}: {command} needs a masked-LM model, and transformers has no masked-LM class "
+                        f"for model_type {getattr(config, 'model_type', None)!r}")
+    return getattr(transformers, cls_name)
+
+
+def _meta_instance(cls, config):
+    """The model built on the meta device: parameter names and shapes, no memory, no initialisation."""
+    with torch.device("meta"):
+        return cls._from_config(config)
+
+
+def _head_parameter_names(model) -> list[str]:
+    prefix = getattr(model, "base_model_prefix", "") + "."
+    return [n for n, _ in model.named_parameters() if not n.startswith(prefix)]
+
+
 def has_mlm_head(name: str) -> bool:
-    """Whether the checkpoint carries trained masked-LM head weights."""
-    resolved = resolve_model(name)
-    names = weight_names(resolved)
+    """Whether the checkpoint carries trained masked-LM head weights: the parameters of the model type's
+    `*ForMaskedLM` class outside its base model (`cls.predictions` for BERT, `lm_head` for RoBERTa, `vocab_projector`
+    for DistilBERT, `generator_lm_head` for the ELECTRA generator, `lm_predictions` for DeBERTa-v2)."""
+    try:
+        config = load_config(name)
+    except UserError:
+        return False
+    cls_name = mlm_class_name(config)
+    if cls_name is None:
+        return False
+    names = weight_names(resolve_model(name))
     if names is None:  # a hub id: trust the declared architecture
-        try:
-            arch = load_config(name).architectures or []
-        except UserError:
-            return False
-        return any("MaskedLM" in a or "ForPreTraining" in a for a in arch)
-    return any(n.startswith(("cls.predictions", "lm_head", "predictions.")) or ".predictions." in n for n in names)
+        arch = config.architectures or []
+        # ELECTRA's *ForPreTraining is the discriminator (replaced-token detection), not a masked LM
+        return any(a == cls_name or a.endswith("ForPreTraining") and config.model_type != "electra" for a in arch)
+    import transformers
+
+    meta = _meta_instance(getattr(transformers, cls_name), config)
+    if meta.get_output_embeddings() is None:    # a class without a vocabulary projection predicts no tokens
+        return False
+    return bool(set(_head_parameter_names(meta)) & set(names))
 
 
 def has_qa_head(name: str) -> bool:

@@ -2,8 +2,9 @@
 
 The measure behind the lecture's "今天買了蘋[MASK]來吃 → 果": instead of eyeballing a few fill-mask outputs, a
 fixed item set (the built-in `cloze-en-zh`: 35 Chinese items in both scripts, 22 English) gives a number that
-recipes and models can be compared by. Items whose answer is not a single token of the model's vocabulary
-count as misses (a model cannot predict a word it cannot write) and are counted separately.
+recipes and models can be compared by. Items whose answer is not a single token of the model's vocabulary *in
+the sentence* (see `answer_piece`) count as misses (a model cannot predict a word it cannot write) and are
+counted separately.
 """
 
 from __future__ import annotations
@@ -65,15 +66,17 @@ def cloze_accuracy(model: str, items: list[ClozeItem], precision: str = "fp32",
     from .pretrain import fill_mask
 
     tok = load_tokenizer(model, trust_remote_code)
-    texts = [it.sentence.replace("[MASK]", tok.mask_token) for it in items]
-    filled = fill_mask(model, texts, top_k=5, precision=precision, trust_remote_code=trust_remote_code)
+    filled = fill_mask(model, [it.sentence for it in items], top_k=5, precision=precision,
+                       trust_remote_code=trust_remote_code, command="cloze")
     rows, summary = [], {}
     for it, out in zip(items, filled.items):
-        pieces = tok.tokenize(it.answer)
-        scorable = len(pieces) == 1 and pieces[0] != tok.unk_token
-        top5 = [c["token"] for c in out["masks"][0]["candidates"]] if out["masks"] else []
-        hit1 = scorable and top5[:1] == pieces
-        hit5 = scorable and pieces[0] in top5
+        answer = answer_piece(tok, it)
+        scorable = answer is not None
+        cands = out["masks"][0]["candidates"] if out["masks"] else []
+        top5 = [c["token"] for c in cands]
+        ids = [c["id"] for c in cands]
+        hit1 = scorable and ids[:1] == [answer]
+        hit5 = scorable and answer in ids
         rows.append({"lang": it.lang, "sentence": it.sentence, "answer": it.answer, "top5": top5,
                      "hit1": hit1, "hit5": hit5, "scorable": scorable})
         s = summary.setdefault(it.lang, {"n": 0, "top1": 0.0, "top5": 0.0, "unscorable": 0})
@@ -85,6 +88,18 @@ def cloze_accuracy(model: str, items: list[ClozeItem], precision: str = "fp32",
         s["top1"] /= s["n"]
         s["top5"] /= s["n"]
     return ClozeResult(model=str(model), items=rows, summary=summary)
+
+
+def answer_piece(tokenizer, item: ClozeItem) -> int | None:
+    """The answer's token id as the model would have to predict it at the [MASK]: the answer written into the
+    sentence, the whole sentence tokenised, and the one piece covering the answer's characters (a lone `▁` beside
+    it dropped). None when the answer is several pieces there, or glued to a neighbour in one piece, or unknown.
+    Tokenised alone the answer would get a `▁` (XLM-R) or miss the `Ġ` it has after a space (RoBERTa)."""
+    from ..core.adapter import MASK, piece_in_context
+
+    start = item.sentence.index(MASK)
+    sentence = item.sentence[:start] + item.answer + item.sentence[start + len(MASK):]
+    return piece_in_context(tokenizer, sentence, start, start + len(item.answer))
 
 
 def ngram_hits(tokenizer, items: list[ClozeItem], corpora: dict[str, list[str]]) -> dict[str, list[bool]]:
@@ -105,13 +120,15 @@ def ngram_hits(tokenizer, items: list[ClozeItem], corpora: dict[str, list[str]])
                 big.setdefault(a, Counter())[b] += 1
         unigram[lang], follow[lang] = uni.most_common(1)[0][0], big
     out = {"unigram": [], "bigram": []}
+    blank = {i for i, t in enumerate(tokenizer.convert_ids_to_tokens(list(range(len(tokenizer)))))
+             if t is not None and not t.strip("▁Ġ ")}           # whitespace-only pieces: not a left neighbour
     for it in items:
-        answer = tokenizer(it.answer, add_special_tokens=False)["input_ids"]
+        answer = answer_piece(tokenizer, it)
         ids = tokenizer(it.sentence.replace("[MASK]", tokenizer.mask_token), add_special_tokens=False)["input_ids"]
         at = ids.index(tokenizer.mask_token_id)
-        left = ids[at - 1] if at else None
+        left = next((ids[j] for j in range(at - 1, -1, -1) if ids[j] not in blank), None)
         uni = unigram.get(it.lang)
         seen = follow.get(it.lang, {}).get(left)
-        out["unigram"].append(len(answer) == 1 and uni == answer[0])
-        out["bigram"].append(len(answer) == 1 and (seen.most_common(1)[0][0] if seen else uni) == answer[0])
+        out["unigram"].append(answer is not None and uni == answer)
+        out["bigram"].append(answer is not None and (seen.most_common(1)[0][0] if seen else uni) == answer)
     return out

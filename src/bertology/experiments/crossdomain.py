@@ -541,7 +541,9 @@ def _prepare(cfg: CrossDomainConfig) -> _Prepared:
 
     tokenizer = load_tokenizer(cfg.model, cfg.trust_remote_code)
     model_config = load_config(cfg.model, cfg.trust_remote_code)
-    max_length = min(cfg.max_length, int(getattr(model_config, "max_position_embeddings", cfg.max_length)))
+    from ..core.adapter import usable_length
+
+    max_length = usable_length(tokenizer, model_config, cfg.max_length)   # positions less offset, tokenizer limit
     all_symbols = {s for seq in data.sequences for s in seq}
     mapping = read_mapping(cfg.mapping, tokenizer, all_symbols) if cfg.mapping else \
         make_mapping(all_symbols, tokenizer, cfg.seed)

@@ -9,7 +9,7 @@ head fill in Chinese ("no one" → 無人, "me" → 我). Here:
    then over sentences.
 2. `translate`: add α·(μ_target − μ_source) at layer L to every non-padding token of a source sentence, run the
    remaining layers and the MLM head, take the top token per position (a forward hook on layer L does the add,
-   so any BERT-family model with `embeddings` + `encoder.layer` works).
+   on the module call that computes hidden state L, found by core.adapter for any BERT-family model).
 3. `langvec`: sweep L and α; score each setting by token-translation precision against a dictionary (a source
    word whose output token is one of its translations, or, for Chinese, a character of one), report the best.
 """
@@ -28,6 +28,7 @@ from ..io.dictionaries import Dictionary, has_cjk
 from ..core.embed import Embedder
 from ..errors import UserError
 from ..core.models import load_model, load_tokenizer
+from ..core.adapter import display_tokens, hook_hidden_state, usable_length, word_marked_pieces
 from ..core.precision import cast_in_place, check_precision
 
 SCHEMA = "bertology.langvec/1"
@@ -40,23 +41,15 @@ def language_means(embedder: Embedder, corpora: dict[str, Sequence[str]], layers
             for lang, lines in corpora.items()}
 
 
-def _layer_module(model, layer: int):
-    """The module whose output is hidden state `layer` (0: the embeddings, i: encoder layer i)."""
-    base = model.base_model
-    if not hasattr(base, "embeddings") or not hasattr(getattr(base, "encoder", None), "layer"):
-        raise UserError(f"{model.__class__.__name__}: translation needs a BERT-style model "
-                        f"(embeddings + encoder.layer)")
-    return base.embeddings if layer == 0 else base.encoder.layer[layer - 1]
-
-
 @torch.inference_mode()
 def translate(model, tokenizer, sentences: Sequence[str], layer: int, shift: np.ndarray | None,
               batch_size: int = 32) -> list[list[tuple[str, str]]]:
     """For each sentence, [(input token, top output token)] over its body tokens, with `shift` ([H], already
     scaled by α) added to the hidden states at `layer` (None: plain reconstruction)."""
     # at most 128 tokens, fewer when the model was trained on shorter sequences (its model_max_length)
-    enc_all = tokenizer(list(sentences), truncation=True,
-                        max_length=min(128, tokenizer.model_max_length or 128))["input_ids"]
+    enc = tokenizer(list(sentences), truncation=True, max_length=usable_length(tokenizer, model.config, 128),
+                    return_offsets_mapping=True)
+    enc_all = enc["input_ids"]
     order = sorted(range(len(sentences)), key=lambda i: len(enc_all[i]))
     out: list[list[tuple[str, str]]] = [[] for _ in sentences]
     mask_holder: dict[str, torch.Tensor] = {}
@@ -67,9 +60,9 @@ def translate(model, tokenizer, sentences: Sequence[str], layer: int, shift: np.
         h = output[0] if isinstance(output, tuple) else output
         h = h + delta * mask_holder["m"][..., None].to(h.dtype)
         return (h,) + tuple(output[1:]) if isinstance(output, tuple) else h
-    handle = _layer_module(model, layer).register_forward_hook(hook) if delta is not None else None
+    # the module call that computes hidden state `layer` (ELECTRA's projection, ALBERT's shared layer: adapter)
+    handle = hook_hidden_state(model, layer, hook) if delta is not None else None
     try:
-        special = set(tokenizer.all_special_ids)
         pad = tokenizer.pad_token_id or 0
         for s in range(0, len(order), batch_size):
             idx = order[s:s + batch_size]
@@ -82,10 +75,10 @@ def translate(model, tokenizer, sentences: Sequence[str], layer: int, shift: np.
             logits = model(input_ids=ids, attention_mask=mask).logits
             top = logits.argmax(-1)
             for r, i in enumerate(idx):
-                pos = [p for p in range(len(enc_all[i])) if enc_all[i][p] not in special]
-                src = tokenizer.convert_ids_to_tokens([enc_all[i][p] for p in pos])
-                dst = tokenizer.convert_ids_to_tokens(top[r, pos].tolist())
-                out[i] = list(zip(src, dst))
+                # pieces as text, continuations marked `##` whatever the tokenizer's convention (adapter)
+                pairs = word_marked_pieces(tokenizer, sentences[i], enc_all[i], enc["offset_mapping"][i])
+                dst = display_tokens(tokenizer, top[r, [p for p, _ in pairs]].tolist())
+                out[i] = [(t, d) for (_, t), d in zip(pairs, dst)]
     finally:
         if handle is not None:
             handle.remove()
@@ -110,8 +103,9 @@ def is_translation(output: str, translations: Sequence[str]) -> bool:
 def word_hits(outputs: list[list[tuple[str, str]]], translations: dict[str, list[str]]) -> list[tuple[str, bool]]:
     """(source word, translated?) for every scored word occurrence, in sentence order: the single-token source
     words the dictionary knows (the same occurrences at every layer and α, since the input is the same)."""
-    return [(word, is_translation(outp, translations[word]))
-            for sent in outputs for word, outp in _words_and_outputs(sent) if translations.get(word)]
+    # the dictionary is lower-cased; cased models keep case
+    return [(word.lower(), is_translation(outp, translations[word.lower()]))
+            for sent in outputs for word, outp in _words_and_outputs(sent) if translations.get(word.lower())]
 
 
 def score_translation(outputs: list[list[tuple[str, str]]], translations: dict[str, list[str]]) -> dict:
@@ -163,7 +157,7 @@ def langvec(model: str, corpora: dict[str, Sequence[str]], sentences: Sequence[s
             raise UserError(f"no `corpus` {lang}=FILE given (have: {', '.join(corpora) or 'none'})", fields=('corpus',))
     if not sentences:
         raise UserError("no source sentences to translate")
-    mlm = load_model(model, "mlm", trust_remote_code)   # UserError (exit 2) when there is no MLM head
+    mlm = load_model(model, "mlm", trust_remote_code, command="langvec")   # UserError (exit 2): no MLM head
     tokenizer = load_tokenizer(model, trust_remote_code)
     mlm = cast_in_place(mlm, precision)
     emb = Embedder(mlm.base_model, tokenizer, precision=precision, batch_size=batch_size, progress=progress)

@@ -74,11 +74,10 @@ class QASettings:
 # --------------------------------------------------------------------------------------------- features
 def check_settings(tokenizer, model_config, s: QASettings) -> QASettings:
     """Clamp max_len to what the model can take, and refuse settings the tokenizer cannot honour."""
-    limits = [s.max_len]
-    if model_config is not None and getattr(model_config, "max_position_embeddings", None):
-        limits.append(int(model_config.max_position_embeddings))
-    if getattr(tokenizer, "model_max_length", None) and tokenizer.model_max_length < 10**6:
-        limits.append(int(tokenizer.model_max_length))
+    from ..core.adapter import usable_length
+
+    # the model's positions (less RoBERTa's offset of pad_token_id + 1) and the tokenizer's limit if it has one
+    limits = [s.max_len, usable_length(tokenizer, model_config)]
     max_len = min(limits)
     if max_len < 16:
         raise UserError(f"`max_len` {max_len} is too short for a question and a context "

@@ -319,6 +319,7 @@ class Explorer:
 
     # ------------------------------------------------------------------------------------------- fill-mask
     def fill_mask(self, model: str | None, text: str, k: int) -> dict:
+        from ..core.adapter import count_masks
         from ..experiments.pretrain import fill_mask
 
         lim = self.limits
@@ -334,7 +335,7 @@ class Explorer:
                 raise InputError(f"enter a sentence with one or more {mask}", "text")
             if len(text) > lim.max_text_chars:
                 raise InputError(f"the sentence has {len(text)} characters, at most {lim.max_text_chars}", "text")
-            n = text.count(mask)
+            n = count_masks(text, lm.tokenizer)    # [MASK] stands for the model's own mask token too
             if n == 0:
                 raise InputError(f"put at least one {mask} in the sentence: it marks the word to guess", "text")
             if n > lim.max_masks:

@@ -96,9 +96,9 @@ def _item_set_measures(ctx: ReportContext, model: str, corpora) -> tuple[dict, l
 
 def _fill_mask_section(ctx: ReportContext, model: str) -> Section:
     if not has_mlm_head(model):
-        raise UserError(f"model {model!r} has no masked-LM head (its checkpoint holds no cls.predictions "
-                        f"weights), so it cannot fill in blanks; pretrain one with `bertology pretrain` and "
-                        f"pass its OUT/model directory")
+        raise UserError(f"model {model!r} has no masked-LM head (its checkpoint holds no weights of its "
+                        f"*ForMaskedLM head), so it cannot fill in blanks; pretrain one with `bertology pretrain` "
+                        f"and pass its OUT/model directory")
     texts = REPORT_SENTENCES
     res = fill_mask(model, texts, top_k=5, precision=ctx.precision, trust_remote_code=ctx.trust_remote_code)
     save_results(ctx.out_dir, FILL_MASK_SCHEMA, asdict(res))
