@@ -56,6 +56,11 @@ class Section:
     measures: dict[str, dict] = field(default_factory=dict)  # {claim id: the numbers its rule needs}
 
 
+def model_slug(model: str) -> str:
+    """A model name as one folder name (a section's per-model results: OUT/SECTION/SLUG/results.json)."""
+    return "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in str(model).rstrip("/").split("/")[-1])
+
+
 def with_fallback(ctx: ReportContext, run: Callable[[str], Section]) -> Section:
     """`run(ctx.model)`; when that model cannot run the section (a UserError: no MLM head, the target word is
     [UNK] to its vocabulary, ...) and the report has a fallback model, the section runs on the fallback model

@@ -13,7 +13,7 @@ from ...experiments.align import align, alignment_measures, initialised_embedder
 from ...io.corpora import read_corpora
 from ...io.dictionaries import choose_conversion, convert_dictionary, load_dictionary
 from ...errors import UserError
-from .. import ReportContext, Section, with_fallback
+from .. import ReportContext, Section, model_slug, with_fallback
 from ..figures import align_figures, langvec_figures
 
 CLAIM_IDS = ["align", "langvec"]   # decided by this module's sections (report.claims)
@@ -67,19 +67,15 @@ def _align_model(ctx: ReportContext, model: str, corpora, d):
     kw = dict(k=3 if quick else 5, max_words=300 if quick else 2000, precision=ctx.precision, seed=ctx.seed,
               progress=False)
     res = align(model, d, corpora, "en", "zh", trust_remote_code=ctx.trust_remote_code, **kw)
-    save(res, ctx.out_dir / _slug(model))
+    save(res, ctx.out_dir / model_slug(model))
     init = align(model, d, corpora, "en", "zh", cbow=False, context_free=False,
                  embedder=initialised_embedder(model, ctx.seed, ctx.trust_remote_code, precision=ctx.precision,
                                                progress=False, max_length=64), **kw)
     return {"model": model, **alignment_measures(res, init, ctx.seed)}, res
 
 
-def _slug(model: str) -> str:
-    return "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in str(model).rstrip("/").split("/")[-1])
-
-
 def _align_presentation(ctx: ReportContext, res) -> Section:
-    out = ctx.out_dir / _slug(res.model)
+    out = ctx.out_dir / model_slug(res.model)
     paths = [align_figures(res, out)]
     cov = res.coverage
     rows = [{"layer": c["layer"], "MRR cosine": c["mrr"], "MRR CSLS": s["mrr"], "P@1": c["p_at_1"], "P@5": c["p_at_5"],
@@ -136,7 +132,7 @@ def _langvec_section(ctx: ReportContext, model: str, title: str, corpora, d) -> 
     lres = lv.langvec(model, corpora, sents, d, "en", "zh", alphas=(0, 1, 2, 3) if quick else (0, 0.5, 1, 1.5, 2, 3),
                       mean_sentences=300 if quick else 1000, precision=ctx.precision,
                       trust_remote_code=ctx.trust_remote_code, progress=False)
-    out = Path(ctx.out_dir) / "langvec" / _slug(model)
+    out = Path(ctx.out_dir) / "langvec" / model_slug(model)
     lv.save(lres, out)
     lpaths = [langvec_figures(lres, out)]
     b = lres.best

@@ -7,7 +7,7 @@ import time
 from ...core.embed import Embedder
 from ...errors import UserError
 from ...experiments.senses import resolve_sentences, save, word_senses
-from .. import ReportContext, Section, with_fallback
+from .. import ReportContext, Section, model_slug, with_fallback
 from ..figures import senses_figures
 
 
@@ -64,7 +64,7 @@ def _study_section(ctx: ReportContext, embedders: dict[str, Embedder]) -> Sectio
             measures.append({"model": model, "not_applicable": ctx.describe_error(e)})
             continue
         study = sense_study(model, seed=ctx.seed, embedder=emb)
-        save_results(ctx.out_dir / "study" / _slug(model), SENSE_STUDY_SCHEMA, study.to_json())
+        save_results(ctx.out_dir / "study" / model_slug(model), SENSE_STUDY_SCHEMA, study.to_json())
         for lang, p in study.pooled.items():
             measures.append({"model": model, "language": lang, **p})
         for st in study.sets:
@@ -85,5 +85,3 @@ def _study_section(ctx: ReportContext, embedders: dict[str, Embedder]) -> Sectio
         tables=tables, claim_ids=["senses"], measures={"senses": measures})
 
 
-def _slug(model: str) -> str:
-    return "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in str(model).rstrip("/").split("/")[-1])
