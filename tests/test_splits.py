@@ -34,3 +34,23 @@ def test_groups_and_duplicates_join_transitively():
 def test_normalise_input_folds_space_and_case():
     assert normalise_input("  ACG\tt ") == normalise_input("acg t")
     assert normalise_input("ACG", fold_case=False) != normalise_input("acg", fold_case=False)
+
+
+def test_pretraining_heldout_slice_holds_no_training_line(tiny_model):
+    """The held-out loss must measure language, not memory: held-out lines repeated from training are left out,
+    and a corpus whose every held-out line is a training line is refused (it once gave loss 0.000)."""
+    import pytest
+
+    from bertology.core.models import load_tokenizer
+    from bertology.errors import UserError
+    from bertology.experiments.pretrain import prepare_data
+
+    tok = load_tokenizer(str(tiny_model))
+    distinct = [f"line number {i} says something new about item {i * 7 % 13}" for i in range(300)]
+    repeated = distinct[:40] * 10                 # the tail repeats lines that training has
+    data = prepare_data({"en": distinct + repeated[:30] + [f"fresh tail {i}" for i in range(30)]}, tok, 16,
+                        heldout_fraction=0.1, progress=False)
+    assert data.heldout_dropped["en"] > 0 and len(data.heldout["en"]) >= 1
+    with pytest.raises(UserError, match="no held-out text that training does not also contain"):
+        prepare_data({"en": [f"the same {i % 8} eight lines again" for i in range(800)]}, tok, 16,
+                     heldout_fraction=0.1, progress=False)

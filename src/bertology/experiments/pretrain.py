@@ -206,6 +206,7 @@ class PackedData:
     heldout: dict[str, np.ndarray]
     lines: dict[str, int]
     tokens: dict[str, int]
+    heldout_dropped: dict[str, int] = field(default_factory=dict)   # held-out lines also in training, left out
 
 
 def pack_lines(token_lists: Sequence[Sequence[int]], seq_len: int, cls_id: int, sep_id: int) -> np.ndarray:
@@ -229,11 +230,41 @@ def pack_lines(token_lists: Sequence[Sequence[int]], seq_len: int, cls_id: int, 
     return seqs
 
 
+def _leak_free_pack(lang: str, lines: list[str], ids: list[list[int]], seq_len: int, tokenizer,
+                    heldout_fraction: float, max_heldout: int) -> tuple[np.ndarray, np.ndarray, int]:
+    """(train, held-out, held-out lines dropped): the held-out slice is the last lines of the corpus, as many
+    as fill its share of sequences, without the lines whose text (white space and case folded) also occurs in
+    training: a held-out line the model trained on measures memory, not language (a corpus of 8 distinct lines
+    once gave held-out loss 0.000). Training keeps every line it has."""
+    from ..io.splits import normalise_input
+
+    cls_id, sep_id = tokenizer.cls_token_id, tokenizer.sep_token_id
+    body = seq_len - 1
+    n_seqs = sum(len(t) + 1 for t in ids) // body
+    if n_seqs < 2:
+        raise UserError(f"`corpus` {lang}=...: only {n_seqs} sequence(s) of {seq_len} tokens; need more "
+                        f"text or a shorter `seq_len`", fields=('corpus', 'seq_len'))
+    want = min(max_heldout, max(1, int(n_seqs * heldout_fraction))) * body
+    cut, got = len(ids), 0
+    while cut > 1 and got < want:
+        cut -= 1
+        got += len(ids[cut]) + 1
+    seen = {normalise_input(line) for line in lines[:cut]}
+    held = [i for i in range(cut, len(ids)) if normalise_input(lines[i]) not in seen]
+    unique = list({normalise_input(lines[i]): i for i in reversed(held)}.values())[::-1]   # first of each
+    heldout = pack_lines([ids[i] for i in unique], seq_len, cls_id, sep_id)
+    if len(heldout) == 0:
+        raise UserError(f"`corpus` {lang}=...: no held-out text that training does not also contain ({len(seen)} "
+                        f"distinct training lines, {len(ids) - cut} held-out lines, every one repeated): a held-out "
+                        f"loss would measure memory; give more varied text", fields=('corpus',))
+    return pack_lines(ids[:cut], seq_len, cls_id, sep_id), heldout, len(ids) - cut - len(unique)
+
+
 def prepare_data(corpora: dict[str, list[str]], tokenizer, seq_len: int, heldout_fraction: float = 0.01,
                  max_heldout: int = 200, cache_dir: Path | None = None, progress: bool = True) -> PackedData:
     """Tokenise every language (Rust tokenizer, batched), pack, and split off the last sequences of each
     language as the held-out slice. Cached in cache_dir/data-<hash>.npz so a resumed run skips this."""
-    key = hashlib.sha256(json.dumps([seq_len, heldout_fraction, max_heldout,
+    key = hashlib.sha256(json.dumps(["leak-free-heldout", seq_len, heldout_fraction, max_heldout,
                                      hashlib.sha256(tokenizer.backend_tokenizer.to_str().encode()).hexdigest(),
                                      sorted((k, len(v), v[:3], v[-3:]) for k, v in corpora.items())],
                                     ensure_ascii=False).encode()).hexdigest()[:16]
@@ -242,28 +273,26 @@ def prepare_data(corpora: dict[str, list[str]], tokenizer, seq_len: int, heldout
         z = np.load(cache, allow_pickle=False)
         meta = json.loads(str(z["meta"]))
         return PackedData({l: z[f"train_{l}"] for l in meta["langs"]}, {l: z[f"heldout_{l}"] for l in meta["langs"]},
-                          meta["lines"], meta["tokens"])
+                          meta["lines"], meta["tokens"], meta["heldout_dropped"])
     from tqdm.auto import tqdm
 
     backend = tokenizer.backend_tokenizer
-    train, heldout, n_lines, n_tokens = {}, {}, {}, {}
+    train, heldout, n_lines, n_tokens, dropped_lines = {}, {}, {}, {}, {}
     for lang, lines in corpora.items():
         ids: list[list[int]] = []
         chunk = 10_000
         for i in tqdm(range(0, len(lines), chunk), desc=f"tokenize {lang}", unit="chunk", leave=False,
                       disable=not progress):
             ids += [e.ids for e in backend.encode_batch(lines[i:i + chunk], add_special_tokens=False)]
-        seqs = pack_lines(ids, seq_len, tokenizer.cls_token_id, tokenizer.sep_token_id)
-        if len(seqs) < 2:
-            raise UserError(f"`corpus` {lang}=...: only {len(seqs)} sequence(s) of {seq_len} tokens; need more "
-                            f"text or a shorter `seq_len`", fields=('corpus', 'seq_len'))
-        n_held = min(max_heldout, max(1, int(len(seqs) * heldout_fraction)))
-        train[lang], heldout[lang] = seqs[:-n_held], seqs[-n_held:]
+        train[lang], heldout[lang], dropped = _leak_free_pack(lang, lines, ids, seq_len, tokenizer, heldout_fraction,
+                                                              max_heldout)
         n_lines[lang], n_tokens[lang] = len(lines), int(sum(len(x) for x in ids))
-    data = PackedData(train, heldout, n_lines, n_tokens)
+        dropped_lines[lang] = dropped
+    data = PackedData(train, heldout, n_lines, n_tokens, dropped_lines)
     if cache:
         buf = io.BytesIO()
-        np.savez(buf, meta=json.dumps({"langs": list(train), "lines": n_lines, "tokens": n_tokens}),
+        np.savez(buf, meta=json.dumps({"langs": list(train), "lines": n_lines, "tokens": n_tokens,
+                                       "heldout_dropped": dropped_lines}),
                  **{f"train_{l}": v for l, v in train.items()}, **{f"heldout_{l}": v for l, v in heldout.items()})
         from ..io.storage import atomic_write_bytes
         atomic_write_bytes(cache, buf.getvalue())
@@ -713,7 +742,8 @@ def _pretrain_result(cfg: PretrainConfig, out: Path, mlm, data: PackedData, shar
         config=asdict(cfg), model_dir=str(out / "model"), parameters=n_params,
         parameters_non_embedding=n_params - n_embed,
         languages={l: {"lines": data.lines[l], "tokens": data.tokens[l], "train_sequences": len(data.train[l]),
-                       "heldout_sequences": len(data.heldout[l]), "sampling_share": shares[l]} for l in data.train},
+                       "heldout_sequences": len(data.heldout[l]),
+                       "heldout_lines_dropped_as_in_train": data.heldout_dropped.get(l, 0), "sampling_share": shares[l]} for l in data.train},
         steps=result.steps, tokens_seen=result.tokens, tokens_per_s=result.tokens / max(result.wall_time, 1e-9),
         wall_time=result.wall_time, final=result.history[-1] if result.history else {},
         unigram_baseline=unigram_baseline(data, tokenizer.all_special_ids),
