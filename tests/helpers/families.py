@@ -28,7 +28,7 @@ HIDDEN, LAYERS = 32, 2
 def corpus(tatoeba_lines: int = 400) -> list[str]:
     """The demo sentences, the cloze sentences with the answer in place of [MASK], Tatoeba's first pairs."""
     lines = []
-    for name in ("apple_en.tsv", "apple_zh.tsv"):
+    for name in ("senses/en_apple.tsv", "senses/zh_guo.tsv"):
         with open(DEMO / name, encoding="utf-8") as f:
             lines += [row[1] for row in list(csv.reader(f, delimiter="\t"))[1:]]
     with open(DEMO / "cloze_en_zh.tsv", encoding="utf-8") as f:

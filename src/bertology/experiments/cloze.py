@@ -109,16 +109,22 @@ def ngram_hits(tokenizer, items: list[ClozeItem], corpora: dict[str, list[str]])
     model's own tokenizer on `corpora` ({lang: lines}, the pretraining corpus)."""
     from collections import Counter
 
-    follow: dict[str, dict[int, Counter]] = {}
+    follow: dict[str, dict[int, int]] = {}        # per language: token -> its most frequent follower
     unigram: dict[str, int] = {}
     special = set(tokenizer.all_special_ids)
     for lang, lines in corpora.items():
-        uni, big = Counter(), {}
-        for ids in tokenizer(list(lines), add_special_tokens=False, verbose=False)["input_ids"]:
-            uni.update(i for i in ids if i not in special)
-            for a, b in zip(ids, ids[1:]):
-                big.setdefault(a, Counter())[b] += 1
-        unigram[lang], follow[lang] = uni.most_common(1)[0][0], big
+        uni, pairs = Counter(), Counter()
+        for enc in tokenizer.backend_tokenizer.encode_batch(list(lines), add_special_tokens=False):
+            ids = enc.ids
+            uni.update(ids)
+            pairs.update(zip(ids, ids[1:]))
+        for i in special:
+            uni.pop(i, None)
+        best: dict[int, tuple[int, int]] = {}
+        for (a, b), n in pairs.items():
+            if n > best.get(a, (0, -1))[0] or (n == best[a][0] and b < best[a][1]):
+                best[a] = (n, b)
+        unigram[lang], follow[lang] = uni.most_common(1)[0][0], {a: b for a, (_, b) in best.items()}
     out = {"unigram": [], "bigram": []}
     blank = {i for i, t in enumerate(tokenizer.convert_ids_to_tokens(list(range(len(tokenizer)))))
              if t is not None and not t.strip("▁Ġ ")}           # whitespace-only pieces: not a left neighbour
@@ -128,7 +134,6 @@ def ngram_hits(tokenizer, items: list[ClozeItem], corpora: dict[str, list[str]])
         at = ids.index(tokenizer.mask_token_id)
         left = next((ids[j] for j in range(at - 1, -1, -1) if ids[j] not in blank), None)
         uni = unigram.get(it.lang)
-        seen = follow.get(it.lang, {}).get(left)
         out["unigram"].append(answer is not None and uni == answer)
-        out["bigram"].append(answer is not None and (seen.most_common(1)[0][0] if seen else uni) == answer)
+        out["bigram"].append(answer is not None and follow.get(it.lang, {}).get(left, uni) == answer)
     return out

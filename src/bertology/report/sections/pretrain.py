@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from dataclasses import asdict
 from pathlib import Path
 
@@ -43,17 +44,21 @@ def report_section(ctx: ReportContext):
 
 
 def _ngram_corpora(ctx: ReportContext) -> dict[str, list[str]]:
+    return _corpus_sample(ctx.data_dir, 20_000 if ctx.quick else 200_000)
+
+
+@functools.lru_cache(maxsize=2)
+def _corpus_sample(data_dir: str | None, n: int) -> dict[str, list[str]]:
     """Pretraining-corpus lines for the unigram / bigram baselines: English, and Chinese in both scripts (the
-    corpus is Simplified; the items are in both)."""
+    corpus is Simplified; the items are in both). Read once per process: every model of the report shares it."""
     import opencc
 
     from ...experiments.cbow import corpus_lines
     from ...io.storage import find_dataset
 
-    n = 20_000 if ctx.quick else 200_000
     out = {}
     for lang in ("en", "zh"):
-        d = find_dataset(f"corpus-{lang}", ctx.data_dir)
+        d = find_dataset(f"corpus-{lang}", data_dir)
         files = sorted(d.glob("*.txt.gz")) if d.is_dir() else [d]
         out[lang] = corpus_lines(files, n // len(files))
     cc = opencc.OpenCC("s2t")
