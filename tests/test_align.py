@@ -370,3 +370,32 @@ def test_langvec_ignores_identical_pairs_between_languages_of_one_script(tiny_mo
     # only "dog" and "book" have a real translation; "apple" and "cat" (in the test sentences) must not count
     n_real = sum(t in ("dog", "book") for s in SENTS[:4] for t in s.split())
     assert all(g["scored_words"] == n_real for g in r.grid)
+
+
+def test_report_section_measures_every_model_with_its_baselines(tiny_model, tiny_encoder, tmp_path, data_dir,
+                                                                monkeypatch):
+    """The report's alignment and language-vector sections: a vocabulary that reads Chinese as [UNK] is not
+    applicable (with the share); a model that reads it gets the verdict's numbers: layer chosen on dev words,
+    test-word MRR beside layer 0, the word alone, random vectors and the same architecture at initialisation;
+    language vectors beside the unshifted output and the best constant token."""
+    import bertology.core.vocab
+    from bertology.report import ReportContext
+    from bertology.report.sections import align as section
+    from bertology.report.sections.align import report_section
+
+    monkeypatch.setattr(section, "QUICK_LINES", 800)                   # the quick code path, at toy size
+
+    ctx = ReportContext(model=str(tiny_encoder), fallback_model=str(tiny_model), out_dir=tmp_path, data_dir=str(data_dir))
+    monkeypatch.setattr(bertology.core.vocab, "UNKNOWN_LIMIT", 1.0)   # the tiny vocabulary, read as if it could
+    align_sec, lv_sec = report_section(ctx)
+    by_model = {m["model"]: m for m in align_sec.measures["align"]}
+    for m in by_model.values():
+        assert {"layer 0", "word alone", "random vectors", "at initialisation", "random ranking"} <= set(m)
+        assert m["test_words"] > 0 and m["dev_words"] > 0 and len(m["ci"]) == 2
+    langvec = {m["model"]: m for m in lv_sec.measures["langvec"]}
+    assert "no masked-LM head" in langvec[str(tiny_encoder)]["not_applicable"]
+    assert "constant" in langvec[str(tiny_model)] or "not_applicable" in langvec[str(tiny_model)]
+    monkeypatch.setattr(bertology.core.vocab, "UNKNOWN_LIMIT", 0.05)
+    align_sec, _ = report_section(ReportContext(model=str(tiny_encoder), fallback_model="", out_dir=tmp_path / "b",
+                                                data_dir=str(data_dir)))
+    assert "[UNK]" in align_sec.measures["align"][0]["not_applicable"] and align_sec.error

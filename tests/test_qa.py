@@ -381,6 +381,14 @@ def test_report_section_runs(tiny_encoder, tmp_path, data_dir, monkeypatch):
     from bertology.report.sections import qa as qa_section
 
     monkeypatch.setattr(qa_section, "REPORT_QUICK", (4, 3))      # the code path of the quick report, at toy size
+    # the tiny vocabulary reads most Chinese as [UNK]: the claim is not applicable on it, with the share, and
+    # nothing is trained
+    (na,) = run_section("bertology.report.sections.qa", "QA", ReportContext(model=str(tiny_encoder), out_dir=tmp_path / "na",
+                                                            data_dir=str(data_dir)))
+    assert "of XQuAD-zh's context tokens are [UNK]" in na.error and na.measures["qa"][0]["not_applicable"]
+    assert not (tmp_path / "na" / "results.json").exists()
+    import bertology.core.vocab
+    monkeypatch.setattr(bertology.core.vocab, "UNKNOWN_LIMIT", 1.0)   # the training path, at toy size
     (sec,) = run_section("bertology.report.sections.qa", "QA", ReportContext(model=str(tiny_encoder), out_dir=tmp_path / "r",
                                                              data_dir=str(data_dir), keep_models=True))
     assert sec.error is None, sec.error
@@ -389,6 +397,8 @@ def test_report_section_runs(tiny_encoder, tmp_path, data_dir, monkeypatch):
     assert all(Path(f).exists() for f in sec.figures) and len(sec.figures) == 2
     doc = json.loads((tmp_path / "r" / "results.json").read_text())
     assert doc["schema"] == "bertology.qa/1" and doc["train"]["train_questions"] == 4
+    (m,) = sec.measures["qa"]          # the verdict's numbers: one metric, the heuristic on the same questions
+    assert m["questions"] == 3 and 0 <= m["heuristic_f1"] <= 100 and len(m["ci"]) == 2
     # a model that already has a span head is evaluated without training
     assert not has_qa_head(str(tiny_encoder))
     qa_model = Path(doc["train"]["model_dir"])

@@ -16,6 +16,7 @@ from ...errors import UserError
 from .. import ReportContext, Section, model_slug, with_fallback
 from ..figures import align_figures, langvec_figures
 
+QUICK_LINES = 5000     # Tatoeba lines per language at quick settings (the corpora and language means)
 CLAIM_IDS = ["align", "langvec"]   # decided by this module's sections (report.claims)
 
 
@@ -24,7 +25,7 @@ def report_section(ctx: ReportContext):
     head), at quick settings: Tatoeba's English and Chinese sides as the corpora, MUSE en-zh converted to
     Simplified. The first model that ran draws the figures; every model's numbers go to the verdict."""
     t0 = time.perf_counter()
-    lines = 5000 if ctx.quick else 30000
+    lines = QUICK_LINES if ctx.quick else 30000
     corpora = read_corpora([f"en=tatoeba-cmn-eng#0@{lines}", f"zh=tatoeba-cmn-eng#1@{lines}"], ctx.data_dir)
     d = load_dictionary("muse-en-zh", data_dir=ctx.data_dir)
     d = convert_dictionary(d, choose_conversion(d, (corpora["en"], corpora["zh"])))

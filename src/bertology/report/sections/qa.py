@@ -31,7 +31,7 @@ def report_section(ctx: ReportContext):
 
     sec, measures = None, []
     contexts = list(dict.fromkeys(e.context for e in load_data("xquad-zh", ctx.data_dir).examples))[:200]
-    for model in model_names:
+    for model in ctx.models:
         share = unknown_token_share(load_tokenizer(model, ctx.trust_remote_code), contexts)
         if share > UNKNOWN_LIMIT:
             measures.append({"model": model, "not_applicable": f"{share:.0%} of XQuAD-zh's context tokens are [UNK] "
