@@ -163,3 +163,20 @@ def test_table_rows_per_model_summary_and_not_applicable(tmp_path):
 @pytest.mark.parametrize("claim", ["senses", "transfer", "controls", "qa", "align", "langvec", "fillmask"])
 def test_a_rule_missing_a_number_is_not_run_never_shown(claim):
     assert judge(claim, {"model": "m"})["verdict"] == NOT_RUN
+
+
+def test_page_has_viewport_captions_and_a_closing_paragraph_from_the_verdicts(tmp_path):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig = tmp_path / "similarity.png"
+    plt.figure(figsize=(1, 1)); plt.savefig(fig); plt.close()
+    m = {"model": "m", "top1": 0.4, "items": 80, "unigram": 0.0, "bigram": 0.1, "ci": [0.1, 0.4], "lecture_rank": 1}
+    sections = [Section("fill", figures=[fig], claim_ids=["fillmask"], measures={"fillmask": [m]})]
+    rows = verdicts(sections)
+    page = render_html("m", sections, rows, summary_line(rows, ["m"], True, "2026-12-03"))
+    assert '<meta name="viewport"' in page and "fixed to 0–1" in page and ">similarity.png<" not in page
+    closing = page[page.index("id='what-this-shows'"):]
+    assert "Shown against its baselines" in closing and "Masked-LM fills blanks" in closing and "(on m)" in closing
+    assert "Not tested here" in closing

@@ -186,6 +186,51 @@ def _verdict_html(claims: list[dict], summary: str = "") -> str:
             + "".join(rows) + "</table></div>")
 
 
+# What each figure shows, by file name (every section draws its figures under these names); a figure not listed
+# is captioned by its file name.
+CAPTIONS = {
+    "similarity.png": "Cosine similarity of every pair of occurrences of the target at the last layer, sentences "
+                      "ordered by sense; the colour scale is fixed to 0–1, so weak structure looks weak.",
+    "separation.png": "Per layer: mean within-sense cosine minus mean between-sense cosine (layer 0: the input "
+                      "embeddings, before any context).",
+    "static_vs_contextual.png": "Separation per layer of the contextual model beside CBOW's (one vector per word: "
+                                "exactly 0).",
+    "fill_mask.png": "The five most probable tokens for each [MASK], with their probabilities.",
+    "conditions.png": "Test accuracy per condition (mean ± std over seeds); the dotted line is the majority class.",
+    "learning_curves.png": "Dev accuracy after each epoch, per condition and seed.",
+    "qa_scores.png": "EM and F1 per evaluation set (this run), beside the lecture's DRCD figures.",
+    "qa_training.png": "Training loss of the QA fine-tuning.",
+    "mrr_per_layer.png": "Dictionary MRR per layer (cosine and CSLS), with the random-ranking and random-vector "
+                         "baselines.",
+    "langvec_grid.png": "Token-translation precision for every (layer, α) of the language-vector shift.",
+}
+
+
+def closing_paragraph(claims: list[dict]) -> str:
+    """'What this shows', written from the verdicts: which claims held, on which model, and which could not be
+    tested here and why."""
+    from .claims import CLAIMS, SHOWN, claim_verdicts
+
+    per = claim_verdicts(claims)
+    names = {c.id: c.claim for c in CLAIMS}
+
+    def models(cid, verdict):
+        return sorted({str(r["model"]) for r in claims if r["id"] == cid and r["verdict"] == verdict and r["model"]})
+
+    shown = [f"{names[c]} (on {', '.join(models(c, SHOWN))})" for c, v in per.items() if v == SHOWN]
+    not_shown = [names[c] for c, v in per.items() if v == "not shown"]
+    other = [f"{names[c]} ({v})" for c, v in per.items() if v in ("not applicable", "not run")]
+    parts = [f"<b>Shown against its baselines:</b> {html.escape('; '.join(shown))}." if shown else
+             "<b>No claim</b> was shown against its baselines in this run."]
+    if not_shown:
+        parts.append(f"<b>Tested and not shown:</b> {html.escape('; '.join(not_shown))}: the effect did not clear the "
+                     f"strongest cheap explanation, which is the honest result for models this small and runs this "
+                     f"short (each section says by how much).")
+    if other:
+        parts.append(f"<b>Not tested here:</b> {html.escape('; '.join(other))}: the rows give the reason.")
+    return "<h2 id='what-this-shows'>What this shows</h2><p>" + " ".join(parts) + "</p>"
+
+
 def render_html(model: str, sections: list[Section], claims: list[dict] | None = None, summary: str = "") -> str:
     parts = []
     for i, s in enumerate(sections, 1):
@@ -200,8 +245,8 @@ def render_html(model: str, sections: list[Section], claims: list[dict] | None =
             body.append(f"<p class='cap'>{html.escape(caption)}</p>{_table_html(rows)}")
         for fig in s.figures:
             data = base64.b64encode(Path(fig).read_bytes()).decode()
-            body.append(f"<figure><img src='data:image/png;base64,{data}' alt='{html.escape(Path(fig).name)}'>"
-                        f"<figcaption>{html.escape(Path(fig).name)}</figcaption></figure>")
+            body.append(f"<figure><img src='data:image/png;base64,{data}' alt='{html.escape(CAPTIONS.get(Path(fig).name, Path(fig).name))}'>"
+                        f"<figcaption>{html.escape(CAPTIONS.get(Path(fig).name, Path(fig).name))}</figcaption></figure>")
         body.append(f"<p class='time'>{s.seconds:.1f} s</p>")
         parts.append("<section>" + "\n".join(body) + "</section>")
     toc = "".join(f"<li><a href='#s{i}'>{html.escape(s.title)}</a>{' (not run)' if s.error else ''}</li>"
@@ -209,7 +254,9 @@ def render_html(model: str, sections: list[Section], claims: list[dict] | None =
     text = model + _verdict_html(claims or []) + "".join(s.title + s.explanation + (s.error or "") + "".join(
         str(v) for _, rows in s.tables for r in rows for v in list(r) + list(r.values())) for s in sections)
     font = embedded_cjk_font(text)
+    closing = closing_paragraph(claims) if claims else ""
     return f"""<!doctype html><html lang="en"><head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
 <title>bertology report: {html.escape(model)}</title>
 <style>{font}
 body{{font-family:system-ui,sans-serif,'Noto Sans CJK TC','PingFang TC','Microsoft JhengHei','bertology-cjk';max-width:60rem;margin:2rem auto;padding:0 1rem;line-height:1.5}}
@@ -219,7 +266,7 @@ text-align:right}} .verdicts td{{text-align:left;vertical-align:top}} .v-shown{{
 </head><body><h1>Why BERT works — {html.escape(model)}</h1>
 <p>Generated by bertology: the experiments of Hung-yi Lee's lecture "Self-supervised learning: BERT explained"
 (ML 2021) and the papers behind it, run on this model.</p>{_verdict_html(claims or [], summary)}<ol>{toc}</ol>
-{''.join(parts)}</body></html>"""
+{''.join(parts)}{closing}</body></html>"""
 
 
 def build_report(model: str, out_dir: str | Path, data_dir: str | None = None, precision: str = "fp32",
