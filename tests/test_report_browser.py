@@ -4,6 +4,8 @@ Chinese text renders with the page's embedded CJK font."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from bertology.cli import main
@@ -25,14 +27,22 @@ def test_report_page_in_chromium(tmp_path, tiny_model, tiny_encoder):
         page.goto((out / "index.html").as_uri())
         page.wait_for_load_state("load")
         rows = page.locator("table.verdicts tr")
-        assert rows.count() == 1 + 7                                   # header + one row per claim
+        claims = json.loads((out / "results.json").read_text(encoding="utf-8"))["claims"]
+        assert rows.count() == 1 + len(claims) and len(claims) >= 7      # header + one row per claim and model
+        assert page.locator("p.summary").inner_text().startswith(
+            json.loads((out / "results.json").read_text(encoding="utf-8"))["summary"][:20])
         hrefs = page.eval_on_selector_all("table.verdicts a", "els => els.map(e => e.getAttribute('href'))")
         assert hrefs and all(page.locator(h).count() == 1 for h in hrefs)   # every link lands on a section
-        assert "on " + str(tiny_model) in page.locator("table.verdicts").inner_text()
+        assert str(tiny_model) in page.locator("table.verdicts").inner_text()
         broken = page.eval_on_selector_all("img", "els => els.filter(e => !(e.complete && e.naturalWidth > 0)).length")
         assert page.locator("img").count() >= 3 and broken == 0
         # the embedded face itself must be there and loaded (fonts.check alone is true for an unknown family)
         assert page.evaluate("async () => { await document.fonts.load('16px bertology-cjk', '蘋果');"
                              " return Array.from(document.fonts).some(f => f.family.includes('bertology-cjk')"
                              " && f.status === 'loaded'); }")
+        # a phone: at 420 px the page itself does not scroll sideways (the wide table scrolls in its own box)
+        phone = browser.new_page(viewport={"width": 420, "height": 800})
+        phone.goto((out / "index.html").as_uri())
+        phone.wait_for_load_state("load")
+        assert phone.evaluate("() => document.documentElement.scrollWidth <= window.innerWidth + 1")
         browser.close()

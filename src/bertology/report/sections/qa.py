@@ -55,8 +55,13 @@ def _qa_section(ctx: ReportContext, model_name: str) -> Section:
     A model that already has a QA head (from `qa train`) is evaluated as it is, without training."""
     quick = ctx.quick
     n_train, n_eval = REPORT_QUICK if quick else REPORT_FULL
-    max_pos = getattr(load_config(model_name, ctx.trust_remote_code), "max_position_embeddings", None) or 512
-    max_len = min(192 if quick else 384, max_pos)
+    from ...core.adapter import usable_length
+    from ...core.models import load_tokenizer
+
+    # the model's usable length (its tokenizer's limit and its positions): zh-en-mini reads 128 tokens, and a
+    # stride computed from a longer window would not fit beside the question
+    max_len = usable_length(load_tokenizer(model_name, ctx.trust_remote_code),
+                            load_config(model_name, ctx.trust_remote_code), cap=192 if quick else 384)
     # Quick mode trains and predicts in bf16 where the CPU runs it natively (what fits a few minutes there); an
     # AVX2-only CPU emulates bf16 ~20x slower than fp32, so it gets fp32 (core.precision.fast_precision).
     s = QASettings(max_len=max_len, doc_stride=max_len // 3, precision=fast_precision() if quick else ctx.precision)
