@@ -111,8 +111,8 @@ def test_qa_below_the_heuristic_is_not_shown():
 
 
 # --------------------------------------------------------------------------------------------- transfer / controls
-def _transfer(pre, scr, shuf=None, paired=True, n=300, comp=0.5):
-    m = {"model": "m", "n_test": n, "majority": 0.52, "pretrained": {"mean": pre, "std": 0.0, "n": 1},
+def _transfer(pre, scr, shuf=None, paired=True, n=300, comp=0.5, tuned=True):
+    m = {"model": "m", "n_test": n, "majority": 0.52, **({"scratch_lr": 1e-4} if tuned else {}), "pretrained": {"mean": pre, "std": 0.0, "n": 1},
          "scratch": {"mean": scr, "std": 0.0, "n": 1}, "composition": {"mean": comp, "std": 0.0, "n": 1},
          "paired": {}}
     if shuf is not None:
@@ -128,6 +128,7 @@ def test_transfer_needs_the_paired_test_and_the_baselines():
     assert judge("transfer", _transfer(0.95, 0.88))["verdict"] == SHOWN
     assert judge("transfer", _transfer(0.95, 0.88, paired=False))["verdict"] == NOT_RUN   # never a pass
     assert judge("transfer", _transfer(0.95, 0.88, comp=0.96))["verdict"] == NOT_SHOWN    # k-mers do better
+    assert judge("transfer", _transfer(0.95, 0.88, tuned=False))["verdict"] == NOT_RUN     # scratch not tuned
 
 
 def test_controls_need_pretrained_above_shuffled_not_shuffled_near_scratch():

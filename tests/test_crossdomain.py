@@ -290,7 +290,8 @@ def test_report_section_tests_pretrained_against_scratch_paired(tmp_path, monkey
     runs = [RunResult("pretrained", 0, 1.0, 1.0, 1.0, 1.0, [], 1.0, test_predictions=right),
             RunResult("scratch", 0, 0.5, 0.5, 0.5, 1.0, [], 1.0, test_predictions=wrong_half)]
     result = CrossDomainResult("m", "splice", "x", {}, ["EI", "IE"], {}, {"test": list(range(100))}, {}, runs,
-                               summarize(runs), majority_accuracy={"test": 0.5}, test_labels=truth)
+                               summarize(runs), majority_accuracy={"test": 0.5}, test_labels=truth,
+                               lr_search={"scratch": {"dev": {"0.0001": 0.5, "0.0002": 0.5}, "chosen": 1e-4}})
     monkeypatch.setattr(section, "RECORDED", tmp_path / "none.json")
     sec = section._section(result, "a test")
     paired = sec.measures["transfer"][0]["paired"]["scratch"]
@@ -306,6 +307,10 @@ def test_report_section_tests_pretrained_against_scratch_paired(tmp_path, monkey
     rows = [c for c in verdicts([sec]) if c["id"] == "transfer"]
     assert rows[0]["verdict"] == "shown" and "McNemar p" in rows[0]["this_run"]
     assert rows[1]["recorded"] and rows[1]["verdict"] == "not run"
+    # the same numbers with scratch left at pretrained's recipe: not a fair baseline, so not run, with the reason
+    result.lr_search = {}
+    row = next(c for c in verdicts([section._section(result, "a test")]) if c["id"] == "transfer")
+    assert row["verdict"] == "not run" and "not tuned on dev" in row["reason"]
 
 
 
