@@ -153,6 +153,8 @@ def test_table_rows_per_model_summary_and_not_applicable(tmp_path):
     assert [r["verdict"] for r in senses] == [SHOWN, NOT_APPLICABLE] and "[UNK]" in senses[1]["reason"]
     assert senses[0]["baselines"]["CBOW separation"] == 0.0 and senses[0]["ci"][0] > 0
     assert next(r for r in rows if r["id"] == "qa")["verdict"] == NOT_APPLICABLE
+    crashed = verdicts([Section("qa", claim_ids=["qa"], error="failed: NameError: name 'x' is not defined")])
+    assert next(r for r in crashed if r["id"] == "qa")["verdict"] == NOT_RUN          # a bug is not a model limit
     per = claim_verdicts(rows)
     assert per["senses"] == SHOWN and per["langvec"] == NOT_RUN
     line = summary_line(rows, ["en-model", "zh-model"], True, "2026-12-03")

@@ -210,7 +210,9 @@ def verdicts(sections) -> list[dict]:
         for m in measures.get(c.id, []):
             rows.append({**head, "model": m.get("model"), "recorded": bool(m.get("recorded")), **judge(c.id, m)})
         if c.id not in measures:
-            verdict = NOT_APPLICABLE if c.id in errors else NOT_RUN
+            # a section that raised a user error could not run on this model; one that crashed did not run
+            crashed = errors.get(c.id, "").startswith(("failed:", "not available"))
+            verdict = NOT_APPLICABLE if c.id in errors and not crashed else NOT_RUN
             rows.append({**head, "model": None, "recorded": False, "this_run": "", "baselines": {}, "ci": None,
                          "verdict": verdict, "reason": errors.get(c.id, "not run at these settings")})
     return rows
