@@ -120,7 +120,7 @@ def test_cli_senses_writes_results_and_figures(tmp_path, tiny_model):
 
 @pytest.mark.parametrize("args, message", [
     (["--sentences", "apple-zh"], "tokenises '果' as ['[UNK]']"),
-    (["--sentences", "apple-en", "--target", "banana"], "en_apple.tsv: sentence 1 does not contain the target 'banana'"),
+    (["--sentences", "apple-en", "--target", "banana"], "apple-en (en_apple.tsv): sentence 1 does not contain the target 'banana'"),
     (["--sentences", "nonexistent.tsv", "--target", "x"], "nonexistent.tsv: no such file"),
     (["--sentences", "apple-en", "--layer", "9"], "--layer 9 is out of range"),
     (["--sentences", "apple-en", "--model", "/nonexistent/model"], "could not load model"),

@@ -41,8 +41,9 @@ def read_sentences(path: str | Path) -> tuple[list[str], list[str], str]:
 
     Returns (sentences, labels, source name). Labels are "" for plain text.
     """
-    if str(path) in DEMO_SETS:
-        path = DEMO_DIR / DEMO_SETS[str(path)][0]
+    builtin = str(path) if str(path) in DEMO_SETS else None
+    if builtin:
+        path = DEMO_DIR / DEMO_SETS[builtin][0]
     path = Path(path)
     with open_text(path) as f:
         lines = [line.rstrip("\n").rstrip("\r") for line in f]
@@ -66,5 +67,6 @@ def read_sentences(path: str | Path) -> tuple[list[str], list[str], str]:
         labels.append(label)
     if not sentences:
         raise UserError(f"{path}: no sentences")
-    return sentences, labels, str(path)
+    # a built-in set is named by its name and file, not by this machine's install path
+    return sentences, labels, (f"{builtin} ({path.name})" if builtin else str(path))
 
