@@ -162,7 +162,7 @@ def sense_set_variants(name: str) -> list[tuple[str, str, list[str], list[str], 
     (Traditional) and converted to Simplified with OpenCC."""
     from ..io.sentences import SENSE_SETS
 
-    file, target, lang = SENSE_SETS[name]
+    _, target, lang = SENSE_SETS[name]
     sents, labels, _ = read_sentences(name)
     out = [(name, target, sents, labels, lang)]
     if lang == "zh":

@@ -13,7 +13,7 @@ from ...experiments.align import align, alignment_measures, initialised_embedder
 from ...io.corpora import read_corpora
 from ...io.dictionaries import choose_conversion, convert_dictionary, load_dictionary
 from ...errors import UserError
-from .. import ReportContext, Section, model_slug, with_fallback
+from .. import ReportContext, Section, model_slug
 from ..figures import align_figures, langvec_figures
 
 QUICK_LINES = 5000     # Tatoeba lines per language at quick settings (the corpora and language means)
