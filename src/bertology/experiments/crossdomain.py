@@ -599,7 +599,7 @@ def run_crossdomain(cfg: CrossDomainConfig, out_dir: str | Path | None = None) -
         raise UserError(f"{out}: holds the runs of an earlier experiment; pass `resume` to continue it, or choose "
                         f"another `out`", fields=("resume", "out"))
     prep = _prepare(cfg)
-    data, split, enc, n_labels = prep.data, prep.split, prep.enc, len(prep.label_names)
+    data, split, enc = prep.data, prep.split, prep.enc
     settings = {k: v for k, v in asdict(cfg).items() if k not in ("progress", "data_dir", "resume")}
     settings["max_length_used"] = prep.max_length
     splits_lines = {k: [data.lines[i] for i in v] for k, v in split.items()}

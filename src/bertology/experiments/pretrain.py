@@ -905,4 +905,3 @@ def fill_mask_text(mlm, tok, text: str, top_k: int, precision: str) -> dict:
             {"token": display_token(tok, int(i)), "id": int(i), "prob": float(v)}
             for v, i in zip(top.values, top.indices)]})
     return {"text": text, "masks": masks}
-    return FillMaskResult(model=str(model), top_k=top_k, items=items)

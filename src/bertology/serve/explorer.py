@@ -17,7 +17,6 @@ models in flight would double the memory); at most `max_queue` requests may wait
 from __future__ import annotations
 
 import threading
-import time
 from collections import OrderedDict
 from contextlib import contextmanager
 from dataclasses import dataclass, field
