@@ -318,7 +318,8 @@ def test_senses_refuses_labelled_lines_without_header(tmp_path, tiny_model, caps
     """issue 14.5: `label<TAB>sentence` lines without the header were read as plain sentences that began
     with their labels."""
     f = tmp_path / "s.tsv"
-    f.write_text("fruit\tI ate an apple\ncompany\tthe apple phone\nfruit\tapple pie\n", encoding="utf-8")
+    f.write_text("fruit\tI ate an apple\ncompany\tthe apple phone\nfruit\tapple pie\ncompany\tapple shares rose\n",
+                 encoding="utf-8")
     assert main(["senses", "-s", str(f), "-t", "apple", "-m", str(tiny_model), "-o", str(tmp_path / "o")]) == 2
     err = capsys.readouterr().err
     assert "s.tsv:1" in err and "header" in err
