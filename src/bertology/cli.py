@@ -7,6 +7,7 @@ Each experiment module exposes a plain function returning a result object; nothi
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import sys
 from pathlib import Path
@@ -14,6 +15,7 @@ from typing import List, Optional
 
 import typer
 
+from .checks import check_number
 from .errors import UserError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
@@ -41,11 +43,22 @@ def _t2s_or_s2t(value: Optional[str]) -> Optional[str]:
     return value
 
 
-def _positive(value: Optional[float]) -> Optional[float]:
-    """A float flag that must be > 0 (a learning rate, a number of epochs): click's min= allows the bound."""
-    if value is not None and not value > 0:
-        raise typer.BadParameter(f"{value:g} is not > 0")
-    return value
+def _number(**bounds):
+    """A float flag's callback: checks.check_number (finite, in range) before any work. click reads "inf",
+    "nan" and 1e400 as floats and its min=/max= let inf and nan through (an infinite --lr trained to NaN)."""
+    def callback(value: Optional[float]) -> Optional[float]:
+        if value is not None:
+            try:
+                check_number("value", value, **bounds)
+            except UserError as e:
+                raise typer.BadParameter(str(e).replace("`value` ", "")) from None
+        return value
+    return callback
+
+
+_positive = _number(above=0)          # a learning rate, a number of epochs: click's min= allows the bound
+_non_negative = _number(low=0)        # a warm-up, a margin
+_fraction = _number(low=0, high=1)    # a smoothing exponent, a dropout rate
 
 
 MODEL_HELP = "Hugging Face id, local model directory, or an alias (see `bertology models`)."
@@ -55,7 +68,7 @@ PrecisionOpt = typer.Option("fp32", "--precision", help="fp32 or bf16 (bf16: ~2-
 DataDirOpt = typer.Option(None, "--data-dir", envvar="BERTOLOGY_DATA",
                           help="Directory holding data sets by name (default: ./data, ../shared/data).")
 TrustOpt = typer.Option(False, "--trust-remote-code", help="Allow model code from the hub to run (off by default).")
-SeedOpt = typer.Option(0, "--seed", help="Random seed (runs with the same seed repeat exactly).")
+SeedOpt = typer.Option(0, "--seed", min=0, help="Random seed (runs with the same seed repeat exactly).")
 
 
 # One spelling per meaning across commands (Hugging Face's scripts say max_seq_length / max_steps). The old
@@ -269,7 +282,7 @@ CorpusOpt = typer.Option(..., "--corpus", "-c",
                               "data set name (e.g. tatoeba-cmn-eng, squad-train, corpus-zh). #COLUMN picks a "
                               "tab-separated column (Tatoeba: en=tatoeba-cmn-eng#0 zh=tatoeba-cmn-eng#1); "
                               "@N keeps at most N lines of that source.")
-AlphaOpt = typer.Option(0.7, "--alpha", min=0.0, max=1.0, help="Language sampling smoothing: p ∝ share^alpha (1 proportional, "
+AlphaOpt = typer.Option(0.7, "--alpha", callback=_fraction, help="Language sampling smoothing: p ∝ share^alpha (1 proportional, "
                                               "0 uniform; mBERT used 0.7).")
 
 
@@ -332,10 +345,10 @@ def pretrain_cmd(
     seq_len: int = typer.Option(128, "--max-length", min=8, help="Packed sequence length in tokens (old spelling: --seq-len)."),
     lr: float = typer.Option(1e-3, "--lr", callback=_positive, help="Peak learning rate (AdamW, linear warm-up and "
                              "decay). 1e-3 leaves the BERT plateau after ~20M tokens for `mini` (docs/pretrain.md)."),
-    warmup: float = typer.Option(0.03, "--warmup", min=0.0, help="Warm-up: fraction of steps (<1) or steps (>=1)."),
+    warmup: float = typer.Option(0.03, "--warmup", callback=_non_negative, help="Warm-up: fraction of steps (<1) or steps (>=1)."),
     whole_word: bool = typer.Option(False, "--whole-word-mask", help="Mask whole words rather than word pieces."),
     alpha: float = AlphaOpt,
-    dropout: float = typer.Option(0.0, "--dropout", min=0.0, max=1.0, help="Hidden and attention dropout (default 0, as Cramming "
+    dropout: float = typer.Option(0.0, "--dropout", callback=_fraction, help="Hidden and attention dropout (default 0, as Cramming "
                                   "BERT found best for short single-epoch pretraining; Google's BERT used 0.1)."),
     compile: bool = typer.Option(False, "--compile/--no-compile",
                                  help="torch.compile the training step (~2x tokens/s on CPU after a few seconds "
@@ -460,7 +473,7 @@ def crossdomain_cmd(
     lr_grid: str = typer.Option("", "--lr-grid", help="Comma list of learning rates searched on DEV accuracy (first "
                                 "seed) for each condition in --tune, e.g. 1e-4,2e-4,5e-4; empty: no search."),
     tune: str = typer.Option("scratch", "--tune", help="Conditions whose learning rate --lr-grid chooses (comma list)."),
-    warmup: float = typer.Option(0.06, "--warmup", min=0, help="Linear warm-up: a fraction of the steps (< 1) or a "
+    warmup: float = typer.Option(0.06, "--warmup", callback=_non_negative, help="Linear warm-up: a fraction of the steps (< 1) or a "
                                  "number of steps; then linear decay to 0."),
     max_length: int = typer.Option(512, "--max-length", min=8, help="Tokens per window; longer sequences are cut into "
                                    "windows whose logits are averaged."),
@@ -555,7 +568,7 @@ _QaPredictPrecision = typer.Option(
     "bf16-verified (bf16, then each question whose answer leads a different one by less than --verify-margin "
     "is re-run in fp32; gave the fp32 answer on every question measured, ~1.3-1.8x faster than fp32; see "
     "docs/qa.md).")
-_QaVerifyMargin = typer.Option(0.3, "--verify-margin", help="bf16-verified: score lead (in --span-score units: "
+_QaVerifyMargin = typer.Option(0.3, "--verify-margin", callback=_non_negative, help="bf16-verified: score lead (in --span-score units: "
                                "log-probabilities with window-prob, logits with logit) below which a question is "
                                "re-run in fp32; 0.3 covers every bf16 error measured (docs/qa.md).")
 
@@ -789,6 +802,8 @@ def _floats_arg(text: str, name: str) -> List[float]:
         vals = []
     if not vals:
         raise UserError(f"{name} {text!r}: expected comma-separated numbers such as 0,1,2")
+    if not all(math.isfinite(v) for v in vals):   # "nan,inf" parse as floats: refused, not a grid of NaN scores
+        raise UserError(f"{name} {text!r}: every value must be a finite number")
     return vals
 
 
@@ -900,14 +915,15 @@ def langvec_cmd(
     from .io.corpora import read_corpora
 
     torch.manual_seed(seed)
+    alpha_values, layer_list = _floats_arg(alphas, "--alphas"), _layers_arg(layers)    # before any reading
     corpora, source, target, d = _align_inputs(corpus, dict_path, dict_format, convert, source, target,
                                                max_lines, data_dir)
     with _flags(corpus="--sentences"):
         sents = [s for lines in read_corpora(sentences, str(data_dir) if data_dir else None).values()
                  for s in lines]
     with _flags(layer="--layers"):
-        res = langvec.langvec(model, corpora, sents, d, source, target, _layers_arg(layers),
-                              _floats_arg(alphas, "--alphas"), mean_sentences, precision, batch_size,
+        res = langvec.langvec(model, corpora, sents, d, source, target, layer_list,
+                              alpha_values, mean_sentences, precision, batch_size,
                               trust_remote_code=trust_remote_code)
     langvec.save(res, out)
     langvec_figures(res, out)

@@ -490,6 +490,7 @@ def summarize(runs: list[RunResult]) -> dict:
 
 # --------------------------------------------------------------------------------------------- the experiment
 def _check_config(cfg: CrossDomainConfig) -> None:
+    from ..core.engine import check_schedule
     from ..core.precision import check_precision
 
     check_precision(cfg.precision)
@@ -502,6 +503,7 @@ def _check_config(cfg: CrossDomainConfig) -> None:
                         fields=('seeds', 'epochs', 'batch_size'))
     if any(not (math.isfinite(lr) and lr > 0) for lr in (cfg.lr, *cfg.lr_grid)):
         raise UserError("`lr` and every rate of `lr_grid` must be finite and above 0", fields=("lr", "lr_grid"))
+    check_schedule(cfg.lr, cfg.warmup, cfg.epochs)
     bad_tune = [c for c in cfg.tune if c not in FINETUNED]
     if bad_tune:
         raise UserError(f"`tune`: {', '.join(bad_tune)} is not fine-tuned (tunable: {', '.join(FINETUNED)})",

@@ -685,6 +685,7 @@ def load_corpora(cfg: PretrainConfig) -> dict[str, list[str]]:
 def _check_config(cfg: PretrainConfig):
     """Fail on bad options before minutes of reading and tokenising. Returns the --init-from source
     (config, tokenizer), validated with the rest, or None."""
+    from ..core.engine import check_schedule
     from ..core.precision import check_precision
 
     check_precision(cfg.precision)
@@ -702,6 +703,7 @@ def _check_config(cfg: PretrainConfig):
                              ("grad_accum", cfg.grad_accum, 1)):
         if value < low:
             raise UserError(f"`{name}` {value}: must be at least {low}", fields=(name,))
+    check_schedule(cfg.lr, cfg.warmup)
     if not 0 < cfg.mask_prob < 1 or not 0 <= cfg.alpha <= 1 or not 0 <= cfg.dropout < 1:
         raise UserError("`alpha` must be in [0, 1], `dropout` in [0, 1), the mask rate in (0, 1)",
                         fields=('alpha', 'dropout'))

@@ -9,6 +9,7 @@ from __future__ import annotations
 import glob
 import gzip
 import json
+import math
 import os
 import shutil
 import tempfile
@@ -92,10 +93,10 @@ def _jsonable(obj: Any) -> Any:
     if isinstance(obj, np.ndarray):
         return _jsonable(obj.tolist())
     if isinstance(obj, (np.floating,)):
-        return float(obj)
+        return _jsonable(float(obj))
     if isinstance(obj, (np.integer,)):
         return int(obj)
-    if isinstance(obj, float) and (obj != obj):  # NaN is not valid JSON
+    if isinstance(obj, float) and not math.isfinite(obj):  # NaN and Infinity are not valid JSON: "not measured"
         return None
     if isinstance(obj, Path):
         return str(obj)
@@ -103,7 +104,7 @@ def _jsonable(obj: Any) -> Any:
 
 
 def atomic_write_json(path: str | os.PathLike, obj: Any) -> Path:
-    return atomic_write_text(path, json.dumps(_jsonable(obj), ensure_ascii=False, indent=2) + "\n")
+    return atomic_write_text(path, json.dumps(_jsonable(obj), ensure_ascii=False, indent=2, allow_nan=False) + "\n")
 
 
 def save_results(out_dir: str | os.PathLike, schema: str, payload: dict) -> Path:

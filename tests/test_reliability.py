@@ -1,0 +1,114 @@
+"""Reliability round 3 (issue 27): numbers that are not finite, training that diverges, seeds that repeat, and
+results that stay strict JSON. The one-line exit-2 cases of bad flags are rows of tests/test_bad_input.py."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+import torch
+
+from bertology.checks import check_number
+from bertology.cli import main
+from bertology.errors import UserError
+
+SQUAD_CONTEXT = "the apple is red and the bank is green"
+
+
+def _squad(path):
+    qas = [{"id": f"q{i}", "question": q, "answers": [{"text": a, "answer_start": SQUAD_CONTEXT.index(a)}]}
+           for i, (q, a) in enumerate([("what is red", "the apple"), ("what is green", "the bank"),
+                                       ("what colour is the apple", "red"), ("what colour is the bank", "green")])]
+    path.write_text(json.dumps({"data": [{"title": "t", "paragraphs": [{"context": SQUAD_CONTEXT, "qas": qas}]}]}))
+    return path
+
+
+# --------------------------------------------------------------------------------------------- 27.1 numbers
+@pytest.mark.parametrize("value, kwargs, words", [
+    (float("inf"), {}, "finite"), (float("nan"), {"low": 0}, "finite"), ("1e400", {}, "finite"),
+    (10 ** 400, {"high": 5}, "at most 5"), (2.5, {"integer": True}, "whole number"), (True, {}, "a number"),
+    ("many", {}, "a number"), (0, {"above": 0}, "above 0"), (-1, {"low": 0, "high": 3}, "between 0 and 3"),
+])
+def test_check_number_refuses_naming_the_field(value, kwargs, words):
+    with pytest.raises(UserError, match=words) as e:
+        check_number("lr", value, **kwargs)
+    assert e.value.fields == ("lr",) and "`lr`" in str(e.value)
+
+
+def test_check_number_gives_the_number():
+    assert check_number("k", "5", integer=True, low=1) == 5
+    assert check_number("k", 5.0, integer=True) == 5 and isinstance(check_number("k", 5.0, integer=True), int)
+    assert check_number("alpha", "0.5", low=0, high=1) == 0.5
+
+
+@pytest.mark.parametrize("field, value", [("lr", math.inf), ("warmup", math.inf), ("epochs", math.inf),
+                                          ("lr", math.nan), ("max_steps", 0)])
+def test_library_training_entry_points_refuse_non_finite_numbers(field, value, tmp_path, tiny_encoder):
+    """The library checks too (a script calling qa.train, run_crossdomain or pretrain bypasses the CLI)."""
+    from bertology.experiments import qa
+    from bertology.experiments.crossdomain import CrossDomainConfig, run_crossdomain
+
+    t = qa.TrainSettings(**{field: value})
+    with pytest.raises(UserError, match=f"`{field}`"):
+        qa.train(str(tiny_encoder), [], None, tmp_path / "q", t=t)
+    if field != "max_steps":
+        with pytest.raises(UserError, match=f"`{field}`"):
+            run_crossdomain(CrossDomainConfig(model=str(tiny_encoder), **{field: value}), tmp_path / "c")
+    assert not (tmp_path / "q").exists() and not (tmp_path / "c").exists()
+
+
+def test_pretrain_config_refuses_infinite_lr_and_warmup(tmp_path):
+    from bertology.experiments.pretrain import PretrainConfig, pretrain
+
+    for field in ("lr", "warmup"):
+        cfg = PretrainConfig(corpora=["en=nowhere.txt"], out_dir=str(tmp_path / "o"), **{field: math.inf})
+        with pytest.raises(UserError, match=f"`{field}`"):
+            pretrain(cfg)
+
+
+# --------------------------------------------------------------------------------------------- 27.2 divergence
+def test_a_nan_loss_stops_training_naming_the_step(tiny_encoder, tmp_path):
+    """The engine's loop (qa, crossdomain, pretrain) stops at the first non-finite loss, names the step and
+    the learning rate; log.jsonl written so far stays strict JSON."""
+    from bertology.core.engine import ExampleBatches, TrainConfig, train
+    from bertology.core.models import load_model
+
+    model = load_model(str(tiny_encoder), head="classify", num_labels=2)
+    examples = [{"input_ids": [2, 7 + i % 5, 3], "labels": i % 2} for i in range(16)]
+    calls = []
+
+    def loss_fn(m, batch):
+        calls.append(1)
+        loss = m(**batch).loss
+        return loss * float("nan") if len(calls) == 3 else loss
+    config = TrainConfig(out_dir=tmp_path, lr=1e-3, max_steps=5, log_every=1, progress=False)
+    with pytest.raises(UserError, match=r"diverged.*step 3.*lower `lr`") as e:
+        train(model, ExampleBatches(examples, 4, seed=0), config, loss_fn=loss_fn)
+    assert e.value.fields == ("lr",)
+    lines = (tmp_path / "log.jsonl").read_text().splitlines()
+    assert [json.loads(line)["step"] for line in lines] == [1, 2]
+
+
+def test_qa_train_with_a_huge_lr_exits_2_not_nan_weights(tiny_encoder, tmp_path, capsys):
+    squad = _squad(tmp_path / "s.json")
+    out = tmp_path / "o"
+    code = main(["qa", "train", "-t", str(squad), "-m", str(tiny_encoder), "-o", str(out), "--max-steps", "4",
+                 "--max-length", "32", "--doc-stride", "8", "--batch-size", "2", "--lr", "1e30"])
+    err = [line for line in capsys.readouterr().err.splitlines() if "error" in line]
+    assert code == 2, err
+    assert len(err) == 1 and err[0].startswith("bertology: error: training diverged"), err    # own line
+    assert "--lr" in err[0] and "step 2" in err[0], err
+    assert not (out / "model").exists()
+    for line in (out / "train" / "log.jsonl").read_text().splitlines() if (out / "train" / "log.jsonl").exists() else []:
+        json.loads(line)
+
+
+def test_results_json_is_strict_json(tmp_path):
+    from bertology.io.storage import save_results
+
+    import numpy as np
+
+    save_results(tmp_path, "bertology.test/1", {"a": math.inf, "b": [math.nan, np.float32("inf")], "c": 1.5})
+    doc = json.loads((tmp_path / "results.json").read_text(), parse_constant=lambda c: pytest.fail(c))
+    assert (doc["a"], doc["b"], doc["c"]) == (None, [None, None], 1.5)
