@@ -500,7 +500,7 @@ def train(model_name: str, train_data: list[QADataset], dev: QADataset | None, o
           trust_remote_code: bool = False, progress: bool = True):
     """Fine-tune `model_name` with a fresh span head on the training sets (concatenated); keep the weights
     with the best dev F1 (when a dev set is given). Returns (model, tokenizer, QATrainResult)."""
-    from ..core.engine import ExampleBatches, TrainConfig, check_resume_settings
+    from ..core.engine import ExampleBatches, TrainConfig, check_resume_settings, set_seed
     from ..core.engine import train as engine_train
 
     check_train_settings(t)
@@ -512,6 +512,9 @@ def train(model_name: str, train_data: list[QADataset], dev: QADataset | None, o
         "model": model_name, "train": [[d.path, len(d.examples)] for d in train_data],
         **{k: v for k, v in asdict(s).items() if k in ("max_len", "doc_stride", "precision")}, **shaping},
         t.resume)
+    # The new span head (`qa_outputs`) is initialised at random as the model loads: seeded first, so the same
+    # --seed gives the same weights (the engine's own seeding comes after the model exists).
+    set_seed(t.seed)
     model, tokenizer = load_qa_model(model_name, trust_remote_code)
     s = check_settings(tokenizer, model.config, s)
     examples = [e for d in train_data for e in d.examples]
