@@ -166,3 +166,36 @@ def test_crossdomain_same_seed_gives_the_same_runs(tiny_encoder, tmp_path):
         c = to_bytes({k: v.contiguous() for k, v in build_model(condition, str(tiny_encoder), 2, 5)
                       .state_dict().items()})
         assert a == b == c, condition
+
+
+# --------------------------------------------------------------------------------------------- 27.4 honest failure
+def test_held_out_without_a_masked_token_is_not_measured():
+    """A held-out set with nothing to score (a language with no held-out sequence) gave loss 0.000 and
+    accuracy 0.000; now `null` ("not measured"), and the pooled numbers are over what was scored."""
+    import numpy as np
+
+    from bertology.experiments.pretrain import Masker, MaskedLMObjective, evaluate_mlm, make_mlm, model_config
+
+    torch.manual_seed(0)
+    objective = MaskedLMObjective(make_mlm(model_config("tiny", None, 120, 16, 0.0))).eval()
+    masker = Masker(4, 120, (0, 1, 2, 3, 4), prob=0.3)
+    seqs = np.random.default_rng(0).integers(5, 120, (3, 16)).astype(np.int32)
+    with torch.inference_mode():
+        out = evaluate_mlm(objective, {"en": seqs, "zh": seqs[:0]}, masker)
+        empty = evaluate_mlm(objective, {"zh": seqs[:0]}, masker)
+    assert out["eval_loss_zh"] is None and out["eval_acc_zh"] is None
+    assert out["eval_loss"] == pytest.approx(out["eval_loss_en"]) and out["eval_loss"] > 1
+    assert empty["eval_loss"] is None and empty["eval_acc"] is None and empty["eval_ppl"] is None
+
+
+def test_cloze_with_no_scorable_answer_is_not_measured(tiny_model, tmp_path, capsys):
+    items = tmp_path / "items.tsv"
+    items.write_text("lang\tsentence\tanswer\nen\tthe [MASK] is red\tzebra\nen\ta [MASK] ran\tgiraffe\n"
+                     "zh\t我吃了[MASK]\t果\n", encoding="utf-8")
+    out = tmp_path / "o"
+    assert main(["cloze", "-m", str(tiny_model), "--items", str(items), "-o", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "en: top-1 not measured" in printed, printed
+    summary = json.loads((out / "results.json").read_text())["summary"]
+    assert summary["en"]["top1"] is None and summary["en"]["unscorable"] == 2
+    assert summary["zh"]["top1"] is not None            # a scorable language keeps its number

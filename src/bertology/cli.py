@@ -36,6 +36,11 @@ def _out_dir(value: Optional[Path]) -> Optional[Path]:
     return value
 
 
+def _measured(value: Optional[float]) -> str:
+    """A score as printed: None (nothing to measure it on) is said, not shown as 0.000."""
+    return "not measured" if value is None else f"{value:.3f}"
+
+
 def _t2s_or_s2t(value: Optional[str]) -> Optional[str]:
     """qa's --convert: checked before the model loads and the data is read."""
     if value not in (None, "t2s", "s2t"):
@@ -394,8 +399,8 @@ def pretrain_cmd(
 
         pretrain_figures(res.train_log, res.history, out)
     if res.final and int(os.environ.get("RANK", "0")) == 0:     # under torchrun only rank 0 evaluates
-        print(f"{res.steps} steps, {res.tokens_per_s:.0f} tokens/s; held-out loss {res.final.get('eval_loss', 0):.3f}, "
-              f"masked-token accuracy {res.final.get('eval_acc', 0):.3f}; model in {res.model_dir}")
+        print(f"{res.steps} steps, {res.tokens_per_s:.0f} tokens/s; held-out loss {_measured(res.final.get('eval_loss'))}, "
+              f"masked-token accuracy {_measured(res.final.get('eval_acc'))}; model in {res.model_dir}")
 
 
 @app.command("fill-mask")
@@ -444,7 +449,7 @@ def cloze_cmd(
 
     res = cloze_accuracy(model, read_cloze_items(items), precision, trust_remote_code)
     for lang, s in res.summary.items():
-        print(f"{lang}: top-1 {s['top1']:.3f}  top-5 {s['top5']:.3f}  ({s['n']} items, "
+        print(f"{lang}: top-1 {_measured(s['top1'])}  top-5 {_measured(s['top5'])}  ({s['n']} items, "
               f"{s['unscorable']} answers not a single token)")
     if out is not None:
         from .io.storage import save_results
@@ -968,7 +973,7 @@ def align_scale_cmd(
                      after_each_run=lambda partial: data_scale_figures(partial, out), resume=resume)
     for run in res.runs:
         last = run.history[-1] if run.history else {}
-        print(f"{run.sentences_per_lang:,} sentences/lang: loss {last.get('eval_loss', float('nan')):.3f}, "
+        print(f"{run.sentences_per_lang:,} sentences/lang: loss {_measured(last.get('eval_loss'))}, "
               f"MRR {last.get('mrr', float('nan')):.4f} (random {res.random_expected_mrr or float('nan'):.4f})")
 
 

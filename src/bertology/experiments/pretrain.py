@@ -574,12 +574,13 @@ def evaluate_mlm(objective: MaskedLMObjective, heldout: dict[str, np.ndarray], m
             loss_sum += float(F.cross_entropy(logits, target, reduction="sum"))
             correct += float((logits.argmax(-1) == target).sum())
             n += target.numel()
-        out[f"eval_loss_{lang}"] = loss_sum / max(n, 1)
-        out[f"eval_acc_{lang}"] = correct / max(n, 1)
+        # No masked token held out: "not measured" (None -> null), never a loss of 0.000 and accuracy 0.000
+        out[f"eval_loss_{lang}"] = loss_sum / n if n else None
+        out[f"eval_acc_{lang}"] = correct / n if n else None
         tot_loss, tot_correct, tot_n = tot_loss + loss_sum, tot_correct + correct, tot_n + n
-    out["eval_loss"] = tot_loss / max(tot_n, 1)
-    out["eval_ppl"] = math.exp(min(out["eval_loss"], 50))
-    out["eval_acc"] = tot_correct / max(tot_n, 1)
+    out["eval_loss"] = tot_loss / tot_n if tot_n else None
+    out["eval_ppl"] = math.exp(min(out["eval_loss"], 50)) if tot_n else None
+    out["eval_acc"] = tot_correct / tot_n if tot_n else None
     return out
 
 
