@@ -199,3 +199,42 @@ def test_cloze_with_no_scorable_answer_is_not_measured(tiny_model, tmp_path, cap
     summary = json.loads((out / "results.json").read_text())["summary"]
     assert summary["en"]["top1"] is None and summary["en"]["unscorable"] == 2
     assert summary["zh"]["top1"] is not None            # a scorable language keeps its number
+
+
+# --------------------------------------------------------------------------------------------- 27.5 bad inputs
+def test_squad_with_a_string_where_a_list_belongs_says_so(tmp_path):
+    """A string where a list belongs read as "missing field 'paragraphs'"; now the type is named."""
+    from bertology.io.squad import load_squad
+
+    f = tmp_path / "s.json"
+    f.write_text(json.dumps({"data": [{"title": "t", "paragraphs": "oops"}]}))
+    with pytest.raises(UserError, match="field 'paragraphs' is a string, not a list"):
+        load_squad(f)
+    f.write_text(json.dumps({"data": [{"paragraphs": [{"context": "an apple", "qas": [
+        {"id": "q1", "question": ["what"], "answers": []}]}]}]}))
+    with pytest.raises(UserError, match="field 'question' is a list, not a string"):
+        load_squad(f)
+
+
+def test_a_bom_before_the_header_is_stripped(tiny_model, tmp_path):
+    """Windows editors start a UTF-8 file with a BOM: the senses and cloze readers took the header for data
+    (senses: 'label' became part of the first sentence's label; cloze: 'expected the header')."""
+    from bertology.experiments.cloze import read_cloze_items
+    from bertology.io.sentences import read_sentences
+
+    senses = tmp_path / "s.tsv"
+    senses.write_text("\ufefflabel\tsentence\nfruit\tI ate an apple\ncompany\tthe apple phone\n", encoding="utf-8")
+    sents, labels, _ = read_sentences(senses)
+    assert sents == ["I ate an apple", "the apple phone"] and labels == ["fruit", "company"]
+    cloze = tmp_path / "c.tsv"
+    cloze.write_text("\ufefflang\tsentence\tanswer\nen\tthe [MASK] is red\tapple\n", encoding="utf-8")
+    assert [(i.lang, i.answer) for i in read_cloze_items(str(cloze))] == [("en", "apple")]
+
+
+def test_check_text_refuses_a_lone_surrogate():
+    from bertology.checks import check_text
+
+    assert check_text("text", "今天買了蘋[MASK]來吃") == "今天買了蘋[MASK]來吃"
+    with pytest.raises(UserError, match="character 3 is not valid text") as e:
+        check_text("text", "ab\ud800c")
+    assert e.value.fields == ("text",)

@@ -346,3 +346,15 @@ def test_non_finite_numbers_are_400_with_the_error_shape(server, tiny_model, pat
     status, res = server.call(path, raw=body)
     assert status == 400 and set(res) == {"error", "field"} and res["field"] == field, res
     assert "finite" in res["error"], res
+
+
+@pytest.mark.parametrize("path, raw, field", [
+    ("/api/fill-mask", b'{"text": "a \\ud800 [MASK]"}', "text"),
+    ("/api/senses", b'{"sentences": "an apple \\udfff", "target": "apple"}', "sentences"),
+    ("/api/neighbours", b'{"word": "\\ud800"}', "word"),
+])
+def test_a_lone_surrogate_is_400_naming_the_field(server, tiny_model, path, raw, field):
+    """JSON may carry a lone UTF-16 surrogate; the tokenizer failed on it with a TypeError (HTTP 500)."""
+    body = raw.replace(b"{", b'{"model": "' + str(tiny_model).encode() + b'", ', 1)
+    status, res = server.call(path, raw=body)
+    assert status == 400 and res == {"error": res["error"], "field": field} and "not valid text" in res["error"], res

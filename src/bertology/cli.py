@@ -32,7 +32,29 @@ def _out_dir(value: Optional[Path]) -> Optional[Path]:
             if p.exists():
                 if not p.is_dir():
                     raise typer.BadParameter(f"{p} is a file, not a directory")
+                _check_writable(p)
                 break
+    return value
+
+
+def _check_writable(folder: Path) -> None:
+    """Write (and remove) a probe file where --out will be made: a read-only or full folder fails now, not
+    when the results are written after the work (os.access trusts permission bits that root ignores and a
+    read-only mount overrides)."""
+    import tempfile
+
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".bertology-probe-", dir=folder)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as e:
+        raise typer.BadParameter(f"cannot write in {folder} ({e.strerror or e})") from None
+
+
+def _data_dir(value: Optional[Path]) -> Optional[Path]:
+    """--data-dir must be a folder: a file was silently ignored (the data sets were looked up elsewhere)."""
+    if value is not None and Path(value).exists() and not Path(value).is_dir():
+        raise typer.BadParameter(f"{value} is a file, not a directory")
     return value
 
 
@@ -70,7 +92,7 @@ MODEL_HELP = "Hugging Face id, local model directory, or an alias (see `bertolog
 ModelOpt = typer.Option("minilm", "--model", "-m", help=MODEL_HELP)
 OutOpt = typer.Option(..., "--out", "-o", callback=_out_dir, help="Output directory (results.json, figures).")
 PrecisionOpt = typer.Option("fp32", "--precision", help="fp32 or bf16 (bf16: ~2-4x faster on CPUs with AMX/AVX512-BF16).")
-DataDirOpt = typer.Option(None, "--data-dir", envvar="BERTOLOGY_DATA",
+DataDirOpt = typer.Option(None, "--data-dir", envvar="BERTOLOGY_DATA", callback=_data_dir,
                           help="Directory holding data sets by name (default: ./data, ../shared/data).")
 TrustOpt = typer.Option(False, "--trust-remote-code", help="Allow model code from the hub to run (off by default).")
 SeedOpt = typer.Option(0, "--seed", min=0, help="Random seed (runs with the same seed repeat exactly).")
@@ -420,7 +442,8 @@ def fill_mask_cmd(
 
     from .experiments.pretrain import FILL_MASK_SCHEMA, fill_mask
 
-    res = fill_mask(model, texts, top_k, precision, trust_remote_code, convert)
+    with _flags(texts="the text"):     # the positional TEXTS argument, not an option
+        res = fill_mask(model, texts, top_k, precision, trust_remote_code, convert)
     for it in res.items:
         print(it["text"])
         for j, m in enumerate(it["masks"]):
@@ -573,7 +596,7 @@ _QaPredictPrecision = typer.Option(
     "bf16-verified (bf16, then each question whose answer leads a different one by less than --verify-margin "
     "is re-run in fp32; gave the fp32 answer on every question measured, ~1.3-1.8x faster than fp32; see "
     "docs/qa.md).")
-_QaVerifyMargin = typer.Option(0.3, "--verify-margin", callback=_non_negative, help="bf16-verified: score lead (in --span-score units: "
+_QaVerifyMargin = typer.Option(0.3, "--verify-margin", callback=_number(low=0, inf_ok=True), help="bf16-verified: score lead (in --span-score units: "
                                "log-probabilities with window-prob, logits with logit) below which a question is "
                                "re-run in fp32; 0.3 covers every bf16 error measured (docs/qa.md).")
 
@@ -587,6 +610,8 @@ def _qa_named(specs: List[str], what: str) -> list[tuple[str, str]]:
             name, value = Path(spec).stem if Path(spec).exists() else spec, spec
         if not name or not value:
             raise UserError(f"{what} {spec!r}: expected NAME=FILE")
+        if name in dict(out):       # the second set's scores and predictions file replaced the first's
+            raise UserError(f"{what} {spec!r}: the name {name!r} is given twice; name each set once (NAME=FILE)")
         out.append((name, value))
     return out
 
@@ -795,9 +820,12 @@ def _layers_arg(text: str) -> Optional[List[int]]:
     if text.strip().lower() == "all":
         return None
     try:
-        return [int(x) for x in text.split(",") if x.strip()]
+        layers = [int(x) for x in text.split(",") if x.strip()]
     except ValueError:
-        raise UserError(f"--layers {text!r}: expected 'all' or comma-separated integers such as 0,2,4") from None
+        layers = []
+    if not layers:      # "" gave no layer at all, and a traceback further on
+        raise UserError(f"--layers {text!r}: expected 'all' or comma-separated integers such as 0,2,4")
+    return layers
 
 
 def _floats_arg(text: str, name: str) -> List[float]:
@@ -873,10 +901,11 @@ def align_cmd(
     from .report.figures import align_figures
 
     torch.manual_seed(seed)
+    layer_list = _layers_arg(layers)        # before the corpora are read
     corpora, source, target, d = _align_inputs(corpus, dict_path, dict_format, convert, source, target,
                                                max_lines, data_dir)
     with _flags(layer="--layers"):
-        res = align.align(model, d, corpora, source, target, _layers_arg(layers), k=k,
+        res = align.align(model, d, corpora, source, target, layer_list, k=k,
                           max_words=max_words or None, max_candidates=max_candidates or None, csls_k=csls_k,
                           precision=precision, batch_size=batch_size, max_length=max_length, cbow=cbow, seed=seed,
                           work_dir=None, trust_remote_code=trust_remote_code, keep_identical=keep_identical)
@@ -924,8 +953,12 @@ def langvec_cmd(
     corpora, source, target, d = _align_inputs(corpus, dict_path, dict_format, convert, source, target,
                                                max_lines, data_dir)
     with _flags(corpus="--sentences"):
-        sents = [s for lines in read_corpora(sentences, str(data_dir) if data_dir else None).values()
-                 for s in lines]
+        by_lang = read_corpora(sentences, str(data_dir) if data_dir else None)
+    other = [lang for lang in by_lang if lang != source]
+    if other:       # zh sentences were looked up in the en side of the dictionary: "precision nan over 0 words"
+        raise UserError(f"--sentences {other[0]}=...: the sentences to translate must be in the source language "
+                        f"{source!r} (--source; the dictionary is {source}-{target})")
+    sents = [s for lines in by_lang.values() for s in lines]
     with _flags(layer="--layers"):
         res = langvec.langvec(model, corpora, sents, d, source, target, layer_list,
                               alpha_values, mean_sentences, precision, batch_size,
@@ -968,6 +1001,8 @@ def align_scale_cmd(
     from .report.figures import data_scale_figures
 
     sizes = [int(x) for x in _floats_arg(sentences, "--sentences")]
+    if len(set(sizes)) != len(sizes) or min(sizes) < 1:   # a size twice ran (and plotted) the same run twice
+        raise UserError(f"--sentences {sentences!r}: each size must be a whole number above 0, and given once")
     res = data_scale(corpus, dict_path, out, sizes, size, steps, eval_every, batch_size, seq_len, vocab_size,
                      lr, precision, seed, convert=convert, data_dir=str(data_dir) if data_dir else None,
                      after_each_run=lambda partial: data_scale_figures(partial, out), resume=resume)
@@ -986,7 +1021,7 @@ def serve_cmd(
     host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on; anything but loopback prints a "
                                                          "warning (there is no authentication)."),
     port: int = typer.Option(8000, "--port", help="Port to listen on."),
-    data_dir: Optional[str] = typer.Option(None, "--data-dir", help="Where Tatoeba and MUSE are found (the "
+    data_dir: Optional[str] = typer.Option(None, "--data-dir", callback=_data_dir, help="Where Tatoeba and MUSE are found (the "
                                            "neighbours and language-vector views); default: see README, Data."),
     precision: str = PrecisionOpt,
     threads: Optional[int] = typer.Option(None, "--threads", min=1, help="Cap torch's threads (default: all cores)."),

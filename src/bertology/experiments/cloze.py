@@ -45,6 +45,8 @@ def read_cloze_items(source: str | Path = "cloze-en-zh") -> list[ClozeItem]:
 
     with open_text(path, newline="") as f:   # bad UTF-8 is a UserError naming the file
         rows = list(csv.reader(f, delimiter="\t"))
+    if rows and rows[0]:      # a UTF-8 BOM before the header (Windows editors): stripped, as the corpus reader does
+        rows[0][0] = rows[0][0].lstrip("\ufeff")
     if not rows or [c.strip() for c in rows[0]] != ["lang", "sentence", "answer"]:
         raise UserError(f"{path}:1: expected the header lang<TAB>sentence<TAB>answer")
     items = []

@@ -859,8 +859,11 @@ def fill_mask(model: str, texts: Sequence[str], top_k: int = 5, precision: str =
     for a model whose vocabulary was learnt from Simplified text). mlm, tokenizer: the model already loaded
     (bertology serve keeps it in memory); by default both are loaded from `model`. command: named when the
     model cannot fill in blanks (cloze calls this too)."""
+    from ..checks import check_text
     from ..core.models import load_model, load_tokenizer
 
+    for text in texts:
+        check_text("texts", text)
     if convert:
         import opencc
 

@@ -91,7 +91,8 @@ def check_settings(tokenizer, model_config, s: QASettings) -> QASettings:
     if s.span_score not in ("logit", "window-prob"):
         raise UserError(f"`span_score` must be logit or window-prob, not {s.span_score!r}", fields=('span_score',))
     check_precision(s.precision, PREDICT_PRECISIONS)
-    check_number("verify_margin", s.verify_margin, low=0)   # in backticks: the CLI says --verify-margin
+    # in backticks: the CLI says --verify-margin; inf re-runs every question in fp32, nan none (refused)
+    check_number("verify_margin", s.verify_margin, low=0, inf_ok=True)
     if s.n_best < 1 or s.max_answer_len < 1 or s.batch_size < 1:
         raise UserError("`n_best`, `max_answer_len` and `batch_size` must be positive",
                         fields=('n_best', 'max_answer_len', 'batch_size'))

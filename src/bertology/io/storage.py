@@ -12,6 +12,7 @@ import json
 import math
 import os
 import shutil
+import sys
 import tempfile
 import time
 import urllib.request
@@ -138,6 +139,9 @@ def read_json(path: str | os.PathLike) -> Any:
             return json.load(f)
     except json.JSONDecodeError as e:
         raise UserError(f"{path}:{e.lineno}: not valid JSON ({e.msg})") from None
+    except RecursionError:      # json's decoder recurses per nesting level: [[[[... 100,000 deep
+        raise UserError(f"{path}: JSON nested too deeply to read (more than about "
+                        f"{sys.getrecursionlimit()} levels)") from None
 
 
 def truncate_jsonl(path: str | os.PathLike, max_step: int) -> None:
@@ -261,6 +265,8 @@ def data_dirs(data_dir: str | os.PathLike | None = None) -> list[Path]:
     """Candidate data directories, most specific first."""
     dirs: list[Path] = []
     if data_dir:
+        if Path(data_dir).is_file():     # a file here was skipped over silently and the defaults were used
+            raise UserError(f"`data_dir` {data_dir}: a file, not a directory", fields=("data_dir",))
         dirs.append(Path(data_dir))
     if os.environ.get(DATA_DIR_ENV):
         dirs.append(Path(os.environ[DATA_DIR_ENV]))

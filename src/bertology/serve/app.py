@@ -19,6 +19,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from ..checks import check_text
 from ..errors import UserError
 from .explorer import Busy, Explorer, InputError
 
@@ -137,6 +138,14 @@ def _add_error_handlers(app) -> None:
                                       f"traceback", "field": None}, 500)
 
 
+def _check_texts(body: BaseModel) -> None:
+    """Every text field of a request is valid Unicode: JSON may carry a lone surrogate ("\\ud800"), which the
+    tokenizer fails on with a TypeError (an HTTP 500); refused as 400 naming the field."""
+    for name, value in body.model_dump().items():
+        if isinstance(value, str):
+            check_text(name, value)
+
+
 def _add_routes(app, explorer: Explorer) -> None:
     from fastapi.responses import FileResponse, Response
     from fastapi.staticfiles import StaticFiles
@@ -158,18 +167,22 @@ def _add_routes(app, explorer: Explorer) -> None:
 
     @app.post("/api/senses")
     def senses(body: SensesIn):
+        _check_texts(body)
         return explorer.senses(body.model, body.sentences, body.target)
 
     @app.post("/api/fill-mask")
     def fill_mask(body: FillMaskIn):
+        _check_texts(body)
         return explorer.fill_mask(body.model, body.text, body.k)
 
     @app.post("/api/neighbours")
     def neighbours(body: NeighboursIn):
+        _check_texts(body)
         return explorer.neighbours(body.model, body.word, body.k)
 
     @app.post("/api/langvec")
     def langvec(body: LangvecIn):
+        _check_texts(body)
         return explorer.langvec(body.model, body.sentence, body.layer, body.alpha)
 
     @app.get("/api/font.css")
