@@ -238,3 +238,68 @@ def test_check_text_refuses_a_lone_surrogate():
     with pytest.raises(UserError, match="character 3 is not valid text") as e:
         check_text("text", "ab\ud800c")
     assert e.value.fields == ("text",)
+
+
+# --------------------------------------------------------------------------------------------- 27.7 senses memory
+def test_senses_similarity_and_heatmap_are_bounded():
+    """The matrix saved in results.json stops at MAX_SAVED_MATRIX occurrences (then per-label means only); the
+    heatmap draws a seeded, label-stratified sample of at most MAX_HEATMAP."""
+    import numpy as np
+
+    from bertology.experiments.senses import MAX_HEATMAP, MAX_SAVED_MATRIX, heatmap_sample, similarity_summary
+
+    rng = np.random.default_rng(0)
+    small = rng.standard_normal((30, 8)).astype(np.float32)
+    labels = ["a"] * 20 + ["b"] * 10
+    s = similarity_summary(small, labels, 2)
+    assert len(s["matrix"]) == 30 and s["heatmap"] == {"occurrences": list(range(30)), "sampled": False}
+    m = np.asarray(s["matrix"])
+    a, b = np.arange(20), np.arange(20, 30)
+    assert s["per_label"]["a"]["b"] == pytest.approx(m[np.ix_(a, b)].mean(), abs=1e-4)
+    assert s["per_label"]["a"]["a"] == pytest.approx(m[np.ix_(a, a)][~np.eye(20, dtype=bool)].mean(), abs=1e-4)
+
+    n = MAX_SAVED_MATRIX + 100
+    big = rng.standard_normal((n, 8)).astype(np.float32)
+    labels = ["a"] * (n - 30) + ["b"] * 20 + ["c"] * 10
+    s = similarity_summary(big, labels, 2, seed=1)
+    assert s["matrix"] is None and "matrix_omitted" in s and set(s["per_label"]) == {"a", "b", "c"}
+    shown = s["heatmap"]["occurrences"]
+    assert s["heatmap"]["sampled"] and len(shown) <= MAX_HEATMAP and len(s["heatmap"]["matrix"]) == len(shown)
+    got = {k: sum(labels[i] == k for i in shown) for k in "abc"}
+    assert got["c"] >= 1 and got["b"] >= 2 and got["a"] > got["b"]        # stratified: each label kept
+    assert shown == heatmap_sample(labels, MAX_HEATMAP, seed=1) != heatmap_sample(labels, MAX_HEATMAP, seed=2)
+
+
+def test_sense_separation_from_sums_equals_the_pairwise_means():
+    """Above PAIRWISE_MAX, within / between come from label sums (no n x n matrix): the same numbers."""
+    import numpy as np
+
+    from bertology import metrics
+
+    rng = np.random.default_rng(0)
+    vectors = rng.standard_normal((60, 16)).astype(np.float32) + np.repeat(np.eye(16)[:2], 30, axis=0)
+    labels = ["x"] * 30 + ["y"] * 30
+    exact = metrics.sense_separation(vectors, labels)
+    limit, metrics.PAIRWISE_MAX = metrics.PAIRWISE_MAX, 10
+    try:
+        summed = metrics.sense_separation(vectors, labels)
+    finally:
+        metrics.PAIRWISE_MAX = limit
+    for key in ("within", "between", "separation", "silhouette", "purity"):
+        assert summed[key] == pytest.approx(exact[key], abs=1e-5), key
+
+
+def test_senses_heatmap_of_many_occurrences_has_a_bounded_size(tiny_model, tmp_path):
+    """400 sentences drew an 11,079 x 10,131 px PNG; now at most MAX_HEATMAP rows whatever the input."""
+    from PIL import Image
+
+    f = tmp_path / "s.tsv"
+    rows = [f"fruit\ti ate apple number {i}" if i % 2 else f"company\tapple sold phone {i}" for i in range(600)]
+    f.write_text("label\tsentence\n" + "\n".join(rows) + "\n", encoding="utf-8")
+    out = tmp_path / "o"
+    assert main(["senses", "-s", str(f), "-t", "apple", "-m", str(tiny_model), "-o", str(out)]) == 0
+    doc = json.loads((out / "results.json").read_text())
+    assert doc["similarity"]["matrix"] is None and len(doc["similarity"]["heatmap"]["occurrences"]) == 200
+    assert (out / "results.json").stat().st_size < 2_000_000
+    width, height = Image.open(out / "similarity.png").size
+    assert width * height < 8000 * 8000, (width, height)

@@ -87,8 +87,18 @@ def _short(text: str, n: int = 22) -> str:
 def similarity_heatmap(result, path, title: str | None = None) -> Path:
     """Cosine similarity of every pair of occurrences, ordered by label, sentences as tick labels."""
     occ = result.occurrences
-    order = sorted(range(len(occ)), key=lambda i: (occ[i]["label"], i))
-    m = np.asarray(result.similarity["matrix"])[np.ix_(order, order)]
+    sim = result.similarity
+    # At most MAX_HEATMAP occurrences (a seeded sample stratified by label): the figure grows 0.28 inch per
+    # occurrence, and 400 drew an 11,079 x 10,131 px PNG. Older results carry only the full matrix.
+    heat = sim.get("heatmap") or {"occurrences": list(range(len(occ))), "sampled": False}
+    shown = heat["occurrences"]
+    if heat.get("matrix") is not None:
+        m_shown = np.asarray(heat["matrix"])
+    else:
+        m_shown = np.asarray(sim["matrix"])[np.ix_(shown, shown)]
+    pos = sorted(range(len(shown)), key=lambda j: (occ[shown[j]]["label"], shown[j]))
+    order = [shown[j] for j in pos]
+    m = m_shown[np.ix_(pos, pos)]
     seen: dict[int, int] = {}
     ticks = []
     for i in order:
@@ -108,7 +118,9 @@ def similarity_heatmap(result, path, title: str | None = None) -> Path:
             ax.axvline(k - 0.5, color="white", lw=1.5)
     fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04, label="cosine similarity")
     layer = "static" if result.static else f"layer {result.similarity['layer']}"
-    ax.set_title(f"{title or result.target}: {layer}")
+    sampled = (f"\n({len(shown)} of {len(occ)} occurrences: a seeded sample, stratified by label)"
+               if heat.get("sampled") else "")
+    ax.set_title(f"{title or result.target}: {layer}{sampled}")
     return save_figure(fig, path)
 
 
