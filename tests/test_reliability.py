@@ -303,3 +303,13 @@ def test_senses_heatmap_of_many_occurrences_has_a_bounded_size(tiny_model, tmp_p
     assert (out / "results.json").stat().st_size < 2_000_000
     width, height = Image.open(out / "similarity.png").size
     assert width * height < 8000 * 8000, (width, height)
+
+
+def test_langvec_library_refuses_non_finite_alphas(tiny_model):
+    from bertology.experiments.langvec import langvec
+    from bertology.io.dictionaries import Dictionary
+
+    corpora = {"en": ["the apple is red"], "zh": ["蘋果"]}
+    with pytest.raises(UserError, match="`alphas` must be a finite number"):
+        langvec(str(tiny_model), corpora, ["the apple"], Dictionary([("apple", "蘋果")]), "en", "zh",
+                alphas=(0, float("nan")))
