@@ -186,6 +186,7 @@ CASES = [
     ("cross-mapping-dup", ["crossdomain", "-m", M, "-o", O, "-t", "{bad}/two-class.csv", "--mapping",
                            "{bad}/dup-map.json"], "dup-map.json"),
     ("cross-data-dir-file", ["crossdomain", "-m", M, "-o", O, "--data-dir", "{bad}/afile"], "--data-dir"),
+    ("serve-data-dir-file", ["serve", "--data-dir", "{bad}/afile"], "--data-dir"),
     ("qa-eval-data-dir-file", ["qa", "eval", "-d", "cmrc-trial", "-m", M, "-o", O, "--data-dir", "{bad}/afile"],
      "--data-dir"),
     ("score-deep-json", ["qa", "score", "-d", "{bad}/deep.json", "-p", "{bad}/preds.json"], "deep.json"),
