@@ -52,7 +52,11 @@ class LiveServer:
                                                                           **(headers or {})})
         try:
             with urllib.request.urlopen(req, timeout=timeout) as r:
-                return r.status, json.loads(r.read() or b"null")
+                text = r.read()
+                try:
+                    return r.status, json.loads(text or b"null")
+                except ValueError:          # the font's CSS, say
+                    return r.status, {"text": text.decode(errors="replace")}
         except urllib.error.HTTPError as e:
             text = e.read()
             try:

@@ -52,6 +52,16 @@ def bad(tmp_path_factory, tiny_model):
     (d / "one-class.csv").write_text("sequence,label\nACGT,a\nACGA,a\nACGG,a\n")
     (d / "empty-seq.csv").write_text("sequence,label\nACGT,a\n,b\nACGG,a\n")
     (d / "bad-symbol.csv").write_text("sequence,label\nACGT,a\nAC1T,b\nACGG,a\n")
+    # issue 27.5: a task file; a repeated header row (two files joined); a mapping with two symbols on one token
+    two = "sequence,label\n" + "".join(f"{format(i, '06b').replace('0', 'A').replace('1', 'C')}GT,{'ab'[i % 2]}\n"
+                                        for i in range(40))      # 40 distinct sequences, two classes
+    (d / "two-class.csv").write_text(two)
+    (d / "rep-header.csv").write_text(two + two)
+    (d / "dup-map.json").write_text(json.dumps({"A": "apple", "C": "apple", "G": "bank", "T": "river"}))
+    (d / "deep.json").write_text("[" * 100_000 + "]" * 100_000)
+    (d / "paras-str.json").write_text(json.dumps({"data": [{"title": "t", "paragraphs": "oops"}]}))
+    (d / "answers-str.json").write_text(json.dumps({"data": [{"paragraphs": [{"context": ctx, "qas": [
+        {"id": "q1", "question": "what", "answers": ["the apple"]}]}]}]}))
     # damaged models: each a copy of the tiny model with one file spoilt
     import shutil
 
@@ -146,6 +156,52 @@ CASES = [
      "--mean-sentences"),
     ("scale-steps-0", ["align-scale", "-c", "en={bad}/corpus.txt", "-o", O, "--max-steps", "0"], "--max-steps"),
     ("scale-old-steps-0", ["align-scale", "-c", "en={bad}/corpus.txt", "-o", O, "--steps=0"], "--max-steps"),
+    # numbers that are not finite (issue 27.1): float() reads inf, nan and 1e400, and click's min= lets them by
+    ("qa-train-lr-inf", ["qa", "train", "-t", "{bad}/squad.json", "-m", M, "-o", O, "--lr", "inf"], "--lr"),
+    ("qa-train-epochs-inf", ["qa", "train", "-t", "{bad}/squad.json", "-m", M, "-o", O, "--epochs", "inf"],
+     "--epochs"),
+    ("qa-cross-lr-nan", ["qa", "crosslingual", "-t", "en={bad}/squad.json", "-e", "x={bad}/squad.json", "-m", M,
+                         "-o", O, "--lr", "nan"], "--lr"),
+    ("pretrain-lr-inf", ["pretrain", "-c", "en={bad}/corpus.txt", "-o", O, "--lr", "inf"], "--lr"),
+    ("pretrain-warmup-inf", ["pretrain", "-c", "en={bad}/corpus.txt", "-o", O, "--warmup", "inf"], "--warmup"),
+    ("pretrain-dropout-nan", ["pretrain", "-c", "en={bad}/corpus.txt", "-o", O, "--dropout", "nan"], "--dropout"),
+    ("tok-alpha-nan", ["tokenizer", "train", "-c", "en={bad}/corpus.txt", "-o", O, "--alpha", "nan"], "--alpha"),
+    ("cross-lr-inf", ["crossdomain", "-m", M, "-o", O, "--lr", "inf"], "--lr"),
+    ("cross-lr-1e400", ["crossdomain", "-m", M, "-o", O, "--lr", "1e400"], "--lr"),
+    ("cross-warmup-inf", ["crossdomain", "-m", M, "-o", O, "--warmup", "inf"], "--warmup"),
+    ("cross-lr-grid-nan", ["crossdomain", "-m", M, "-o", O, "--lr-grid", "1e-4,nan"], "--lr-grid"),
+    ("scale-lr-inf", ["align-scale", "-c", "en={bad}/corpus.txt", "-o", O, "--lr", "inf"], "--lr"),
+    ("qa-predict-margin-nan", ["qa", "predict", "-d", "{bad}/squad.json", "-m", M, "-o", O, "--precision",
+                               "bf16-verified", "--verify-margin", "nan"], "--verify-margin"),
+    ("langvec-alphas-nan", ["langvec", "-c", "en={bad}/corpus.txt", "-m", M, "-o", O, "--alphas", "nan,inf"],
+     "--alphas"),
+    ("senses-seed-neg", ["senses", "-s", "apple-en", "-m", M, "-o", O, "--seed", "-1"], "--seed"),
+    # issue 27.5: tracebacks, silently ignored flags and silently wrong results, each now one line
+    ("out-unwritable", ["cbow", "-c", "{bad}/corpus.txt", "-o", "/proc/bertology-out"], "--out"),
+    ("align-layers-empty", ["align", "-c", "en={bad}/corpus.txt", "-c", "zh={bad}/corpus.txt", "-d",
+                            "{bad}/dict.txt", "-m", M, "-o", O, "--layers", ""], "--layers"),
+    ("cbow-min-count-huge", ["cbow", "-c", "{bad}/corpus.txt", "-o", O, "--min-count", "1000000"], "--min-count"),
+    ("cross-kmer-100", ["crossdomain", "-m", M, "-o", O, "-t", "{bad}/two-class.csv", "--kmer", "100"], "--kmer"),
+    ("cross-repeated-header", ["crossdomain", "-m", M, "-o", O, "-t", "{bad}/rep-header.csv"], "rep-header.csv:42"),
+    ("cross-mapping-dup", ["crossdomain", "-m", M, "-o", O, "-t", "{bad}/two-class.csv", "--mapping",
+                           "{bad}/dup-map.json"], "dup-map.json"),
+    ("cross-data-dir-file", ["crossdomain", "-m", M, "-o", O, "--data-dir", "{bad}/afile"], "--data-dir"),
+    ("serve-data-dir-file", ["serve", "--data-dir", "{bad}/afile"], "--data-dir"),
+    ("qa-eval-data-dir-file", ["qa", "eval", "-d", "cmrc-trial", "-m", M, "-o", O, "--data-dir", "{bad}/afile"],
+     "--data-dir"),
+    ("score-deep-json", ["qa", "score", "-d", "{bad}/deep.json", "-p", "{bad}/preds.json"], "deep.json"),
+    ("score-preds-deep-json", ["qa", "score", "-d", "{bad}/squad.json", "-p", "{bad}/deep.json"], "deep.json"),
+    ("squad-paragraphs-str", ["qa", "score", "-d", "{bad}/paras-str.json", "-p", "{bad}/preds.json"],
+     "paras-str.json"),
+    ("squad-answers-str", ["qa", "train", "-t", "{bad}/answers-str.json", "-m", M, "-o", O], "answers-str.json"),
+    ("fill-mask-surrogate", ["fill-mask", "the \udced\udca0\udc80 [MASK]", "-m", M], "the text"),
+    ("qa-cross-eval-twice", ["qa", "crosslingual", "-t", "en={bad}/squad.json", "-e", "x={bad}/squad.json",
+                             "-e", "x={bad}/squad.json", "-m", M, "-o", O], "--eval"),
+    ("langvec-sentences-zh", ["langvec", "-c", "en={bad}/corpus.txt", "-c", "zh={bad}/corpus.txt",
+                              "-d", "{bad}/dict.txt", "-m", M, "-o", O, "--sentences", "zh={bad}/corpus.txt"],
+     "--sentences"),
+    ("scale-sentences-twice", ["align-scale", "-c", "en={bad}/corpus.txt", "-o", O, "--sentences", "10,10"],
+     "--sentences"),
     # garbage bytes / a truncated .gz as each kind of input file: named by file
     ("cbow-garbage", ["cbow", "-c", "{bad}/garbage.txt", "-o", O], "garbage.txt"),
     ("cbow-trunc-gz", ["cbow", "-c", "{bad}/trunc.txt.gz", "-o", O], "trunc.txt.gz"),

@@ -157,7 +157,7 @@ def test_langvec_matches_the_library(server, tiny_model, data_dir):
     direction = lm.language_means["zh"][1] - lm.language_means["en"][1]
     lib = translate(lm.mlm, lm.tokenizer, [body["sentence"]], 1, 5 * direction)[0]
     assert shifted["after"] == [o for _, o in lib] and shifted["before"] == plain["before"]
-    for extra, words in [({"alpha": 6}, "between -5 and 5"), ({"alpha": "nan"}, "between -5 and 5"),
+    for extra, words in [({"alpha": 6}, "between -5 and 5"), ({"alpha": "nan"}, "finite number"),
                          ({"layer": 3, "alpha": 1}, "layer must be between 0 and 2"),
                          ({"sentence": "", "alpha": 1}, "enter an English sentence")]:
         status, err = server.call("/api/langvec", {**body, **extra})
@@ -212,7 +212,7 @@ def test_concurrent_requests_do_not_interfere(server, tiny_model):
 @pytest.mark.parametrize("path, body", [
     ("/api/senses", {"sentences": "an apple", "target": "apple"}), ("/api/fill-mask", {"text": "a [MASK]"}),
     ("/api/neighbours", {"word": "water"}), ("/api/langvec", {"sentence": "no one", "layer": 1, "alpha": 1}),
-    ("/api/examples", None)])
+    ("/api/examples", None), ("/api/font.css?chars=%E8%98%8B", None), ("/api/models", None)])
 def test_every_model_call_waits_for_the_lock(server, path, body):
     """While the model is held, a request of any view waits, then answers 503 (and the server stays up)."""
     if path in ("/api/neighbours", "/api/langvec") and _data_dir() is None:
@@ -329,3 +329,94 @@ def test_pca_is_the_principal_components():
     assert explained == pytest.approx((s[:2] ** 2 / (s ** 2).sum()).tolist(), abs=1e-4)
     flipped, _ = _pca_2d(x, -points)                                 # signs follow the previous layer
     assert np.allclose(flipped, -points)
+
+
+# ------------------------------------------------------------------------------------------------ issue 27
+@pytest.mark.parametrize("path, raw, field", [
+    ("/api/fill-mask", b'{"text": "a [MASK]", "k": 1e400}', "k"),
+    ("/api/fill-mask", b'{"text": "a [MASK]", "k": NaN}', "k"),
+    ("/api/neighbours", b'{"word": "water", "k": -Infinity}', "k"),
+    ("/api/langvec", b'{"sentence": "no one", "layer": Infinity, "alpha": 1}', "layer"),
+    ("/api/langvec", b'{"sentence": "no one", "layer": 1, "alpha": 1e400}', "alpha"),
+])
+def test_non_finite_numbers_are_400_with_the_error_shape(server, tiny_model, path, raw, field):
+    """JSON's 1e400 reads as inf and Python's parser takes Infinity and NaN: int() of them was an HTTP 500.
+    Checked before the model or data is touched, by the validator the CLI and library use."""
+    body = raw.replace(b"{", b'{"model": "' + str(tiny_model).encode() + b'", ', 1)
+    status, res = server.call(path, raw=body)
+    assert status == 400 and set(res) == {"error", "field"} and res["field"] == field, res
+    assert "finite" in res["error"], res
+
+
+@pytest.mark.parametrize("path, raw, field", [
+    ("/api/fill-mask", b'{"text": "a \\ud800 [MASK]"}', "text"),
+    ("/api/senses", b'{"sentences": "an apple \\udfff", "target": "apple"}', "sentences"),
+    ("/api/neighbours", b'{"word": "\\ud800"}', "word"),
+])
+def test_a_lone_surrogate_is_400_naming_the_field(server, tiny_model, path, raw, field):
+    """JSON may carry a lone UTF-16 surrogate; the tokenizer failed on it with a TypeError (HTTP 500)."""
+    body = raw.replace(b"{", b'{"model": "' + str(tiny_model).encode() + b'", ', 1)
+    status, res = server.call(path, raw=body)
+    assert status == 400 and res == {"error": res["error"], "field": field} and "not valid text" in res["error"], res
+
+
+def test_body_limit_counts_the_bytes_read_not_the_header(server):
+    """A chunked body carries no Content-Length: 5 MB of it was read whole and answered 200."""
+    import http.client
+
+    def chunks():
+        yield b'{"sentences": "'
+        for _ in range(80):
+            yield b"x" * 65536
+        yield b'", "target": "x"}'
+    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=60)
+    try:
+        conn.request("POST", "/api/senses", body=chunks(), encode_chunked=True,
+                     headers={"content-type": "application/json", "transfer-encoding": "chunked"})
+        r = conn.getresponse()
+        import json
+
+        res = json.loads(r.read())
+    finally:
+        conn.close()
+    assert r.status == 413 and set(res) == {"error", "field"} and "at most 65,536" in res["error"], res
+    # a small chunked body is fine
+    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=60)
+    try:
+        conn.request("POST", "/api/fill-mask", body=iter([b'{"text": ', b'""}']), encode_chunked=True,
+                     headers={"content-type": "application/json", "transfer-encoding": "chunked"})
+        r = conn.getresponse()
+        r.read()
+    finally:
+        conn.close()
+    assert r.status == 400          # read and answered ("enter a text"), not refused for its framing
+
+
+def test_every_4xx_has_the_error_shape(server):
+    """FastAPI's own refusals said {"detail": ...}: deeply nested JSON, an unknown path, a wrong method."""
+    status, res = server.call("/api/fill-mask", raw=b'{"text": ' + b"[" * 20_000 + b"]" * 20_000 + b"}")
+    assert status == 400 and set(res) == {"error", "field"} and "nested too deeply" in res["error"], res
+    status, res = server.call("/api/no-such-view")
+    assert status == 404 and set(res) == {"error", "field"}, res
+    status, res = server.call("/api/senses")          # GET of a POST view
+    assert status == 405 and set(res) == {"error", "field"}, res
+
+
+def test_all_of_127_8_and_ipv6_loopback_are_loopback(tiny_model):
+    """--host 127.0.0.2 turned the Host check off while warning that the explorer was exposed."""
+    from bertology.serve.app import is_loopback
+
+    for host in ("127.0.0.1", "127.0.0.2", "127.255.255.254", "localhost", "::1", "[::1]"):
+        assert is_loopback(host) and host_warning(host) is None, host
+    for host in ("0.0.0.0", "10.0.0.1", "::", "example.com", "128.0.0.1"):
+        assert not is_loopback(host) and "no authentication" in host_warning(host), host
+    explorer = Explorer(ServeConfig(models=[str(tiny_model)]))
+    try:
+        with LiveServer(explorer, host="127.0.0.2") as live:
+            live.url = f"http://127.0.0.2:{live.port}"
+            status, _ = live.call("/api/models", headers={"host": "evil.example"})
+            assert status == 400                 # the Host check is on
+            status, _ = live.call("/api/models")
+            assert status == 200                 # its own address is a good Host
+    except OSError as e:                         # a system without 127.0.0.2 configured
+        pytest.skip(f"cannot listen on 127.0.0.2: {e}")

@@ -7,6 +7,7 @@ Each experiment module exposes a plain function returning a result object; nothi
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import sys
 from pathlib import Path
@@ -14,6 +15,7 @@ from typing import List, Optional
 
 import typer
 
+from .checks import check_number
 from .errors import UserError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
@@ -30,8 +32,35 @@ def _out_dir(value: Optional[Path]) -> Optional[Path]:
             if p.exists():
                 if not p.is_dir():
                     raise typer.BadParameter(f"{p} is a file, not a directory")
+                _check_writable(p)
                 break
     return value
+
+
+def _check_writable(folder: Path) -> None:
+    """Write (and remove) a probe file where --out will be made: a read-only or full folder fails now, not
+    when the results are written after the work (os.access trusts permission bits that root ignores and a
+    read-only mount overrides)."""
+    import tempfile
+
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".bertology-probe-", dir=folder)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as e:
+        raise typer.BadParameter(f"cannot write in {folder} ({e.strerror or e})") from None
+
+
+def _data_dir(value: Optional[Path]) -> Optional[Path]:
+    """--data-dir must be a folder: a file was silently ignored (the data sets were looked up elsewhere)."""
+    if value is not None and Path(value).exists() and not Path(value).is_dir():
+        raise typer.BadParameter(f"{value} is a file, not a directory")
+    return value
+
+
+def _measured(value: Optional[float]) -> str:
+    """A score as printed: None (nothing to measure it on) is said, not shown as 0.000."""
+    return "not measured" if value is None else f"{value:.3f}"
 
 
 def _t2s_or_s2t(value: Optional[str]) -> Optional[str]:
@@ -41,21 +70,32 @@ def _t2s_or_s2t(value: Optional[str]) -> Optional[str]:
     return value
 
 
-def _positive(value: Optional[float]) -> Optional[float]:
-    """A float flag that must be > 0 (a learning rate, a number of epochs): click's min= allows the bound."""
-    if value is not None and not value > 0:
-        raise typer.BadParameter(f"{value:g} is not > 0")
-    return value
+def _number(**bounds):
+    """A float flag's callback: checks.check_number (finite, in range) before any work. click reads "inf",
+    "nan" and 1e400 as floats and its min=/max= let inf and nan through (an infinite --lr trained to NaN)."""
+    def callback(value: Optional[float]) -> Optional[float]:
+        if value is not None:
+            try:
+                check_number("value", value, **bounds)
+            except UserError as e:
+                raise typer.BadParameter(str(e).replace("`value` ", "")) from None
+        return value
+    return callback
+
+
+_positive = _number(above=0)          # a learning rate, a number of epochs: click's min= allows the bound
+_non_negative = _number(low=0)        # a warm-up, a margin
+_fraction = _number(low=0, high=1)    # a smoothing exponent, a dropout rate
 
 
 MODEL_HELP = "Hugging Face id, local model directory, or an alias (see `bertology models`)."
 ModelOpt = typer.Option("minilm", "--model", "-m", help=MODEL_HELP)
 OutOpt = typer.Option(..., "--out", "-o", callback=_out_dir, help="Output directory (results.json, figures).")
 PrecisionOpt = typer.Option("fp32", "--precision", help="fp32 or bf16 (bf16: ~2-4x faster on CPUs with AMX/AVX512-BF16).")
-DataDirOpt = typer.Option(None, "--data-dir", envvar="BERTOLOGY_DATA",
+DataDirOpt = typer.Option(None, "--data-dir", envvar="BERTOLOGY_DATA", callback=_data_dir,
                           help="Directory holding data sets by name (default: ./data, ../shared/data).")
 TrustOpt = typer.Option(False, "--trust-remote-code", help="Allow model code from the hub to run (off by default).")
-SeedOpt = typer.Option(0, "--seed", help="Random seed (runs with the same seed repeat exactly).")
+SeedOpt = typer.Option(0, "--seed", min=0, help="Random seed (runs with the same seed repeat exactly).")
 
 
 # One spelling per meaning across commands (Hugging Face's scripts say max_seq_length / max_steps). The old
@@ -269,7 +309,7 @@ CorpusOpt = typer.Option(..., "--corpus", "-c",
                               "data set name (e.g. tatoeba-cmn-eng, squad-train, corpus-zh). #COLUMN picks a "
                               "tab-separated column (Tatoeba: en=tatoeba-cmn-eng#0 zh=tatoeba-cmn-eng#1); "
                               "@N keeps at most N lines of that source.")
-AlphaOpt = typer.Option(0.7, "--alpha", min=0.0, max=1.0, help="Language sampling smoothing: p ∝ share^alpha (1 proportional, "
+AlphaOpt = typer.Option(0.7, "--alpha", callback=_fraction, help="Language sampling smoothing: p ∝ share^alpha (1 proportional, "
                                               "0 uniform; mBERT used 0.7).")
 
 
@@ -332,10 +372,10 @@ def pretrain_cmd(
     seq_len: int = typer.Option(128, "--max-length", min=8, help="Packed sequence length in tokens (old spelling: --seq-len)."),
     lr: float = typer.Option(1e-3, "--lr", callback=_positive, help="Peak learning rate (AdamW, linear warm-up and "
                              "decay). 1e-3 leaves the BERT plateau after ~20M tokens for `mini` (docs/pretrain.md)."),
-    warmup: float = typer.Option(0.03, "--warmup", min=0.0, help="Warm-up: fraction of steps (<1) or steps (>=1)."),
+    warmup: float = typer.Option(0.03, "--warmup", callback=_non_negative, help="Warm-up: fraction of steps (<1) or steps (>=1)."),
     whole_word: bool = typer.Option(False, "--whole-word-mask", help="Mask whole words rather than word pieces."),
     alpha: float = AlphaOpt,
-    dropout: float = typer.Option(0.0, "--dropout", min=0.0, max=1.0, help="Hidden and attention dropout (default 0, as Cramming "
+    dropout: float = typer.Option(0.0, "--dropout", callback=_fraction, help="Hidden and attention dropout (default 0, as Cramming "
                                   "BERT found best for short single-epoch pretraining; Google's BERT used 0.1)."),
     compile: bool = typer.Option(False, "--compile/--no-compile",
                                  help="torch.compile the training step (~2x tokens/s on CPU after a few seconds "
@@ -381,8 +421,8 @@ def pretrain_cmd(
 
         pretrain_figures(res.train_log, res.history, out)
     if res.final and int(os.environ.get("RANK", "0")) == 0:     # under torchrun only rank 0 evaluates
-        print(f"{res.steps} steps, {res.tokens_per_s:.0f} tokens/s; held-out loss {res.final.get('eval_loss', 0):.3f}, "
-              f"masked-token accuracy {res.final.get('eval_acc', 0):.3f}; model in {res.model_dir}")
+        print(f"{res.steps} steps, {res.tokens_per_s:.0f} tokens/s; held-out loss {_measured(res.final.get('eval_loss'))}, "
+              f"masked-token accuracy {_measured(res.final.get('eval_acc'))}; model in {res.model_dir}")
 
 
 @app.command("fill-mask")
@@ -402,7 +442,8 @@ def fill_mask_cmd(
 
     from .experiments.pretrain import FILL_MASK_SCHEMA, fill_mask
 
-    res = fill_mask(model, texts, top_k, precision, trust_remote_code, convert)
+    with _flags(texts="the text"):     # the positional TEXTS argument, not an option
+        res = fill_mask(model, texts, top_k, precision, trust_remote_code, convert)
     for it in res.items:
         print(it["text"])
         for j, m in enumerate(it["masks"]):
@@ -431,7 +472,7 @@ def cloze_cmd(
 
     res = cloze_accuracy(model, read_cloze_items(items), precision, trust_remote_code)
     for lang, s in res.summary.items():
-        print(f"{lang}: top-1 {s['top1']:.3f}  top-5 {s['top5']:.3f}  ({s['n']} items, "
+        print(f"{lang}: top-1 {_measured(s['top1'])}  top-5 {_measured(s['top5'])}  ({s['n']} items, "
               f"{s['unscorable']} answers not a single token)")
     if out is not None:
         from .io.storage import save_results
@@ -460,7 +501,7 @@ def crossdomain_cmd(
     lr_grid: str = typer.Option("", "--lr-grid", help="Comma list of learning rates searched on DEV accuracy (first "
                                 "seed) for each condition in --tune, e.g. 1e-4,2e-4,5e-4; empty: no search."),
     tune: str = typer.Option("scratch", "--tune", help="Conditions whose learning rate --lr-grid chooses (comma list)."),
-    warmup: float = typer.Option(0.06, "--warmup", min=0, help="Linear warm-up: a fraction of the steps (< 1) or a "
+    warmup: float = typer.Option(0.06, "--warmup", callback=_non_negative, help="Linear warm-up: a fraction of the steps (< 1) or a "
                                  "number of steps; then linear decay to 0."),
     max_length: int = typer.Option(512, "--max-length", min=8, help="Tokens per window; longer sequences are cut into "
                                    "windows whose logits are averaged."),
@@ -555,7 +596,7 @@ _QaPredictPrecision = typer.Option(
     "bf16-verified (bf16, then each question whose answer leads a different one by less than --verify-margin "
     "is re-run in fp32; gave the fp32 answer on every question measured, ~1.3-1.8x faster than fp32; see "
     "docs/qa.md).")
-_QaVerifyMargin = typer.Option(0.3, "--verify-margin", help="bf16-verified: score lead (in --span-score units: "
+_QaVerifyMargin = typer.Option(0.3, "--verify-margin", callback=_number(low=0, inf_ok=True), help="bf16-verified: score lead (in --span-score units: "
                                "log-probabilities with window-prob, logits with logit) below which a question is "
                                "re-run in fp32; 0.3 covers every bf16 error measured (docs/qa.md).")
 
@@ -569,6 +610,8 @@ def _qa_named(specs: List[str], what: str) -> list[tuple[str, str]]:
             name, value = Path(spec).stem if Path(spec).exists() else spec, spec
         if not name or not value:
             raise UserError(f"{what} {spec!r}: expected NAME=FILE")
+        if name in dict(out):       # the second set's scores and predictions file replaced the first's
+            raise UserError(f"{what} {spec!r}: the name {name!r} is given twice; name each set once (NAME=FILE)")
         out.append((name, value))
     return out
 
@@ -777,9 +820,12 @@ def _layers_arg(text: str) -> Optional[List[int]]:
     if text.strip().lower() == "all":
         return None
     try:
-        return [int(x) for x in text.split(",") if x.strip()]
+        layers = [int(x) for x in text.split(",") if x.strip()]
     except ValueError:
-        raise UserError(f"--layers {text!r}: expected 'all' or comma-separated integers such as 0,2,4") from None
+        layers = []
+    if not layers:      # "" gave no layer at all, and a traceback further on
+        raise UserError(f"--layers {text!r}: expected 'all' or comma-separated integers such as 0,2,4")
+    return layers
 
 
 def _floats_arg(text: str, name: str) -> List[float]:
@@ -789,6 +835,8 @@ def _floats_arg(text: str, name: str) -> List[float]:
         vals = []
     if not vals:
         raise UserError(f"{name} {text!r}: expected comma-separated numbers such as 0,1,2")
+    if not all(math.isfinite(v) for v in vals):   # "nan,inf" parse as floats: refused, not a grid of NaN scores
+        raise UserError(f"{name} {text!r}: every value must be a finite number")
     return vals
 
 
@@ -853,10 +901,11 @@ def align_cmd(
     from .report.figures import align_figures
 
     torch.manual_seed(seed)
+    layer_list = _layers_arg(layers)        # before the corpora are read
     corpora, source, target, d = _align_inputs(corpus, dict_path, dict_format, convert, source, target,
                                                max_lines, data_dir)
     with _flags(layer="--layers"):
-        res = align.align(model, d, corpora, source, target, _layers_arg(layers), k=k,
+        res = align.align(model, d, corpora, source, target, layer_list, k=k,
                           max_words=max_words or None, max_candidates=max_candidates or None, csls_k=csls_k,
                           precision=precision, batch_size=batch_size, max_length=max_length, cbow=cbow, seed=seed,
                           work_dir=None, trust_remote_code=trust_remote_code, keep_identical=keep_identical)
@@ -900,14 +949,19 @@ def langvec_cmd(
     from .io.corpora import read_corpora
 
     torch.manual_seed(seed)
+    alpha_values, layer_list = _floats_arg(alphas, "--alphas"), _layers_arg(layers)    # before any reading
     corpora, source, target, d = _align_inputs(corpus, dict_path, dict_format, convert, source, target,
                                                max_lines, data_dir)
     with _flags(corpus="--sentences"):
-        sents = [s for lines in read_corpora(sentences, str(data_dir) if data_dir else None).values()
-                 for s in lines]
+        by_lang = read_corpora(sentences, str(data_dir) if data_dir else None)
+    other = [lang for lang in by_lang if lang != source]
+    if other:       # zh sentences were looked up in the en side of the dictionary: "precision nan over 0 words"
+        raise UserError(f"--sentences {other[0]}=...: the sentences to translate must be in the source language "
+                        f"{source!r} (--source; the dictionary is {source}-{target})")
+    sents = [s for lines in by_lang.values() for s in lines]
     with _flags(layer="--layers"):
-        res = langvec.langvec(model, corpora, sents, d, source, target, _layers_arg(layers),
-                              _floats_arg(alphas, "--alphas"), mean_sentences, precision, batch_size,
+        res = langvec.langvec(model, corpora, sents, d, source, target, layer_list,
+                              alpha_values, mean_sentences, precision, batch_size,
                               trust_remote_code=trust_remote_code)
     langvec.save(res, out)
     langvec_figures(res, out)
@@ -947,12 +1001,14 @@ def align_scale_cmd(
     from .report.figures import data_scale_figures
 
     sizes = [int(x) for x in _floats_arg(sentences, "--sentences")]
+    if len(set(sizes)) != len(sizes) or min(sizes) < 1:   # a size twice ran (and plotted) the same run twice
+        raise UserError(f"--sentences {sentences!r}: each size must be a whole number above 0, and given once")
     res = data_scale(corpus, dict_path, out, sizes, size, steps, eval_every, batch_size, seq_len, vocab_size,
                      lr, precision, seed, convert=convert, data_dir=str(data_dir) if data_dir else None,
                      after_each_run=lambda partial: data_scale_figures(partial, out), resume=resume)
     for run in res.runs:
         last = run.history[-1] if run.history else {}
-        print(f"{run.sentences_per_lang:,} sentences/lang: loss {last.get('eval_loss', float('nan')):.3f}, "
+        print(f"{run.sentences_per_lang:,} sentences/lang: loss {_measured(last.get('eval_loss'))}, "
               f"MRR {last.get('mrr', float('nan')):.4f} (random {res.random_expected_mrr or float('nan'):.4f})")
 
 
@@ -965,7 +1021,7 @@ def serve_cmd(
     host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on; anything but loopback prints a "
                                                          "warning (there is no authentication)."),
     port: int = typer.Option(8000, "--port", help="Port to listen on."),
-    data_dir: Optional[str] = typer.Option(None, "--data-dir", help="Where Tatoeba and MUSE are found (the "
+    data_dir: Optional[str] = typer.Option(None, "--data-dir", callback=_data_dir, help="Where Tatoeba and MUSE are found (the "
                                            "neighbours and language-vector views); default: see README, Data."),
     precision: str = PrecisionOpt,
     threads: Optional[int] = typer.Option(None, "--threads", min=1, help="Cap torch's threads (default: all cores)."),

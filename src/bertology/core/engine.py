@@ -31,6 +31,8 @@ from typing import Any, Callable, Iterable, Protocol, Sequence
 import numpy as np
 import torch
 
+from ..checks import check_number
+from ..errors import UserError
 from .models import pick_device
 from .precision import autocast, check_precision
 from ..io.storage import replace_dir, truncate_jsonl
@@ -395,8 +397,21 @@ class _Run:
         return state.elapsed_before + time.perf_counter() - self.t0
 
 
+def check_schedule(lr: float, warmup: float, epochs: float | None = None, max_steps: int | None = None) -> None:
+    """The numbers every training run shares, refused before any work when not finite or out of range: an
+    infinite --lr trained to NaN weights and exit 0, an infinite --epochs or --warmup never ended or never
+    warmed up. Experiments call it first; `train` again for a caller that did not."""
+    check_number("lr", lr, above=0)
+    check_number("warmup", warmup, low=0)
+    if epochs is not None:
+        check_number("epochs", epochs, above=0)
+    if max_steps is not None:
+        check_number("max_steps", max_steps, low=1, integer=True)
+
+
 def _setup(model, batches: Batches, config: TrainConfig, loss_fn) -> _Run:
     check_precision(config.precision)
+    check_schedule(config.lr, config.warmup, config.epochs, config.max_steps)
     device = pick_device(config.device)
     rank, world = init_distributed(device)
     out_dir = Path(config.out_dir) if config.out_dir else None
@@ -458,10 +473,15 @@ def _forward_backward(run: _Run, state: TrainState, batch: dict, sync: bool, wei
     with no_sync:
         with autocast(run.config.precision, run.device):
             loss = run.loss_fn(run.ddp_model, batch) if run.loss_fn is not None else run.ddp_model(**batch).loss
+        value = float(loss.detach())
+        if not math.isfinite(value):
+            # Every later step would be NaN too: stop now, before NaN weights are exported and scored.
+            raise UserError(f"training diverged: the loss is {value} at step {state.step + 1}; try a lower `lr` "
+                            f"(this run: {run.config.lr:g})", ("lr",))
         # the one place the accumulated loss is normalised
         (loss * weight if weight != 1.0 else loss).backward()
     state.micro += 1
-    state.running_loss += float(loss.detach())
+    state.running_loss += value
     state.running_n += 1
     state.tokens += int(batch["attention_mask"].sum()) if "attention_mask" in batch else batch["input_ids"].numel()
     state.examples += batch["input_ids"].shape[0]
@@ -486,7 +506,7 @@ def _log(run: _Run, state: TrainState, bar) -> None:
     bar.set_postfix(loss=f"{entry['loss']:.4f}")
     if run.is_main and run.out_dir:
         with open(run.out_dir / "log.jsonl", "a", encoding="utf-8") as f:
-            f.write(json.dumps(entry) + "\n")
+            f.write(json.dumps(entry, allow_nan=False) + "\n")   # strict JSON: a bare NaN breaks readers
     state.running_loss, state.running_n = 0.0, 0
 
 
@@ -555,6 +575,29 @@ def _after_step(run: _Run, state: TrainState, at_epoch_end: bool, evaluate, on_e
         _checkpoint(run, state)
 
 
+def _loop(run: _Run, state: TrainState, batches: Batches, evaluate, on_evaluate, bar) -> None:
+    """Epochs of accumulation groups until the last step or an early stop."""
+    config = run.config
+    while state.step < run.total_steps and not state.stopped_early:
+        epoch_batches = batches(state.epoch, run.rank, run.world)
+        while state.batch_pos < len(epoch_batches) and state.step < run.total_steps:
+            # one accumulation group: grad_accum micro-batches (fewer at an epoch's end), one optimizer step
+            end = min(state.batch_pos + config.grad_accum, len(epoch_batches))
+            group = [epoch_batches[i] for i in range(state.batch_pos, end)]
+            counts = [loss_count(b) for b in group] if len(group) > 1 else [1]
+            for b, count in zip(group, counts):
+                state.batch_pos += 1
+                _forward_backward(run, state, {k: v.to(run.device) for k, v in b.items()},
+                                  sync=state.batch_pos == end, weight=count / sum(counts))
+            at_epoch_end = state.batch_pos == len(epoch_batches)
+            _optimizer_step(run, state)
+            _after_step(run, state, at_epoch_end, evaluate, on_evaluate, bar)
+            if state.stopped_early:
+                break
+        if state.batch_pos >= len(epoch_batches):
+            state.epoch, state.batch_pos = state.epoch + 1, 0
+
+
 def train(model, batches: Batches, config: TrainConfig,
           evaluate: Callable[[Any], dict] | None = None,
           on_evaluate: Iterable[Callable[[Any, int, dict], dict | None]] = (),
@@ -576,25 +619,10 @@ def train(model, batches: Batches, config: TrainConfig,
                unit="step", dynamic_ncols=True, desc="train")
     model.train()
     run.t0 = time.perf_counter()
-    while state.step < run.total_steps and not state.stopped_early:
-        epoch_batches = batches(state.epoch, run.rank, run.world)
-        while state.batch_pos < len(epoch_batches) and state.step < run.total_steps:
-            # one accumulation group: grad_accum micro-batches (fewer at an epoch's end), one optimizer step
-            end = min(state.batch_pos + config.grad_accum, len(epoch_batches))
-            group = [epoch_batches[i] for i in range(state.batch_pos, end)]
-            counts = [loss_count(b) for b in group] if len(group) > 1 else [1]
-            for b, count in zip(group, counts):
-                state.batch_pos += 1
-                _forward_backward(run, state, {k: v.to(run.device) for k, v in b.items()},
-                                  sync=state.batch_pos == end, weight=count / sum(counts))
-            at_epoch_end = state.batch_pos == len(epoch_batches)
-            _optimizer_step(run, state)
-            _after_step(run, state, at_epoch_end, evaluate, on_evaluate, bar)
-            if state.stopped_early:
-                break
-        if state.batch_pos >= len(epoch_batches):
-            state.epoch, state.batch_pos = state.epoch + 1, 0
-    bar.close()
+    try:
+        _loop(run, state, batches, evaluate, on_evaluate, bar)
+    finally:
+        bar.close()     # also when training stops with an error: the message then starts a line of its own
     wall = run.elapsed(state)
     if config.restore_best and state.best_weights is not None:
         model.load_state_dict(state.best_weights)

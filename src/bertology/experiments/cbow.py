@@ -13,6 +13,7 @@ import re
 import signal
 import threading
 import zlib
+from collections import Counter
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -81,6 +82,11 @@ def train_cbow(lines: Iterable[str], out_dir: str | Path, segment: str = "char",
     model = Word2Vec(sg=0, vector_size=vector_size, window=window, min_count=min_count, seed=seed,
                      workers=workers, hashfxn=_stable_hash)
     model.build_vocab(corpus)
+    if len(model.wv) == 0:     # gensim's own RuntimeError ("build vocabulary first") was a traceback
+        counts = Counter(tok for toks in corpus for tok in toks)
+        raise UserError(f"`min_count` {min_count}: no word occurs that often (the most frequent, "
+                        f"{counts.most_common(1)[0][0]!r}, occurs {counts.most_common(1)[0][1]} times)",
+                        fields=("min_count",))
     with _fail_on_worker_error(), _EpochBar(epochs, progress) as bar:
         model.train(corpus, total_examples=model.corpus_count, epochs=epochs, callbacks=[bar])
     seconds = time.perf_counter() - t0

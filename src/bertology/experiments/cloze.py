@@ -45,6 +45,8 @@ def read_cloze_items(source: str | Path = "cloze-en-zh") -> list[ClozeItem]:
 
     with open_text(path, newline="") as f:   # bad UTF-8 is a UserError naming the file
         rows = list(csv.reader(f, delimiter="\t"))
+    if rows and rows[0]:      # a UTF-8 BOM before the header (Windows editors): stripped, as the corpus reader does
+        rows[0][0] = rows[0][0].lstrip("\ufeff")
     if not rows or [c.strip() for c in rows[0]] != ["lang", "sentence", "answer"]:
         raise UserError(f"{path}:1: expected the header lang<TAB>sentence<TAB>answer")
     items = []
@@ -85,8 +87,10 @@ def cloze_accuracy(model: str, items: list[ClozeItem], precision: str = "fp32",
         s["top5"] += hit5
         s["unscorable"] += not scorable
     for s in summary.values():
-        s["top1"] /= s["n"]
-        s["top5"] /= s["n"]
+        # no answer of this language is a single token of the vocabulary: not measured, not an accuracy of 0
+        measured = s["n"] > s["unscorable"]
+        s["top1"] = s["top1"] / s["n"] if measured else None
+        s["top5"] = s["top5"] / s["n"] if measured else None
     return ClozeResult(model=str(model), items=rows, summary=summary)
 
 

@@ -237,8 +237,8 @@ def read_mapping(path: str | Path, tokenizer, symbols: Sequence[str]) -> dict[st
         raise UserError(f"{path}: no such mapping file")
     try:
         doc = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise UserError(f"{path}: not a JSON mapping ({e})") from None
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as e:
+        raise UserError(f"{path}: not a JSON mapping ({str(e) or type(e).__name__})") from None
     if isinstance(doc, dict) and isinstance(doc.get("mapping"), dict):
         doc = doc["mapping"]
     if not isinstance(doc, dict) or not all(isinstance(v, str) for v in doc.values()):
@@ -251,7 +251,15 @@ def read_mapping(path: str | Path, tokenizer, symbols: Sequence[str]) -> dict[st
     if missing:
         raise UserError(f"{path}: no token for symbol(s) {', '.join(map(repr, missing[:5]))}"
                         + (f" and {len(missing) - 5} more" if len(missing) > 5 else ""))
-    return {s: doc[s] for s in sorted(set(symbols))}
+    mapping = {s: doc[s] for s in sorted(set(symbols))}
+    # two symbols written as one token are one symbol to the model: the sequences it reads lose information
+    seen: dict[str, str] = {}
+    for s, t in mapping.items():
+        if t in seen:
+            raise UserError(f"{path}: symbols {seen[t]!r} and {s!r} both map to token {t!r}; each symbol needs "
+                            f"a token of its own")
+        seen[t] = s
+    return mapping
 
 
 # --------------------------------------------------------------------------------------------- encoding
@@ -490,6 +498,7 @@ def summarize(runs: list[RunResult]) -> dict:
 
 # --------------------------------------------------------------------------------------------- the experiment
 def _check_config(cfg: CrossDomainConfig) -> None:
+    from ..core.engine import check_schedule
     from ..core.precision import check_precision
 
     check_precision(cfg.precision)
@@ -502,6 +511,7 @@ def _check_config(cfg: CrossDomainConfig) -> None:
                         fields=('seeds', 'epochs', 'batch_size'))
     if any(not (math.isfinite(lr) and lr > 0) for lr in (cfg.lr, *cfg.lr_grid)):
         raise UserError("`lr` and every rate of `lr_grid` must be finite and above 0", fields=("lr", "lr_grid"))
+    check_schedule(cfg.lr, cfg.warmup, cfg.epochs)
     bad_tune = [c for c in cfg.tune if c not in FINETUNED]
     if bad_tune:
         raise UserError(f"`tune`: {', '.join(bad_tune)} is not fine-tuned (tunable: {', '.join(FINETUNED)})",

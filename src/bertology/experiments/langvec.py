@@ -26,6 +26,7 @@ import torch
 
 from ..io.dictionaries import Dictionary, has_cjk
 from ..core.embed import Embedder
+from ..checks import check_number
 from ..errors import UserError
 from ..core.models import load_model, load_tokenizer
 from ..core.adapter import display_tokens, hook_hidden_state, usable_length, word_marked_pieces
@@ -157,6 +158,8 @@ def langvec(model: str, corpora: dict[str, Sequence[str]], sentences: Sequence[s
             raise UserError(f"no `corpus` {lang}=FILE given (have: {', '.join(corpora) or 'none'})", fields=('corpus',))
     if not sentences:
         raise UserError("no source sentences to translate")
+    for alpha in alphas:        # a NaN shift fills every position with NaN logits: a grid of nan precisions
+        check_number("alphas", alpha)
     mlm = load_model(model, "mlm", trust_remote_code, command="langvec")   # UserError (exit 2): no MLM head
     tokenizer = load_tokenizer(model, trust_remote_code)
     mlm = cast_in_place(mlm, precision)

@@ -574,12 +574,13 @@ def evaluate_mlm(objective: MaskedLMObjective, heldout: dict[str, np.ndarray], m
             loss_sum += float(F.cross_entropy(logits, target, reduction="sum"))
             correct += float((logits.argmax(-1) == target).sum())
             n += target.numel()
-        out[f"eval_loss_{lang}"] = loss_sum / max(n, 1)
-        out[f"eval_acc_{lang}"] = correct / max(n, 1)
+        # No masked token held out: "not measured" (None -> null), never a loss of 0.000 and accuracy 0.000
+        out[f"eval_loss_{lang}"] = loss_sum / n if n else None
+        out[f"eval_acc_{lang}"] = correct / n if n else None
         tot_loss, tot_correct, tot_n = tot_loss + loss_sum, tot_correct + correct, tot_n + n
-    out["eval_loss"] = tot_loss / max(tot_n, 1)
-    out["eval_ppl"] = math.exp(min(out["eval_loss"], 50))
-    out["eval_acc"] = tot_correct / max(tot_n, 1)
+    out["eval_loss"] = tot_loss / tot_n if tot_n else None
+    out["eval_ppl"] = math.exp(min(out["eval_loss"], 50)) if tot_n else None
+    out["eval_acc"] = tot_correct / tot_n if tot_n else None
     return out
 
 
@@ -685,6 +686,7 @@ def load_corpora(cfg: PretrainConfig) -> dict[str, list[str]]:
 def _check_config(cfg: PretrainConfig):
     """Fail on bad options before minutes of reading and tokenising. Returns the --init-from source
     (config, tokenizer), validated with the rest, or None."""
+    from ..core.engine import check_schedule
     from ..core.precision import check_precision
 
     check_precision(cfg.precision)
@@ -702,6 +704,7 @@ def _check_config(cfg: PretrainConfig):
                              ("grad_accum", cfg.grad_accum, 1)):
         if value < low:
             raise UserError(f"`{name}` {value}: must be at least {low}", fields=(name,))
+    check_schedule(cfg.lr, cfg.warmup)
     if not 0 < cfg.mask_prob < 1 or not 0 <= cfg.alpha <= 1 or not 0 <= cfg.dropout < 1:
         raise UserError("`alpha` must be in [0, 1], `dropout` in [0, 1), the mask rate in (0, 1)",
                         fields=('alpha', 'dropout'))
@@ -856,8 +859,11 @@ def fill_mask(model: str, texts: Sequence[str], top_k: int = 5, precision: str =
     for a model whose vocabulary was learnt from Simplified text). mlm, tokenizer: the model already loaded
     (bertology serve keeps it in memory); by default both are loaded from `model`. command: named when the
     model cannot fill in blanks (cloze calls this too)."""
+    from ..checks import check_text
     from ..core.models import load_model, load_tokenizer
 
+    for text in texts:
+        check_text("texts", text)
     if convert:
         import opencc
 

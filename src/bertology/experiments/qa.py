@@ -34,6 +34,7 @@ import numpy as np
 import torch
 
 from ..io.squad import QADataset, QAExample, load_squad
+from ..checks import check_number
 from ..errors import UserError
 from ..metrics import cjk_fraction, qa_scores
 from ..core.precision import PREDICT_PRECISIONS, check_precision, fused_bf16_copy
@@ -90,8 +91,8 @@ def check_settings(tokenizer, model_config, s: QASettings) -> QASettings:
     if s.span_score not in ("logit", "window-prob"):
         raise UserError(f"`span_score` must be logit or window-prob, not {s.span_score!r}", fields=('span_score',))
     check_precision(s.precision, PREDICT_PRECISIONS)
-    if not s.verify_margin >= 0:
-        raise UserError(f"verify_margin must be >= 0, not {s.verify_margin!r}")
+    # in backticks: the CLI says --verify-margin; inf re-runs every question in fp32, nan none (refused)
+    check_number("verify_margin", s.verify_margin, low=0, inf_ok=True)
     if s.n_best < 1 or s.max_answer_len < 1 or s.batch_size < 1:
         raise UserError("`n_best`, `max_answer_len` and `batch_size` must be positive",
                         fields=('n_best', 'max_answer_len', 'batch_size'))
@@ -459,6 +460,16 @@ class QATrainResult:
     train_log: list[dict] = field(default_factory=list)
 
 
+def check_train_settings(t: TrainSettings) -> None:
+    """Fine-tuning's numbers, refused before the model loads and the data is tokenised."""
+    from ..core.engine import check_schedule
+
+    check_schedule(t.lr, t.warmup, t.epochs, t.max_steps)
+    for name in ("batch_size", "grad_accum", "checkpoint_every"):
+        check_number(name, getattr(t, name), low=1, integer=True)
+    check_number("seed", t.seed, low=0, integer=True)
+
+
 def load_data(name_or_path: str, data_dir: str | None = None, skip_bad: bool = False,
               require_answers: bool = True, check_offsets: bool = True) -> QADataset:
     """A SQuAD-format file or data set name; check_offsets=False for data that is only scored (see load_squad)."""
@@ -490,9 +501,10 @@ def train(model_name: str, train_data: list[QADataset], dev: QADataset | None, o
           trust_remote_code: bool = False, progress: bool = True):
     """Fine-tune `model_name` with a fresh span head on the training sets (concatenated); keep the weights
     with the best dev F1 (when a dev set is given). Returns (model, tokenizer, QATrainResult)."""
-    from ..core.engine import ExampleBatches, TrainConfig, check_resume_settings
+    from ..core.engine import ExampleBatches, TrainConfig, check_resume_settings, set_seed
     from ..core.engine import train as engine_train
 
+    check_train_settings(t)
     out_dir = Path(out_dir)
     # what shapes the fine-tuned weights (not how often to evaluate or checkpoint, nor the eval batch size)
     shaping = {k: v for k, v in asdict(t).items() if k not in ("eval_every", "checkpoint_every", "patience",
@@ -501,6 +513,9 @@ def train(model_name: str, train_data: list[QADataset], dev: QADataset | None, o
         "model": model_name, "train": [[d.path, len(d.examples)] for d in train_data],
         **{k: v for k, v in asdict(s).items() if k in ("max_len", "doc_stride", "precision")}, **shaping},
         t.resume)
+    # The new span head (`qa_outputs`) is initialised at random as the model loads: seeded first, so the same
+    # --seed gives the same weights (the engine's own seeding comes after the model exists).
+    set_seed(t.seed)
     model, tokenizer = load_qa_model(model_name, trust_remote_code)
     s = check_settings(tokenizer, model.config, s)
     examples = [e for d in train_data for e in d.examples]

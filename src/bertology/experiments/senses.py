@@ -22,6 +22,12 @@ from ..metrics import cosine_matrix, sense_separation
 from ..io.storage import save_results
 
 SCHEMA = "bertology.senses/1"
+# Memory bounds (2,000 sentences were killed at 23 GB: an n x n matrix as JSON and a heatmap 0.28 inch per
+# occurrence). results.json keeps the full similarity matrix up to MAX_SAVED_MATRIX occurrences (500: ~3 MB of
+# JSON); above it, the mean cosine per pair of labels only. The heatmap draws at most MAX_HEATMAP occurrences,
+# a seeded sample stratified by label (its title says so).
+MAX_SAVED_MATRIX = 500
+MAX_HEATMAP = 200
 
 
 @dataclass
@@ -64,12 +70,57 @@ def _score(model_name: str, target: str, sentences, labels, occ: Sequence[Occurr
     scores = [LayerScore(layer=l, **sense_separation(vectors[i], occ_labels, seed)) for i, l in enumerate(layer_ids)]
     with_sep = [s for s in scores if s.separation is not None]
     best = max(with_sep, key=lambda s: s.separation).layer if with_sep else None
-    matrix = cosine_matrix(vectors[layer_ids.index(sim_layer)])
     return SensesResult(
         model=model_name, target=target, sentences=list(sentences), labels=list(labels),
         occurrences=[{"sentence": o.sentence, "label": o.label, "start": o.start, "end": o.end} for o in occ],
-        layers=scores, best_layer=best, similarity={"layer": sim_layer, "matrix": np.round(matrix, 5).tolist()},
+        layers=scores, best_layer=best,
+        similarity=similarity_summary(vectors[layer_ids.index(sim_layer)], occ_labels, sim_layer, seed),
         static=static, neighbours=list(neighbours))
+
+
+def heatmap_sample(labels: Sequence[str], limit: int = MAX_HEATMAP, seed: int = 0) -> list[int]:
+    """Indices (sorted) of at most `limit` occurrences: all of them when they fit, else a seeded sample with
+    each label's share kept (every label at least one), so the heatmap stays readable and its size bounded."""
+    n = len(labels)
+    if n <= limit:
+        return list(range(n))
+    rng = np.random.default_rng(seed)
+    by_label: dict[str, list[int]] = {}
+    for i, label in enumerate(labels):
+        by_label.setdefault(label, []).append(i)
+    keys = sorted(by_label)
+    quota = {k: max(1, int(limit * len(by_label[k]) / n)) for k in keys}
+    while sum(quota.values()) > limit:      # many small labels: trim the largest quotas
+        quota[max(keys, key=lambda k: quota[k])] -= 1
+    picked = [int(i) for k in keys for i in rng.choice(by_label[k], min(quota[k], len(by_label[k])), replace=False)]
+    return sorted(picked)
+
+
+def similarity_summary(vectors: np.ndarray, labels: Sequence[str], layer: int, seed: int = 0) -> dict:
+    """results.json's `similarity` at one layer [n, H]: the full cosine matrix up to MAX_SAVED_MATRIX
+    occurrences; always the mean cosine per pair of labels and the heatmap's sample (with its own matrix when
+    the full one is not saved). Memory O(n·H + MAX_SAVED_MATRIX²), whatever n is."""
+    n = len(labels)
+    unit = vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
+    out: dict = {"layer": layer, "occurrences": n, "matrix": None}
+    if n <= MAX_SAVED_MATRIX:
+        out["matrix"] = np.round(cosine_matrix(vectors), 5).tolist()
+    else:
+        out["matrix_omitted"] = (f"{n} occurrences: the full matrix is saved up to {MAX_SAVED_MATRIX}; "
+                                 f"per_label has the mean cosine of each pair of labels")
+    sample = heatmap_sample(labels, MAX_HEATMAP, seed)
+    out["heatmap"] = {"occurrences": sample, "sampled": len(sample) < n}
+    if out["matrix"] is None:
+        out["heatmap"]["matrix"] = np.round(cosine_matrix(vectors[sample]), 5).tolist()
+    if len(set(labels)) > 1:
+        sums = {k: unit[[i for i, l in enumerate(labels) if l == k]].sum(0) for k in sorted(set(labels))}
+        count = {k: sum(1 for l in labels if l == k) for k in sums}
+        # mean cosine over pairs of distinct occurrences: (|sum|^2 - n) / (n (n - 1)) within, sums' dot between
+        out["per_label"] = {a: {b: (round(float((sums[a] @ sums[b] - count[a]) / (count[a] * (count[a] - 1))), 5)
+                                    if count[a] > 1 else None) if a == b else
+                                round(float(sums[a] @ sums[b] / (count[a] * count[b])), 5) for b in sums}
+                            for a in sums}
+    return out
 
 
 def word_senses(model: str, sentences: Sequence[str], labels: Sequence[str], target: str,

@@ -47,6 +47,8 @@ def read_sentences(path: str | Path) -> tuple[list[str], list[str], str]:
     path = Path(path)
     with open_text(path) as f:
         lines = [line.rstrip("\n").rstrip("\r") for line in f]
+    if lines:       # a UTF-8 BOM (Windows editors write one) hid the header, as the corpus reader strips it
+        lines[0] = lines[0].lstrip("\ufeff")
     sentences, labels = [], []
     tsv = bool(lines) and lines[0].strip().lower().split("\t") == ["label", "sentence"]
     if not tsv:

@@ -76,6 +76,7 @@ class _SequenceReader:
         self.path, self.symbols, self.kmer, self.skip_bad = path, symbols, kmer, skip_bad
         self.data = SequenceData([], [], [], [] if fmt == "music" else None, str(path), fmt)
         self.alphabet = ALPHABETS.get(fmt)
+        self.shortest = 10 ** 9                 # symbols in the shortest sequence read
 
     def bad(self, lineno: int, why: str) -> None:
         msg = f"{self.path}:{lineno}: {why}"
@@ -103,6 +104,7 @@ class _SequenceReader:
             for sym in syms:
                 if sym not in self.alphabet:
                     data.outside_alphabet[sym] = data.outside_alphabet.get(sym, 0) + 1
+        self.shortest = min(self.shortest, len(syms))
         data.sequences.append(kmers(syms, self.kmer))
         data.labels.append(label)
         data.lines.append(lineno)
@@ -139,12 +141,19 @@ def _read_fasta(reader: _SequenceReader, raw: list[str], first: str) -> None:
 def _delimited_rows(reader: _SequenceReader, raw: list[str], first: str, delim: str, width: int,
                     is_header: Callable[[list[str]], bool]):
     """(line number, stripped cells) of every row with `width` fields; the first line is dropped when
-    `is_header(its lower-cased cells)` says so."""
+    `is_header(its lower-cased cells)` says so, and a later copy of it (files concatenated with their headers)
+    is a bad row: read as data, its `label` cell became a class of its own."""
+    header = None
     for lineno, line in enumerate(raw, 1):
         if not line.strip():
             continue
         cells = [c.strip() for c in next(csv.reader([line], delimiter=delim))]
-        if (lineno == 1 or line is first) and is_header([c.lower() for c in cells]):
+        low = [c.lower() for c in cells]
+        if header is None and (lineno == 1 or line is first) and is_header(low):
+            header = (lineno, low)
+            continue
+        if header is not None and low == header[1]:
+            reader.bad(lineno, f"repeats the header row of line {header[0]} (files joined with their headers?)")
             continue
         if len(cells) != width:
             reader.bad(lineno, f"expected {width} fields separated by {delim!r}, found {len(cells)}")
@@ -227,4 +236,8 @@ def load_sequences(path: str | Path, fmt: str = "auto", symbols: str = "auto", k
     data = reader.data
     if not data.labels:
         raise UserError(f"{path}: no usable examples" + (f" ({len(data.skipped)} bad rows skipped)" if data.skipped else ""))
+    if kmer > reader.shortest:
+        # a sequence shorter than k is one "k-mer" of its own: every such example its own symbol, nothing to learn
+        raise UserError(f"`kmer` {kmer}: longer than the shortest sequence of {path} ({reader.shortest} symbols)",
+                        fields=("kmer",))
     return data

@@ -61,6 +61,20 @@ def _relocate(context: str, text: str, start) -> int | None:
     return min(hits, key=lambda h: abs(h - anchor))
 
 
+def _kind(value) -> str:
+    return {str: "a string", list: "a list", dict: "an object", bool: "a boolean", int: "a number",
+            float: "a number", type(None): "null"}.get(type(value), type(value).__name__)
+
+
+def _wrong(obj, name: str, want: type) -> str:
+    """What is wrong with obj[name]: missing, or of the wrong JSON type (a string where a list belongs)."""
+    if not isinstance(obj, dict):
+        return f"expected an object with field {name!r}, found {_kind(obj)}"
+    if name not in obj:
+        return f"missing field {name!r}"
+    return f"field {name!r} is {_kind(obj[name])}, not {_kind(want())}"
+
+
 def _check_question(qa, qid, context, seen: set[str], require_answers: bool, check_offsets: bool = True
                     ) -> tuple[str | None, list[str], list[int], int]:
     """(what is wrong with one question or None, its answer texts, their starts, how many were relocated);
@@ -70,9 +84,10 @@ def _check_question(qa, qid, context, seen: set[str], require_answers: bool, che
     if str(qid) in seen:
         return "duplicate id", [], [], 0
     if not isinstance(qa.get("question"), str):
-        return "missing field 'question'", [], [], 0
+        return _wrong(qa, "question", str), [], [], 0
     if not isinstance(context, str):
-        return "missing field 'context'", [], [], 0
+        return ("missing field 'context'" if context is None else
+                f"field 'context' is {_kind(context)}, not a string"), [], [], 0
     if not context.strip():
         return "empty context", [], [], 0
     if not isinstance(qa.get("answers", []), list):
@@ -80,8 +95,10 @@ def _check_question(qa, qid, context, seen: set[str], require_answers: bool, che
     # answers relocated before a bad one still count, as a skipped question's did before
     answers, starts, relocated = [], [], 0
     for n, ans in enumerate(qa.get("answers", [])):
-        if not isinstance(ans, dict) or not isinstance(ans.get("text"), str):
-            return f"answer {n}: missing field 'text'", [], [], relocated
+        if not isinstance(ans, dict):
+            return f"answer {n} is {_kind(ans)}, not an object {{\"text\", \"answer_start\"}}", [], [], relocated
+        if not isinstance(ans.get("text"), str):
+            return f"answer {n}: {_wrong(ans, 'text', str)}", [], [], relocated
         if check_offsets and "answer_start" not in ans:
             return f"answer {n}: missing field 'answer_start'", [], [], relocated
         if not ans["text"].strip():
@@ -120,7 +137,7 @@ def load_squad(path: str | Path, skip_bad: bool = False, require_answers: bool =
     except (UnicodeDecodeError, OSError, EOFError) as e:   # e.g. a truncated .gz
         raise UserError(f"{path}: cannot read ({e.__class__.__name__}: {e})") from None
     if not isinstance(doc, dict) or not isinstance(doc.get("data"), list):
-        raise UserError(f"{path}: missing field 'data' (expected SQuAD v1.1 format: "
+        raise UserError(f"{path}: {_wrong(doc, 'data', list)} (expected SQuAD v1.1 format: "
                         f'{{"data": [{{"paragraphs": [{{"context", "qas"}}]}}]}})')
     examples: list[QAExample] = []
     skipped = relocated = 0
@@ -128,11 +145,11 @@ def load_squad(path: str | Path, skip_bad: bool = False, require_answers: bool =
     for a_i, article in enumerate(doc["data"]):
         paragraphs = article.get("paragraphs") if isinstance(article, dict) else None
         if not isinstance(paragraphs, list):
-            raise UserError(f"{path}: data[{a_i}]: missing field 'paragraphs'")
+            raise UserError(f"{path}: data[{a_i}]: {_wrong(article, 'paragraphs', list)}")
         for p_i, para in enumerate(paragraphs):
             where = f"data[{a_i}].paragraphs[{p_i}]"
             if not isinstance(para, dict) or not isinstance(para.get("qas"), list):
-                raise UserError(f"{path}: {where}: missing field 'qas'")
+                raise UserError(f"{path}: {where}: {_wrong(para, 'qas', list)}")
             context = para.get("context")
             for q_i, qa in enumerate(para["qas"]):
                 qid = qa.get("id") if isinstance(qa, dict) else None

@@ -9,8 +9,10 @@ from __future__ import annotations
 import glob
 import gzip
 import json
+import math
 import os
 import shutil
+import sys
 import tempfile
 import time
 import urllib.request
@@ -92,10 +94,10 @@ def _jsonable(obj: Any) -> Any:
     if isinstance(obj, np.ndarray):
         return _jsonable(obj.tolist())
     if isinstance(obj, (np.floating,)):
-        return float(obj)
+        return _jsonable(float(obj))
     if isinstance(obj, (np.integer,)):
         return int(obj)
-    if isinstance(obj, float) and (obj != obj):  # NaN is not valid JSON
+    if isinstance(obj, float) and not math.isfinite(obj):  # NaN and Infinity are not valid JSON: "not measured"
         return None
     if isinstance(obj, Path):
         return str(obj)
@@ -103,7 +105,7 @@ def _jsonable(obj: Any) -> Any:
 
 
 def atomic_write_json(path: str | os.PathLike, obj: Any) -> Path:
-    return atomic_write_text(path, json.dumps(_jsonable(obj), ensure_ascii=False, indent=2) + "\n")
+    return atomic_write_text(path, json.dumps(_jsonable(obj), ensure_ascii=False, indent=2, allow_nan=False) + "\n")
 
 
 def save_results(out_dir: str | os.PathLike, schema: str, payload: dict) -> Path:
@@ -137,6 +139,9 @@ def read_json(path: str | os.PathLike) -> Any:
             return json.load(f)
     except json.JSONDecodeError as e:
         raise UserError(f"{path}:{e.lineno}: not valid JSON ({e.msg})") from None
+    except RecursionError:      # json's decoder recurses per nesting level: [[[[... 100,000 deep
+        raise UserError(f"{path}: JSON nested too deeply to read (more than about "
+                        f"{sys.getrecursionlimit()} levels)") from None
 
 
 def truncate_jsonl(path: str | os.PathLike, max_step: int) -> None:
@@ -260,6 +265,8 @@ def data_dirs(data_dir: str | os.PathLike | None = None) -> list[Path]:
     """Candidate data directories, most specific first."""
     dirs: list[Path] = []
     if data_dir:
+        if Path(data_dir).is_file():     # a file here was skipped over silently and the defaults were used
+            raise UserError(f"`data_dir` {data_dir}: a file, not a directory", fields=("data_dir",))
         dirs.append(Path(data_dir))
     if os.environ.get(DATA_DIR_ENV):
         dirs.append(Path(os.environ[DATA_DIR_ENV]))

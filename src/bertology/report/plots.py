@@ -87,8 +87,18 @@ def _short(text: str, n: int = 22) -> str:
 def similarity_heatmap(result, path, title: str | None = None) -> Path:
     """Cosine similarity of every pair of occurrences, ordered by label, sentences as tick labels."""
     occ = result.occurrences
-    order = sorted(range(len(occ)), key=lambda i: (occ[i]["label"], i))
-    m = np.asarray(result.similarity["matrix"])[np.ix_(order, order)]
+    sim = result.similarity
+    # At most MAX_HEATMAP occurrences (a seeded sample stratified by label): the figure grows 0.28 inch per
+    # occurrence, and 400 drew an 11,079 x 10,131 px PNG. Older results carry only the full matrix.
+    heat = sim.get("heatmap") or {"occurrences": list(range(len(occ))), "sampled": False}
+    shown = heat["occurrences"]
+    if heat.get("matrix") is not None:
+        m_shown = np.asarray(heat["matrix"])
+    else:
+        m_shown = np.asarray(sim["matrix"])[np.ix_(shown, shown)]
+    pos = sorted(range(len(shown)), key=lambda j: (occ[shown[j]]["label"], shown[j]))
+    order = [shown[j] for j in pos]
+    m = m_shown[np.ix_(pos, pos)]
     seen: dict[int, int] = {}
     ticks = []
     for i in order:
@@ -98,7 +108,13 @@ def similarity_heatmap(result, path, title: str | None = None) -> Path:
         ticks.append(tag + _short(result.sentences[s]) + (f" #{seen[s]}" if seen[s] > 1 else ""))
     size = max(5.0, 0.28 * len(order) + 2.5)
     fig, ax = new_figure(size + 1.5, size)
-    im = ax.imshow(m, cmap="viridis", vmin=min(0.0, float(m.min())), vmax=1.0)
+    # pcolormesh, not imshow: imshow resamples to the output size in float64 RGBA (~1 GB for 200 rows at
+    # 0.28 inch each), a mesh draws one quad per cell (~0.2 GB); cells centred on the ticks as imshow's
+    edges = np.arange(len(order) + 1) - 0.5
+    im = ax.pcolormesh(edges, edges, m, cmap="viridis", vmin=min(0.0, float(m.min())), vmax=1.0)
+    ax.set_xlim(edges[0], edges[-1])
+    ax.set_ylim(edges[-1], edges[0])          # first row at the top, as an image
+    ax.set_aspect("equal")
     ax.set_xticks(range(len(ticks)), ticks, rotation=90, fontsize=7)
     ax.set_yticks(range(len(ticks)), ticks, fontsize=7)
     labels = [occ[i]["label"] for i in order]
@@ -108,7 +124,9 @@ def similarity_heatmap(result, path, title: str | None = None) -> Path:
             ax.axvline(k - 0.5, color="white", lw=1.5)
     fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04, label="cosine similarity")
     layer = "static" if result.static else f"layer {result.similarity['layer']}"
-    ax.set_title(f"{title or result.target}: {layer}")
+    sampled = (f"\n({len(shown)} of {len(occ)} occurrences: a seeded sample, stratified by label)"
+               if heat.get("sampled") else "")
+    ax.set_title(f"{title or result.target}: {layer}{sampled}")
     return save_figure(fig, path)
 
 

@@ -19,19 +19,32 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from ..checks import check_text
 from ..errors import UserError
 from .explorer import Busy, Explorer, InputError
 
 STATIC_DIR = Path(__file__).parent / "static"
-LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
 MAX_BODY_BYTES = 64 * 1024      # 64 sentences x 300 characters of CJK in UTF-8 is under 60 KB
 MAX_FONT_CHARS = 4000
 log = logging.getLogger("bertology.serve")
 
 
+def is_loopback(host: str) -> bool:
+    """Whether `host` is this machine only: localhost, all of 127.0.0.0/8 and ::1 (`--host 127.0.0.2` turned
+    the Host check off while warning about exposure)."""
+    import ipaddress
+
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
 def host_warning(host: str) -> str | None:
     """The warning printed when the server listens beyond this machine (None on loopback)."""
-    if host in LOOPBACK_HOSTS:
+    if is_loopback(host):
         return None
     return (f"warning: listening on {host}: anyone who can reach this machine can use the explorer and its "
             f"CPU (there is no authentication); use the default --host 127.0.0.1 unless you mean it")
@@ -85,31 +98,66 @@ def create_app(explorer: Explorer, host: str = "127.0.0.1"):
 
 
 def _add_guards(app, host: str) -> None:
-    from fastapi import Request
-    from fastapi.responses import JSONResponse
     from starlette.middleware.trustedhost import TrustedHostMiddleware
 
-    if host in LOOPBACK_HOSTS:
+    app.add_middleware(BodyLimit, max_bytes=MAX_BODY_BYTES)
+    if is_loopback(host):
         # Bound to loopback: refuse other Host headers, so a web page the user visits cannot reach the
-        # explorer through DNS rebinding.
-        app.add_middleware(TrustedHostMiddleware, allowed_hosts=["127.0.0.1", "localhost", "::1", "[::1]"])
+        # explorer through DNS rebinding. The address listened on is allowed too (127.0.0.2, say).
+        allowed = {"127.0.0.1", "localhost", "::1", "[::1]", host, f"[{host.strip('[]')}]" if ":" in host else host}
+        app.add_middleware(TrustedHostMiddleware, allowed_hosts=sorted(allowed))
 
-    @app.middleware("http")
-    async def limit_body(request: Request, call_next):
-        if request.method == "POST":
-            size = request.headers.get("content-length")
-            if size is None or not size.isdigit():
-                return JSONResponse({"error": "a request body needs a Content-Length", "field": None}, 411)
-            if int(size) > MAX_BODY_BYTES:
-                return JSONResponse({"error": f"request body of {int(size):,} bytes: at most {MAX_BODY_BYTES:,}",
-                                     "field": None}, 413)
-        return await call_next(request)
+
+class BodyLimit:
+    """ASGI middleware: at most `max_bytes` of request body, counted on the bytes actually received. A
+    Content-Length header is only a claim, and `Transfer-Encoding: chunked` has none: a 5 MB chunked body was
+    read whole and answered 200. Over the limit: 413 with the error shape of every other refusal."""
+
+    def __init__(self, app, max_bytes: int):
+        self.app, self.max_bytes = app, max_bytes
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        headers = dict(scope.get("headers") or [])
+        claimed = headers.get(b"content-length", b"").decode("latin-1")
+        if claimed.isdigit() and int(claimed) > self.max_bytes:
+            return await _json_response(send, 413, self._message(int(claimed)))
+        received = 0
+
+        async def counting_receive():
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_bytes:
+                    # an HTTPException: FastAPI's body reading passes it on (anything else becomes its 400)
+                    from starlette.exceptions import HTTPException
+
+                    raise HTTPException(413, self._message(received, more=True))
+            return message
+
+        await self.app(scope, counting_receive, send)
+
+    def _message(self, size: int, more: bool = False) -> str:
+        return f"request body of {size:,}{'+' if more else ''} bytes: at most {self.max_bytes:,}"
+
+
+async def _json_response(send, status: int, error: str) -> None:
+    import json
+
+    body = json.dumps({"error": error, "field": None}).encode()
+    await send({"type": "http.response.start", "status": status,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
+                            (b"connection", b"close")]})
+    await send({"type": "http.response.body", "body": body})
 
 
 def _add_error_handlers(app) -> None:
     from fastapi import Request
     from fastapi.exceptions import RequestValidationError
     from fastapi.responses import JSONResponse
+    from starlette.exceptions import HTTPException as StarletteHTTPException
 
     @app.exception_handler(UserError)
     async def bad_input(request: Request, exc: UserError):
@@ -118,6 +166,15 @@ def _add_error_handlers(app) -> None:
         # that fails to load, say) is shown without one.
         field = getattr(exc, "field", None) or next(iter(getattr(exc, "fields", ())), None)
         return JSONResponse({"error": exc.describe(lambda name: name), "field": field}, 400)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException):
+        # One error shape for every 4xx: FastAPI's own refusals ({"detail": ...}) say it as {"error", "field"}.
+        # Its "error parsing the body" is a JSON nested too deeply for the parser (RecursionError).
+        cause = exc.__cause__
+        message = ("malformed request: JSON nested too deeply" if isinstance(cause, RecursionError)
+                   else str(exc.detail))
+        return JSONResponse({"error": message, "field": None}, exc.status_code, headers=exc.headers)
 
     @app.exception_handler(Busy)
     async def busy(request: Request, exc: Busy):
@@ -137,6 +194,14 @@ def _add_error_handlers(app) -> None:
                                       f"traceback", "field": None}, 500)
 
 
+def _check_texts(body: BaseModel) -> None:
+    """Every text field of a request is valid Unicode: JSON may carry a lone surrogate ("\\ud800"), which the
+    tokenizer fails on with a TypeError (an HTTP 500); refused as 400 naming the field."""
+    for name, value in body.model_dump().items():
+        if isinstance(value, str):
+            check_text(name, value)
+
+
 def _add_routes(app, explorer: Explorer) -> None:
     from fastapi.responses import FileResponse, Response
     from fastapi.staticfiles import StaticFiles
@@ -149,8 +214,9 @@ def _add_routes(app, explorer: Explorer) -> None:
 
     @app.get("/api/models")
     def models():
-        return {"models": explorer.model_list(), "default": explorer.model_list()[0]["name"],
-                "limits": explorer.limits.to_json()}
+        with explorer.queue.turn():     # every endpoint is behind the bounded queue (issue 27.6)
+            return {"models": explorer.model_list(), "default": explorer.model_list()[0]["name"],
+                    "limits": explorer.limits.to_json()}
 
     @app.get("/api/examples")
     def examples(model: str | None = None):
@@ -158,18 +224,22 @@ def _add_routes(app, explorer: Explorer) -> None:
 
     @app.post("/api/senses")
     def senses(body: SensesIn):
+        _check_texts(body)
         return explorer.senses(body.model, body.sentences, body.target)
 
     @app.post("/api/fill-mask")
     def fill_mask(body: FillMaskIn):
+        _check_texts(body)
         return explorer.fill_mask(body.model, body.text, body.k)
 
     @app.post("/api/neighbours")
     def neighbours(body: NeighboursIn):
+        _check_texts(body)
         return explorer.neighbours(body.model, body.word, body.k)
 
     @app.post("/api/langvec")
     def langvec(body: LangvecIn):
+        _check_texts(body)
         return explorer.langvec(body.model, body.sentence, body.layer, body.alpha)
 
     @app.get("/api/font.css")
@@ -177,4 +247,6 @@ def _add_routes(app, explorer: Explorer) -> None:
         wanted = "".join(sorted({c for c in chars if ord(c) > 0x2E7F}))
         if len(wanted) > MAX_FONT_CHARS:
             raise InputError(f"{len(wanted)} characters asked for: at most {MAX_FONT_CHARS}", "chars")
-        return Response(_font_css(wanted), media_type="text/css", headers={"Cache-Control": "max-age=86400"})
+        with explorer.queue.turn():     # a second of CPU per new character set: bounded like a model call
+            css = _font_css(wanted)
+        return Response(css, media_type="text/css", headers={"Cache-Control": "max-age=86400"})

@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from ..checks import check_number
 from ..errors import UserError
 
 
@@ -446,25 +447,22 @@ class Explorer:
 
 
 def _int(value, name: str, lo: int, hi: int) -> int:
-    try:
-        v = int(value)
-        if v != float(value):
-            raise ValueError
-    except (TypeError, ValueError):
-        raise InputError(f"{name} must be a whole number, not {str(value)[:20]!r}", name) from None
-    if not lo <= v <= hi:
-        raise InputError(f"{name} must be between {lo} and {hi}, not {v}", name)
-    return v
+    return _number(value, name, lo, hi, integer=True)
 
 
 def _float(value, name: str, lo: float, hi: float) -> float:
+    return _number(value, name, lo, hi, integer=False)
+
+
+def _number(value, name: str, lo: float, hi: float, integer: bool):
+    """checks.check_number, as an InputError for the page: JSON's 1e400 reads as inf and Python's json module
+    takes Infinity and NaN, which int() turned into an OverflowError (HTTP 500)."""
+    if isinstance(value, str):      # a form field sent as text: "5" is 5, "inf" is still refused below
+        value = value.strip()
     try:
-        v = float(value)
-    except (TypeError, ValueError):
-        raise InputError(f"{name} must be a number, not {str(value)[:20]!r}", name) from None
-    if not (lo <= v <= hi):   # also refuses nan
-        raise InputError(f"{name} must be between {lo:g} and {hi:g}, not {v:g}", name)
-    return v
+        return check_number(name, value, low=lo, high=hi, integer=integer)
+    except UserError as e:
+        raise InputError(e.describe(lambda field: field), name) from None
 
 
 def _pca_2d(vectors: np.ndarray, previous: np.ndarray | None) -> tuple[np.ndarray, list[float]]:
