@@ -153,6 +153,7 @@ def test_report_on_minilm_shows_every_section_and_why_zh_cannot_run(tmp_path, da
     assert minilm_zh and "[UNK]" in minilm_zh[0]["reason"]
     assert doc["summary"].endswith(f"on minilm and zh-en-mini, quick settings, {doc['summary'][-10:]}")
     assert page.count("data:image/png;base64,") >= 4
+    assert "<th>position purity</th>" in page     # the study's table keeps its columns when row 1 is not applicable
     assert "@font-face{font-family:'bertology-cjk'" in page      # Chinese renders without a system CJK font
     # without a fallback model the section says why it did not run
     assert main(["report", "--out", str(tmp_path / "nofb"), "--only", "senses", "--fallback-model", "",

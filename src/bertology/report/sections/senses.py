@@ -68,11 +68,12 @@ def _study_section(ctx: ReportContext, embedders: dict[str, Embedder]) -> Sectio
         for lang, p in study.pooled.items():
             measures.append({"model": model, "language": lang, **p})
         for st in study.sets:
+            na = st.get("not_applicable")    # every row has every column: the table's header comes from row 1
             rows.append({"model": model, "set": st["name"], "target": st["target"],
-                         **({"layer (dev)": "", "separation − layer 0": st["not_applicable"]} if "not_applicable" in st
-                            else {"layer (dev)": st["layer"], "separation − layer 0": st["effect"],
-                                  "95% CI": f"[{st['ci'][0]:+.3f}, {st['ci'][1]:+.3f}]", "purity": st["purity"],
-                                  "layer 0 purity": st["layer0_purity"], "position purity": st["position_purity"]})})
+                         "layer (dev)": "" if na else st["layer"], "separation − layer 0": na or st["effect"],
+                         "95% CI": "" if na else f"[{st['ci'][0]:+.3f}, {st['ci'][1]:+.3f}]",
+                         **{k: "" if na else st[f] for k, f in (("purity", "purity"), ("layer 0 purity", "layer0_purity"),
+                                                               ("position purity", "position_purity"))}})
     tables.append(("Every sense set, measured on the test half of its sentences", rows))
     return Section(
         "Word senses on position-balanced sets: the verdict's measurement",
