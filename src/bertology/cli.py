@@ -440,7 +440,7 @@ def fill_mask_cmd(
     """Fill in the blank: the top-k tokens and probabilities for every [MASK] (needs a model with an MLM head)."""
     from dataclasses import asdict
 
-    from .experiments.pretrain import FILL_MASK_SCHEMA, fill_mask
+    from .experiments.mlm import FILL_MASK_SCHEMA, fill_mask
 
     with _flags(texts="the text"):     # the positional TEXTS argument, not an option
         res = fill_mask(model, texts, top_k, precision, trust_remote_code, convert)
