@@ -12,6 +12,7 @@ position costs more than the encoder itself; only the 15% masked positions carry
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import math
 from dataclasses import dataclass
@@ -20,46 +21,132 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ...errors import UserError
 from .tokenizer import SPECIAL_TOKENS
+
+
+# SpanBERT (Joshi et al. 2020): span lengths in words ~ Geometric(0.2) clipped at 10, mean 3.8
+SPAN_P, SPAN_MAX = 0.2, 10
+SPAN_MEAN = sum(k * SPAN_P * (1 - SPAN_P) ** (k - 1) for k in range(1, SPAN_MAX + 1)) / (1 - (1 - SPAN_P) ** SPAN_MAX)
+
+
+@functools.lru_cache(maxsize=None)
+def span_start_rate(rate: float) -> float:
+    """The per-word probability of starting a span that leaves `rate` of the words covered: a word is left out
+    when no span starting up to SPAN_MAX - 1 words before it reaches it, prod_k (1 - q P(length > k));
+    solved for q by bisection (q = rate / SPAN_MEAN would ignore overlaps: 32% masked at a 40% rate)."""
+    longer = [sum(SPAN_P * (1 - SPAN_P) ** (j - 1) for j in range(k + 1, SPAN_MAX + 1)) / (1 - (1 - SPAN_P) ** SPAN_MAX)
+              for k in range(SPAN_MAX)]
+    low, high = 0.0, 1.0
+    for _ in range(50):
+        q = (low + high) / 2
+        covered = 1 - math.prod(1 - q * s for s in longer)
+        low, high = (q, high) if covered < rate else (low, q)
+    return (low + high) / 2
+
+
+def require_jieba():
+    """The Chinese word segmenter of whole-word masking (Chinese BERT-wwm, Cui et al. 2019, used LTP)."""
+    try:
+        import jieba
+    except ImportError:
+        raise UserError("`whole_word` needs the Chinese word segmenter jieba: pip install jieba",
+                        fields=("whole_word",)) from None
+    jieba.setLogLevel(60)       # its dictionary-loading chatter on stderr
+    return jieba
+
+
+class WordBoundaries:
+    """Which tokens start a word, read from token ids alone (so masks stay a pure function of the batch).
+
+    A word is what the tokenizer's pre-tokenizer keeps together: a first piece and its continuations
+    (`##` for WordPiece; for `▁`/`Ġ` vocabularies a piece without the marker continues the word before it,
+    adapter.piece_convention). BERT tokenizers make every CJK character a word of its own, so runs of
+    Chinese characters are segmented into words with jieba: all characters of 蘋果 are masked together, and
+    the model cannot fill 果 from 蘋 alone."""
+
+    def __init__(self, tokenizer):
+        from ...core.adapter import piece_convention
+        from ...io.dictionaries import has_cjk
+
+        convention = piece_convention(tokenizer)
+        tokens = tokenizer.convert_ids_to_tokens(list(range(len(tokenizer))))
+        special = set(tokenizer.all_special_ids)
+        self.continuation = torch.tensor([
+            t is not None and i not in special and (
+                t.startswith("##") if convention == "continuation"
+                else not t.startswith(("▁", "Ġ")) if convention == "word-start" else False)
+            for i, t in enumerate(tokens)], dtype=torch.bool)
+        # one character per token id: the character of a single-CJK-character token, else a space (a
+        # separator to jieba), so that a row's string lines up with its tokens one to one
+        self.chars = [t if t is not None and len(t) == 1 and has_cjk(t) else " " for t in tokens]
+        self.is_cjk = torch.tensor([c != " " for c in self.chars], dtype=torch.bool)
+        self.jieba = require_jieba()
+
+    def __call__(self, ids: torch.Tensor) -> torch.Tensor:
+        """bool[batch, length]: True where a token starts a word."""
+        start = ~self.continuation[ids]
+        for b in torch.nonzero(self.is_cjk[ids].any(1)).flatten().tolist():
+            text = "".join(self.chars[i] for i in ids[b].tolist())
+            pos = 0
+            for word in self.jieba.cut(text):       # yields every character of `text`, in order
+                if len(word) > 1:
+                    start[b, pos + 1:pos + len(word)] = False
+                pos += len(word)
+        return start
 
 
 @dataclass
 class Masker:
     """BERT's masking: `prob` of the non-special tokens are predicted; of those 80% become [MASK], 10% a
-    random token, 10% stay. Whole-word masking selects words (a token plus its `##` continuations) instead."""
+    random token, 10% stay (decided per token).
+
+    whole_word: words (see WordBoundaries) are selected with probability `prob`, all their tokens together.
+    span: SpanBERT's spans of consecutive words (tokens, without whole_word), lengths Geometric(0.2) clipped at
+    10, started at a rate that masks about `prob` of the tokens."""
     mask_id: int
     vocab_size: int
     special_ids: tuple[int, ...]
-    continuation: torch.Tensor | None = None   # bool[vocab]: token starts with "##" (for whole-word masking)
+    boundaries: WordBoundaries | None = None   # required by whole_word
     prob: float = 0.15
     whole_word: bool = False
+    span: bool = False
 
     def __call__(self, ids: torch.Tensor, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
         ids = ids.long()
         special = torch.isin(ids, torch.tensor(self.special_ids))
         r = torch.rand(ids.shape, generator=gen)
-        if self.whole_word and self.continuation is not None:
-            # every token takes the draw of the word start at or before it
-            start = ~self.continuation[ids] | special
-            pos = torch.arange(ids.shape[1]).expand_as(ids)
-            owner = torch.cummax(torch.where(start, pos, torch.zeros_like(pos)), dim=1).values
-            r = torch.gather(r, 1, owner)
-        selected = (r < self.prob) & ~special
-        labels = torch.where(selected, ids, torch.full_like(ids, -100))
         action = torch.rand(ids.shape, generator=gen)
         random_tokens = torch.randint(len(SPECIAL_TOKENS), self.vocab_size, ids.shape, generator=gen)
+        start = (self.boundaries(ids) | special) if self.whole_word else torch.ones_like(special)
+        pos = torch.arange(ids.shape[1]).expand_as(ids)
+        if self.span:
+            selected = self._spans(start, special, r, gen) & ~special
+        else:
+            # every token takes the draw of the word start at or before it
+            owner = torch.cummax(torch.where(start, pos, torch.zeros_like(pos)), dim=1).values
+            selected = (torch.gather(r, 1, owner) < self.prob) & ~special
+        labels = torch.where(selected, ids, torch.full_like(ids, -100))
         inputs = torch.where(selected & (action < 0.8), torch.full_like(ids, self.mask_id), ids)
         inputs = torch.where(selected & (action >= 0.8) & (action < 0.9), random_tokens, inputs)
         return inputs, labels
 
+    def _spans(self, start, special, r, gen) -> torch.Tensor:
+        """Tokens covered by spans: a span starts at a word start with probability span_start_rate(prob) and
+        covers its length in words; a token is covered when a span starting at or before its word reaches it."""
+        u = torch.rand(start.shape, generator=gen)
+        q = 1 - SPAN_P
+        length = 1 + torch.floor(torch.log1p(-u * (1 - q ** SPAN_MAX)) / math.log(q)).long()
+        word = torch.cumsum(start.long(), dim=1) - 1
+        begins = start & ~special & (r < span_start_rate(self.prob))
+        reach = torch.cummax(torch.where(begins, word + length.clamp(max=SPAN_MAX) - 1,
+                                         torch.full_like(word, -1)), dim=1).values
+        return reach >= word
 
-def make_masker(tokenizer, prob: float = 0.15, whole_word: bool = False) -> Masker:
-    vocab = tokenizer.get_vocab()
-    cont = torch.zeros(len(tokenizer), dtype=torch.bool)
-    for t, i in vocab.items():
-        if t.startswith("##") and i < len(cont):
-            cont[i] = True
-    return Masker(tokenizer.mask_token_id, len(tokenizer), tuple(tokenizer.all_special_ids), cont, prob, whole_word)
+
+def make_masker(tokenizer, prob: float = 0.15, whole_word: bool = False, span: bool = False) -> Masker:
+    return Masker(tokenizer.mask_token_id, len(tokenizer), tuple(tokenizer.all_special_ids),
+                  WordBoundaries(tokenizer) if whole_word else None, prob, whole_word, span)
 
 
 def mask_generator(*keys: int) -> torch.Generator:

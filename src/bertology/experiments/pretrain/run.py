@@ -28,7 +28,7 @@ import torch
 from ...errors import UserError
 from ...io.storage import truncate_jsonl
 from .data import PackedData, PackedMLMBatches, prepare_data, unigram_baseline
-from .objective import MaskedLMObjective, evaluate_mlm, make_masker, mlm_loss
+from .objective import SPAN_MAX, SPAN_MEAN, SPAN_P, MaskedLMObjective, evaluate_mlm, make_masker, mlm_loss, require_jieba
 from .tokenizer import SPECIAL_TOKENS, TokenizerResult, learn_tokenizer
 
 SCHEMA = "bertology.pretrain/1"
@@ -171,8 +171,9 @@ class PretrainConfig:
     warmup: float = 0.03
     weight_decay: float = 0.01
     clip: float = 1.0
-    mask_prob: float = 0.15
-    whole_word: bool = False
+    mask_rate: float = 0.15                   # share of tokens predicted (Wettig et al. 2022: 40% helps small budgets)
+    whole_word: bool = False                  # mask words (Chinese: jieba's) as wholes; see objective.WordBoundaries
+    span: bool = False                        # SpanBERT spans of words (or tokens) instead of single ones
     alpha: float = 0.7                        # language sampling smoothing (mBERT: 0.7)
     dropout: float = 0.0                      # Cramming (Geiping & Goldstein 2022): none in one-epoch pretraining
     precision: str = "fp32"
@@ -204,6 +205,7 @@ class PretrainResult:
     warm_start: dict | None = None            # with init_from: which weights came from where
     compiled: bool = False                    # the training step really ran compiled (False: eager)
     compile_error: str | None = None          # why --compile fell back to eager (also warned at the time)
+    masking: dict = field(default_factory=dict)   # the masking recipe, in full (see masking_settings)
 
 
 def load_corpora(cfg: PretrainConfig) -> dict[str, list[str]]:
@@ -242,9 +244,12 @@ def _check_config(cfg: PretrainConfig):
         if value < low:
             raise UserError(f"`{name}` {value}: must be at least {low}", fields=(name,))
     check_schedule(cfg.lr, cfg.warmup)
-    if not 0 < cfg.mask_prob < 1 or not 0 <= cfg.alpha <= 1 or not 0 <= cfg.dropout < 1:
-        raise UserError("`alpha` must be in [0, 1], `dropout` in [0, 1), the mask rate in (0, 1)",
-                        fields=('alpha', 'dropout'))
+    if not 0 < cfg.mask_rate < 1:
+        raise UserError(f"`mask_rate` {cfg.mask_rate}: must be in (0, 1)", fields=('mask_rate',))
+    if not 0 <= cfg.alpha <= 1 or not 0 <= cfg.dropout < 1:
+        raise UserError("`alpha` must be in [0, 1], `dropout` in [0, 1)", fields=('alpha', 'dropout'))
+    if cfg.whole_word:
+        require_jieba()
     return source
 
 
@@ -289,7 +294,20 @@ def _pretrain_result(cfg: PretrainConfig, out: Path, mlm, data: PackedData, shar
         unigram_baseline=unigram_baseline(data, tokenizer.all_special_ids),
         history=result.history, train_log=result.train_log, warm_start=asdict(warm) if warm else None,
         compiled=bool(objective is not None and objective.compiled),
-        compile_error=objective.compile_error if objective is not None else None)
+        compile_error=objective.compile_error if objective is not None else None, masking=masking_settings(cfg))
+
+
+def masking_settings(cfg: PretrainConfig) -> dict:
+    """What was masked, for results.json: the rate, the unit (token, word, span) and how words were found."""
+    segmenter = None
+    if cfg.whole_word:
+        jieba = require_jieba()
+        segmenter = f"jieba {getattr(jieba, '__version__', '?')} (Chinese); the tokenizer's word pieces (other)"
+    unit = {(False, False): "token", (True, False): "word", (False, True): "span of tokens",
+            (True, True): "span of words"}[(cfg.whole_word, cfg.span)]
+    return {"rate": cfg.mask_rate, "unit": unit, "whole_word": cfg.whole_word, "span": cfg.span,
+            "word_segmenter": segmenter, "replace_mask_random_keep": [0.8, 0.1, 0.1],
+            "span_lengths": {"geometric_p": SPAN_P, "max": SPAN_MAX, "mean": SPAN_MEAN} if cfg.span else None}
 
 
 def pretrain(cfg: PretrainConfig, eval_hooks: Iterable[Callable[[Any, int, dict], dict | None]] = ()
@@ -297,7 +315,8 @@ def pretrain(cfg: PretrainConfig, eval_hooks: Iterable[Callable[[Any, int, dict]
     """Pretrain a BERT with masked-LM from scratch; see the module docstring. Runs unchanged under torchrun.
 
     eval_hooks: called as hook(model, step, metrics) at each evaluation with the Hugging Face
-    `*ForMaskedLM`; a returned dict is merged into the logged metrics (e.g. alignment MRR).
+    `*ForMaskedLM`; a returned dict is merged into the logged metrics (e.g. alignment MRR). A hook with a
+    `prepare(tokenizer)` method is given the run's tokenizer before training (senses.SenseTracker).
     """
     from ...core import engine
     from ...core.models import pick_device
@@ -315,6 +334,10 @@ def pretrain(cfg: PretrainConfig, eval_hooks: Iterable[Callable[[Any, int, dict]
     corpora = load_corpora(cfg)
 
     tokenizer = _run_tokenizer(cfg, corpora, out, is_main, world, source)
+    eval_hooks = list(eval_hooks)
+    for hook in eval_hooks:      # a hook that needs the tokenizer checks it now, before minutes of packing
+        if hasattr(hook, "prepare"):
+            hook.prepare(tokenizer)
 
     data = prepare_data(corpora, tokenizer, cfg.seq_len, cfg.heldout_fraction, cfg.max_heldout,
                         cache_dir=out if is_main else None, progress=cfg.progress and is_main)
@@ -330,7 +353,7 @@ def pretrain(cfg: PretrainConfig, eval_hooks: Iterable[Callable[[Any, int, dict]
         mlm = make_mlm(target_config(source[0], len(tokenizer), cfg.seq_len, cfg.dropout), pick_device())
         warm = warm_start(mlm, cfg.init_from, source[1], tokenizer, seed=cfg.seed)
     objective = MaskedLMObjective(mlm, compile=cfg.compile)
-    masker = make_masker(tokenizer, cfg.mask_prob, cfg.whole_word)
+    masker = make_masker(tokenizer, cfg.mask_rate, cfg.whole_word, cfg.span)
     batches = PackedMLMBatches(data.train, cfg.batch_size, masker, cfg.alpha, cfg.seed)
     if len(batches(0, rank, world)) == 0:
         raise UserError(f"`batch_size` {cfg.batch_size} x {world} process(es) exceeds the "
