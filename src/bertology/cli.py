@@ -391,11 +391,9 @@ def pretrain_cmd(
     warmup: float = typer.Option(0.03, "--warmup", callback=_non_negative, help="Warm-up: fraction of steps (<1) or steps (>=1)."),
     mask_rate: float = typer.Option(0.15, "--mask-rate", help="Share of tokens masked and predicted, in (0, 1) "
                                     "(BERT: 0.15; 0.3-0.4 can suit small models, docs/pretrain.md)."),
-    whole_word: bool = typer.Option(False, "--whole-word", "--whole-word-mask",
-                                    help="Mask whole words: all pieces of a word, all characters of a Chinese "
-                                         "word (segmented with jieba) together."),
-    span: bool = typer.Option(False, "--span", help="SpanBERT span masking: runs of words (tokens without "
-                              "--whole-word), lengths Geometric(0.2) clipped at 10."),
+    whole_word: bool = typer.Option(False, "--whole-word", "--whole-word-mask", help="Mask whole words: a word's "
+                                    "pieces, a Chinese word's characters (jieba's words) together."),
+    span: bool = typer.Option(False, "--span", help="SpanBERT spans of words (of tokens without --whole-word)."),
     alpha: float = AlphaOpt,
     dropout: float = typer.Option(0.0, "--dropout", callback=_fraction, help="Hidden and attention dropout (default 0, as Cramming "
                                   "BERT found best for short single-epoch pretraining; Google's BERT used 0.1)."),
@@ -407,10 +405,8 @@ def pretrain_cmd(
     track_alignment: Optional[Path] = typer.Option(None, "--track-alignment", metavar="DICT",
                                                    help="Bilingual dictionary: log cross-lingual alignment (MRR) "
                                                         "of the model at every evaluation."),
-    track_senses: Optional[str] = typer.Option(None, "--track-senses", metavar="SET",
-                                               help="A position-balanced sense set (zh-guo, en-apple, ...: "
-                                                    "`bertology senses --help`): log sense separation and 2-means "
-                                                    "purity per layer at every evaluation."),
+    track_senses: Optional[str] = typer.Option(None, "--track-senses", metavar="SET", help="A sense set (zh-guo, "
+                                               "en-apple, ...): log sense separation and purity at every evaluation."),
     resume: bool = typer.Option(False, "--resume", help="Continue the run in OUT from its last checkpoint."),
     precision: str = PrecisionOpt,
     data_dir: Optional[Path] = DataDirOpt,
