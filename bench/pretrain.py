@@ -75,7 +75,7 @@ def main() -> int:
 
     from bertology.core import engine
     from bertology.io.corpora import read_corpora
-    from bertology.experiments.pretrain import (MaskedLMObjective, PackedMLMBatches, _loss_fn, make_masker, make_mlm,
+    from bertology.experiments.pretrain import (MaskedLMObjective, PackedMLMBatches, mlm_loss, make_masker, make_mlm,
                                     model_config, prepare_data, train_tokenizer)
 
     hf_logging.set_verbosity_error()
@@ -104,7 +104,7 @@ def main() -> int:
         tc = engine.TrainConfig(out_dir=None, lr=5e-4, warmup=0.06, max_steps=steps, precision=args.precision,
                                 progress=False, eval_every=10 ** 9, log_every=10 ** 9, fused_optimizer=True)
         t = time.perf_counter()
-        res = engine.train(objective, batches, tc, loss_fn=_loss_fn)
+        res = engine.train(objective, batches, tc, loss_fn=mlm_loss)
         return time.perf_counter() - t, res.tokens
 
     # --- Hugging Face run_mlm.py recipe on the same packed sequences

@@ -343,6 +343,22 @@ def tokenizer_train_cmd(
     print(f"vocabulary of {res.vocab_size} ({res.cjk_chars_in_vocab} CJK characters) written to {out}")
 
 
+def _pretrain_hooks(cfg, track_alignment: Optional[Path], track_senses: Optional[str]) -> list:
+    """pretrain's evaluation hooks: --track-alignment and --track-senses (experiments above pretrain)."""
+    hooks = []
+    if track_alignment is not None:
+        from .experiments.align import alignment_hook_for_run
+        from .io.corpora import parse_corpus_spec
+
+        hooks.append(alignment_hook_for_run(track_alignment, [parse_corpus_spec(c) for c in cfg.corpora],
+                                            cfg.out_dir, cfg.data_dir, cfg.tokenizer))
+    if track_senses is not None:
+        from .experiments.senses import SenseTracker
+
+        hooks.append(SenseTracker(track_senses, seed=cfg.seed))
+    return hooks
+
+
 @app.command("pretrain")
 def pretrain_cmd(
     corpus: List[str] = CorpusOpt,
@@ -373,7 +389,11 @@ def pretrain_cmd(
     lr: float = typer.Option(1e-3, "--lr", callback=_positive, help="Peak learning rate (AdamW, linear warm-up and "
                              "decay). 1e-3 leaves the BERT plateau after ~20M tokens for `mini` (docs/pretrain.md)."),
     warmup: float = typer.Option(0.03, "--warmup", callback=_non_negative, help="Warm-up: fraction of steps (<1) or steps (>=1)."),
-    whole_word: bool = typer.Option(False, "--whole-word-mask", help="Mask whole words rather than word pieces."),
+    mask_rate: float = typer.Option(0.15, "--mask-rate", help="Share of tokens masked and predicted, in (0, 1) "
+                                    "(BERT: 0.15; 0.3-0.4 can suit small models, docs/pretrain.md)."),
+    whole_word: bool = typer.Option(False, "--whole-word", "--whole-word-mask", help="Mask whole words: a word's "
+                                    "pieces, a Chinese word's characters (jieba's words) together."),
+    span: bool = typer.Option(False, "--span", help="SpanBERT spans of words (of tokens without --whole-word)."),
     alpha: float = AlphaOpt,
     dropout: float = typer.Option(0.0, "--dropout", callback=_fraction, help="Hidden and attention dropout (default 0, as Cramming "
                                   "BERT found best for short single-epoch pretraining; Google's BERT used 0.1)."),
@@ -385,13 +405,15 @@ def pretrain_cmd(
     track_alignment: Optional[Path] = typer.Option(None, "--track-alignment", metavar="DICT",
                                                    help="Bilingual dictionary: log cross-lingual alignment (MRR) "
                                                         "of the model at every evaluation."),
+    track_senses: Optional[str] = typer.Option(None, "--track-senses", metavar="SET", help="A sense set (zh-guo, "
+                                               "en-apple, ...): log sense separation and purity at every evaluation."),
     resume: bool = typer.Option(False, "--resume", help="Continue the run in OUT from its last checkpoint."),
     precision: str = PrecisionOpt,
     data_dir: Optional[Path] = DataDirOpt,
     seed: int = SeedOpt,
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
 ):
-    """Pretrain a BERT with masked-LM from scratch (packed sequences, 15% 80/10/10 masking, AdamW).
+    """Pretrain a BERT with masked-LM from scratch (packed sequences, 15% 80/10/10 masking by default, AdamW).
 
     Writes OUT/model (a Hugging Face directory every bertology command accepts as --model, refreshed at every
     evaluation), OUT/checkpoint (for --resume), log.jsonl, eval.jsonl, results.json and loss_curve.png.
@@ -404,17 +426,12 @@ def pretrain_cmd(
                          vocab_size=vocab_size, lowercase=lowercase, size=size or (None if init_from else "mini"),
                          model_type=model_type, config_file=str(config_file) if config_file else None,
                          max_sentences_per_lang=max_sentences_per_lang, seq_len=seq_len, batch_size=batch_size,
-                         grad_accum=grad_accum, max_steps=max_steps, lr=lr, warmup=warmup, whole_word=whole_word,
+                         grad_accum=grad_accum, max_steps=max_steps, lr=lr, warmup=warmup, mask_rate=mask_rate,
+                         whole_word=whole_word, span=span,
                          alpha=alpha, dropout=dropout, precision=precision, compile=compile, seed=seed,
                          eval_every=eval_every, resume=resume, data_dir=ddir, progress=progress)
-    hooks = []
-    if track_alignment is not None:
-        from .experiments.align import alignment_hook_for_run
-        from .io.corpora import parse_corpus_spec
-
-        hooks.append(alignment_hook_for_run(track_alignment, [parse_corpus_spec(c) for c in corpus], out, ddir,
-                                            tokenizer))
-    with _flags(corpora="--corpus", whole_word="--whole-word-mask", config_file="--config"):
+    with _flags(corpora="--corpus", whole_word="--whole-word", config_file="--config"):
+        hooks = _pretrain_hooks(cfg, track_alignment, track_senses)
         res = pretrain(cfg, eval_hooks=hooks)
     if int(os.environ.get("RANK", "0")) == 0:     # under torchrun only rank 0 writes
         from .report.figures import pretrain_figures
@@ -440,7 +457,7 @@ def fill_mask_cmd(
     """Fill in the blank: the top-k tokens and probabilities for every [MASK] (needs a model with an MLM head)."""
     from dataclasses import asdict
 
-    from .experiments.pretrain import FILL_MASK_SCHEMA, fill_mask
+    from .experiments.mlm import FILL_MASK_SCHEMA, fill_mask
 
     with _flags(texts="the text"):     # the positional TEXTS argument, not an option
         res = fill_mask(model, texts, top_k, precision, trust_remote_code, convert)

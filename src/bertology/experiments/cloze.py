@@ -65,7 +65,7 @@ def cloze_accuracy(model: str, items: list[ClozeItem], precision: str = "fp32",
                    trust_remote_code: bool = False) -> ClozeResult:
     """Top-1 / top-5 accuracy of `model`'s masked-LM head on `items`, per language (via `fill_mask`)."""
     from ..core.models import load_tokenizer
-    from .pretrain import fill_mask
+    from .mlm import fill_mask
 
     tok = load_tokenizer(model, trust_remote_code)
     filled = fill_mask(model, [it.sentence for it in items], top_k=5, precision=precision,

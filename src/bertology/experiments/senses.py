@@ -342,3 +342,64 @@ def sense_study(model: str, languages: Sequence[str] = ("zh", "en"), seed: int =
             why = next((s["not_applicable"] for s in sets if s["language"] == lang and "not_applicable" in s), "")
             pooled[lang] = {"not_applicable": f"every {lang} sense set: {why}"}
     return SenseStudy(str(model), sets, pooled)
+
+
+class SenseTracker:
+    """`pretrain --track-senses SET`: sense separation and 2-means purity of the model being trained, per layer,
+    on a position-balanced sense set (io.sentences.SENSE_SETS), at every evaluation. An eval hook
+    (`hook(model, step, metrics) -> dict`, as align's) that pretrain also asks to `prepare(tokenizer)` before
+    training, when the run's tokenizer exists: a set it cannot read stops the run there, not hours later.
+
+    Returns sense_separation / sense_purity / sense_layer (the layer of best separation, 0 = embeddings),
+    sense_separation_l{i} and sense_purity_l{i} per layer, and sense_layer0 (separation of the embeddings,
+    which see the word and its position but no context)."""
+
+    def __init__(self, name: str, seed: int = 0):
+        from ..io.sentences import SENSE_SETS
+
+        if name not in SENSE_SETS:
+            raise UserError(f"`track_senses` {name!r}: not a sense set; choose one of {', '.join(SENSE_SETS)}",
+                            fields=("track_senses",))
+        self.name, self.seed = name, seed
+        self.variants = sense_set_variants(name)
+        self.tokenizer, self.chosen, self.occurrences = None, None, None
+
+    def prepare(self, tokenizer) -> None:
+        """Choose the set as written, else its Simplified form: the first whose target the tokenizer reads
+        without its unknown token and whose sentences stay within core.vocab.UNKNOWN_LIMIT [UNK]s."""
+        from ..core.vocab import UNKNOWN_LIMIT, unknown_token_share
+
+        why = []
+        for set_name, target, sents, labels, _ in self.variants:
+            ids = tokenizer(target, add_special_tokens=False)["input_ids"]
+            share = unknown_token_share(tokenizer, sents)
+            if not ids or tokenizer.unk_token_id in ids:
+                why.append(f"{set_name}: target {target!r} is an unknown token")
+            elif share > UNKNOWN_LIMIT:
+                why.append(f"{set_name}: {share:.0%} of its tokens are unknown (limit {UNKNOWN_LIMIT:.0%})")
+            else:
+                self.tokenizer, self.chosen = tokenizer, (set_name, target, sents, labels)
+                self.occurrences = find_occurrences(sents, target, labels, source=set_name)
+                return
+        raise UserError(f"`track_senses` {self.name}: the run's tokenizer cannot read it ({'; '.join(why)})",
+                        fields=("track_senses",))
+
+    def __call__(self, model, step: int, metrics: dict) -> dict:
+        from ..metrics import cluster_purity, separation_from_similarity
+
+        set_name, target, sents, _ = self.chosen
+        base = getattr(model, "base_model", model)
+        was_training = base.training
+        emb = Embedder(base, self.tokenizer, precision="fp32", progress=False)     # fp32: weights never cast
+        vectors = emb.occurrence_vectors(sents, self.occurrences, target=target, source=set_name)
+        base.train(was_training)
+        labels = [o.label for o in self.occurrences]
+        units = _unit(vectors.astype(np.float64))
+        seps = [separation_from_similarity(u @ u.T, labels) for u in units]
+        purities = [cluster_purity(u, labels, self.seed) for u in units]
+        best = int(np.argmax(seps))
+        out = {"sense_separation": seps[best], "sense_purity": purities[best], "sense_layer": best,
+               "sense_layer0": seps[0]}
+        out.update({f"sense_separation_l{i}": v for i, v in enumerate(seps)})
+        out.update({f"sense_purity_l{i}": v for i, v in enumerate(purities)})
+        return out

@@ -166,7 +166,7 @@ def static_vs_contextual(static, contextual: dict | None, path) -> Path:
 # ==== pretraining =============================================================================================
 def plot_pretrain_curves(train_log: list[dict], history: list[dict], path: str | Path) -> Path:
     """Masked-LM loss over steps: training loss (every log interval), held-out loss, and held-out
-    masked-token accuracy (right axis)."""
+    masked-token accuracy (right axis), with the sense probe's purity and separation when tracked."""
     fig, ax = new_figure(7, 4)
     by_step = {e["step"]: e for e in train_log}          # a resumed run may log a step twice: keep the last
     steps = sorted(by_step)
@@ -177,7 +177,13 @@ def plot_pretrain_curves(train_log: list[dict], history: list[dict], path: str |
         ax2 = ax.twinx()
         ax2.plot([h["step"] for h in ev], [h["eval_acc"] for h in ev], "s--", color="tab:green",
                  label="held-out masked-token accuracy")
-        ax2.set_ylabel("masked-token accuracy")
+        senses = [h for h in ev if h.get("sense_separation") is not None]      # pretrain --track-senses
+        if senses:
+            ax2.plot([h["step"] for h in senses], [h["sense_purity"] for h in senses], "^-", color="tab:purple",
+                     label="sense 2-means purity (best layer)")
+            ax2.plot([h["step"] for h in senses], [h["sense_separation"] for h in senses], "v:",
+                     color="tab:purple", label="sense separation (best layer)")
+        ax2.set_ylabel("masked-token accuracy" + (", sense purity / separation" if senses else ""))
         ax2.set_ylim(0, 1)
         ax2.legend(loc="center right", fontsize=8)
     ax.set_xlabel("optimizer step")

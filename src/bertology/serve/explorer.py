@@ -4,7 +4,7 @@ Every experiment is the library's own function; this module only parses the page
 limits, keeps loaded models (and what is expensive to recompute per model: the language means and the
 neighbour candidates) in a small cache, and serialises model work:
 - senses: `senses.word_senses` (its `vectors` give every layer's heatmap and PCA without a second pass);
-- fill-mask: `pretrain.fill_mask` with the preloaded MLM;
+- fill-mask: `mlm.fill_mask` with the preloaded MLM;
 - neighbours: `align.usable_words` + `align.contextual_vectors` (the alignment experiment's word vectors: the
   mean contextual vector over a word's occurrences in Tatoeba), MUSE en-zh as the gold;
 - language vector: `langvec.language_means` + `langvec.translate`.
@@ -320,7 +320,7 @@ class Explorer:
     # ------------------------------------------------------------------------------------------- fill-mask
     def fill_mask(self, model: str | None, text: str, k: int) -> dict:
         from ..core.adapter import count_masks
-        from ..experiments.pretrain import fill_mask
+        from ..experiments.mlm import fill_mask
 
         lim = self.limits
         text = str(text).strip()

@@ -10,7 +10,7 @@ import numpy as np
 
 from ...core.models import has_mlm_head
 from ...errors import UserError
-from ...experiments.pretrain import FILL_MASK_SCHEMA, fill_mask
+from ...experiments.mlm import FILL_MASK_SCHEMA, fill_mask
 from ...io.storage import save_results
 from .. import ReportContext, Section, with_fallback
 from ..figures import fill_mask_figures

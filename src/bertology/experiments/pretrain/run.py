@@ -1,0 +1,404 @@
+"""Masked-LM pretraining from scratch: the run that ties the package together, the model built for it, and
+its exports (OUT/tokenizer, OUT/model, results.json).
+
+The pipeline, top to bottom (tokenizer.py, data.py, objective.py, then `pretrain` here):
+    corpora LANG=FILE  --train_tokenizer-->  WordPiece vocabulary (every CJK character its own token)
+    lines --tokenize--> one token stream per language --pack--> fixed-length sequences [CLS] s1 [SEP] s2 [SEP] ...
+    each epoch: languages mixed with exponentially smoothed sampling (mBERT: p_l ∝ share_l^0.7), shuffled,
+    cut into batches, masked deterministically from (seed, epoch, batch)  --engine.train-->  BERT + MLM head
+    every `eval_every` steps: held-out loss / masked-token accuracy per language, hooks (e.g. alignment MRR),
+    a Hugging Face model directory exported to OUT/model, and a resumable checkpoint.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import gc
+import json
+import os
+import shutil
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+import numpy as np
+import torch
+
+from ...errors import UserError
+from ...io.storage import truncate_jsonl
+from .data import PackedData, PackedMLMBatches, prepare_data, unigram_baseline
+from .objective import SPAN_MAX, SPAN_MEAN, SPAN_P, MaskedLMObjective, evaluate_mlm, make_masker, mlm_loss, require_jieba
+from .tokenizer import SPECIAL_TOKENS, TokenizerResult, learn_tokenizer
+
+SCHEMA = "bertology.pretrain/1"
+
+
+# Google's BERT miniatures (Turc et al. 2019): layers x hidden; heads = hidden / 64, FFN = 4 x hidden.
+PRESETS: dict[str, tuple[int, int]] = {"tiny": (2, 128), "mini": (4, 256), "small": (4, 512),
+                                       "medium": (8, 512), "base": (12, 768)}
+# Architectures trained from scratch, by Hugging Face model_type (as run_mlm.py's --model_type): both load with
+# AutoModelForMaskedLM. "bert" is post-LN (LayerNorm after each residual add, as in BERT); "roberta-prelayernorm"
+# (Xiong et al. 2020's pre-LN: LayerNorm inside each residual branch, one more at the top) is the only pre-LN
+# encoder with an MLM head that transformers ships.
+MODEL_TYPES = ("bert", "roberta-prelayernorm")
+
+
+def model_config(preset: str | None, config_file: str | None, vocab_size: int, seq_len: int, dropout: float,
+                 model_type: str = "bert", pad_token_id: int = 0):
+    """The config of a model trained from scratch: a `--size` preset (or a config.json) of `model_type`.
+
+    RoBERTa-style models number positions from pad_token_id + 1 (transformers' create_position_ids_from_input_ids),
+    so they get pad_token_id + 1 more position embeddings than BERT for the same sequence length."""
+    from transformers import AutoConfig
+
+    check_model_type(model_type)
+    if config_file:
+        try:
+            values = json.loads(Path(config_file).read_text(encoding="utf-8"))
+            cfg = AutoConfig.for_model(values.pop("model_type", "bert"), **values)
+        except (OSError, ValueError, KeyError) as e:
+            raise UserError(f"{config_file}: not a readable model config.json ({e})") from None
+        if cfg.model_type not in MODEL_TYPES:
+            raise UserError(f"{config_file}: model_type {cfg.model_type!r} is not one of {', '.join(MODEL_TYPES)}")
+        cfg.vocab_size = vocab_size
+    else:
+        if preset not in PRESETS:
+            raise UserError(f"`size` {preset!r}: choose one of {', '.join(PRESETS)}", fields=('size',))
+        layers, hidden = PRESETS[preset]
+        cfg = AutoConfig.for_model(model_type, vocab_size=vocab_size, hidden_size=hidden,
+                                   num_hidden_layers=layers, num_attention_heads=hidden // 64,
+                                   intermediate_size=4 * hidden, type_vocab_size=2, pad_token_id=pad_token_id,
+                                   max_position_embeddings=max(512, seq_len)
+                                   + _position_offset(model_type, pad_token_id))
+    position_offset = _position_offset(cfg.model_type, cfg.pad_token_id)
+    if cfg.max_position_embeddings - position_offset < seq_len:
+        raise UserError(f"`seq_len` {seq_len} exceeds the config's max_position_embeddings "
+                        f"({cfg.max_position_embeddings}{f' - {position_offset}' if position_offset else ''})",
+                        fields=('seq_len',))
+    cfg.hidden_dropout_prob = cfg.attention_probs_dropout_prob = dropout
+    cfg.architectures = ["BertForMaskedLM" if cfg.model_type == "bert" else "RobertaPreLayerNormForMaskedLM"]
+    return cfg
+
+
+def _position_offset(model_type: str, pad_token_id: int) -> int:
+    """Position ids start here: 0 for BERT, pad_token_id + 1 for the RoBERTa family."""
+    return 0 if model_type == "bert" else pad_token_id + 1
+
+
+def check_model_type(model_type: str) -> None:
+    if model_type not in MODEL_TYPES:
+        raise UserError(f"`model_type` {model_type!r}: choose one of {', '.join(MODEL_TYPES)}",
+                        fields=('model_type',))
+
+
+def make_mlm(config, device: torch.device | str = "cpu"):
+    """The `*ForMaskedLM` of `config` (BERT or pre-LN) for training. On CPUs attention runs as plain matmul +
+    softmax ("eager"): PyTorch's CPU flash-attention kernel has a slow backward for BERT's small heads (64 dims,
+    128 tokens), and with torch.compile inductor fuses the softmax itself. GPUs keep SDPA. The choice is a
+    runtime one, not written to config.json."""
+    from transformers import AutoModelForMaskedLM
+
+    if torch.device(device).type == "cpu":
+        config._attn_implementation = "eager"
+    return AutoModelForMaskedLM.from_config(config)
+
+
+# --------------------------------------------------------------------------------------------- atomic saves
+def train_tokenizer(corpora: dict[str, list[str]], out_dir: str | Path, vocab_size: int = 16000,
+                    lowercase: bool = True, strip_accents: bool | None = None, alpha: float = 0.7,
+                    budget_tokens: int = 20_000_000, seed: int = 0, progress: bool = True,
+                    alphabet_size: int | None = None) -> tuple[Any, TokenizerResult]:
+    """`tokenizer.learn_tokenizer`, saved atomically to `out_dir` so that `AutoTokenizer.from_pretrained(out_dir)`
+    loads it as a fast `BertTokenizer`."""
+    t0 = time.perf_counter()
+    tok, res = learn_tokenizer(corpora, vocab_size, lowercase, strip_accents, alpha, budget_tokens, seed,
+                               progress, alphabet_size)
+    out_dir = Path(out_dir)
+    _save_tokenizer_atomically(tok, out_dir)
+    return tok, dataclasses.replace(res, out_dir=str(out_dir), seconds=time.perf_counter() - t0)
+
+
+def _save_tokenizer_atomically(tok, out_dir: Path) -> None:
+    tmp = out_dir.parent / f".{out_dir.name}.tok.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tok.save_pretrained(tmp)
+    _move_files_into(tmp, out_dir)
+
+
+def _move_files_into(src: Path, dst: Path) -> None:
+    """Move every file of `src` into `dst` with one atomic rename each, then remove `src`. A reader of
+    `dst` never sees a half-written file, and `dst` never disappears (unlike swapping whole directories)."""
+    dst.mkdir(parents=True, exist_ok=True)
+    # config first, weights last: a reader that sees new weights also sees the config they belong to.
+    files = sorted(src.iterdir(), key=lambda p: (p.suffix == ".safetensors", p.name))
+    for p in files:
+        os.replace(p, dst / p.name)
+    shutil.rmtree(src, ignore_errors=True)
+
+
+
+def export_model(mlm, tokenizer, out_dir: Path) -> Path:
+    """Write a Hugging Face model directory (config, model.safetensors, tokenizer) that
+    `AutoModelForMaskedLM.from_pretrained` loads, each file replaced atomically (readers may load it while
+    training goes on)."""
+    tmp = out_dir.parent / f".{out_dir.name}.export.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    mlm.save_pretrained(tmp)
+    tokenizer.save_pretrained(tmp)
+    _move_files_into(tmp, out_dir)
+    return out_dir
+
+
+# --------------------------------------------------------------------------------------------- pretrain()
+@dataclass
+class PretrainConfig:
+    corpora: list[str]                        # LANG=SOURCE[#COL][@MAX] specs (see data.read_corpus)
+    out_dir: str
+    tokenizer: str | None = None              # a tokenizer / model directory; None: train one (vocab_size)
+    init_from: str | None = None              # warm start from this BERT (see bertology.warmstart)
+    vocab_size: int = 16000                   # the zh-en-mini recipe (docs/pretrain.md); was 30000
+    lowercase: bool = True
+    size: str | None = "mini"                 # None only with init_from: the source's architecture
+    model_type: str = "bert"                  # or "roberta-prelayernorm" (pre-LN); see MODEL_TYPES
+    config_file: str | None = None
+    max_sentences_per_lang: int | None = None
+    seq_len: int = 128
+    batch_size: int = 64
+    grad_accum: int = 1
+    max_steps: int = 1000
+    lr: float = 1e-3                          # was 5e-4 / 0.06: that schedule stalled on the plateau
+    warmup: float = 0.03
+    weight_decay: float = 0.01
+    clip: float = 1.0
+    mask_rate: float = 0.15                   # share of tokens predicted (Wettig et al. 2022: 40% helps small budgets)
+    whole_word: bool = False                  # mask words (Chinese: jieba's) as wholes; see objective.WordBoundaries
+    span: bool = False                        # SpanBERT spans of words (or tokens) instead of single ones
+    alpha: float = 0.7                        # language sampling smoothing (mBERT: 0.7)
+    dropout: float = 0.0                      # Cramming (Geiping & Goldstein 2022): none in one-epoch pretraining
+    precision: str = "fp32"
+    compile: bool = False                     # torch.compile the training step (see MaskedLMObjective)
+    seed: int = 0
+    eval_every: int = 500                     # steps between evaluation + export + checkpoint
+    heldout_fraction: float = 0.01
+    max_heldout: int = 200                    # held-out sequences per language, at most
+    resume: bool = False
+    data_dir: str | None = None
+    progress: bool = True
+
+
+@dataclass
+class PretrainResult:
+    config: dict
+    model_dir: str
+    parameters: int
+    parameters_non_embedding: int
+    languages: dict[str, dict]               # lines, tokens, train/heldout sequences, sampling share
+    steps: int
+    tokens_seen: int
+    tokens_per_s: float
+    wall_time: float
+    final: dict[str, float]
+    unigram_baseline: dict[str, float]        # context-free reference for the held-out loss / accuracy
+    history: list[dict] = field(default_factory=list)
+    train_log: list[dict] = field(default_factory=list)
+    warm_start: dict | None = None            # with init_from: which weights came from where
+    compiled: bool = False                    # the training step really ran compiled (False: eager)
+    compile_error: str | None = None          # why --compile fell back to eager (also warned at the time)
+    masking: dict = field(default_factory=dict)   # the masking recipe, in full (see masking_settings)
+
+
+def load_corpora(cfg: PretrainConfig) -> dict[str, list[str]]:
+    from ...io.corpora import read_corpora
+
+    corpora = read_corpora(cfg.corpora, cfg.data_dir)
+    if cfg.max_sentences_per_lang:
+        # a seeded random subset (order kept), so the data-scale knob does not just take the first source
+        rng = np.random.default_rng(cfg.seed)
+        for lang, lines in corpora.items():
+            if len(lines) > cfg.max_sentences_per_lang:
+                keep = np.sort(rng.choice(len(lines), cfg.max_sentences_per_lang, replace=False))
+                corpora[lang] = [lines[i] for i in keep]
+    return corpora
+
+
+def _check_config(cfg: PretrainConfig):
+    """Fail on bad options before minutes of reading and tokenising. Returns the --init-from source
+    (config, tokenizer), validated with the rest, or None."""
+    from ...core.engine import check_schedule
+    from ...core.precision import check_precision
+
+    check_precision(cfg.precision)
+    source = _warm_start_source(cfg)
+    if source is None and cfg.config_file is None and cfg.size not in PRESETS:
+        raise UserError(f"`size` {cfg.size!r}: choose one of {', '.join(PRESETS)}", fields=('size',))
+    check_model_type(cfg.model_type)
+    if cfg.model_type != "bert" and (source is not None or cfg.config_file):
+        raise UserError(f"`model_type` {cfg.model_type!r} is for a model built from --size: --init-from and "
+                        f"--config bring their own architecture", fields=('model_type',))
+    if cfg.config_file:     # read now, not after minutes of tokenising (the vocabulary size is set later)
+        model_config(None, cfg.config_file, len(SPECIAL_TOKENS), cfg.seq_len, cfg.dropout)
+    for name, value, low in (("seq_len", cfg.seq_len, 8), ("batch_size", cfg.batch_size, 1),
+                             ("max_steps", cfg.max_steps, 1), ("eval_every", cfg.eval_every, 1),
+                             ("grad_accum", cfg.grad_accum, 1)):
+        if value < low:
+            raise UserError(f"`{name}` {value}: must be at least {low}", fields=(name,))
+    check_schedule(cfg.lr, cfg.warmup)
+    if not 0 < cfg.mask_rate < 1:
+        raise UserError(f"`mask_rate` {cfg.mask_rate}: must be in (0, 1)", fields=('mask_rate',))
+    if not 0 <= cfg.alpha <= 1 or not 0 <= cfg.dropout < 1:
+        raise UserError("`alpha` must be in [0, 1], `dropout` in [0, 1)", fields=('alpha', 'dropout'))
+    if cfg.whole_word:
+        require_jieba()
+    return source
+
+
+def _run_tokenizer(cfg: PretrainConfig, corpora: dict[str, list[str]], out: Path, is_main: bool, world: int,
+                   source=None):
+    """The run's tokenizer: given, reused from an interrupted run, or trained now (rank 0 trains, the others
+    wait); with a warm-start `source`, extended to the source's vocabulary."""
+    from transformers import AutoTokenizer
+
+    from ...core.models import load_tokenizer
+
+    tok_dir = out / "tokenizer"
+    if cfg.tokenizer:
+        tokenizer = load_tokenizer(cfg.tokenizer)
+    else:
+        if is_main and not (tok_dir / "tokenizer_config.json").exists():
+            train_tokenizer(corpora, tok_dir, cfg.vocab_size, cfg.lowercase, seed=cfg.seed, progress=cfg.progress)
+        if world > 1:
+            torch.distributed.barrier()
+        tokenizer = AutoTokenizer.from_pretrained(tok_dir)
+    if source is not None:
+        from ..warmstart import extend_vocabulary
+
+        tokenizer, _ = extend_vocabulary(source[1], tokenizer)
+    if tokenizer.mask_token_id is None or tokenizer.cls_token_id is None or tokenizer.sep_token_id is None:
+        raise UserError(f"tokenizer {cfg.tokenizer}: needs [CLS], [SEP] and [MASK] tokens")
+    return tokenizer
+
+
+def _pretrain_result(cfg: PretrainConfig, out: Path, mlm, data: PackedData, shares: dict[str, float], result,
+                     tokenizer, warm=None, objective=None) -> PretrainResult:
+    n_params = sum(p.numel() for p in mlm.parameters())
+    n_embed = sum(p.numel() for n, p in mlm.named_parameters() if "embeddings" in n)
+    return PretrainResult(
+        config=asdict(cfg), model_dir=str(out / "model"), parameters=n_params,
+        parameters_non_embedding=n_params - n_embed,
+        languages={l: {"lines": data.lines[l], "tokens": data.tokens[l], "train_sequences": len(data.train[l]),
+                       "heldout_sequences": len(data.heldout[l]),
+                       "heldout_lines_dropped_as_in_train": data.heldout_dropped.get(l, 0), "sampling_share": shares[l]} for l in data.train},
+        steps=result.steps, tokens_seen=result.tokens, tokens_per_s=result.tokens / max(result.wall_time, 1e-9),
+        wall_time=result.wall_time, final=result.history[-1] if result.history else {},
+        unigram_baseline=unigram_baseline(data, tokenizer.all_special_ids),
+        history=result.history, train_log=result.train_log, warm_start=asdict(warm) if warm else None,
+        compiled=bool(objective is not None and objective.compiled),
+        compile_error=objective.compile_error if objective is not None else None, masking=masking_settings(cfg))
+
+
+def masking_settings(cfg: PretrainConfig) -> dict:
+    """What was masked, for results.json: the rate, the unit (token, word, span) and how words were found."""
+    segmenter = None
+    if cfg.whole_word:
+        jieba = require_jieba()
+        segmenter = f"jieba {getattr(jieba, '__version__', '?')} (Chinese); the tokenizer's word pieces (other)"
+    unit = {(False, False): "token", (True, False): "word", (False, True): "span of tokens",
+            (True, True): "span of words"}[(cfg.whole_word, cfg.span)]
+    return {"rate": cfg.mask_rate, "unit": unit, "whole_word": cfg.whole_word, "span": cfg.span,
+            "word_segmenter": segmenter, "replace_mask_random_keep": [0.8, 0.1, 0.1],
+            "span_lengths": {"geometric_p": SPAN_P, "max": SPAN_MAX, "mean": SPAN_MEAN} if cfg.span else None}
+
+
+def pretrain(cfg: PretrainConfig, eval_hooks: Iterable[Callable[[Any, int, dict], dict | None]] = ()
+             ) -> PretrainResult:
+    """Pretrain a BERT with masked-LM from scratch; see the module docstring. Runs unchanged under torchrun.
+
+    eval_hooks: called as hook(model, step, metrics) at each evaluation with the Hugging Face
+    `*ForMaskedLM`; a returned dict is merged into the logged metrics (e.g. alignment MRR). A hook with a
+    `prepare(tokenizer)` method is given the run's tokenizer before training (senses.SenseTracker).
+    """
+    from ...core import engine
+    from ...core.models import pick_device
+
+    source = _check_config(cfg)
+    out = Path(cfg.out_dir)
+    rank, world = engine.init_distributed(pick_device())
+    is_main = rank == 0
+    if is_main:
+        out.mkdir(parents=True, exist_ok=True)
+        # max_steps and eval_every may change on resume (train longer); nothing that shapes the model may
+        engine.check_resume_settings(out, {k: v for k, v in asdict(cfg).items()
+                                           if k not in ("max_steps", "eval_every", "resume", "progress",
+                                                        "out_dir", "data_dir", "compile")}, cfg.resume)
+    corpora = load_corpora(cfg)
+
+    tokenizer = _run_tokenizer(cfg, corpora, out, is_main, world, source)
+    eval_hooks = list(eval_hooks)
+    for hook in eval_hooks:      # a hook that needs the tokenizer checks it now, before minutes of packing
+        if hasattr(hook, "prepare"):
+            hook.prepare(tokenizer)
+
+    data = prepare_data(corpora, tokenizer, cfg.seq_len, cfg.heldout_fraction, cfg.max_heldout,
+                        cache_dir=out if is_main else None, progress=cfg.progress and is_main)
+    del corpora
+    engine.set_seed(cfg.seed)   # the same initial weights on every rank and on resume
+    warm = None
+    if source is None:
+        mlm = make_mlm(model_config(cfg.size, cfg.config_file, len(tokenizer), cfg.seq_len, cfg.dropout,
+                                    cfg.model_type, tokenizer.pad_token_id), pick_device())
+    else:
+        from ..warmstart import target_config, warm_start
+
+        mlm = make_mlm(target_config(source[0], len(tokenizer), cfg.seq_len, cfg.dropout), pick_device())
+        warm = warm_start(mlm, cfg.init_from, source[1], tokenizer, seed=cfg.seed)
+    objective = MaskedLMObjective(mlm, compile=cfg.compile)
+    masker = make_masker(tokenizer, cfg.mask_rate, cfg.whole_word, cfg.span)
+    batches = PackedMLMBatches(data.train, cfg.batch_size, masker, cfg.alpha, cfg.seed)
+    if len(batches(0, rank, world)) == 0:
+        raise UserError(f"`batch_size` {cfg.batch_size} x {world} process(es) exceeds the "
+                        f"{sum(len(s) for s in data.train.values())} training sequences", fields=('batch_size',))
+
+    def export_hook(model, step, metrics):
+        export_model(mlm, tokenizer, out / "model")
+        with open(out / "eval.jsonl", "a", encoding="utf-8") as f:
+            f.write(json.dumps({"step": step, **metrics}) + "\n")
+
+    hooks = [lambda m, s, met, h=h: h(mlm, s, met) for h in eval_hooks] + [export_hook]
+    if cfg.resume and is_main and (ckpt := engine.find_checkpoint(out)):
+        truncate_jsonl(out / "eval.jsonl", engine.read_checkpoint_state(ckpt)["step"])
+    tc = engine.TrainConfig(out_dir=out, lr=cfg.lr, weight_decay=cfg.weight_decay, warmup=cfg.warmup,
+                            max_steps=cfg.max_steps, grad_accum=cfg.grad_accum, clip=cfg.clip,
+                            precision=cfg.precision, seed=cfg.seed, eval_every=cfg.eval_every,
+                            checkpoint_every=None, metric="eval_loss", restore_best=False, resume=cfg.resume,
+                            progress=cfg.progress, log_every=10, fused_optimizer=True)
+    result = engine.train(objective, batches, tc, evaluate=lambda m: evaluate_mlm(m, data.heldout, masker,
+                                                                                   seed=cfg.seed),
+                          on_evaluate=hooks, loss_fn=mlm_loss)
+
+    res = _pretrain_result(cfg, out, mlm, data, batches.shares(), result, tokenizer, warm, objective)
+    if is_main:
+        from ...io.storage import save_results
+
+        save_results(out, SCHEMA, asdict(res))
+    # Clean multi-process shutdown: drop the model/optimizer references, then barrier + destroy.
+    del objective, batches, result
+    gc.collect()
+    engine.shutdown_distributed()
+    return res
+
+
+def _warm_start_source(cfg: PretrainConfig):
+    """(config, tokenizer) of the `init_from` model, validated before any data is read; None without it."""
+    if not cfg.init_from:
+        return None
+    from ..warmstart import check_size, source_config, source_tokenizer
+
+    if cfg.config_file:
+        raise UserError("`init_from` and `config` both set the architecture: give one",
+                        fields=("init_from", "config"))
+    src_cfg = source_config(cfg.init_from)
+    check_size(cfg.init_from, src_cfg, cfg.size, PRESETS)
+    return src_cfg, source_tokenizer(cfg.init_from)
+
+
