@@ -191,20 +191,45 @@ def test_skipped_words_are_counted_with_reasons(tiny_model):
     assert "cbow" in r.baselines and r.baselines["cbow"]["missing_source"] == 0
 
 
-def test_alignment_hook_leaves_the_training_model_alone(tiny_model, tmp_path):
+def test_alignment_evaluator_leaves_the_training_model_alone(tiny_model, tmp_path):
     from transformers import AutoTokenizer, BertForMaskedLM
+
+    from bertology.io.bilingual import read_bilingual
 
     tok = AutoTokenizer.from_pretrained(tiny_model)
     model = BertForMaskedLM.from_pretrained(tiny_model).train()
     before = {k: v.clone() for k, v in model.state_dict().items()}
     d = tmp_path / "identity.txt"
     d.write_text("".join(f"{w}\t{w}\n" for w in WORDS), encoding="utf-8")
-    hook = align.make_alignment_hook(d, {"en": SENTS, "zh": SENTS}, tok, k=2, convert=None, keep_identical=True)
-    out = hook(model, 10, {})
+    corpus = _corpus(tmp_path)
+    data = read_bilingual([f"en={corpus}", f"zh={corpus}"], str(d), convert="none")
+    evaluator = align.AlignmentEvaluator(data, tok, k=2, keep_identical=True)
+    out = evaluator(model, 10, {})
     assert out["mrr"] == 1.0 and out["mrr_best"] == 1.0 and out["mrr_pairs"] == len(WORDS)
     assert 0 < out["mrr_random"] < 1 and "mrr_l0" in out and "mrr_l2" in out
     assert model.training and all(torch.equal(before[k], v) for k, v in model.state_dict().items())
     assert next(model.parameters()).dtype == torch.float32
+
+
+def test_align_and_the_training_hook_measure_the_same(tiny_model, tmp_path):
+    """One evaluator behind both: `align` on a saved model and the pretraining hook (`pretrain
+    --track-alignment`'s AlignmentTracker) on the same weights in memory, in training mode, give the same MRR at
+    every layer, on a dictionary that is not the identity (so the numbers are not all 1)."""
+    from transformers import BertForMaskedLM
+
+    corpus = _corpus(tmp_path)
+    d = tmp_path / "shifted.txt"
+    d.write_text("".join(f"{a}\t{b}\n" for a, b in zip(WORDS, WORDS[1:] + WORDS[:1])), encoding="utf-8")
+    tracker = align.AlignmentTracker(d, [f"en={corpus}", f"zh={corpus}"], tmp_path / "run", tokenizer=str(tiny_model))
+    hook = tracker(BertForMaskedLM.from_pretrained(tiny_model).train(), 3, {})
+    data = tracker.evaluator.data
+    r = align.align(str(tiny_model), data.dictionary, data.corpora, "en", "zh", k=3, max_words=300,
+                    max_candidates=2000, max_length=48, batch_size=32, cbow=False, context_free=False,
+                    progress=False)
+    mrrs = [row["mrr"] for row in r.contextual["cosine"]]
+    assert [hook[f"mrr_l{layer}"] for layer in r.layers] == mrrs and len(set(mrrs)) > 1
+    assert hook["mrr_random"] == r.baselines["random_expected_mrr"] and hook["mrr"] < 1
+    assert hook["mrr_pairs"] == r.coverage["evaluated_pairs"] == len(WORDS)
 
 
 # --------------------------------------------------------------------------------------------- language vectors

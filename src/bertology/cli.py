@@ -347,11 +347,9 @@ def _pretrain_hooks(cfg, track_alignment: Optional[Path], track_senses: Optional
     """pretrain's evaluation hooks: --track-alignment and --track-senses (experiments above pretrain)."""
     hooks = []
     if track_alignment is not None:
-        from .experiments.align import alignment_hook_for_run
-        from .io.corpora import parse_corpus_spec
+        from .experiments.align import AlignmentTracker
 
-        hooks.append(alignment_hook_for_run(track_alignment, [parse_corpus_spec(c) for c in cfg.corpora],
-                                            cfg.out_dir, cfg.data_dir, cfg.tokenizer))
+        hooks.append(AlignmentTracker(track_alignment, cfg.corpora, cfg.out_dir, cfg.data_dir, cfg.tokenizer))
     if track_senses is not None:
         from .experiments.senses import SenseTracker
 
@@ -433,11 +431,13 @@ def pretrain_cmd(
     with _flags(corpora="--corpus", whole_word="--whole-word", config_file="--config"):
         hooks = _pretrain_hooks(cfg, track_alignment, track_senses)
         res = pretrain(cfg, eval_hooks=hooks)
-    if int(os.environ.get("RANK", "0")) == 0:     # under torchrun only rank 0 writes
+    from .core.engine import is_main_process
+
+    if is_main_process():     # under torchrun only rank 0 writes
         from .report.figures import pretrain_figures
 
         pretrain_figures(res.train_log, res.history, out)
-    if res.final and int(os.environ.get("RANK", "0")) == 0:     # under torchrun only rank 0 evaluates
+    if res.final and is_main_process():     # under torchrun only rank 0 evaluates
         print(f"{res.steps} steps, {res.tokens_per_s:.0f} tokens/s; held-out loss {_measured(res.final.get('eval_loss'))}, "
               f"masked-token accuracy {_measured(res.final.get('eval_acc'))}; model in {res.model_dir}")
 
@@ -859,24 +859,11 @@ def _floats_arg(text: str, name: str) -> List[float]:
 
 def _align_inputs(corpus, dict_path, dict_format, convert, source, target, max_lines, data_dir):
     """Read corpora, pick the two languages, load the dictionary (converted as asked)."""
-    from .io.dictionaries import choose_conversion, convert_dictionary, load_dictionary
-    from .io.corpora import read_corpora
+    from .io.bilingual import read_bilingual
 
-    ddir = str(data_dir) if data_dir else None
-    corpora = read_corpora(corpus, ddir)
-    corpora = {k: v[:max_lines] for k, v in corpora.items()}
-    langs = list(corpora)
-    source = source or langs[0]
-    target = target or (langs[1] if len(langs) > 1 else langs[0])
-    for lang in (source, target):
-        if lang not in corpora:
-            raise UserError(f"--source/--target {lang!r}: no --corpus {lang}=... given (have {', '.join(langs)})")
-    if convert not in ("auto", "none", "t2s", "s2t"):
-        raise UserError(f"--convert must be auto, t2s, s2t or none, not {convert!r}")
-    d = load_dictionary(dict_path, dict_format, None, ddir, direction=f"{source}-{target}")
-    if convert == "auto":
-        convert = choose_conversion(d, (corpora[source], corpora[target]))
-    return corpora, source, target, convert_dictionary(d, convert)
+    data = read_bilingual(corpus, dict_path, source, target, convert, dict_format, max_lines,
+                          str(data_dir) if data_dir else None)
+    return data.corpora, data.source, data.target, data.dictionary
 
 
 @app.command("align")
@@ -912,12 +899,9 @@ def align_cmd(
     """Cross-lingual alignment: MRR (and P@1, P@5) per layer of ranking each source word's translations among
     all candidate target words, by cosine and CSLS; contextual and context-free word vectors, with CBOW and
     random baselines. Writes OUT/results.json and OUT/mrr_per_layer.png."""
-    import torch
-
     from .experiments import align
     from .report.figures import align_figures
 
-    torch.manual_seed(seed)
     layer_list = _layers_arg(layers)        # before the corpora are read
     corpora, source, target, d = _align_inputs(corpus, dict_path, dict_format, convert, source, target,
                                                max_lines, data_dir)
@@ -959,13 +943,10 @@ def langvec_cmd(
     """Language vectors and mean-shift translation: add α·(μ_target − μ_source) at layer L to source sentences,
     let the MLM head fill every position, and score token-translation precision against the dictionary for
     each (L, α). Needs a model with an MLM head. Writes OUT/results.json and OUT/langvec_grid.png."""
-    import torch
-
     from .experiments import langvec
     from .report.figures import langvec_figures
     from .io.corpora import read_corpora
 
-    torch.manual_seed(seed)
     alpha_values, layer_list = _floats_arg(alphas, "--alphas"), _layers_arg(layers)    # before any reading
     corpora, source, target, d = _align_inputs(corpus, dict_path, dict_format, convert, source, target,
                                                max_lines, data_dir)
@@ -978,7 +959,7 @@ def langvec_cmd(
     sents = [s for lines in by_lang.values() for s in lines]
     with _flags(layer="--layers"):
         res = langvec.langvec(model, corpora, sents, d, source, target, layer_list,
-                              alpha_values, mean_sentences, precision, batch_size,
+                              alpha_values, mean_sentences, precision, batch_size, seed=seed,
                               trust_remote_code=trust_remote_code)
     langvec.save(res, out)
     langvec_figures(res, out)

@@ -169,6 +169,11 @@ def dist_info() -> tuple[int, int]:
     return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
 
 
+def is_main_process() -> bool:
+    """Rank 0 (or a plain process): the one that writes files and prints under torchrun."""
+    return dist_info()[0] == 0
+
+
 def init_distributed(device: torch.device) -> tuple[int, int]:
     rank, world = dist_info()
     if world > 1 and not torch.distributed.is_initialized():

@@ -14,8 +14,9 @@ unknown word), are skipped with the reason counted. Baselines in the same run: C
 per language (two unrelated spaces: retrieval should be at chance) and random vectors, plus the exact
 expected MRR of a random ranking over the same candidates.
 
-Also here: `make_alignment_hook`, which `bertology pretrain --track-alignment` calls at every evaluation, and
-`data_scale`, the lecture's "200K vs 1,000K sentences" experiment at the scale this machine allows.
+The measurement itself is `AlignmentEvaluator`: prepared once from the data and a tokenizer, then called on a
+model. `align` runs it with its baselines; `bertology pretrain --track-alignment` (`AlignmentTracker`) and the
+data-scale experiment (data_scale.py) call it on the model being trained at every evaluation.
 Language vectors and the mean-shift translation live in langvec.py.
 """
 
@@ -25,11 +26,13 @@ import re
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Sequence
 
 import numpy as np
 
-from ..io.dictionaries import Dictionary, choose_conversion, convert_dictionary, has_cjk, load_dictionary
+from ..io.bilingual import BilingualData, pick_languages, read_bilingual
+from ..io.corpora import CorpusSpec, first_source_per_language
+from ..io.dictionaries import Dictionary, has_cjk
 from ..core.embed import Embedder, Occurrence
 from ..errors import UserError
 from ..metrics import RETRIEVAL_SCORINGS, random_mrr, ranking_scores, retrieval_ranks_all, unit_rows
@@ -294,6 +297,72 @@ class AlignResult:
     word_ranks: dict = field(default_factory=dict)
 
 
+class AlignmentEvaluator:
+    """Cross-lingual alignment of any model that reads with `tokenizer`, measured the same way every time (as
+    sentence-transformers' SentenceEvaluator: prepared once, then called on models).
+
+    Prepared here, once, because none of it depends on the weights: the usable words of each side and their
+    occurrences in the corpora, the retrieval task (evaluated source words and candidate target words, seeded
+    samples when capped), its coverage, and the expected MRR of a random ranking. `align` calls the parts
+    (`word_vectors`, `score`) on its embedder; a training run calls the evaluator itself at every evaluation.
+    """
+
+    def __init__(self, data: BilingualData, tokenizer, *, k: int = 5, max_words: int | None = 1000,
+                 max_candidates: int | None = None, seed: int = 0, keep_identical: bool = False,
+                 csls_k: int = 10, max_length: int = 48):
+        self.data, self.tokenizer, self.csls_k, self.max_length = data, tokenizer, csls_k, max_length
+        dictionary = data.dictionary
+        src_lines, tgt_lines = data.corpora[data.source], data.corpora[data.target]
+        src_ws = usable_words([s for s, _ in dictionary.pairs], src_lines, tokenizer, k)
+        tgt_ws = usable_words([t for _, t in dictionary.pairs], tgt_lines, tokenizer, k)
+        self.task, self.coverage = build_retrieval(dictionary, src_ws, tgt_ws, max_words, max_candidates, seed,
+                                                   keep_identical)
+        self.coverage.update({"chinese_words_in_dictionary": dictionary.chinese_words,
+                              "converted_chinese_words": dictionary.converted_words})
+        if not self.task.sources:
+            top = ", ".join(f"{n} {why}" for why, n in list(self.coverage["skipped"].items())[:3])
+            raise UserError(f"no pair of dictionary {dictionary.path or '(given)'} is usable with the tokenizer of "
+                            f"{getattr(tokenizer, 'name_or_path', '') or 'this model'!r} and these corpora ({top})")
+        self.sources = WordSet(self.task.sources, {w: src_ws.occurrences[w] for w in self.task.sources}, {})
+        self.candidates = WordSet(self.task.candidates, {w: tgt_ws.occurrences[w] for w in self.task.candidates}, {})
+        # one set of vectors serves both sides when they are the same words in the same text (identity checks)
+        self.one_side = src_lines is tgt_lines and self.task.sources == self.task.candidates
+        self.random_expected_mrr = random_mrr([len(g) for g in self.task.gold], len(self.task.candidates))
+
+    def word_vectors(self, embedder: Embedder, layers: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
+        """Contextual vectors [n_layers, n_words, H] of the source words and of the candidates."""
+        sv = contextual_vectors(embedder, self.data.corpora[self.data.source], self.sources, layers)
+        return sv, sv if self.one_side else contextual_vectors(embedder, self.data.corpora[self.data.target],
+                                                               self.candidates, layers)
+
+    def context_free_vectors(self, embedder: Embedder, layers: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
+        """The same words fed to the model alone."""
+        sv = context_free_vectors(embedder, self.task.sources, layers)
+        return sv, sv if self.one_side else context_free_vectors(embedder, self.task.candidates, layers)
+
+    def score(self, sv: np.ndarray, tv: np.ndarray, layers: Sequence[int],
+              scorings: Sequence[str] = RETRIEVAL_SCORINGS, cosine_ranks: list | None = None) -> dict[str, list[dict]]:
+        """{scoring: [{layer, mrr, p_at_1, p_at_5, n}]} of the task for stacked per-layer vectors."""
+        return score_layers(sv, tv, self.task.gold, layers, scorings, self.csls_k, cosine_ranks)
+
+    def __call__(self, model, step: int | None = None, metrics: dict | None = None) -> dict:
+        """Alignment of `model` (a masked LM or its encoder) at every layer, in fp32 so that training weights are
+        never cast, the model left in the mode it was in: {"mrr": last layer, "mrr_best", "mrr_best_layer",
+        "mrr_l{i}" per layer, "mrr_random": the expected MRR of a random ranking, "mrr_pairs"}. `step` and
+        `metrics` are what a training loop's evaluation hook is given; they are not needed."""
+        base = getattr(model, "base_model", model)
+        was_training = base.training
+        embedder = Embedder(base, self.tokenizer, precision="fp32", max_length=self.max_length, progress=False)
+        layers = embedder.check_layers(None)
+        scores = self.score(*self.word_vectors(embedder, layers), layers, ("cosine",))
+        base.train(was_training)
+        mrrs = [r["mrr"] for r in scores["cosine"]]
+        out = {"mrr": mrrs[-1], "mrr_best": max(mrrs), "mrr_best_layer": layers[int(np.argmax(mrrs))],
+               "mrr_random": self.random_expected_mrr, "mrr_pairs": self.coverage["evaluated_pairs"]}
+        out.update({f"mrr_l{l}": v for l, v in zip(layers, mrrs)})
+        return out
+
+
 def align(model: str, dictionary: Dictionary, corpora: dict[str, Sequence[str]], source_lang: str,
           target_lang: str, layers: Sequence[int] | None = None, k: int = 5, max_words: int | None = 1000,
           max_candidates: int | None = None, csls_k: int = 10, precision: str = "fp32", batch_size: int = 64,
@@ -301,57 +370,53 @@ def align(model: str, dictionary: Dictionary, corpora: dict[str, Sequence[str]],
           work_dir: Path | None = None, trust_remote_code: bool = False, progress: bool = True,
           embedder: Embedder | None = None, keep_identical: bool = False) -> AlignResult:
     """Alignment MRR per layer of `model` for the dictionary's source->target pairs (see module docstring)."""
+    from ..core.engine import set_seed
+
     t0 = time.perf_counter()
-    for lang in (source_lang, target_lang):
-        if lang not in corpora:
-            raise UserError(f"no `corpus` {lang}=FILE given (have: {', '.join(corpora) or 'none'})", fields=('corpus',))
+    pick_languages(corpora, source_lang, target_lang)
+    set_seed(seed)
     emb = embedder or Embedder(model, precision=precision, batch_size=batch_size, max_length=max_length,
                                trust_remote_code=trust_remote_code, progress=progress)
     layers = emb.check_layers(layers)
-    src_lines, tgt_lines = corpora[source_lang], corpora[target_lang]
-    src_ws = usable_words([s for s, _ in dictionary.pairs], src_lines, emb.tokenizer, k)
-    tgt_ws = usable_words([t for _, t in dictionary.pairs], tgt_lines, emb.tokenizer, k)
-    task, coverage = build_retrieval(dictionary, src_ws, tgt_ws, max_words, max_candidates, seed, keep_identical)
-    coverage.update({"chinese_words_in_dictionary": dictionary.chinese_words,
-                     "converted_chinese_words": dictionary.converted_words})
-    if not task.sources:
-        top = ", ".join(f"{n} {why}" for why, n in list(coverage["skipped"].items())[:3])
-        raise UserError(f"no dictionary pair is usable with model {model!r} and these corpora ({top})")
-    src_sel = WordSet(task.sources, {w: src_ws.occurrences[w] for w in task.sources}, {})
-    tgt_sel = WordSet(task.candidates, {w: tgt_ws.occurrences[w] for w in task.candidates}, {})
-    same = src_lines is tgt_lines and task.sources == task.candidates
-    sv = contextual_vectors(emb, src_lines, src_sel, layers)
-    tv = sv if same else contextual_vectors(emb, tgt_lines, tgt_sel, layers)
+    evaluator = AlignmentEvaluator(BilingualData(dict(corpora), source_lang, target_lang, dictionary), emb.tokenizer,
+                                   k=k, max_words=max_words, max_candidates=max_candidates, seed=seed,
+                                   keep_identical=keep_identical, csls_k=csls_k)
+    task = evaluator.task
+    sv, tv = evaluator.word_vectors(emb, layers)
     word_ranks: dict = {"sources": list(task.sources), "contextual": [], "context_free": [], "random_vectors": []}
-    contextual = score_layers(sv, tv, task.gold, layers, csls_k=csls_k, cosine_ranks=word_ranks["contextual"])
+    contextual = evaluator.score(sv, tv, layers, cosine_ranks=word_ranks["contextual"])
     cf = {}
     if context_free:
-        csv_ = context_free_vectors(emb, task.sources, layers)
-        ctv = csv_ if same else context_free_vectors(emb, task.candidates, layers)
-        cf = score_layers(csv_, ctv, task.gold, layers, csls_k=csls_k, cosine_ranks=word_ranks["context_free"])
+        cf = evaluator.score(*evaluator.context_free_vectors(emb, layers), layers,
+                             cosine_ranks=word_ranks["context_free"])
     rng = np.random.default_rng(seed)
     hidden = sv.shape[-1]
     rs, rt = rng.standard_normal((len(task.sources), hidden)), rng.standard_normal((len(task.candidates), hidden))
-    baselines: dict = {"random_expected_mrr": random_mrr([len(g) for g in task.gold], len(task.candidates)),
-                       "random_vectors": score_layers(rs[None], rt[None], task.gold, [0], csls_k=csls_k,
-                                                      cosine_ranks=word_ranks["random_vectors"])}
-    baselines["random_vectors"] = {s: v[0] for s, v in baselines["random_vectors"].items()}
+    random_vectors = evaluator.score(rs[None], rt[None], [0], cosine_ranks=word_ranks["random_vectors"])
+    baselines: dict = {"random_expected_mrr": evaluator.random_expected_mrr,
+                       "random_vectors": {s: v[0] for s, v in random_vectors.items()}}
     if cbow:
-        import tempfile
-
-        with tempfile.TemporaryDirectory(dir=work_dir) as tmp:
-            cs, miss_s = cbow_vectors(src_lines, task.sources, Path(tmp) / "src", seed)
-            ct, miss_t = cbow_vectors(tgt_lines, task.candidates, Path(tmp) / "tgt", seed)
-        scores = score_layers(cs[None], ct[None], task.gold, [0], csls_k=csls_k)
-        baselines["cbow"] = {**{s: v[0] for s, v in scores.items()}, "missing_source": miss_s,
-                             "missing_candidates": miss_t, "segment": "char", "vector_size": 100}
+        baselines["cbow"] = _cbow_baseline(evaluator, work_dir, seed)
     best_i = int(np.argmax([r["mrr"] for r in contextual["cosine"]]))
-    examples = _examples(sv[best_i], tv[best_i], task, n=8)
     return AlignResult(model=str(model), dictionary=dictionary.path, source_lang=source_lang,
-                       target_lang=target_lang, layers=list(layers), k=k, convert=dictionary.convert, coverage=coverage,
-                       contextual=contextual, context_free=cf, baselines=baselines,
-                       best={"layer": layers[best_i], **contextual["cosine"][best_i]}, examples=examples,
+                       target_lang=target_lang, layers=list(layers), k=k, convert=dictionary.convert,
+                       coverage=evaluator.coverage, contextual=contextual, context_free=cf, baselines=baselines,
+                       best={"layer": layers[best_i], **contextual["cosine"][best_i]},
+                       examples=_examples(sv[best_i], tv[best_i], task, n=8),
                        seconds=time.perf_counter() - t0, word_ranks=word_ranks)
+
+
+def _cbow_baseline(evaluator: AlignmentEvaluator, work_dir: Path | None, seed: int) -> dict:
+    """The task scored on CBOW vectors trained on each language's corpus separately (two unrelated spaces)."""
+    import tempfile
+
+    data, task = evaluator.data, evaluator.task
+    with tempfile.TemporaryDirectory(dir=work_dir) as tmp:
+        cs, miss_s = cbow_vectors(data.corpora[data.source], task.sources, Path(tmp) / "src", seed)
+        ct, miss_t = cbow_vectors(data.corpora[data.target], task.candidates, Path(tmp) / "tgt", seed)
+    scores = evaluator.score(cs[None], ct[None], [0])
+    return {**{s: v[0] for s, v in scores.items()}, "missing_source": miss_s, "missing_candidates": miss_t,
+            "segment": "char", "vector_size": 100}
 
 
 def alignment_measures(result: AlignResult, init: AlignResult | None = None, seed: int = 0) -> dict:
@@ -407,96 +472,38 @@ def save(result: AlignResult, out_dir: str | Path) -> Path:
     return save_results(out_dir, SCHEMA, asdict(result))
 
 
-# --------------------------------------------------------------------------------------------- pretraining hook
-def read_capped(spec, max_lines: int, data_dir: str | None = None) -> list[str]:
-    """The first `max_lines` distinct lines of a corpus spec, reading no further than needed (a corpus
-    directory can hold over a million lines; the alignment probe needs a few thousand)."""
-    from ..io.corpora import read_corpus
-
-    return read_corpus(spec, data_dir, limit=max_lines)
+# --------------------------------------------------------------------------------------------- during training
+TRACKING_LINES = 20000     # corpus lines per language the training-time probe looks its words up in
 
 
-def make_alignment_hook(dictionary_path: str | Path, corpora: dict[str, str | Path | Sequence[str]], tokenizer,
-                        source_lang: str | None = None, target_lang: str | None = None,
-                        layers: Sequence[int] | None = None, k: int = 3, max_words: int = 300,
-                        max_candidates: int = 2000, max_lines: int = 20000, max_length: int = 48,
-                        convert: str | None = "auto", csls: bool = False, seed: int = 0,
-                        data_dir: str | None = None, keep_identical: bool = False) -> Callable:
-    """A `hook(model, step, metrics) -> dict` for `engine.train(on_evaluate=...)`: alignment MRR of the model
-    being trained. Dictionary, corpora, word occurrences and the retrieval task are prepared once here (they do
-    not depend on the weights); each call only embeds (fp32, so the training weights are never cast) and ranks.
-
-    corpora: {lang: LANG=SOURCE spec string, path, or list of lines}; the first two languages are source and
-    target unless named. layers: None = every layer. Returns {"mrr": last layer, "mrr_best", "mrr_best_layer",
-    "mrr_l{i}" per layer, "mrr_random": the expected MRR of a random ranking}.
-    """
-    from ..io.corpora import parse_corpus_spec
-
-    dictionary = load_dictionary(str(dictionary_path), convert=None if convert == "auto" else convert,
-                                 data_dir=data_dir)
-    texts: dict[str, list[str]] = {}
-    for lang, src in corpora.items():
-        if isinstance(src, (list, tuple)):
-            texts[lang] = list(src)[:max_lines]
-        else:
-            spec = parse_corpus_spec(f"{lang}={src}")
-            texts[lang] = read_capped(spec, min(spec.max_lines or max_lines, max_lines), data_dir)
-    langs = list(texts)
-    source_lang = source_lang or langs[0]
-    target_lang = target_lang or (langs[1] if len(langs) > 1 else langs[0])
-    if convert == "auto":
-        dictionary = convert_dictionary(dictionary, choose_conversion(dictionary, (texts[source_lang],
-                                                                                   texts[target_lang])))
-    src_ws = usable_words([s for s, _ in dictionary.pairs], texts[source_lang], tokenizer, k)
-    tgt_ws = usable_words([t for _, t in dictionary.pairs], texts[target_lang], tokenizer, k)
-    task, coverage = build_retrieval(dictionary, src_ws, tgt_ws, max_words, max_candidates, seed, keep_identical)
-    coverage.update({"chinese_words_in_dictionary": dictionary.chinese_words,
-                     "converted_chinese_words": dictionary.converted_words, "convert": dictionary.convert})
-    if not task.sources:
-        raise UserError(f"`track_alignment` {dictionary_path}: no dictionary pair is usable with this tokenizer "
-                        f"and corpora ({coverage['skipped']})", fields=('track_alignment',))
-    src_sel = WordSet(task.sources, {w: src_ws.occurrences[w] for w in task.sources}, {})
-    tgt_sel = WordSet(task.candidates, {w: tgt_ws.occurrences[w] for w in task.candidates}, {})
-    chance = random_mrr([len(g) for g in task.gold], len(task.candidates))
-
-    def hook(model, step: int, metrics: dict) -> dict:
-        base = getattr(model, "base_model", model)
-        was_training = base.training
-        emb = Embedder(base, tokenizer, precision="fp32", max_length=max_length, progress=False)
-        use = emb.check_layers(layers)
-        sv = contextual_vectors(emb, texts[source_lang], src_sel, use)
-        tv = contextual_vectors(emb, texts[target_lang], tgt_sel, use)
-        scores = score_layers(sv, tv, task.gold, use, ("cosine", "csls") if csls else ("cosine",))
-        base.train(was_training)
-        mrrs = [r["mrr"] for r in scores["cosine"]]
-        out = {"mrr": mrrs[-1], "mrr_best": max(mrrs), "mrr_best_layer": use[int(np.argmax(mrrs))],
-               "mrr_random": chance, "mrr_pairs": coverage["evaluated_pairs"]}
-        out.update({f"mrr_l{l}": v for l, v in zip(use, mrrs)})
-        if csls:
-            out["mrr_csls"] = scores["csls"][-1]["mrr"]
-        return out
-
-    hook.coverage = coverage   # for callers that want to report it
-    return hook
+def tracking_evaluator(dictionary: str | Path, corpus_specs: Sequence[str | CorpusSpec], tokenizer,
+                       keep_line_caps: bool = True, convert: str | None = "auto", seed: int = 0,
+                       data_dir: str | None = None, **retrieval) -> AlignmentEvaluator:
+    """The alignment probe of a training run (`pretrain --track-alignment`, `align-scale`), called at every
+    evaluation, so small: 3 occurrences a word, 300 source words, 2,000 candidates (`retrieval` overrides),
+    looked up in the first lines of each language's first corpus source (its @N cap kept or not)."""
+    specs = first_source_per_language(corpus_specs, keep_caps=keep_line_caps)
+    data = read_bilingual(specs, str(dictionary), convert=convert, max_lines=TRACKING_LINES, data_dir=data_dir)
+    return AlignmentEvaluator(data, tokenizer, **{"k": 3, "max_words": 300, "max_candidates": 2000, "seed": seed,
+                                                  **retrieval})
 
 
-def alignment_hook_for_run(dictionary: str | Path, specs, out_dir: str | Path, data_dir: str | None = None,
-                   tokenizer: str | None = None):
-    """The `pretrain --track-alignment DICT` hook: alignment measured at every evaluation on the run's own
-    corpora (`specs`: its CorpusSpecs). Built on first call, when the run's tokenizer exists."""
-    # the first source of each language, as a SOURCE[#COLUMN][@MAX] spec that align reads itself
-    corpora: dict[str, str] = {}
-    for spec in specs:
-        corpora.setdefault(spec.lang, spec.source + (f"#{spec.column}" if spec.column is not None else "")
-                           + (f"@{spec.max_lines}" if spec.max_lines is not None else ""))
-    state: dict = {}
+class AlignmentTracker:
+    """The `pretrain --track-alignment DICT` evaluation hook: the alignment of the model being trained, on the
+    run's own corpora. Its evaluator is built at the first evaluation, when the run's tokenizer exists (pretrain
+    trains one when no `tokenizer` is given)."""
 
-    def hook(model, step, metrics):
-        if "hook" not in state:
+    def __init__(self, dictionary: str | Path, corpus_specs: Sequence[str | CorpusSpec], out_dir: str | Path,
+                 data_dir: str | None = None, tokenizer: str | None = None):
+        self.dictionary, self.corpus_specs, self.data_dir = dictionary, list(corpus_specs), data_dir
+        self.tokenizer_dir = tokenizer or Path(out_dir) / "tokenizer"
+        self.evaluator: AlignmentEvaluator | None = None
+
+    def __call__(self, model, step: int, metrics: dict) -> dict:
+        if self.evaluator is None:
             from transformers import AutoTokenizer
 
-            tok = AutoTokenizer.from_pretrained(tokenizer or Path(out_dir) / "tokenizer")
-            state["hook"] = make_alignment_hook(Path(dictionary), corpora, tok, data_dir=data_dir)
-        return state["hook"](model, step, metrics)
-
-    return hook
+            self.evaluator = tracking_evaluator(self.dictionary, self.corpus_specs,
+                                                AutoTokenizer.from_pretrained(self.tokenizer_dir),
+                                                data_dir=self.data_dir)
+        return self.evaluator(model, step, metrics)

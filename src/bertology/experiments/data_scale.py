@@ -10,7 +10,7 @@ from typing import Callable, Sequence
 
 from ..errors import UserError
 from ..io.storage import save_results
-from .align import make_alignment_hook
+from .align import tracking_evaluator
 from .pretrain import PretrainConfig, load_corpora, model_config, pretrain, train_tokenizer
 
 SCHEMA = "bertology.align-scale/1"
@@ -37,7 +37,7 @@ class DataScaleResult:
     runs: list[DataScaleRun]
     random_expected_mrr: float | None
     alignment_pairs: dict
-    init_alignment: dict = field(default_factory=dict)   # the hook on the untrained model (same seed): step 0
+    init_alignment: dict = field(default_factory=dict)   # the evaluator on the untrained model (same seed): step 0
     seconds: float = 0.0
 
 
@@ -76,23 +76,20 @@ def data_scale(corpora: list[str], dictionary: str, out_dir: str | Path, sentenc
         # pretrain(tokenizer=DIR) resolves DIR as a model directory, which needs a config.json: store the
         # shared model config there (it is the same for every run anyway).
         model_config(size, None, len(tokenizer), seq_len, 0.1).save_pretrained(tok_dir)
-    if align_corpora is None:   # evaluation text: the first lines of each corpus
-        from ..io.corpora import parse_corpus_spec
-
-        align_corpora = {}
-        for c in corpora:
-            spec = parse_corpus_spec(c)
-            align_corpora.setdefault(spec.lang, spec.source + (f"#{spec.column}" if spec.column is not None else ""))
-    hook = make_alignment_hook(dictionary, {l: s for l, s in align_corpora.items()}, tokenizer, k=align_k,
-                               max_words=align_max_words, max_candidates=align_max_candidates, convert=convert,
-                               seed=seed, data_dir=data_dir, max_lines=20000)
+    # evaluation text: the first lines of each language's first corpus (or of `align_corpora`, {lang: SOURCE})
+    evaluator = tracking_evaluator(dictionary, [f"{l}={s}" for l, s in align_corpora.items()] if align_corpora
+                                   else corpora, tokenizer, keep_line_caps=bool(align_corpora), convert=convert,
+                                   seed=seed, data_dir=data_dir, k=align_k, max_words=align_max_words,
+                                   max_candidates=align_max_candidates)
+    # align records the conversion beside its coverage (AlignResult.convert); this result keeps it in it
+    alignment_pairs = {**evaluator.coverage, "convert": evaluator.data.dictionary.convert}
     # Step 0: the same random initialisation both runs start from (pretrain seeds before building the model).
     from transformers import BertForMaskedLM
 
     from ..core.engine import set_seed
 
     set_seed(seed)
-    init_alignment = hook(BertForMaskedLM(model_config(size, None, len(tokenizer), seq_len, 0.1)), 0, {})
+    init_alignment = evaluator(BertForMaskedLM(model_config(size, None, len(tokenizer), seq_len, 0.1)), 0, {})
     runs = []
     for n in sizes:
         cfg = PretrainConfig(corpora=list(corpora), out_dir=str(out_dir / f"n{n}"), tokenizer=str(tok_dir),
@@ -100,17 +97,17 @@ def data_scale(corpora: list[str], dictionary: str, out_dir: str | Path, sentenc
                              max_steps=steps, lr=lr, precision=precision, seed=seed, eval_every=eval_every,
                              resume=(out_dir / f"n{n}" / "checkpoint").exists(), data_dir=data_dir,
                              progress=progress)
-        res = pretrain(cfg, eval_hooks=[hook])
+        res = pretrain(cfg, eval_hooks=[evaluator])
         runs.append(DataScaleRun(n, res.model_dir, res.steps, res.tokens_seen, res.wall_time, res.history,
                                  res.train_log))
         result = DataScaleResult(list(corpora), str(dictionary), size, sizes, steps, runs,
-                                 init_alignment.get("mrr_random"), hook.coverage, init_alignment,
+                                 evaluator.random_expected_mrr, alignment_pairs, init_alignment,
                                  time.perf_counter() - t0)
         save(result, out_dir)
         if after_each_run:
             after_each_run(result)
     result = DataScaleResult(list(corpora), str(dictionary), size, sizes, steps, runs,
-                             init_alignment.get("mrr_random"), hook.coverage, init_alignment, time.perf_counter() - t0)
+                             evaluator.random_expected_mrr, alignment_pairs, init_alignment, time.perf_counter() - t0)
     save(result, out_dir)
     if after_each_run:
         after_each_run(result)

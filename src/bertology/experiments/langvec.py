@@ -149,8 +149,10 @@ def langvec(model: str, corpora: dict[str, Sequence[str]], sentences: Sequence[s
             source_lang: str, target_lang: str, layers: Sequence[int] | None = None,
             alphas: Sequence[float] = (0, 0.5, 1, 1.5, 2, 3), mean_sentences: int = 1000,
             precision: str = "fp32", batch_size: int = 32, n_examples: int = 8,
-            trust_remote_code: bool = False, progress: bool = True) -> LangvecResult:
+            trust_remote_code: bool = False, progress: bool = True, seed: int = 0) -> LangvecResult:
     """Language means per layer, then the (layer, α) translation sweep on `sentences` (source language)."""
+    from ..core.engine import set_seed
+
     t0 = time.perf_counter()
     check_precision(precision)
     for lang in (source_lang, target_lang):
@@ -160,6 +162,7 @@ def langvec(model: str, corpora: dict[str, Sequence[str]], sentences: Sequence[s
         raise UserError("no source sentences to translate")
     for alpha in alphas:        # a NaN shift fills every position with NaN logits: a grid of nan precisions
         check_number("alphas", alpha)
+    set_seed(seed)
     mlm = load_model(model, "mlm", trust_remote_code, command="langvec")   # UserError (exit 2): no MLM head
     tokenizer = load_tokenizer(model, trust_remote_code)
     mlm = cast_in_place(mlm, precision)

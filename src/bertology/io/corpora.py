@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Sequence
 
 from ..errors import UserError
 from .storage import read_json, read_lines
@@ -34,6 +35,16 @@ def parse_corpus_spec(spec: str) -> CorpusSpec:
                         f"or zh=tatoeba-cmn-eng#1", fields=('corpus',))
     return CorpusSpec(m["lang"], m["src"], int(m["col"]) if m["col"] else None,
                       int(m["max"]) if m["max"] else None)
+
+
+def first_source_per_language(specs: Sequence[str | CorpusSpec], keep_caps: bool = True) -> list[CorpusSpec]:
+    """The first source given for each language, its @N cap kept or dropped: a training run's alignment probe
+    looks its words up in one source per language."""
+    first: dict[str, CorpusSpec] = {}
+    for s in specs:
+        spec = s if isinstance(s, CorpusSpec) else parse_corpus_spec(s)
+        first.setdefault(spec.lang, spec if keep_caps else replace(spec, max_lines=None))
+    return list(first.values())
 
 
 def _source_files(path: Path) -> list[Path]:
@@ -86,14 +97,18 @@ def read_corpus(spec: CorpusSpec, data_dir: str | None = None, limit: int | None
     return list(out)
 
 
-def read_corpora(specs: list[str], data_dir: str | None = None) -> dict[str, list[str]]:
-    """{language: lines} from LANG=SOURCE specs (several sources of one language are concatenated)."""
+def read_corpora(specs: Sequence[str | CorpusSpec], data_dir: str | None = None,
+                 limit: int | None = None) -> dict[str, list[str]]:
+    """{language: lines} from LANG=SOURCE specs (several sources of one language are concatenated), at most
+    `limit` lines per language (no source is read further than that)."""
     if not specs:
         raise UserError("no `corpus` given: pass at least one LANG=FILE", fields=('corpus',))
     out: dict[str, list[str]] = {}
     for s in specs:
-        spec = parse_corpus_spec(s)
-        out.setdefault(spec.lang, []).extend(read_corpus(spec, data_dir))
+        spec = s if isinstance(s, CorpusSpec) else parse_corpus_spec(s)
+        out.setdefault(spec.lang, []).extend(read_corpus(spec, data_dir, limit))
+    if limit is not None:
+        out = {lang: lines[:limit] for lang, lines in out.items()}
     for lang, lines in out.items():
         if not lines:
             raise UserError(f"`corpus` {lang}=...: no text lines found", fields=('corpus',))

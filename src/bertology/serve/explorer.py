@@ -217,18 +217,18 @@ class Explorer:
     def _dictionary(self, direction: str):
         """MUSE for this direction (en-zh or zh-en), converted to the corpus's script (MUSE's Chinese is
         Traditional, Tatoeba's Simplified)."""
-        from ..io.dictionaries import choose_conversion, convert_dictionary, load_dictionary
+        from ..io.bilingual import dictionary_for_corpora
 
         corpora = self._corpora()
         source_lang, target_lang = direction.split("-")
 
         def build():
             try:
-                d = load_dictionary(f"muse-{direction}", data_dir=self.config.data_dir)
+                return dictionary_for_corpora(f"muse-{direction}", corpora, source_lang, target_lang,
+                                              data_dir=self.config.data_dir)
             except UserError as e:
                 raise InputError(f"this view needs the MUSE {direction} dictionary (muse/{direction}.txt; start "
                                  f"the server with --data-dir DIR): {e}") from None
-            return convert_dictionary(d, choose_conversion(d, (corpora[source_lang], corpora[target_lang])))
         return self._shared(f"dictionary-{direction}", build)
 
     # ------------------------------------------------------------------------------------------- examples

@@ -11,7 +11,7 @@ from ...experiments import langvec as lv
 from ...core.models import load_tokenizer
 from ...experiments.align import align, alignment_measures, initialised_embedder, save
 from ...io.corpora import read_corpora
-from ...io.dictionaries import choose_conversion, convert_dictionary, load_dictionary
+from ...io.bilingual import read_bilingual
 from ...errors import UserError
 from .. import ReportContext, Section, model_slug
 from ..figures import align_figures, langvec_figures
@@ -26,9 +26,9 @@ def report_section(ctx: ReportContext):
     Simplified. The first model that ran draws the figures; every model's numbers go to the verdict."""
     t0 = time.perf_counter()
     lines = QUICK_LINES if ctx.quick else 30000
-    corpora = read_corpora([f"en=tatoeba-cmn-eng#0@{lines}", f"zh=tatoeba-cmn-eng#1@{lines}"], ctx.data_dir)
-    d = load_dictionary("muse-en-zh", data_dir=ctx.data_dir)
-    d = convert_dictionary(d, choose_conversion(d, (corpora["en"], corpora["zh"])))
+    data = read_bilingual([f"en=tatoeba-cmn-eng#0@{lines}", f"zh=tatoeba-cmn-eng#1@{lines}"], "muse-en-zh",
+                          data_dir=ctx.data_dir)
+    corpora, d = data.corpora, data.dictionary
     sec, measures = None, []
     for model in ctx.models:
         m, res = _align_model(ctx, model, corpora, d)
@@ -132,7 +132,7 @@ def _langvec_section(ctx: ReportContext, model: str, title: str, corpora, d) -> 
     sents = read_corpora([f"en=tatoeba-cmn-eng#0@{300 if quick else 1000}"], ctx.data_dir)["en"]
     lres = lv.langvec(model, corpora, sents, d, "en", "zh", alphas=(0, 1, 2, 3) if quick else (0, 0.5, 1, 1.5, 2, 3),
                       mean_sentences=300 if quick else 1000, precision=ctx.precision,
-                      trust_remote_code=ctx.trust_remote_code, progress=False)
+                      trust_remote_code=ctx.trust_remote_code, progress=False, seed=ctx.seed)
     out = Path(ctx.out_dir) / "langvec" / model_slug(model)
     lv.save(lres, out)
     lpaths = [langvec_figures(lres, out)]
