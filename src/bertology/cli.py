@@ -432,12 +432,11 @@ def pretrain_cmd(
         hooks = _pretrain_hooks(cfg, track_alignment, track_senses)
         res = pretrain(cfg, eval_hooks=hooks)
     from .core.engine import is_main_process
+    from .report.figures import pretrain_figures
 
-    if is_main_process():     # under torchrun only rank 0 writes
-        from .report.figures import pretrain_figures
-
+    if is_main_process():     # under torchrun only rank 0 writes (and evaluates)
         pretrain_figures(res.train_log, res.history, out)
-    if res.final and is_main_process():     # under torchrun only rank 0 evaluates
+    if res.final and is_main_process():
         print(f"{res.steps} steps, {res.tokens_per_s:.0f} tokens/s; held-out loss {_measured(res.final.get('eval_loss'))}, "
               f"masked-token accuracy {_measured(res.final.get('eval_acc'))}; model in {res.model_dir}")
 
