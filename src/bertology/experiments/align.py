@@ -14,8 +14,9 @@ unknown word), are skipped with the reason counted. Baselines in the same run: C
 per language (two unrelated spaces: retrieval should be at chance) and random vectors, plus the exact
 expected MRR of a random ranking over the same candidates.
 
-Also here: `make_alignment_hook`, which `bertology pretrain --track-alignment` calls at every evaluation, and
-`data_scale`, the lecture's "200K vs 1,000K sentences" experiment at the scale this machine allows.
+Also here: `make_alignment_hook`, which `bertology pretrain --track-alignment` calls at every evaluation, as
+does experiments/data_scale.py, the lecture's "200K vs 1,000K sentences" experiment at the scale this machine
+allows.
 Language vectors and the mean-shift translation live in langvec.py.
 """
 
@@ -29,13 +30,14 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from ..io.dictionaries import Dictionary, choose_conversion, convert_dictionary, has_cjk, load_dictionary
+from ..io.cjk import CJK_RANGES, has_cjk, is_cjk
+from ..io.dictionaries import Dictionary, choose_conversion, convert_dictionary, load_dictionary
 from ..core.embed import Embedder, Occurrence
 from ..errors import UserError
 from ..metrics import RETRIEVAL_SCORINGS, random_mrr, ranking_scores, retrieval_ranks_all, unit_rows
 
 SCHEMA = "bertology.align/1"
-_LATIN_WORD = re.compile(r"(?:(?![\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff])\w)+(?:['’-](?:(?![\u3400-\u9fff])\w)+)*")
+_LATIN_WORD = re.compile(rf"(?:(?![{CJK_RANGES}])\w)+(?:['’-](?:(?![{CJK_RANGES}])\w)+)*")
 
 
 # --------------------------------------------------------------------------------------------- finding words
@@ -64,7 +66,7 @@ def find_word_occurrences(sentences: Sequence[str], words: Sequence[str], max_pe
                         full.add(w)
         if cjk:
             for p, ch in enumerate(s):
-                if not ("\u3400" <= ch <= "\u9fff" or "\uf900" <= ch <= "\ufaff"):
+                if not is_cjk(ch):
                     continue
                 for n in lengths:
                     sub = s[p:p + n]
