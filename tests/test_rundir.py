@@ -143,7 +143,7 @@ def test_fingerprint_ignores_key_order_and_sees_every_value():
 
 
 # --------------------------------------------------------------------------------------------- io.cjk
-def test_cjk_is_the_ideographs_bert_splits():
-    assert all(is_cjk(c) for c in "中文蘋果㐀豈\U00020000")          # unified, Ext. A, compatibility, Ext. B
-    assert not any(is_cjk(c) for c in "aé1。，かカ한 ")                  # punctuation, kana, hangul, Latin
+def test_cjk_is_the_basic_plane_ideographs():
+    assert all(is_cjk(c) for c in "中文蘋果㐀豈")               # unified, Extension A, compatibility
+    assert not any(is_cjk(c) for c in "aé1。，かカ한 \U00020000")    # punctuation, kana, hangul, Latin, Ext. B
     assert has_cjk("apple 蘋果") and not has_cjk("apple, pomme") and not is_cjk("中文")

@@ -1,8 +1,9 @@
 """Which characters are CJK ideographs: the one definition every module uses.
 
-The ranges are BERT's (`_is_chinese_char` in its tokenizer, which makes each of these characters its own
-token): the CJK Unified Ideographs, Extension A-E, and the Compatibility Ideographs with their supplement.
-Kana and Hangul are not included (BERT splits neither), nor CJK punctuation. The official CMRC 2018 metric
+The CJK Unified Ideographs (U+4E00-9FFF), Extension A (U+3400-4DBF) and the Compatibility Ideographs
+(U+F900-FAFF): the ranges the dictionaries, corpora and tokenizer statistics have always been read with
+(BERT's tokenizer also splits the rare supplementary-plane extensions; counting them would change which
+dictionary words are Chinese). Kana, Hangul and CJK punctuation are not included. The official CMRC 2018 metric
 segments a narrower range on purpose (metrics.py keeps the official script's).
 """
 
@@ -11,9 +12,7 @@ from __future__ import annotations
 import re
 
 # The body of a regex character class, for patterns that combine it (e.g. rf"[{CJK_RANGES}]|[^\W{CJK_RANGES}]+").
-CJK_RANGES = ("\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"
-              "\U00020000-\U0002a6df\U0002a700-\U0002b73f\U0002b740-\U0002b81f\U0002b820-\U0002ceaf"
-              "\U0002f800-\U0002fa1f")
+CJK_RANGES = "\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"
 CJK_CHAR = re.compile(f"[{CJK_RANGES}]")
 
 
