@@ -98,13 +98,13 @@ class Baseline:
 def bf16_and_fp32(qa, model, tok, exs):
     """The same questions run in bf16 and in fp32 (window-prob span scores): the windows, their start/end logits
     and the span candidates of every question, per precision."""
-    s = qa._check_settings(tok, model.config, qa.QASettings(span_score="window-prob"))
+    s = qa.check_settings(tok, model.config, qa.QASettings(span_score="window-prob"))
     feats = qa.eval_features(tok, exs, s)
     logits, cands = {}, {}
     for p in ("bf16", "fp32"):
         logits[p] = qa.window_logits(model, feats.items, qa.QASettings(**{**qa.asdict(s), "precision": p}))
         cands[p] = [dict() for _ in exs]
-        qa._add_spans(cands[p], feats, logits[p], range(len(feats.items)), s)
+        qa.add_spans(cands[p], feats, logits[p], range(len(feats.items)), s)
     return feats, logits, cands
 
 

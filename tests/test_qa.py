@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bertology.core import precision
+from bertology.core import cpu_fusion
 from bertology.experiments import qa
 from bertology.cli import main
 from bertology.io.squad import load_squad
@@ -168,7 +168,7 @@ def test_top_spans_is_exact():
     for n, L in [(1, 30), (7, 3), (50, 30), (200, 15)]:
         st, en = rng.normal(size=n), rng.normal(size=n)
         brute = sorted(((st[i] + en[j], i, j) for i in range(n) for j in range(i, min(n, i + L))), reverse=True)[:20]
-        sc, i, j = qa._top_spans(st, en, L, 20)
+        sc, i, j = qa.top_spans(st, en, L, 20)
         assert np.allclose(sc, [b[0] for b in brute])
         assert list(zip(i.tolist(), j.tolist())) == [(b[1], b[2]) for b in brute]
 
@@ -272,12 +272,12 @@ def test_onednn_fusion_keeps_logits(tiny_encoder):
     with torch.inference_mode():
         ref = model(**batch).start_logits
         fused = copy.deepcopy(model)
-        swapped = precision.fuse_onednn(fused)
+        swapped = cpu_fusion.fuse_onednn(fused)
         if torch.backends.mkldnn.is_available():
             assert swapped == 6      # 2 layers x (dense+GELU, 2 x dense+residual+LayerNorm), fp32
         assert torch.allclose(fused(**batch).start_logits, ref, atol=1e-4)
-        b16 = precision.fused_bf16_copy(model)
-        assert isinstance(b16.qa_outputs, precision.Fp32Head)
+        b16 = cpu_fusion.fused_bf16_copy(model)
+        assert isinstance(b16.qa_outputs, cpu_fusion.Fp32Head)
         got = b16(**batch).start_logits
         assert got.dtype == torch.float32 and torch.allclose(got, ref, atol=0.1)
     # the caller's model is untouched
@@ -298,10 +298,10 @@ def test_onednn_swap_skipped_is_warned_and_recorded(tiny_encoder, monkeypatch):
             raise RuntimeError("no such oneDNN op")
 
     model, _ = _tiny_qa(tiny_encoder)
-    monkeypatch.setattr(precision, "OneDnnLinear", Broken)
+    monkeypatch.setattr(cpu_fusion, "OneDnnLinear", Broken)
     fused = copy.deepcopy(model)
     with pytest.warns(RuntimeWarning, match="oneDNN fusion: 6 module"):
-        assert precision.fuse_onednn(fused) == 0
+        assert cpu_fusion.fuse_onednn(fused) == 0
     assert len(fused.onednn_skipped) == 6 and all("no such oneDNN op" in r for r in fused.onednn_skipped)
     # and a bf16 evaluation keeps that warning in its notes, which results.json carries
     _, tok = _tiny_qa(tiny_encoder)

@@ -413,9 +413,8 @@ def pretrain_cmd(
 ):
     """Pretrain a BERT with masked-LM from scratch (packed sequences, 15% 80/10/10 masking by default, AdamW).
 
-    Writes OUT/model (a Hugging Face directory every bertology command accepts as --model, refreshed at every
-    evaluation), OUT/checkpoint (for --resume), log.jsonl, eval.jsonl, results.json and loss_curve.png.
-    Runs unchanged under `torchrun --nproc_per_node=N` (see docs/pretrain.md).
+    Writes OUT/model (a model directory, refreshed at every evaluation), OUT/checkpoint (for --resume), log.jsonl,
+    eval.jsonl, results.json, loss_curve.png. Runs under `torchrun --nproc_per_node=N` (docs/pretrain.md).
     """
     from .experiments.pretrain import PretrainConfig, pretrain
 
@@ -425,9 +424,9 @@ def pretrain_cmd(
                          model_type=model_type, config_file=str(config_file) if config_file else None,
                          max_sentences_per_lang=max_sentences_per_lang, seq_len=seq_len, batch_size=batch_size,
                          grad_accum=grad_accum, max_steps=max_steps, lr=lr, warmup=warmup, mask_rate=mask_rate,
-                         whole_word=whole_word, span=span,
-                         alpha=alpha, dropout=dropout, precision=precision, compile=compile, seed=seed,
-                         eval_every=eval_every, resume=resume, data_dir=ddir, progress=progress)
+                         whole_word=whole_word, span=span, alpha=alpha, dropout=dropout, precision=precision,
+                         compile=compile, seed=seed, eval_every=eval_every, resume=resume, data_dir=ddir,
+                         progress=progress)
     with _flags(corpora="--corpus", whole_word="--whole-word", config_file="--config"):
         hooks = _pretrain_hooks(cfg, track_alignment, track_senses)
         res = pretrain(cfg, eval_hooks=hooks)
@@ -597,11 +596,9 @@ _QaThreads = typer.Option(None, "--threads", min=1, help="CPU threads for torch 
 
 def _qa_settings(max_len, doc_stride, n_best, max_answer_len, batch_size, precision, span_score="logit",
                  verify_margin=None):
-    from .core.precision import PREDICT_PRECISIONS, PRECISIONS, check_precision
     from .experiments.qa import QASettings
 
-    # bf16-verified exists for prediction only (the commands that take --verify-margin); training: fp32 | bf16
-    check_precision(precision, PREDICT_PRECISIONS if verify_margin is not None else PRECISIONS)
+    # checked once, by the experiment it is passed to (qa.train: fp32 | bf16; qa.predict_file also bf16-verified)
     extra = {} if verify_margin is None else {"verify_margin": verify_margin}
     return QASettings(max_len=max_len, doc_stride=doc_stride, n_best=n_best, max_answer_len=max_answer_len,
                       batch_size=batch_size, precision=precision, span_score=span_score, **extra)
@@ -699,8 +696,8 @@ def qa_train_cmd(
     s = _qa_settings(max_len, doc_stride, n_best, max_answer_len, eval_batch_size, precision)
     t = qa.TrainSettings(epochs=epochs, max_steps=max_steps, batch_size=batch_size, lr=lr, eval_every=eval_every,
                          checkpoint_every=checkpoint_every, patience=patience, seed=seed, resume=resume)
-    train_sets = [qa.load_data(f, data_dir, skip_bad=skip_bad).sample(max_train, seed) for f in train]
-    dev_set = (qa.load_data(dev, data_dir, skip_bad=skip_bad, check_offsets=False).sample(max_dev, seed)
+    train_sets = [qa.load_data(f, data_dir, skip_bad=skip_bad, limit=max_train, seed=seed) for f in train]
+    dev_set = (qa.load_data(dev, data_dir, skip_bad=skip_bad, check_offsets=False, limit=max_dev, seed=seed)
                if dev else None)
     _, _, tr = qa.train(model, train_sets, dev_set, out, s, t, dev_lang=lang, trust_remote_code=trust_remote_code)
     _qa_save(qa.QAResult("train", model, qa.asdict(s), [], tr), out)
@@ -714,7 +711,7 @@ def _qa_predict_or_eval(command, model, data, out, lang, limit, skip_bad, settin
     from .experiments import qa
 
     ds = qa.load_data(data, data_dir, skip_bad=skip_bad, require_answers=command == "eval",
-                      check_offsets=False).sample(limit, seed)
+                      check_offsets=False, limit=limit, seed=seed)
     with _flags(batch_size="--eval-batch-size"):
         result = qa.predict_file(command, model, ds, settings, lang=lang, convert=convert,
                                  trust_remote_code=trust_remote_code)
@@ -801,11 +798,10 @@ def qa_crosslingual_cmd(
     s = _qa_settings(max_len, doc_stride, n_best, max_answer_len, eval_batch_size, precision)
     t = qa.TrainSettings(epochs=epochs, max_steps=max_steps, batch_size=batch_size, lr=lr, eval_every=eval_every,
                          checkpoint_every=checkpoint_every, seed=seed, resume=resume)
-    train_sets = {n: qa.load_data(f, data_dir, skip_bad=skip_bad).sample(max_train, seed)
-                  for n, f in _qa_named(train, "--train")}
-    evals = {n: qa.load_data(f, data_dir, skip_bad=skip_bad, check_offsets=False).sample(limit, seed)
-             for n, f in _qa_named(eval_sets, "--eval")}
-    dev_set = (qa.load_data(dev, data_dir, skip_bad=skip_bad, check_offsets=False).sample(max_dev, seed)
+    train_sets = qa.load_sets(dict(_qa_named(train, "--train")), data_dir, max_train, seed, skip_bad=skip_bad)
+    evals = qa.load_sets(dict(_qa_named(eval_sets, "--eval")), data_dir, limit, seed, skip_bad=skip_bad,
+                         check_offsets=False)
+    dev_set = (qa.load_data(dev, data_dir, skip_bad=skip_bad, check_offsets=False, limit=max_dev, seed=seed)
                if dev else None)
     result = qa.crosslingual(model, train_sets, evals, out, s, t, dev=dev_set, convert=convert,
                              trust_remote_code=trust_remote_code)

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from .io.cjk import CJK_CHAR
+
+
 # ==== word senses: how well do the senses separate ============================================================
 def cosine_matrix(x: np.ndarray) -> np.ndarray:
     """Pairwise cosine similarity of the rows of x."""
@@ -239,7 +242,8 @@ CMRC_PUNCT = ['-', ':', '_', '*', '^', '/', '\\', '~', '`', '+', '=',
               '，', '。', '：', '？', '！', '“', '”', '；', '’', '《', '》', '……', '·', '、',
               '「', '」', '（', '）', '－', '～', '『', '』']
 _CMRC_PUNCT_SET = set(CMRC_PUNCT)
-_CJK = _re.compile(r"[\u4e00-\u9fa5]")
+# The official CMRC 2018 script segments this range only (not io.cjk's wider one): kept, so scores match it.
+_CMRC_CJK = _re.compile(r"[\u4e00-\u9fa5]")
 _EN_WORD = _re.compile(r"\d+(?:[.,]\d+)+|\w+(?:'\w+)?|[^\w\s]")
 
 
@@ -269,7 +273,7 @@ def cmrc_segment(s: str, remove_punct: bool = False) -> list[str]:
     for ch in s:
         if remove_punct and ch in _CMRC_PUNCT_SET:
             continue
-        if _CJK.match(ch) or ch in _CMRC_PUNCT_SET:
+        if _CMRC_CJK.match(ch) or ch in _CMRC_PUNCT_SET:
             if run:
                 out += _en_words(run)
                 run = ""
@@ -309,10 +313,10 @@ def cmrc_em(prediction: str, reference: str) -> float:
 
 
 def cjk_fraction(texts) -> float:
-    """Share of characters that are CJK (U+4E00–U+9FA5) among non-space characters."""
+    """Share of characters that are CJK ideographs (io.cjk) among non-space characters."""
     cjk = total = 0
     for t in texts:
-        cjk += len(_CJK.findall(t))
+        cjk += len(CJK_CHAR.findall(t))
         total += sum(1 for ch in t if not ch.isspace())
     return cjk / total if total else 0.0
 

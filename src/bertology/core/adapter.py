@@ -25,6 +25,7 @@ from typing import Callable, Sequence
 import torch
 
 from ..errors import UserError
+from ..io.cjk import is_cjk
 
 MASK = "[MASK]"
 BLANK = "␣"          # how a whitespace-only piece (a lone `▁` or `Ġ`) is printed
@@ -171,7 +172,7 @@ def _continues_word(sentence: str, a: int) -> bool:
     """Whether the character at `a` continues a word begun before it (Latin letters or digits on both sides;
     Chinese characters are words of their own, as BERT's tokenizer treats them)."""
     def wordy(ch: str) -> bool:
-        return ch.isalnum() and not ("\u3400" <= ch <= "\u9fff" or "\uf900" <= ch <= "\ufaff")
+        return ch.isalnum() and not is_cjk(ch)
     return 0 < a < len(sentence) and wordy(sentence[a - 1]) and wordy(sentence[a])
 
 

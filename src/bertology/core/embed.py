@@ -18,7 +18,6 @@ target away).
 from __future__ import annotations
 
 import re
-import unicodedata
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -26,6 +25,7 @@ import numpy as np
 import torch
 
 from ..errors import UserError
+from ..io.cjk import is_cjk
 from .adapter import covering_pieces, is_blank_piece, usable_length
 from .inference import batched_inference
 from .models import load_model, load_tokenizer, pick_device
@@ -42,17 +42,13 @@ class Occurrence:
     label: str = ""
 
 
-def _is_cjk(ch: str) -> bool:
-    return "CJK" in unicodedata.name(ch, "")
-
-
 def target_pattern(target: str) -> re.Pattern:
     """Regex for a target: case-insensitive, whole-word at alphanumeric (non-CJK) edges."""
     if not target or not target.strip():
         raise UserError("the target is empty")
     core = re.escape(target)
-    left = r"(?<![^\W\d_])" if (target[0].isalnum() and not _is_cjk(target[0])) else ""
-    right = r"(?![^\W\d_])" if (target[-1].isalnum() and not _is_cjk(target[-1])) else ""
+    left = r"(?<![^\W\d_])" if (target[0].isalnum() and not is_cjk(target[0])) else ""
+    right = r"(?![^\W\d_])" if (target[-1].isalnum() and not is_cjk(target[-1])) else ""
     return re.compile(left + core + right, re.IGNORECASE)
 
 

@@ -22,7 +22,6 @@ import math
 import os
 import pickle
 import random
-import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,8 +33,9 @@ import torch
 from ..checks import check_number
 from ..errors import UserError
 from .models import pick_device
-from .precision import autocast, check_precision
-from ..io.storage import replace_dir, truncate_jsonl
+from .precision import autocast
+from ..io.rundir import (BEST_WEIGHTS, CHECKPOINT, atomic_dir, atomic_write_with, find_checkpoint, save_weights)
+from ..io.storage import truncate_jsonl
 
 
 # --------------------------------------------------------------------------------------------- batching
@@ -221,74 +221,14 @@ def _unwrap(model):
 
 
 def save_checkpoint(out_dir: Path, model, optimizer, scheduler, state: dict) -> Path:
-    """Write out_dir/checkpoint atomically: build checkpoint.tmp, then swap it in with renames."""
-    from safetensors.torch import save_file
-
-    final, tmp = out_dir / "checkpoint", out_dir / "checkpoint.tmp"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    weights = {k: v.detach().contiguous().cpu() for k, v in _unwrap(model).state_dict().items()}
-    save_file(_dedupe_shared(weights), str(tmp / "model.safetensors"))
-    torch.save({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                "rng": _rng_state(), **state}, tmp / "state.pt")
-    with open(tmp / "state.pt", "rb") as f:
-        os.fsync(f.fileno())
-    return replace_dir(tmp, final)
-
-
-def _dedupe_shared(weights: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """safetensors refuses tensors that share memory (tied embeddings / decoder): store clones."""
-    seen: dict[int, str] = {}
-    out = {}
-    for k, v in weights.items():
-        ptr = v.data_ptr()
-        out[k] = v.clone() if ptr in seen else v
-        seen.setdefault(ptr, k)
-    return out
-
-
-def _write_best(out_dir: Path, weights: dict[str, torch.Tensor]) -> None:
-    from safetensors.torch import save_file
-
-    tmp = out_dir / "best.safetensors.tmp"
-    save_file(_dedupe_shared(weights), str(tmp))
-    os.replace(tmp, out_dir / "best.safetensors")
-
-
-def find_checkpoint(out_dir: Path) -> Path | None:
-    """The last complete checkpoint (a crash during the swap leaves checkpoint.old)."""
-    for name in ("checkpoint", "checkpoint.old"):
-        p = Path(out_dir) / name
-        if (p / "state.pt").exists() and (p / "model.safetensors").exists():
-            return p
-    return None
-
-
-def check_resume_settings(out_dir: str | Path, settings: dict[str, Any], resume: bool) -> None:
-    """A run resumes only under the settings it started with (as crossdomain does): a checkpoint continued with
-    another data set, length or learning rate would export the old run's model under the new settings
-    (issue 14.2). `settings` are the fields that shape the trained model; the first run's are kept in
-    OUT_DIR/run_settings.json, and a resume with any of them changed is a UserError naming those fields.
-    Called before any work. Without `resume`, a checkpoint already in OUT_DIR is refused rather than silently
-    continued or overwritten (resuming is opt-in in every command). A fresh start records the new settings."""
-    from ..errors import UserError
-    from ..io.storage import atomic_write_json
-
-    out_dir = Path(out_dir)
-    path = out_dir / "run_settings.json"
-    now = json.loads(json.dumps(settings, default=str))      # as it reads back from the file
-    if not resume and find_checkpoint(out_dir) is not None:
-        raise UserError(f"{out_dir}: holds a checkpoint of an earlier run; pass `resume` to continue it, "
-                        f"or choose another `out`", fields=("resume", "out"))
-    if resume and find_checkpoint(out_dir) is not None and path.exists():
-        before = json.loads(path.read_text(encoding="utf-8"))
-        changed = [k for k in now if k in before and before[k] != now[k]]
-        if changed:
-            what = ", ".join(f"`{k}` {before[k]!r} (now {now[k]!r})" for k in changed)
-            raise UserError(f"{out_dir}: its checkpoint was trained with other settings: {what}; resume with "
-                            f"the same ones, or start afresh in another `out`", fields=(*changed, "out"))
-        return
-    atomic_write_json(path, now)
+    """Write out_dir/checkpoint as a whole (rundir.atomic_dir): weights, then optimizer / scheduler / RNG state."""
+    with atomic_dir(out_dir / CHECKPOINT) as tmp:
+        save_weights(tmp / "model.safetensors",
+                     {k: v.detach().contiguous().cpu() for k, v in _unwrap(model).state_dict().items()})
+        atomic_write_with(tmp / "state.pt", lambda path: torch.save(
+            {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "rng": _rng_state(),
+             **state}, path))
+    return out_dir / CHECKPOINT
 
 
 @contextlib.contextmanager
@@ -415,7 +355,7 @@ def check_schedule(lr: float, warmup: float, epochs: float | None = None, max_st
 
 
 def _setup(model, batches: Batches, config: TrainConfig, loss_fn) -> _Run:
-    check_precision(config.precision)
+    # config.precision was checked where it entered (the experiment); autocast refuses a name that is none
     check_schedule(config.lr, config.warmup, config.epochs, config.max_steps)
     device = pick_device(config.device)
     rank, world = init_distributed(device)
@@ -448,7 +388,7 @@ def _resume(run: _Run) -> TrainState:
             truncate_jsonl(run.out_dir / "log.jsonl", state.step)
     # The best weights are kept in memory only when they will be restored at the end, and written to
     # best.safetensors at checkpoints (not at every improving evaluation), for a resumed run.
-    best_file = run.out_dir / "best.safetensors" if run.out_dir else None
+    best_file = run.out_dir / BEST_WEIGHTS if run.out_dir else None
     if run.config.restore_best and best_file and best_file.exists() and run.config.resume:
         from safetensors.torch import load_file
 
@@ -554,7 +494,7 @@ def _checkpoint(run: _Run, state: TrainState) -> None:
     if not (run.is_main and run.out_dir):
         return
     if state.best_weights is not None and state.best_written != state.best_step:
-        _write_best(run.out_dir, state.best_weights)   # only here, so it always matches the checkpoint
+        save_weights(run.out_dir / BEST_WEIGHTS, state.best_weights)   # only here, so it always matches the checkpoint
         state.best_written = state.best_step
     save_checkpoint(run.out_dir, run.model, run.optimizer, run.scheduler, {
         "step": state.step, "epoch": state.epoch, "batch_pos": state.batch_pos, "best_metric": state.best_metric,

@@ -32,13 +32,14 @@ import numpy as np
 
 from ..io.bilingual import BilingualData, pick_languages, read_bilingual
 from ..io.corpora import CorpusSpec, first_source_per_language
-from ..io.dictionaries import Dictionary, has_cjk
+from ..io.cjk import CJK_RANGES, has_cjk, is_cjk
+from ..io.dictionaries import Dictionary
 from ..core.embed import Embedder, Occurrence
 from ..errors import UserError
 from ..metrics import RETRIEVAL_SCORINGS, random_mrr, ranking_scores, retrieval_ranks_all, unit_rows
 
 SCHEMA = "bertology.align/1"
-_LATIN_WORD = re.compile(r"(?:(?![\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff])\w)+(?:['’-](?:(?![\u3400-\u9fff])\w)+)*")
+_LATIN_WORD = re.compile(rf"(?:(?![{CJK_RANGES}])\w)+(?:['’-](?:(?![{CJK_RANGES}])\w)+)*")
 
 
 # --------------------------------------------------------------------------------------------- finding words
@@ -67,7 +68,7 @@ def find_word_occurrences(sentences: Sequence[str], words: Sequence[str], max_pe
                         full.add(w)
         if cjk:
             for p, ch in enumerate(s):
-                if not ("\u3400" <= ch <= "\u9fff" or "\uf900" <= ch <= "\ufaff"):
+                if not is_cjk(ch):
                     continue
                 for n in lengths:
                     sub = s[p:p + n]

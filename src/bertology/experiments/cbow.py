@@ -22,18 +22,18 @@ from typing import Iterable, Sequence
 import numpy as np
 
 from ..errors import UserError
+from ..io.cjk import CJK_RANGES, has_cjk
 from ..io.storage import atomic_write_json, read_lines, save_results
 
 SCHEMA = "bertology.cbow/1"
 SEGMENTS = ("auto", "char", "word")
-_CJK = r"\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"
-_WORD = re.compile(rf"[{_CJK}]|[^\W{_CJK}]+", re.UNICODE)
+_WORD = re.compile(rf"[{CJK_RANGES}]|[^\W{CJK_RANGES}]+", re.UNICODE)
 
 
 def segment_line(line: str, segment: str) -> list[str]:
     """Tokens of a line, lower-cased. `char`: every CJK character a token, other words split at non-word
     characters (BERT's own pre-tokenisation); `word`: Chinese segmented into words with jieba; `auto` = char."""
-    if segment == "word" and re.search(rf"[{_CJK}]", line):
+    if segment == "word" and has_cjk(line):
         import jieba
 
         jieba.setLogLevel(60)

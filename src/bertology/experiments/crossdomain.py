@@ -24,11 +24,9 @@ dominate an epoch); prediction averages the logits of all windows of a sequence.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import re
-import shutil
 import time
 from collections import Counter
 from dataclasses import asdict, dataclass, field, replace
@@ -41,7 +39,8 @@ import torch
 from ..io.sequences import SequenceData, load_sequences
 from ..io.splits import leak_free_split, normalise_input
 from ..errors import UserError
-from ..io.storage import atomic_write_json, atomic_write_text, find_dataset, save_results
+from ..io.rundir import finished_run, fingerprint, mark_finished, refuse_unless_resuming
+from ..io.storage import find_dataset, save_results
 
 SCHEMA = "bertology.crossdomain/1"
 CONDITIONS = ("pretrained", "scratch", "rand-embed", "shuffled", "frozen", "composition")
@@ -357,11 +356,6 @@ def build_model(condition: str, model_name: str, num_labels: int, seed: int, tru
 
 
 # --------------------------------------------------------------------------------------------- one run
-def _fingerprint(settings: dict, mapping: dict, splits: dict) -> str:
-    blob = json.dumps({"s": settings, "m": mapping, "sp": splits}, sort_keys=True)
-    return hashlib.sha256(blob.encode()).hexdigest()[:16]
-
-
 def _test_scores(run: RunResult, labels: list[int], scores: np.ndarray, groups: list[str] | None) -> RunResult:
     """Fill in what every condition reports from its test-set scores: predictions and, for grouped data, the
     per-group (per-piece) majority-vote accuracy."""
@@ -570,33 +564,6 @@ def _prepare(cfg: CrossDomainConfig) -> _Prepared:
     return _Prepared(data, label_names, split, mapping, enc, pad_id, max_length, split_report.to_json())
 
 
-def _finished_run(run_dir: Path | None, fp: str) -> RunResult | None:
-    """The saved result of a finished run (same settings), else None; refuses a run with other settings."""
-    if run_dir is None:
-        return None
-    done_file = run_dir / "run.json"
-    if done_file.exists():
-        prev = json.loads(done_file.read_text(encoding="utf-8"))
-        if prev.get("fingerprint") != fp:
-            raise UserError(f"{done_file}: a finished run with different settings, data or mapping; "
-                            f"use another `out` (or delete {run_dir})", fields=('out',))
-        return RunResult(**prev["run"])
-    # an unfinished run's checkpoint may only be resumed under the same settings
-    stamp = run_dir / "fingerprint.txt"
-    if stamp.exists() and stamp.read_text().strip() != fp:
-        raise UserError(f"{run_dir}: an interrupted run with different settings, data or mapping; "
-                        f"use another `out` (or delete {run_dir})", fields=('out',))
-    atomic_write_text(stamp, fp + "\n")
-    return None
-
-
-def _mark_finished(run_dir: Path, fp: str, run: RunResult) -> None:
-    atomic_write_json(run_dir / "run.json", {"fingerprint": fp, "run": asdict(run)})
-    for name in ("checkpoint", "checkpoint.old", "checkpoint.tmp"):   # big; the run is finished
-        shutil.rmtree(run_dir / name, ignore_errors=True)
-    (run_dir / "best.safetensors").unlink(missing_ok=True)
-
-
 def run_crossdomain(cfg: CrossDomainConfig, out_dir: str | Path | None = None) -> CrossDomainResult:
     """Run every (condition, seed) and return the result. With `out_dir`, each run keeps an engine checkpoint
     under out_dir/runs/<condition>-seed<k>/ while it trains and a run.json when done, so re-running the same
@@ -605,16 +572,15 @@ def run_crossdomain(cfg: CrossDomainConfig, out_dir: str | Path | None = None) -
 
     _check_config(cfg)
     out = Path(out_dir) if out_dir else None
-    if out and not cfg.resume and (out / "runs").is_dir() and any((out / "runs").iterdir()):
-        raise UserError(f"{out}: holds the runs of an earlier experiment; pass `resume` to continue it, or choose "
-                        f"another `out`", fields=("resume", "out"))
+    if out and (out / "runs").is_dir() and any((out / "runs").iterdir()):
+        refuse_unless_resuming(out, "the runs of an earlier experiment", cfg.resume)
     prep = _prepare(cfg)
     data, split, enc = prep.data, prep.split, prep.enc
     settings = {k: v for k, v in asdict(cfg).items() if k not in ("progress", "data_dir", "resume")}
     settings["max_length_used"] = prep.max_length
     splits_lines = {k: [data.lines[i] for i in v] for k, v in split.items()}
-    fp = _fingerprint({k: v for k, v in settings.items() if k not in ("seeds", "conditions")}, prep.mapping,
-                      splits_lines)
+    fp = fingerprint({"s": {k: v for k, v in settings.items() if k not in ("seeds", "conditions")},
+                      "m": prep.mapping, "sp": splits_lines})
 
     # Seed-major order: an experiment stopped part-way still has every condition for the seeds it finished.
     todo = [(c, cfg.seed + k) for k in range(cfg.seeds) for c in cfg.conditions]
@@ -661,11 +627,12 @@ def _run_or_resume(cond: str, seed: int, lr: float, cfg: CrossDomainConfig, prep
     bar.set_postfix_str(f"{cond} seed {seed}" + (f" lr {lr:g}" if cond in _tuned(cfg) else ""))
     name = f"{cond}-seed{seed}" + (f"-lr{lr:g}" if cond in _tuned(cfg) else "")
     run_dir = out / "runs" / name if out else None
-    run = _finished_run(run_dir, fp)
+    saved = finished_run(run_dir, fp) if run_dir else None
+    run = RunResult(**saved) if saved is not None else None
     if run is None:
         run = _one_run(cond, seed, replace(cfg, lr=lr), prep, run_dir, shared)
         if run_dir:
-            _mark_finished(run_dir, fp, run)
+            mark_finished(run_dir, fp, asdict(run))
     bar.update(1)
     return run
 

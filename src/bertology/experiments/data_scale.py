@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 from ..errors import UserError
+from ..io.rundir import find_checkpoint, refuse_unless_resuming, save_pretrained_atomically
 from ..io.storage import save_results
 from .align import tracking_evaluator
 from .pretrain import PretrainConfig, load_corpora, model_config, pretrain, train_tokenizer
@@ -61,10 +62,9 @@ def data_scale(corpora: list[str], dictionary: str, out_dir: str | Path, sentenc
     sizes = sorted(int(n) for n in sentences)
     if len(sizes) < 2 or sizes[0] <= 0:
         raise UserError("`sentences` needs at least two positive sizes, e.g. 10000,50000", fields=('sentences',))
-    started = [out_dir / f"n{n}" for n in sizes if (out_dir / f"n{n}" / "checkpoint").exists()]
-    if started and not resume:
-        raise UserError(f"{started[0]}: holds a checkpoint of an earlier run; pass `resume` to continue the "
-                        f"experiment, or choose another `out`", fields=("resume", "out"))
+    started = [out_dir / f"n{n}" for n in sizes if find_checkpoint(out_dir / f"n{n}")]
+    if started:
+        refuse_unless_resuming(started[0], "a checkpoint of an earlier run", resume)
     tok_dir = out_dir / "tokenizer"
     if not (tok_dir / "tokenizer_config.json").exists():
         big = load_corpora(PretrainConfig(corpora=list(corpora), out_dir=str(out_dir), seed=seed,
@@ -75,7 +75,7 @@ def data_scale(corpora: list[str], dictionary: str, out_dir: str | Path, sentenc
     if not (tok_dir / "config.json").exists():
         # pretrain(tokenizer=DIR) resolves DIR as a model directory, which needs a config.json: store the
         # shared model config there (it is the same for every run anyway).
-        model_config(size, None, len(tokenizer), seq_len, 0.1).save_pretrained(tok_dir)
+        save_pretrained_atomically(tok_dir, model_config(size, None, len(tokenizer), seq_len, 0.1))
     # evaluation text: the first lines of each language's first corpus (or of `align_corpora`, {lang: SOURCE})
     evaluator = tracking_evaluator(dictionary, [f"{l}={s}" for l, s in align_corpora.items()] if align_corpora
                                    else corpora, tokenizer, keep_line_caps=bool(align_corpora), convert=convert,
@@ -95,7 +95,7 @@ def data_scale(corpora: list[str], dictionary: str, out_dir: str | Path, sentenc
         cfg = PretrainConfig(corpora=list(corpora), out_dir=str(out_dir / f"n{n}"), tokenizer=str(tok_dir),
                              size=size, max_sentences_per_lang=n, seq_len=seq_len, batch_size=batch_size,
                              max_steps=steps, lr=lr, precision=precision, seed=seed, eval_every=eval_every,
-                             resume=(out_dir / f"n{n}" / "checkpoint").exists(), data_dir=data_dir,
+                             resume=find_checkpoint(out_dir / f"n{n}") is not None, data_dir=data_dir,
                              progress=progress)
         res = pretrain(cfg, eval_hooks=[evaluator])
         runs.append(DataScaleRun(n, res.model_dir, res.steps, res.tokens_seen, res.wall_time, res.history,

@@ -24,7 +24,8 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from ..io.dictionaries import Dictionary, has_cjk
+from ..io.cjk import has_cjk
+from ..io.dictionaries import Dictionary
 from ..core.embed import Embedder
 from ..checks import check_number
 from ..errors import UserError

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Sequence
 
 from ..errors import UserError
+from .cjk import has_cjk
 from .storage import open_text
 
 # ==== bilingual dictionaries ==================================================================================
@@ -15,12 +16,7 @@ from .storage import open_text
 # (`Traditional Simplified [pinyin] /gloss/gloss/`, here read straight from the distributed .zip). Chinese comes
 # in two scripts (MUSE: Traditional; most corpora: Simplified), so a dictionary can be converted with opencc;
 # the number of words the conversion changed is kept so coverage can be reported.
-_CJK_CHAR = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
 SCRIPT_CONVERSIONS = ("t2s", "s2t")
-
-
-def has_cjk(text: str) -> bool:
-    return bool(_CJK_CHAR.search(text))
 
 
 @dataclass

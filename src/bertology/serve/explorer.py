@@ -349,7 +349,7 @@ class Explorer:
         """The other language's dictionary words usable with this model (in the corpus, no [UNK]), as the
         alignment experiment's word vectors at every layer; built once per model and direction."""
         from ..experiments.align import WordSet, contextual_vectors, usable_words
-        from ..io.dictionaries import has_cjk
+        from ..io.cjk import has_cjk
 
         if direction not in lm.neighbour_index:
             corpora, d = self._corpora(), self._dictionary(direction)
@@ -367,7 +367,7 @@ class Explorer:
 
     def neighbours(self, model: str | None, word: str, k: int) -> dict:
         from ..experiments.align import WordSet, contextual_vectors, usable_words
-        from ..io.dictionaries import has_cjk
+        from ..io.cjk import has_cjk
 
         lim = self.limits
         k = _int(k, "k", 1, lim.max_k)

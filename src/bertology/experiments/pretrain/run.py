@@ -15,8 +15,6 @@ from __future__ import annotations
 import dataclasses
 import gc
 import json
-import os
-import shutil
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -26,6 +24,7 @@ import numpy as np
 import torch
 
 from ...errors import UserError
+from ...io.rundir import check_resume, save_pretrained_atomically
 from ...io.storage import truncate_jsonl
 from .data import PackedData, PackedMLMBatches, prepare_data, unigram_baseline
 from .objective import SPAN_MAX, SPAN_MEAN, SPAN_P, MaskedLMObjective, evaluate_mlm, make_masker, mlm_loss, require_jieba
@@ -116,45 +115,21 @@ def train_tokenizer(corpora: dict[str, list[str]], out_dir: str | Path, vocab_si
     tok, res = learn_tokenizer(corpora, vocab_size, lowercase, strip_accents, alpha, budget_tokens, seed,
                                progress, alphabet_size)
     out_dir = Path(out_dir)
-    _save_tokenizer_atomically(tok, out_dir)
+    save_pretrained_atomically(out_dir, tok)
     return tok, dataclasses.replace(res, out_dir=str(out_dir), seconds=time.perf_counter() - t0)
-
-
-def _save_tokenizer_atomically(tok, out_dir: Path) -> None:
-    tmp = out_dir.parent / f".{out_dir.name}.tok.tmp"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tok.save_pretrained(tmp)
-    _move_files_into(tmp, out_dir)
-
-
-def _move_files_into(src: Path, dst: Path) -> None:
-    """Move every file of `src` into `dst` with one atomic rename each, then remove `src`. A reader of
-    `dst` never sees a half-written file, and `dst` never disappears (unlike swapping whole directories)."""
-    dst.mkdir(parents=True, exist_ok=True)
-    # config first, weights last: a reader that sees new weights also sees the config they belong to.
-    files = sorted(src.iterdir(), key=lambda p: (p.suffix == ".safetensors", p.name))
-    for p in files:
-        os.replace(p, dst / p.name)
-    shutil.rmtree(src, ignore_errors=True)
-
 
 
 def export_model(mlm, tokenizer, out_dir: Path) -> Path:
     """Write a Hugging Face model directory (config, model.safetensors, tokenizer) that
     `AutoModelForMaskedLM.from_pretrained` loads, each file replaced atomically (readers may load it while
     training goes on)."""
-    tmp = out_dir.parent / f".{out_dir.name}.export.tmp"
-    shutil.rmtree(tmp, ignore_errors=True)
-    mlm.save_pretrained(tmp)
-    tokenizer.save_pretrained(tmp)
-    _move_files_into(tmp, out_dir)
-    return out_dir
+    return save_pretrained_atomically(out_dir, mlm, tokenizer)
 
 
 # --------------------------------------------------------------------------------------------- pretrain()
 @dataclass
 class PretrainConfig:
-    corpora: list[str]                        # LANG=SOURCE[#COL][@MAX] specs (see data.read_corpus)
+    corpora: list[str]                        # LANG=SOURCE[#COL][@MAX] specs (see io/corpora.py)
     out_dir: str
     tokenizer: str | None = None              # a tokenizer / model directory; None: train one (vocab_size)
     init_from: str | None = None              # warm start from this BERT (see bertology.warmstart)
@@ -329,9 +304,9 @@ def pretrain(cfg: PretrainConfig, eval_hooks: Iterable[Callable[[Any, int, dict]
     if is_main:
         out.mkdir(parents=True, exist_ok=True)
         # max_steps and eval_every may change on resume (train longer); nothing that shapes the model may
-        engine.check_resume_settings(out, {k: v for k, v in asdict(cfg).items()
-                                           if k not in ("max_steps", "eval_every", "resume", "progress",
-                                                        "out_dir", "data_dir", "compile")}, cfg.resume)
+        check_resume(out, {k: v for k, v in asdict(cfg).items()
+                               if k not in ("max_steps", "eval_every", "resume", "progress",
+                                            "out_dir", "data_dir", "compile")}, cfg.resume)
     corpora = load_corpora(cfg)
 
     tokenizer = _run_tokenizer(cfg, corpora, out, is_main, world, source)

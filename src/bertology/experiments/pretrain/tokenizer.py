@@ -14,11 +14,11 @@ from typing import Any
 import numpy as np
 
 from ...errors import UserError
+from ...io.cjk import CJK_RANGES
 
 TOKENIZER_SCHEMA = "bertology.tokenizer/1"
 SPECIAL_TOKENS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
-_CJK = r"\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"
-_APPROX_TOKEN_RE = re.compile(rf"[{_CJK}]|[^\s{_CJK}]+")
+_APPROX_TOKEN_RE = re.compile(rf"[{CJK_RANGES}]|[^\s{CJK_RANGES}]+")
 
 
 def approx_tokens(line: str) -> int:
@@ -134,7 +134,7 @@ def learn_tokenizer(corpora: dict[str, list[str]], vocab_size: int = 16000, lowe
     tok = BertTokenizer(vocab=vocab, do_lower_case=lowercase, strip_accents=strip_accents,
                         tokenize_chinese_chars=True)
     tok.model_max_length = 512
-    cjk = sum(1 for t in vocab if len(t) == 1 and re.match(rf"[{_CJK}]", t))
+    cjk = sum(1 for t in vocab if len(t) == 1 and re.match(rf"[{CJK_RANGES}]", t))
     res = TokenizerResult("", len(vocab), lowercase, strip_accents, alpha,
                           {k: len(v) for k, v in sample.items()},
                           {k: sum(approx_tokens(x) for x in v) for k, v in sample.items()}, cjk,

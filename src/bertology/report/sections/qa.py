@@ -3,15 +3,12 @@
 from __future__ import annotations
 
 import shutil
-
-from dataclasses import asdict
 from pathlib import Path
 
 from ...core.models import has_qa_head, load_config
-from ...experiments.qa import (LECTURE_DRCD_F1, SCHEMA, QAResult, QASettings, TrainSettings, check_settings,
-                               crosslingual, evaluate_sets, load_data, load_qa_model, write_predictions)
-from ...io.storage import save_results
 from ...core.precision import fast_precision
+from ...experiments.qa import (LECTURE_DRCD_F1, QASettings, TrainSettings, crosslingual, evaluate_model, load_data,
+                               load_sets, measure_transfer, save)
 from .. import ReportContext, Section, plots
 
 # (SQuAD train questions, XQuAD questions per language). Quick: chosen by measurement so that minilm learns the task
@@ -67,20 +64,15 @@ def _qa_section(ctx: ReportContext, model_name: str) -> Section:
     s = QASettings(max_len=max_len, doc_stride=max_len // 3, precision=fast_precision() if quick else ctx.precision)
     t = TrainSettings(epochs=1 if quick else 2, batch_size=16, lr=2e-4 if quick else 5e-5, seed=ctx.seed,
                       checkpoint_every=100000, resume=True)
-    evals = {"XQuAD-en": load_data("xquad-en", ctx.data_dir).sample(n_eval, ctx.seed),
-             "XQuAD-zh": load_data("xquad-zh", ctx.data_dir).sample(n_eval, ctx.seed)}
-    if not quick:
-        evals["DRCD dev"] = load_data("drcd-dev", ctx.data_dir)
+    # quick: no DRCD; full: every question of each set (n_eval None)
+    evals = load_sets({"XQuAD-en": "xquad-en", "XQuAD-zh": "xquad-zh", **({} if quick else {"DRCD dev": "drcd-dev"})},
+                      ctx.data_dir, n_eval, ctx.seed)
     convert = None if quick else "t2s"
     if has_qa_head(model_name):
-        model, tokenizer = load_qa_model(model_name, ctx.trust_remote_code)
-        s = check_settings(tokenizer, model.config, s)
-        scores, preds, notes = evaluate_sets(model, tokenizer, evals, s, convert=convert, progress=False)
-        write_predictions(ctx.out_dir, preds)
-        res = QAResult("eval", model_name, asdict(s), scores, notes=notes)
+        res = evaluate_model(model_name, evals, ctx.out_dir, s, convert, ctx.trust_remote_code, progress=False)
         how = "This model already has a trained span head, so it was evaluated as it is (no fine-tuning)."
     else:
-        train_set = load_data("squad-train", ctx.data_dir).sample(n_train, ctx.seed)
+        train_set = load_data("squad-train", ctx.data_dir, limit=n_train, seed=ctx.seed)
         res = crosslingual(model_name, {"en": train_set}, evals, ctx.out_dir, s, t, convert=convert,
                            trust_remote_code=ctx.trust_remote_code, progress=False)
         if not ctx.keep_models:   # ~90 MB of weights and optimizer state: the report keeps results only
@@ -88,7 +80,7 @@ def _qa_section(ctx: ReportContext, model_name: str) -> Section:
                 shutil.rmtree(ctx.out_dir / d, ignore_errors=True)
         how = (f"The model was fine-tuned for extractive QA on {len(train_set.examples)} English SQuAD questions "
                f"only ({res.train.steps} steps, {res.train.wall_time:.0f} s).")
-    save_results(ctx.out_dir, SCHEMA, res.payload())
+    save(res, ctx.out_dir)
     figs = [plots.plot_qa_scores(res.scores, LECTURE_DRCD_F1, ctx.out_dir / "qa_scores.png",
                                  title=f"{Path(str(model_name)).name}: English QA training only")]
     if res.train and res.train.train_log:
@@ -108,7 +100,8 @@ def _qa_section(ctx: ReportContext, model_name: str) -> Section:
                  f"even in English, so the Chinese score says nothing about transfer yet. Longer runs (docs/qa.md: "
                  f"minilm on 5,000 SQuAD questions reaches 56.9 F1 on SQuAD dev, 13.4 on XQuAD-zh), or "
                  f"`bertology report --model DIR` with a model from `bertology qa train`, show it.")
-    m = _qa_measures(ctx.out_dir, evals, model_name)
+    m = {"model": model_name, **measure_transfer(ctx.out_dir, evals["XQuAD-zh"], evals["XQuAD-en"],
+                                                 "XQuAD-zh", "XQuAD-en")}
     rows.append({"eval set": "XQuAD-zh: character-overlap heuristic (no model)", "lang": "zh", "EM": "",
                  "F1": m["heuristic_f1"], "questions": m["questions"]})
     expl += (f"The verdict scores both languages with the same (CMRC) F1 on the same {m['questions']} questions: "
@@ -116,21 +109,3 @@ def _qa_section(ctx: ReportContext, model_name: str) -> Section:
              f"heuristic (the 6 characters after the context window that shares most characters with the question).")
     return Section(f"Cross-lingual zero-shot QA on {model_name}", expl, figs, [("EM / F1 (0-100)", rows)],
                    claim_ids=["qa"], measures={"qa": [m]})
-
-
-def _qa_measures(out_dir: Path, evals: dict, model_name: str) -> dict:
-    """The verdict's numbers: the model's Chinese and English F1 and the heuristic's, per question, one metric."""
-    import json
-
-    from ...experiments.qa import overlap_heuristic_answer, per_question_f1, predictions_path
-    from ...metrics import paired_difference
-
-    def answers(name):
-        return json.loads(predictions_path(out_dir, name).read_text(encoding="utf-8"))
-
-    zh, en = evals["XQuAD-zh"].examples, evals["XQuAD-en"].examples
-    zh_f1, en_f1 = per_question_f1(zh, answers("XQuAD-zh")), per_question_f1(en, answers("XQuAD-en"))
-    heur = per_question_f1(zh, {e.id: overlap_heuristic_answer(e.question, e.context) for e in zh})
-    diff = paired_difference(zh_f1, heur)
-    return {"model": model_name, "zh_f1": float(zh_f1.mean()), "en_f1": float(en_f1.mean()),
-            "heuristic_f1": float(heur.mean()), "questions": len(zh), "ci": diff["ci"], "effect": diff["mean"]}
