@@ -21,7 +21,7 @@ from typing import Callable
 
 from ..errors import UserError
 from ..io.storage import atomic_write_text, save_results
-from .claims import claim_verdicts, summary_line, verdicts
+from .claims import VERDICTS, claim_verdicts, summary_line, verdicts
 
 
 @dataclass
@@ -201,9 +201,9 @@ def embedded_cjk_font(text: str) -> str:
     return (f"@font-face{{font-family:'bertology-cjk';src:url(data:font/otf;base64,{data}) format('opentype');}}")
 
 
-def _verdict_cell(c: dict) -> str:
-    """One claim on one model: the verdict (its rule on hover), this run's figure, the baselines it had to
-    beat, the 95% CI of the effect, and the reason where there is one."""
+def _verdict_entry(c: dict) -> str:
+    """One claim's row on one model: the verdict, this run's figure, the baselines it had to beat, the 95% CI
+    of the effect, and the reason where there is one."""
     base = "<br>".join(f"{html.escape(k)}: {v:.3f}" if isinstance(v, float) else f"{html.escape(k)}: {html.escape(str(v))}"
                        for k, v in c["baselines"].items())
     ci = "" if not c.get("ci") else f"<br>95% CI of the effect [{c['ci'][0]:+.3f}, {c['ci'][1]:+.3f}]"
@@ -214,8 +214,16 @@ def _verdict_cell(c: dict) -> str:
         parts.append(f"<small>baselines: {base}{ci}</small>")
     if c.get("reason"):
         parts.append(f"<small>{html.escape(c['reason'])}</small>")
-    return (f"<td class='v-{c['verdict'].replace(' ', '-')}' title='{html.escape(c['rule'])}'>"
-            + "<br>".join(parts) + "</td>")
+    return "<br>".join(parts)
+
+
+def _verdict_cell(rows: list[dict], colspan: int = 1) -> str:
+    """A model's cell: its rows of the claim (one per language where a claim is measured per language), coloured
+    by the best verdict among them, the rule on hover."""
+    best = next(v for v in VERDICTS if any(r["verdict"] == v for r in rows))
+    span = f" colspan='{colspan}'" if colspan > 1 else ""
+    return (f"<td{span} class='v-{best.replace(' ', '-')}' title='{html.escape(rows[0]['rule'])}'>"
+            + "<hr>".join(_verdict_entry(r) for r in rows) + "</td>")
 
 
 def verdict_columns(claims: list[dict], models: list[str] | None = None) -> list[str]:
@@ -236,15 +244,18 @@ def _verdict_html(claims: list[dict], summary: str = "", models: list[str] | Non
     for cid in dict.fromkeys(c["id"] for c in claims):
         mine = [c for c in claims if c["id"] == cid]
         head = mine[0]
-        link = f"<a href='#s{head['section']}'>section {head['section']}</a>" if head["section"] else ""
-        by_model = {str(c["model"]): c for c in mine if c["model"]}
+        link = f"<br><small><a href='#s{head['section']}'>section {head['section']}</a></small>" if head["section"] else ""
+        by_model: dict[str, list[dict]] = {}
+        for c in mine:
+            if c["model"]:
+                by_model.setdefault(str(c["model"]), []).append(c)
         if by_model:
             cells = "".join(_verdict_cell(by_model[m]) if m in by_model else "<td class='v-none'>–</td>"
                             for m in columns)
         else:      # no model tested it: one cell across the model columns says why
-            cells = _verdict_cell(head).replace("<td ", f"<td colspan='{max(1, len(columns))}' ", 1)
-        rows.append(f"<tr><th scope='row'>{html.escape(head['claim'])}</th><td>{html.escape(head['paper'])}</td>"
-                    f"{cells}<td>{link}</td></tr>")
+            cells = _verdict_cell(mine, colspan=max(1, len(columns)))
+        rows.append(f"<tr><th scope='row'>{html.escape(head['claim'])}{link}</th><td>{html.escape(head['paper'])}</td>"
+                    f"{cells}</tr>")
     top = f"<p class='summary'><b>{html.escape(summary)}</b></p>" if summary else ""
     heads = "".join(f"<th scope='col'>{html.escape(m)}</th>" for m in columns) or "<th>model</th>"
     return ("<h2 id='verdicts'>Verdicts</h2>" + top + "<p class='cap'>Each claim of the lecture and its papers, on "
@@ -253,7 +264,7 @@ def _verdict_html(claims: list[dict], summary: str = "", models: list[str] | Non
             "docs/results.md), not a judgement: <i>shown</i> needs the effect's 95% confidence interval (bootstrap "
             "over test items, and seeds where there are seeds) clear of every baseline.</p>"
             f"<div class='wide'><table class='verdicts'><tr><th scope='col'>claim</th><th scope='col'>lecture / paper"
-            f"</th>{heads}<th></th></tr>" + "".join(rows) + "</table></div>")
+            f"</th>{heads}</tr>" + "".join(rows) + "</table></div>")
 
 
 # What each figure shows, by file name (every section draws its figures under these names); a figure not listed
@@ -334,7 +345,7 @@ def render_html(model: str, sections: list[Section], claims: list[dict] | None =
 body{{font-family:system-ui,sans-serif,'Noto Sans CJK TC','PingFang TC','Microsoft JhengHei','bertology-cjk';max-width:60rem;margin:2rem auto;padding:0 1rem;line-height:1.5}}
 img{{max-width:100%}} table{{border-collapse:collapse;margin:.5rem 0}} td,th{{border:1px solid #ccc;padding:.2rem .5rem;
 text-align:right}} .verdicts td,.verdicts th{{text-align:left;vertical-align:top}} .verdicts td{{min-width:9rem}} .v-shown{{background:#e8f5e9}}
-.v-not-shown{{background:#fff8e1}} .v-not-applicable,.v-not-run{{background:#f3f3f3}} .wide{{overflow-x:auto}} .skip{{color:#a00}} .time,.cap{{color:#666;font-size:.9em}} pre{{white-space:pre-wrap;overflow-wrap:anywhere;font-size:.8em}} p{{overflow-wrap:anywhere}}</style>
+.v-not-shown{{background:#fff8e1}} .v-not-applicable,.v-not-run{{background:#f3f3f3}} .wide{{overflow-x:auto}} .skip{{color:#a00}} .time,.cap{{color:#666;font-size:.9em}} hr{{border:0;border-top:1px dashed #bbb}} pre{{white-space:pre-wrap;overflow-wrap:anywhere;font-size:.8em}} p{{overflow-wrap:anywhere}}</style>
 </head><body><h1>Why BERT works — {html.escape(model)}</h1>
 <p>Generated by bertology: the experiments of Hung-yi Lee's lecture "Self-supervised learning: BERT explained"
 (ML 2021) and the papers behind it, run on {'these models' if models and len(models) > 1 else 'this model'}.</p>{verdict_table}<ol>{toc}</ol>
