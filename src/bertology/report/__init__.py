@@ -279,7 +279,8 @@ CAPTIONS = {
     "fill_mask.png": "The five most probable tokens for each [MASK], with their probabilities.",
     "conditions.png": "Test accuracy per condition (mean ± std over seeds); the dotted line is the majority class.",
     "learning_curves.png": "Dev accuracy after each epoch, per condition and seed.",
-    "qa_scores.png": "EM and F1 per evaluation set (this run), beside the lecture's DRCD figures.",
+    "qa_scores.png": "EM and F1 per evaluation set of this run (top); the lecture's DRCD dev F1, another data set, "
+                     "on its own axis below, for scale only.",
     "qa_training.png": "Training loss of the QA fine-tuning.",
     "mrr_per_layer.png": "Dictionary MRR per layer (cosine and CSLS), with the random-ranking and random-vector "
                          "baselines.",

@@ -90,15 +90,38 @@ def new_figure(width: float = 6.4, height: float = 4.0):
 
 # ==== word senses, CBOW =======================================================================================
 def _short(text: str, n: int = 22) -> str:
-    return text if len(text) <= n else text[: n - 1] + "…"
+    """At most n columns of text, a CJK character counting two (it is drawn about twice as wide)."""
+    import unicodedata
+
+    widths = [2 if unicodedata.east_asian_width(ch) in "WF" else 1 for ch in text]
+    if sum(widths) <= n:
+        return text
+    kept, used = 0, 0
+    while used + widths[kept] <= n - 1:         # room for the ellipsis
+        used += widths[kept]
+        kept += 1
+    return text[:kept] + "…"
+
+
+def heatmap_labels(labels: list[str], sentences: list[str]) -> tuple[list[float], list[str], bool]:
+    """(tick positions, tick labels, one per row?) for a heatmap of rows in this label order: a numbered
+    sentence per row while a row of the HEATMAP_SIDE_IN square is tall enough for a LABEL_PT line, else one
+    label per sense block, at its centre, with its count."""
+    rows = len(labels)
+    if HEATMAP_SIDE_IN * 72 / max(rows, 1) >= LABEL_PT * 1.2:
+        return list(range(rows)), [f"{k + 1}. {t}" for k, t in enumerate(sentences)], True
+    starts = [k for k in range(rows) if k == 0 or labels[k] != labels[k - 1]]
+    ends = starts[1:] + [rows]
+    return ([(a + b - 1) / 2 for a, b in zip(starts, ends)],
+            [f"{labels[a] or '(no label)'} ({b - a})" for a, b in zip(starts, ends)], False)
 
 
 def similarity_heatmap(result, path, title: str | None = None) -> Path:
     """Cosine similarity of every pair of occurrences, ordered by label, sentences as tick labels."""
     occ = result.occurrences
     sim = result.similarity
-    # At most MAX_HEATMAP occurrences (a seeded sample stratified by label): the figure grows 0.28 inch per
-    # occurrence, and 400 drew an 11,079 x 10,131 px PNG. Older results carry only the full matrix.
+    # At most MAX_HEATMAP occurrences (a seeded sample stratified by label; when the figure grew 0.28 inch per
+    # occurrence, 400 drew an 11,079 x 10,131 px PNG). Older results carry only the full matrix.
     heat = sim.get("heatmap") or {"occurrences": list(range(len(occ))), "sampled": False}
     shown = heat["occurrences"]
     if heat.get("matrix") is not None:
@@ -114,30 +137,23 @@ def similarity_heatmap(result, path, title: str | None = None) -> Path:
         s = occ[i]["sentence"]
         seen[s] = seen.get(s, 0) + 1
         tag = f"[{occ[i]['label']}] " if occ[i]["label"] else ""
-        ticks.append(tag + _short(result.sentences[s]) + (f" #{seen[s]}" if seen[s] > 1 else ""))
+        ticks.append(tag + _short(result.sentences[s], 28) + (f" #{seen[s]}" if seen[s] > 1 else ""))
     # The figure fits the report's text column at its natural size (PAGE_WIDTH_PX), so its labels are shown at the
     # size drawn, LABEL_PT (>= MIN_LABEL_PX on the page): a fixed square for the cells, a label per sentence while
     # a row is tall enough to hold one, else one label per sense block.
     rows = len(order)
-    row_pt = HEATMAP_SIDE_IN * 72 / max(rows, 1)
     fig, ax = new_figure(HEATMAP_SIDE_IN + 1.2, HEATMAP_SIDE_IN + 0.6)
-    # pcolormesh, not imshow: imshow resamples to the output size in float64 RGBA (~1 GB for 200 rows at
-    # 0.28 inch each), a mesh draws one quad per cell (~0.2 GB); cells centred on the ticks as imshow's
+    # pcolormesh, not imshow: imshow resamples to the output size in float64 RGBA (~1 GB for 200 rows when a row
+    # was 0.28 inch), a mesh draws one quad per cell; cells centred on the ticks as imshow's
     edges = np.arange(rows + 1) - 0.5
     im = ax.pcolormesh(edges, edges, m, cmap="viridis", vmin=min(0.0, float(m.min())), vmax=1.0)
     ax.set_xlim(edges[0], edges[-1])
     ax.set_ylim(edges[-1], edges[0])          # first row at the top, as an image
     ax.set_aspect("equal")
-    if row_pt >= LABEL_PT * 1.2:
-        ax.set_yticks(range(rows), [f"{k + 1}. {t}" for k, t in enumerate(ticks)], fontsize=LABEL_PT)
-        ax.set_xticks(range(rows), [str(k + 1) for k in range(rows)], fontsize=LABEL_PT, rotation=90)
-    else:                                     # too many rows to label each: name the sense blocks
-        blocks = [(k, occ[i]["label"]) for k, i in enumerate(order) if k == 0 or occ[i]["label"] != occ[order[k - 1]]["label"]]
-        ends = [k for k, _ in blocks[1:]] + [rows]
-        centres = [(start + end - 1) / 2 for (start, _), end in zip(blocks, ends)]
-        names = [f"{label or '(no label)'} ({end - start})" for (start, label), end in zip(blocks, ends)]
-        ax.set_yticks(centres, names, fontsize=LABEL_PT)
-        ax.set_xticks(centres, names, fontsize=LABEL_PT)
+    positions, names, per_row = heatmap_labels([occ[i]["label"] for i in order], ticks)
+    ax.set_yticks(positions, names, fontsize=LABEL_PT)
+    ax.set_xticks(positions, [str(k + 1) for k in positions] if per_row else names, fontsize=LABEL_PT,
+                  rotation=90 if per_row else 0)
     labels = [occ[i]["label"] for i in order]
     for k in range(1, len(labels)):           # lines between the label blocks
         if labels[k] != labels[k - 1]:
