@@ -258,7 +258,7 @@ def cbow_cmd(
 @app.command("report")
 def report_cmd(
     out: Path = OutOpt,
-    model: List[str] = typer.Option(["minilm"], "--model", "-m", help=MODEL_HELP + " Repeatable: every model "
+    model: List[str] = typer.Option(["minilm"], "--model", "-m", metavar="MODEL", help=MODEL_HELP + " Repeatable: every model "
                                     "runs every section it can, and the verdict table has a column per model."),
     full: bool = typer.Option(False, "--full", help="Paper-scale settings instead of the quick ones (~8 min). "
                               "Estimated time (docs/results.md): about 2 h 45 min on a 2-core CPU with --precision bf16, "
