@@ -4,7 +4,8 @@ PYTHON ?= python3
 VENV   ?= .venv
 PY      = $(VENV)/bin/python
 OUT    ?= report
-MODEL  ?= minilm
+# the report's models, side by side (one verdict column each); MODEL=M alone reports on one model
+MODELS ?= $(if $(MODEL),$(MODEL),minilm zh-en-mini)
 
 .PHONY: report test install clean
 
@@ -17,7 +18,7 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 report: install
-	$(VENV)/bin/bertology report --model $(MODEL) --out $(OUT)
+	$(VENV)/bin/bertology report $(foreach m,$(MODELS),--model $(m)) --out $(OUT)
 
 test: install
 	$(PY) -m pytest -q

@@ -152,3 +152,32 @@ def test_figure_warnings_are_recorded_not_printed(tmp_path, capsys):
     assert any(w.startswith("glyphs.png: ") and "missing" in w.lower() for w in plots.FIGURE_WARNINGS), \
         plots.FIGURE_WARNINGS
     assert "missing" not in capsys.readouterr().err.lower()
+
+
+@pytest.mark.parametrize("rows", [32, 200])
+def test_heatmap_labels_are_readable_on_the_page(tmp_path, rows):
+    """The similarity heatmap fits the report's text column at its natural size, so its labels (drawn at
+    LABEL_PT) are shown at >= MIN_LABEL_PX; too many rows to label each get one label per sense block."""
+    from types import SimpleNamespace
+
+    import numpy as np
+    from PIL import Image
+
+    from bertology.report import plots
+
+    rng = np.random.default_rng(0)
+    occ = [{"sentence": i, "label": "fruit" if i % 2 else "company"} for i in range(rows)]
+    result = SimpleNamespace(occurrences=occ, sentences=[f"sentence number {i} about the apple and more" for i in range(rows)],
+                             similarity={"matrix": rng.uniform(0, 1, (rows, rows)).tolist(), "layer": 6},
+                             static=False, target="apple")
+    path = plots.similarity_heatmap(result, tmp_path / "similarity.png")
+    width = Image.open(path).size[0]
+    assert width <= plots.PAGE_WIDTH_PX, width            # shown unscaled in the page's column
+    assert plots.LABEL_PT * plots.DPI / 72 >= plots.MIN_LABEL_PX
+    # the tick labels as drawn: a sentence per row when the rows leave room, else the sense blocks with counts
+    order = sorted(range(rows), key=lambda i: (occ[i]["label"], i))
+    positions, names, per_row = plots.heatmap_labels([occ[i]["label"] for i in order], ["s"] * rows)
+    if rows == 32:
+        assert per_row and len(names) == 32 and names[0] == "1. s"
+    else:
+        assert not per_row and names == ["company (100)", "fruit (100)"] and positions == [49.5, 149.5]

@@ -258,7 +258,8 @@ def cbow_cmd(
 @app.command("report")
 def report_cmd(
     out: Path = OutOpt,
-    model: str = ModelOpt,
+    model: List[str] = typer.Option(["minilm"], "--model", "-m", metavar="MODEL", help=MODEL_HELP + " Repeatable: every model "
+                                    "runs every section it can, and the verdict table has a column per model."),
     full: bool = typer.Option(False, "--full", help="Paper-scale settings instead of the quick ones (~8 min). "
                               "Estimated time (docs/results.md): about 2 h 45 min on a 2-core CPU with --precision bf16, "
                               "about 4 h in fp32; about 15 min on one GPU."),
@@ -274,16 +275,18 @@ def report_cmd(
     keep_models: bool = typer.Option(False, "--keep-models", help="Keep the models sections fine-tune (QA) in "
                                      "OUT; by default the report folder holds results and figures only."),
 ):
-    """Run every experiment on one model and write OUT/index.html: one self-contained page with every
-    figure, the numbers and a short explanation per section. Sections the model cannot run (e.g. Chinese
-    on an English-only vocabulary, fill-mask without an MLM head) run on --fallback-model, the bilingual
-    model shipped with bertology, and say so; without one they appear with the reason."""
+    """Run every experiment on one or more models (--model A --model B: side by side) and write OUT/index.html:
+    one self-contained page with every figure, the numbers and a short explanation per section. Sections no
+    chosen model can run (e.g. Chinese on an English-only vocabulary, fill-mask without an MLM head) run on
+    --fallback-model, the bilingual model shipped with bertology, and say so; without one they appear with
+    the reason."""
     from .core.models import resolve_model
     from .core.precision import check_precision
     from .report import SECTIONS, build_report
 
     check_precision(precision)
-    resolve_model(model)
+    for m in model:
+        resolve_model(m)
     if fallback_model:
         resolve_model(fallback_model)
     known = [m.rsplit(".", 1)[-1] for m, _ in SECTIONS]

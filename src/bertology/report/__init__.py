@@ -1,4 +1,4 @@
-"""`bertology report`: run every experiment on one model and write a self-contained index.html.
+"""`bertology report`: run every experiment on one or more models and write a self-contained index.html.
 
 Each module of `report.sections` provides `report_section(ctx: ReportContext) -> Section | list[Section]`: it
 runs its experiment at report settings and presents the result. The report runs them in order; a section that raises `UserError` (e.g. Chinese on an English-only vocabulary, no MLM head) appears
@@ -9,6 +9,7 @@ file can be mailed or opened anywhere.
 from __future__ import annotations
 
 import base64
+import dataclasses
 import datetime
 import html
 import importlib
@@ -20,7 +21,7 @@ from typing import Callable
 
 from ..errors import UserError
 from ..io.storage import atomic_write_text, save_results
-from .claims import claim_verdicts, summary_line, verdicts
+from .claims import VERDICTS, claim_verdicts, summary_line, verdicts
 
 
 @dataclass
@@ -35,12 +36,24 @@ class ReportContext:
     describe_error: Callable[[UserError], str] = str   # how a UserError reads here (the CLI: fields as flags)
     fallback_model: str | None = None   # runs the sections `model` cannot (no Chinese vocabulary, no MLM head)
     keep_models: bool = False           # keep models a section trains (QA) in its folder; else only results
+    other_models: list[str] = field(default_factory=list)   # further --model models, each shown beside `model`
+
+    @property
+    def chosen_models(self) -> list[str]:
+        """The models the report was asked for (--model, in order): every section shows each one that can run it."""
+        return list(dict.fromkeys([self.model, *self.other_models]))
 
     @property
     def models(self) -> list[str]:
-        """Every model of the report: a claim is tested on each one that can test it."""
-        return [self.model] + ([self.fallback_model] if self.fallback_model and self.fallback_model != self.model
-                               else [])
+        """Every model of the report (the chosen ones, then the fallback): a claim is tested on each one that can
+        test it."""
+        return list(dict.fromkeys([*self.chosen_models, *([self.fallback_model] if self.fallback_model else [])]))
+
+    def model_dir(self, model: str, *parts: str) -> Path:
+        """Where a section keeps one model's results: OUT/SECTION/PARTS/SLUG when the report has several chosen
+        models, else OUT/SECTION/PARTS (where a one-model report always wrote them)."""
+        where = self.out_dir.joinpath(*parts)
+        return where / model_slug(model) if len(self.chosen_models) > 1 else where
 
 
 @dataclass
@@ -82,6 +95,36 @@ def with_fallback(ctx: ReportContext, run: Callable[[str], Section]) -> Section:
                        f"{html.escape(reason.rstrip('.'), quote=False)}. "
                        + sec.explanation)
     return sec
+
+
+def on_each_model(ctx: ReportContext, run: Callable[[str], Section]) -> list[Section]:
+    """`run(model)` on every chosen model of the report, one section each, titled with its model when there are
+    several. The models that cannot run it (a UserError) are named with their reason at the top of the first
+    section that ran; when none can, the fallback model runs it (`with_fallback`). One chosen model: exactly
+    `with_fallback`."""
+    chosen = ctx.chosen_models
+    if len(chosen) == 1:
+        return [with_fallback(ctx, run)]
+    done, refused = [], []
+    for model in chosen:
+        try:
+            sec = run(model)
+        except UserError as e:
+            refused.append((model, e))
+            continue
+        sec.model = model
+        sec.title += f" (on {model})"
+        done.append(sec)
+    if not done:
+        first, error = refused[0]
+        if not ctx.fallback_model or ctx.fallback_model in chosen:
+            raise error
+        return [with_fallback(dataclasses.replace(ctx, model=first, other_models=[]), run)]
+    if refused:
+        done[0].explanation = ("".join(f"<b>Not run on {html.escape(m)}</b>: "
+                                       f"{html.escape(ctx.describe_error(e).rstrip('.'), quote=False)}. "
+                                       for m, e in refused) + done[0].explanation)
+    return done
 
 
 # (module, title used when the section fails before producing its own). Order = order in the report.
@@ -158,32 +201,70 @@ def embedded_cjk_font(text: str) -> str:
     return (f"@font-face{{font-family:'bertology-cjk';src:url(data:font/otf;base64,{data}) format('opentype');}}")
 
 
-def _verdict_html(claims: list[dict], summary: str = "") -> str:
-    """The verdict table: one row per claim and model: the paper's figure, this run's figure, the baselines it
-    had to beat, the 95% CI of the effect, the verdict (its rule on hover), a link to the section."""
+def _verdict_entry(c: dict) -> str:
+    """One claim's row on one model: the verdict, this run's figure, the baselines it had to beat, the 95% CI
+    of the effect, and the reason where there is one."""
+    base = "<br>".join(f"{html.escape(k)}: {v:.3f}" if isinstance(v, float) else f"{html.escape(k)}: {html.escape(str(v))}"
+                       for k, v in c["baselines"].items())
+    ci = "" if not c.get("ci") else f"<br>95% CI of the effect [{c['ci'][0]:+.3f}, {c['ci'][1]:+.3f}]"
+    parts = [f"<b>{html.escape(c['verdict'])}</b>"]
+    if c.get("this_run"):
+        parts.append(html.escape(c["this_run"]))
+    if base:
+        parts.append(f"<small>baselines: {base}{ci}</small>")
+    if c.get("reason"):
+        parts.append(f"<small>{html.escape(c['reason'])}</small>")
+    return "<br>".join(parts)
+
+
+def _verdict_cell(rows: list[dict], colspan: int = 1) -> str:
+    """A model's cell: its rows of the claim (one per language where a claim is measured per language), coloured
+    by the best verdict among them, the rule on hover."""
+    best = next(v for v in VERDICTS if any(r["verdict"] == v for r in rows))
+    span = f" colspan='{colspan}'" if colspan > 1 else ""
+    return (f"<td{span} class='v-{best.replace(' ', '-')}' title='{html.escape(rows[0]['rule'])}'>"
+            + "<hr>".join(_verdict_entry(r) for r in rows) + "</td>")
+
+
+def verdict_columns(claims: list[dict], models: list[str] | None = None) -> list[str]:
+    """The verdict table's model columns: the report's models in their order, then any other model a row names
+    (a recorded run)."""
+    named = [str(c["model"]) for c in claims if c["model"]]
+    return list(dict.fromkeys([m for m in (models or []) if m in named] + named))
+
+
+def _verdict_html(claims: list[dict], summary: str = "", models: list[str] | None = None) -> str:
+    """The verdict table: one row per claim, one column per model: the paper's figure, then on each model this
+    run's figure, the baselines it had to beat, the 95% CI of the effect and the verdict (its rule on hover),
+    and a link to the section."""
     if not claims:
         return ""
+    columns = verdict_columns(claims, models)
     rows = []
-    for c in claims:
-        link = f"<a href='#s{c['section']}'>section {c['section']}</a>" if c["section"] else ""
-        why = f"<br><small>{html.escape(c['reason'])}</small>" if c.get("reason") else ""
-        model = html.escape(str(c["model"] or "–"))
-        base = "<br>".join(f"{html.escape(k)}: {v:.3f}" if isinstance(v, float) else f"{html.escape(k)}: {html.escape(str(v))}"
-                           for k, v in c["baselines"].items())
-        ci = "" if not c.get("ci") else f"[{c['ci'][0]:+.3f}, {c['ci'][1]:+.3f}]"
-        rows.append(f"<tr class='v-{c['verdict'].replace(' ', '-')}'><td>{html.escape(c['claim'])}</td>"
-                    f"<td>{html.escape(c['paper'])}</td><td>{model}</td><td>{html.escape(c['this_run'])}</td>"
-                    f"<td>{base}</td><td>{ci}</td><td title='{html.escape(c['rule'])}'>"
-                    f"<b>{html.escape(c['verdict'])}</b>{why}</td><td>{link}</td></tr>")
+    for cid in dict.fromkeys(c["id"] for c in claims):
+        mine = [c for c in claims if c["id"] == cid]
+        head = mine[0]
+        link = f"<br><small><a href='#s{head['section']}'>section {head['section']}</a></small>" if head["section"] else ""
+        by_model: dict[str, list[dict]] = {}
+        for c in mine:
+            if c["model"]:
+                by_model.setdefault(str(c["model"]), []).append(c)
+        if by_model:
+            cells = "".join(_verdict_cell(by_model[m]) if m in by_model else "<td class='v-none'>–</td>"
+                            for m in columns)
+        else:      # no model tested it: one cell across the model columns says why
+            cells = _verdict_cell(mine, colspan=max(1, len(columns)))
+        rows.append(f"<tr><th scope='row'>{html.escape(head['claim'])}{link}</th><td>{html.escape(head['paper'])}</td>"
+                    f"{cells}</tr>")
     top = f"<p class='summary'><b>{html.escape(summary)}</b></p>" if summary else ""
+    heads = "".join(f"<th scope='col'>{html.escape(m)}</th>" for m in columns) or "<th>model</th>"
     return ("<h2 id='verdicts'>Verdicts</h2>" + top + "<p class='cap'>Each claim of the lecture and its papers, on "
-            "every model of this report that can test it, against the strongest cheap explanation of the same "
-            "number. A verdict follows a rule written before the numbers (hover it; docs/results.md), not a "
-            "judgement: <i>shown</i> needs the effect's 95% confidence interval (bootstrap over test items, and "
-            "seeds where there are seeds) clear of every baseline.</p>"
-            "<div class='wide'><table class='verdicts'><tr><th>claim</th><th>lecture / paper</th><th>model</th>"
-            "<th>this run</th><th>baselines</th><th>95% CI of the effect</th><th>verdict</th><th></th></tr>"
-            + "".join(rows) + "</table></div>")
+            "every model of this report that can test it (one column per model), against the strongest cheap "
+            "explanation of the same number. A verdict follows a rule written before the numbers (hover it; "
+            "docs/results.md), not a judgement: <i>shown</i> needs the effect's 95% confidence interval (bootstrap "
+            "over test items, and seeds where there are seeds) clear of every baseline.</p>"
+            f"<div class='wide'><table class='verdicts'><tr><th scope='col'>claim</th><th scope='col'>lecture / paper"
+            f"</th>{heads}</tr>" + "".join(rows) + "</table></div>")
 
 
 # What each figure shows, by file name (every section draws its figures under these names); a figure not listed
@@ -198,7 +279,8 @@ CAPTIONS = {
     "fill_mask.png": "The five most probable tokens for each [MASK], with their probabilities.",
     "conditions.png": "Test accuracy per condition (mean ± std over seeds); the dotted line is the majority class.",
     "learning_curves.png": "Dev accuracy after each epoch, per condition and seed.",
-    "qa_scores.png": "EM and F1 per evaluation set (this run), beside the lecture's DRCD figures.",
+    "qa_scores.png": "EM and F1 per evaluation set of this run (top); the lecture's DRCD dev F1, another data set, "
+                     "on its own axis below, for scale only.",
     "qa_training.png": "Training loss of the QA fine-tuning.",
     "mrr_per_layer.png": "Dictionary MRR per layer (cosine and CSLS), with the random-ranking and random-vector "
                          "baselines.",
@@ -231,7 +313,8 @@ def closing_paragraph(claims: list[dict]) -> str:
     return "<h2 id='what-this-shows'>What this shows</h2><p>" + " ".join(parts) + "</p>"
 
 
-def render_html(model: str, sections: list[Section], claims: list[dict] | None = None, summary: str = "") -> str:
+def render_html(model: str, sections: list[Section], claims: list[dict] | None = None, summary: str = "",
+                models: list[str] | None = None) -> str:
     parts = []
     for i, s in enumerate(sections, 1):
         body = [f"<h2 id='s{i}'>{i}. {html.escape(s.title)}</h2>"]
@@ -251,7 +334,8 @@ def render_html(model: str, sections: list[Section], claims: list[dict] | None =
         parts.append("<section>" + "\n".join(body) + "</section>")
     toc = "".join(f"<li><a href='#s{i}'>{html.escape(s.title)}</a>{' (not run)' if s.error else ''}</li>"
                   for i, s in enumerate(sections, 1))
-    text = model + _verdict_html(claims or []) + "".join(s.title + s.explanation + (s.error or "") + "".join(
+    verdict_table = _verdict_html(claims or [], summary, models)
+    text = model + verdict_table + "".join(s.title + s.explanation + (s.error or "") + "".join(
         str(v) for _, rows in s.tables for r in rows for v in list(r) + list(r.values())) for s in sections)
     font = embedded_cjk_font(text)
     closing = closing_paragraph(claims) if claims else ""
@@ -261,30 +345,32 @@ def render_html(model: str, sections: list[Section], claims: list[dict] | None =
 <style>{font}
 body{{font-family:system-ui,sans-serif,'Noto Sans CJK TC','PingFang TC','Microsoft JhengHei','bertology-cjk';max-width:60rem;margin:2rem auto;padding:0 1rem;line-height:1.5}}
 img{{max-width:100%}} table{{border-collapse:collapse;margin:.5rem 0}} td,th{{border:1px solid #ccc;padding:.2rem .5rem;
-text-align:right}} .verdicts td{{text-align:left;vertical-align:top}} .v-shown{{background:#e8f5e9}}
-.v-not-shown{{background:#fff8e1}} .v-not-applicable,.v-not-run{{background:#f3f3f3}} .wide{{overflow-x:auto}} .skip{{color:#a00}} .time,.cap{{color:#666;font-size:.9em}} pre{{white-space:pre-wrap;overflow-wrap:anywhere;font-size:.8em}} p{{overflow-wrap:anywhere}}</style>
+text-align:right}} .verdicts td,.verdicts th{{text-align:left;vertical-align:top}} .verdicts td{{min-width:9rem}} .v-shown{{background:#e8f5e9}}
+.v-not-shown{{background:#fff8e1}} .v-not-applicable,.v-not-run{{background:#f3f3f3}} .wide{{overflow-x:auto}} .skip{{color:#a00}} .time,.cap{{color:#666;font-size:.9em}} hr{{border:0;border-top:1px dashed #bbb}} pre{{white-space:pre-wrap;overflow-wrap:anywhere;font-size:.8em}} p{{overflow-wrap:anywhere}}</style>
 </head><body><h1>Why BERT works — {html.escape(model)}</h1>
 <p>Generated by bertology: the experiments of Hung-yi Lee's lecture "Self-supervised learning: BERT explained"
-(ML 2021) and the papers behind it, run on this model.</p>{_verdict_html(claims or [], summary)}<ol>{toc}</ol>
+(ML 2021) and the papers behind it, run on {'these models' if models and len(models) > 1 else 'this model'}.</p>{verdict_table}<ol>{toc}</ol>
 {''.join(parts)}{closing}</body></html>"""
 
 
-def build_report(model: str, out_dir: str | Path, data_dir: str | None = None, precision: str = "fp32",
+def build_report(model: str | list[str], out_dir: str | Path, data_dir: str | None = None, precision: str = "fp32",
                  seed: int = 0, quick: bool = True, only: list[str] | None = None,
                  trust_remote_code: bool = False, describe_error: Callable[[UserError], str] = str,
                  fallback_model: str | None = None, keep_models: bool = False,
                  on_section: Callable[[Section], None] | None = None) -> tuple[Path, list[Section]]:
     """Run every section and write out_dir/index.html (+ each section's results under out_dir/<name>/).
-    fallback_model: runs the sections `model` cannot (see `with_fallback`). on_section: called with each
+    model: one model, or several shown side by side (the verdict table has a column per model).
+    fallback_model: runs the sections no chosen model can (see `on_each_model`). on_section: called with each
     section as soon as it is done (a full report runs for hours: the CLI reports progress through it)."""
     out_dir = Path(out_dir)
+    chosen = [model] if isinstance(model, str) else list(dict.fromkeys(model))
     sections = []
     for module, title in SECTIONS:
         short = module.rsplit(".", 1)[-1]
         if only and short not in only:
             continue
-        ctx = ReportContext(model=model, out_dir=out_dir / short, data_dir=data_dir, precision=precision,
-                            seed=seed, quick=quick, trust_remote_code=trust_remote_code,
+        ctx = ReportContext(model=chosen[0], other_models=chosen[1:], out_dir=out_dir / short, data_dir=data_dir,
+                            precision=precision, seed=seed, quick=quick, trust_remote_code=trust_remote_code,
                             describe_error=describe_error, fallback_model=fallback_model,
                             keep_models=keep_models)
         done = run_section(module, title, ctx)
@@ -295,14 +381,15 @@ def build_report(model: str, out_dir: str | Path, data_dir: str | None = None, p
     from .plots import FIGURE_WARNINGS
 
     claims = verdicts(sections)
-    models = [model] + ([fallback_model] if fallback_model and fallback_model != model else [])
+    models = list(dict.fromkeys(chosen + ([fallback_model] if fallback_model else [])))
     summary = summary_line(claims, models, quick, datetime.date.today().isoformat())
-    page = atomic_write_text(out_dir / "index.html", render_html(model, sections, claims, summary))
+    page = atomic_write_text(out_dir / "index.html", render_html(" and ".join(chosen), sections, claims, summary,
+                                                                 models))
     save_results(out_dir, "bertology.report/1", {
-        "model": model, "quick": quick, "fallback_model": fallback_model, "summary": summary,
+        "model": chosen[0], "models": models, "quick": quick, "fallback_model": fallback_model, "summary": summary,
         "claim_verdicts": claim_verdicts(claims), "claims": claims,
         "figure_warnings": list(FIGURE_WARNINGS),
-        "sections": [{"title": s.title, "model": s.model or model, "error": s.error, "seconds": s.seconds,
+        "sections": [{"title": s.title, "model": s.model or chosen[0], "error": s.error, "seconds": s.seconds,
                       "figures": [str(Path(f).relative_to(out_dir)) if Path(f).is_relative_to(out_dir) else str(f)
                                   for f in s.figures]} for s in sections]})
     return page, sections

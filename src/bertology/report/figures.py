@@ -34,7 +34,7 @@ def crossdomain_figures(result, out_dir: str | Path) -> list[Path]:
     title = f"{result.task} · {Path(result.model).name}"
     figs = [plots.plot_condition_bars(result.summary, out / "conditions.png", title=title,
                                       majority=result.majority_accuracy.get("test"))]
-    if any(r.dev_curve for r in result.runs):
+    if any(len(r.dev_curve) >= 2 for r in result.runs):   # one epoch is a number (the section says it), not a curve
         figs.append(plots.plot_learning_curves([asdict(r) for r in result.runs], out / "learning_curves.png",
                                                title=title, majority=result.majority_accuracy.get("dev")))
     result.figures = [str(f) for f in figs]
@@ -50,7 +50,7 @@ def qa_figures(result, out_dir: str | Path, title: str | None = None) -> list[Pa
         figs.append(plots.plot_qa_scores(result.scores, LECTURE_DRCD_F1 if result.command == "crosslingual" else None,
                                          out_dir / "qa_scores.png",
                                          title=title or f"{Path(str(result.model)).name}: extractive QA"))
-    if result.train is not None and result.train.train_log:
+    if result.train is not None and len(result.train.train_log) >= 2:   # a line needs two points
         figs.append(plots.plot_qa_training(result.train, out_dir / "qa_training.png"))
     return figs
 

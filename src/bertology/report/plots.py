@@ -60,7 +60,16 @@ def use_cjk_font() -> str | None:
     return name
 
 
-def save_figure(fig, path: str | Path, dpi: int = 120) -> Path:
+# The report shows a figure at its natural size up to its text column (body max-width 60rem = 960 px), scaled
+# down beyond: figures whose labels matter stay within it, drawn at LABEL_PT (at save_figure's 120 dpi: 13 px).
+PAGE_WIDTH_PX = 960
+DPI = 120
+MIN_LABEL_PX = 10
+LABEL_PT = 8
+HEATMAP_SIDE_IN = 4.6
+
+
+def save_figure(fig, path: str | Path, dpi: int = DPI) -> Path:
     """Save a matplotlib figure as PNG atomically and close it."""
     import warnings
 
@@ -81,15 +90,38 @@ def new_figure(width: float = 6.4, height: float = 4.0):
 
 # ==== word senses, CBOW =======================================================================================
 def _short(text: str, n: int = 22) -> str:
-    return text if len(text) <= n else text[: n - 1] + "…"
+    """At most n columns of text, a CJK character counting two (it is drawn about twice as wide)."""
+    import unicodedata
+
+    widths = [2 if unicodedata.east_asian_width(ch) in "WF" else 1 for ch in text]
+    if sum(widths) <= n:
+        return text
+    kept, used = 0, 0
+    while used + widths[kept] <= n - 1:         # room for the ellipsis
+        used += widths[kept]
+        kept += 1
+    return text[:kept] + "…"
+
+
+def heatmap_labels(labels: list[str], sentences: list[str]) -> tuple[list[float], list[str], bool]:
+    """(tick positions, tick labels, one per row?) for a heatmap of rows in this label order: a numbered
+    sentence per row while a row of the HEATMAP_SIDE_IN square is tall enough for a LABEL_PT line, else one
+    label per sense block, at its centre, with its count."""
+    rows = len(labels)
+    if HEATMAP_SIDE_IN * 72 / max(rows, 1) >= LABEL_PT * 1.2:
+        return list(range(rows)), [f"{k + 1}. {t}" for k, t in enumerate(sentences)], True
+    starts = [k for k in range(rows) if k == 0 or labels[k] != labels[k - 1]]
+    ends = starts[1:] + [rows]
+    return ([(a + b - 1) / 2 for a, b in zip(starts, ends)],
+            [f"{labels[a] or '(no label)'} ({b - a})" for a, b in zip(starts, ends)], False)
 
 
 def similarity_heatmap(result, path, title: str | None = None) -> Path:
     """Cosine similarity of every pair of occurrences, ordered by label, sentences as tick labels."""
     occ = result.occurrences
     sim = result.similarity
-    # At most MAX_HEATMAP occurrences (a seeded sample stratified by label): the figure grows 0.28 inch per
-    # occurrence, and 400 drew an 11,079 x 10,131 px PNG. Older results carry only the full matrix.
+    # At most MAX_HEATMAP occurrences (a seeded sample stratified by label; when the figure grew 0.28 inch per
+    # occurrence, 400 drew an 11,079 x 10,131 px PNG). Older results carry only the full matrix.
     heat = sim.get("heatmap") or {"occurrences": list(range(len(occ))), "sampled": False}
     shown = heat["occurrences"]
     if heat.get("matrix") is not None:
@@ -105,28 +137,35 @@ def similarity_heatmap(result, path, title: str | None = None) -> Path:
         s = occ[i]["sentence"]
         seen[s] = seen.get(s, 0) + 1
         tag = f"[{occ[i]['label']}] " if occ[i]["label"] else ""
-        ticks.append(tag + _short(result.sentences[s]) + (f" #{seen[s]}" if seen[s] > 1 else ""))
-    size = max(5.0, 0.28 * len(order) + 2.5)
-    fig, ax = new_figure(size + 1.5, size)
-    # pcolormesh, not imshow: imshow resamples to the output size in float64 RGBA (~1 GB for 200 rows at
-    # 0.28 inch each), a mesh draws one quad per cell (~0.2 GB); cells centred on the ticks as imshow's
-    edges = np.arange(len(order) + 1) - 0.5
+        ticks.append(tag + _short(result.sentences[s], 28) + (f" #{seen[s]}" if seen[s] > 1 else ""))
+    # The figure fits the report's text column at its natural size (PAGE_WIDTH_PX), so its labels are shown at the
+    # size drawn, LABEL_PT (>= MIN_LABEL_PX on the page): a fixed square for the cells, a label per sentence while
+    # a row is tall enough to hold one, else one label per sense block.
+    rows = len(order)
+    fig, ax = new_figure(HEATMAP_SIDE_IN + 1.2, HEATMAP_SIDE_IN + 0.6)
+    # pcolormesh, not imshow: imshow resamples to the output size in float64 RGBA (~1 GB for 200 rows when a row
+    # was 0.28 inch), a mesh draws one quad per cell; cells centred on the ticks as imshow's
+    edges = np.arange(rows + 1) - 0.5
     im = ax.pcolormesh(edges, edges, m, cmap="viridis", vmin=min(0.0, float(m.min())), vmax=1.0)
     ax.set_xlim(edges[0], edges[-1])
     ax.set_ylim(edges[-1], edges[0])          # first row at the top, as an image
     ax.set_aspect("equal")
-    ax.set_xticks(range(len(ticks)), ticks, rotation=90, fontsize=7)
-    ax.set_yticks(range(len(ticks)), ticks, fontsize=7)
+    positions, names, per_row = heatmap_labels([occ[i]["label"] for i in order], ticks)
+    ax.set_yticks(positions, names, fontsize=LABEL_PT)
+    ax.set_xticks(positions, [str(k + 1) for k in positions] if per_row else names, fontsize=LABEL_PT,
+                  rotation=90 if per_row else 0)
     labels = [occ[i]["label"] for i in order]
     for k in range(1, len(labels)):           # lines between the label blocks
         if labels[k] != labels[k - 1]:
             ax.axhline(k - 0.5, color="white", lw=1.5)
             ax.axvline(k - 0.5, color="white", lw=1.5)
-    fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04, label="cosine similarity")
+    bar = fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
+    bar.set_label("cosine similarity", fontsize=LABEL_PT)
+    bar.ax.tick_params(labelsize=LABEL_PT)
     layer = "static" if result.static else f"layer {result.similarity['layer']}"
     sampled = (f"\n({len(shown)} of {len(occ)} occurrences: a seeded sample, stratified by label)"
                if heat.get("sampled") else "")
-    ax.set_title(f"{title or result.target}: {layer}{sampled}")
+    ax.set_title(f"{title or result.target}: {layer}{sampled}", fontsize=LABEL_PT + 1)
     return save_figure(fig, path)
 
 
@@ -147,13 +186,15 @@ def separation_per_layer(result, path, title: str | None = None) -> Path:
     return save_figure(fig, path)
 
 
-def static_vs_contextual(static, contextual: dict | None, path) -> Path:
-    """Separation per layer of the contextual model next to the static CBOW baseline (always 0)."""
+def static_vs_contextual(static, contextual: dict | list[dict] | None, path) -> Path:
+    """Separation per layer of each contextual model (a senses results.json; one or several) next to the static
+    CBOW baseline (always 0)."""
     fig, ax = new_figure(6.4, 4.0)
-    if contextual:
-        layers = [l["layer"] for l in contextual["layers"]]
-        ax.plot(layers, [np.nan if l["separation"] is None else l["separation"] for l in contextual["layers"]],
-                "-o", label=f"contextual ({_short(str(contextual['model']), 30)})")
+    runs = [contextual] if isinstance(contextual, dict) else list(contextual or [])
+    for i, run in enumerate(runs):
+        layers = [l["layer"] for l in run["layers"]]
+        ax.plot(layers, [np.nan if l["separation"] is None else l["separation"] for l in run["layers"]],
+                "-o", color=f"C{i}", label=f"contextual ({_short(str(run['model']), 30)})")
         ax.set_xticks(layers)
     sep = static.layers[0].separation
     ax.axhline(0.0 if sep is None else sep, color="C3", ls="--", label="CBOW (static): every occurrence identical")
@@ -266,26 +307,36 @@ def plot_learning_curves(runs: list[dict], path, title: str = "", majority: floa
 
 # ==== question answering ======================================================================================
 def plot_qa_scores(scores, reference: dict[str, float] | None, path, title: str = "") -> Path:
-    """Horizontal bars: EM and F1 of each eval set (qa.QAScore objects), and the lecture's DRCD F1 table in
-    grey for scale."""
+    """Horizontal bars: EM and F1 of each eval set of this run (qa.QAScore objects); the lecture's DRCD F1 table,
+    a different data set, on its own axis beside it (grey), for scale only."""
     rows = [(sc.name, sc.exact_match, sc.f1) for sc in scores]
     refs = list((reference or {}).items())
-    n = len(rows) + len(refs)
-    fig, ax = new_figure(7.5, 0.45 * n + 1.4)
-    y = np.arange(n)[::-1]
+    use_cjk_font()
+    heights = [max(len(rows), 1) + 0.6] + ([len(refs) + 0.6] if refs else [])
+    fig, axes = plt.subplots(len(heights), 1, figsize=(7.5, 0.5 * sum(heights) + 1.6), squeeze=False,
+                             gridspec_kw={"height_ratios": heights})
+    ax = axes[0, 0]
+    y = np.arange(len(rows))[::-1]
     for k, (name, em, f1) in enumerate(rows):
         ax.barh(y[k] + 0.18, f1 or 0, height=0.36, color="tab:blue", label="F1" if k == 0 else None)
         ax.barh(y[k] - 0.18, em or 0, height=0.36, color="tab:orange", label="EM" if k == 0 else None)
-        ax.text((f1 or 0) + 1, y[k] + 0.18, f"{f1:.1f}", va="center", fontsize=8)
-    for k, (name, f1) in enumerate(refs):
-        yy = y[len(rows) + k]
-        ax.barh(yy, f1, height=0.5, color="0.75", label="lecture (DRCD F1)" if k == 0 else None)
-        ax.text(f1 + 1, yy, f"{f1:.1f}", va="center", fontsize=8)
-    ax.set_yticks(y, [r[0] for r in rows] + [f"lecture: {r[0]}" for r in refs], fontsize=8)
+        ax.text((f1 or 0) + 1, y[k] + 0.18, f"{f1:.1f}", va="center", fontsize=LABEL_PT)
+    ax.set_yticks(y, [r[0] for r in rows], fontsize=LABEL_PT)
     ax.set_xlim(0, 105)
-    ax.set_xlabel("score (0-100)")
-    ax.set_title(title or "Extractive QA")
-    ax.legend(loc="upper right", fontsize=8)
+    ax.set_xlabel("score (0-100) on these questions")
+    ax.set_title(title or "Extractive QA", fontsize=LABEL_PT + 2)
+    ax.legend(loc="lower right", fontsize=LABEL_PT)
+    if refs:
+        ax2 = axes[1, 0]
+        yr = np.arange(len(refs))[::-1]
+        for k, (name, f1) in enumerate(refs):
+            ax2.barh(yr[k], f1, height=0.5, color="0.75")
+            ax2.text(f1 + 1, yr[k], f"{f1:.1f}", va="center", fontsize=LABEL_PT)
+        ax2.set_yticks(yr, [r[0] for r in refs], fontsize=LABEL_PT)
+        ax2.set_xlim(0, 105)
+        ax2.set_xlabel("F1 (0-100) on DRCD dev: another data set, not comparable bar for bar")
+        ax2.set_title("The lecture's figures (Hsu, Liu & Lee 2019), for scale", fontsize=LABEL_PT + 1)
+    fig.tight_layout()
     return save_figure(fig, path)
 
 

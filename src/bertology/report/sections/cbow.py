@@ -33,10 +33,11 @@ def report_section(ctx: ReportContext):
             save(res, ctx.out_dir / lang, {target: static.neighbours})
             if not ctx.keep_models:   # the vectors (~10 MB for English) are a model: results and figures only
                 (ctx.out_dir / lang / "cbow.bin").unlink(missing_ok=True)
-            contextual = None
-            ctx_file = ctx.out_dir.parent / "senses" / demo / "results.json"
-            if ctx_file.exists():
-                contextual = load_results(ctx_file, "bertology.senses/")
+            # the senses section's result on each model that ran it (one model: in its folder; several: one
+            # folder per model)
+            demo_dir = ctx.out_dir.parent / "senses" / demo
+            contextual = [load_results(f, "bertology.senses/")
+                          for f in [demo_dir / "results.json", *sorted(demo_dir.glob("*/results.json"))] if f.exists()]
             sec.figures = [plots.static_vs_contextual(static, contextual, ctx.out_dir / lang / "static_vs_contextual.png")]
             sec.explanation = (
                 f"CBOW trained here on {res.sentences:,} lines ({res.tokens:,} tokens, {res.seconds:.0f} s) of "

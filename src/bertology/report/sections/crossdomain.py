@@ -13,7 +13,8 @@ from ...experiments.crossdomain import (CrossDomainConfig, result_from_json, run
                                        summary_rows)
 from ...io.storage import load_results
 from ...core.precision import fast_precision
-from .. import ReportContext, Section
+from ...errors import UserError
+from .. import ReportContext, Section, on_each_model
 from ..figures import crossdomain_figures
 
 CLAIM_IDS = ["transfer", "controls"]   # decided by this module's sections (report.claims)
@@ -34,18 +35,25 @@ def report_section(ctx: ReportContext):
     the results.json of an earlier `bertology crossdomain` run, that run is shown (re-drawn) instead of
     computing anything. A recorded full-scale run (RECORDED) is shown beside, when the package has one."""
     reused = os.environ.get(REPORT_RESULTS_ENV)
-    if reused:
-        result = result_from_json(load_results(reused, "bertology.crossdomain"))
-        crossdomain_figures(result, ctx.out_dir)
-        save(result, ctx.out_dir)
-        n = len(result.splits.get("train", [])) + len(result.splits.get("dev", [])) + len(result.splits.get("test", []))
-        size = (f"the earlier run {html.escape(str(reused))} (task {html.escape(result.task)}, model "
-                f"{html.escape(result.model)}, {n} sequences, {max(s['n'] for s in result.summary.values())} seed(s); "
-                f"shown as saved, not recomputed)")
-    else:
+    if not reused:
+        return _on_each_model(ctx)
+    result = result_from_json(load_results(reused, "bertology.crossdomain"))
+    crossdomain_figures(result, ctx.out_dir)
+    save(result, ctx.out_dir)
+    n = len(result.splits.get("train", [])) + len(result.splits.get("dev", [])) + len(result.splits.get("test", []))
+    size = (f"the earlier run {html.escape(str(reused))} (task {html.escape(result.task)}, model "
+            f"{html.escape(result.model)}, {n} sequences, {max(s['n'] for s in result.summary.values())} seed(s); "
+            f"shown as saved, not recomputed)")
+    return _section(result, size)
+
+
+def _on_each_model(ctx: ReportContext) -> list[Section]:
+    """This machine's run on every chosen model of the report, one section each (the recorded run beside the
+    first); a model that cannot run it is named with its reason in the first section."""
+    def run(model: str) -> Section:
         # Chosen by measurement (docs/crossdomain.md, "The report's quick run"): one epoch over all of splice
         # beats 4 epochs over a subset, because the pretrained model's advantage is fastest early.
-        common = dict(model=ctx.model, task="splice", seed=ctx.seed, data_dir=ctx.data_dir,
+        common = dict(model=model, task="splice", seed=ctx.seed, data_dir=ctx.data_dir,
                       trust_remote_code=ctx.trust_remote_code, progress=False,
                       resume=True)    # a report re-run reuses the runs it already finished
         if ctx.quick:
@@ -53,14 +61,21 @@ def report_section(ctx: ReportContext):
                                     patience=None, precision=fast_precision(), **common)
         else:
             cfg = CrossDomainConfig(seeds=3, precision=ctx.precision, **common)
-        result = run_crossdomain(cfg, ctx.out_dir)
-        crossdomain_figures(result, ctx.out_dir)
-        save(result, ctx.out_dir)
+        where = ctx.model_dir(model)
+        result = run_crossdomain(cfg, where)
+        crossdomain_figures(result, where)
+        save(result, where)
         size = (f"all 3,190 splice-junction sequences, one seed, one epoch in {cfg.precision} (quick settings: the full-scale "
                 "result, 3 seeds and every control, is in the second table when recorded, and in "
                 "docs/crossdomain.md)" if ctx.quick else
                 "all 3,190 splice-junction sequences, 3 seeds, up to 8 epochs with early stopping")
-    return _section(result, size)
+        return _section(result, size, recorded=model == ctx.chosen_models[0])
+
+    try:
+        return on_each_model(ctx, run)
+    except UserError as e:
+        return [Section("Cross-disciplinary transfer: DNA, protein, music", error=ctx.describe_error(e),
+                        claim_ids=list(CLAIM_IDS))]
 
 
 def paired_measures(runs: list[dict], test_labels: list[int], a: str, b: str) -> dict | None:
@@ -109,7 +124,22 @@ def _recorded_rows() -> tuple[str, list[dict], dict] | None:
     return title, rows, measures
 
 
-def _section(result, size: str) -> Section:
+def _dev_curve_text(runs: list[dict]) -> str:
+    """The learning curves' sentence: what they show, or, when every run has one epoch (a single point is not a
+    curve, so none is drawn), the dev accuracy after it per condition (mean over seeds)."""
+    if any(len(r.get("dev_curve") or []) >= 2 for r in runs):
+        return "The learning curves show convergence speed on dev."
+    last: dict[str, list[float]] = {}
+    for r in runs:
+        if r.get("dev_curve"):
+            last.setdefault(r["condition"], []).append(r["dev_curve"][-1]["accuracy"])
+    if not last:
+        return ""
+    return ("Dev accuracy after the one epoch (no learning curve at one point): "
+            + ", ".join(f"{c} {np.mean(v):.3f}" for c, v in last.items()) + ".")
+
+
+def _section(result, size: str, recorded: bool = True) -> Section:
     s = result.summary
     runs = [asdict(r) for r in result.runs]
     numbers = transfer_measures(s, runs, result.test_labels, result.majority_accuracy.get("test", 0.0),
@@ -129,10 +159,10 @@ def _section(result, size: str) -> Section:
         "the gain would be mere weight scale), <i>frozen</i> is a linear probe on untouched pretrained features, "
         "<i>composition</i> is no network at all: logistic regression on k-mer counts, what the symbols' "
         "composition alone gives without their order. The dotted line is the majority-class accuracy: a bar near "
-        "it learned nothing. The learning curves show convergence speed on dev.")
+        "it learned nothing. " + _dev_curve_text(runs))
     tables = [("test scores per condition (this run)", summary_rows(result.summary))]
     measures = [numbers]
-    recorded = _recorded_rows()
+    recorded = _recorded_rows() if recorded else None
     if recorded:
         tables.append(recorded[:2])
         measures.append(recorded[2])

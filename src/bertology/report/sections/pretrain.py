@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import functools
 from dataclasses import asdict
-from pathlib import Path
 
 import numpy as np
 
@@ -12,7 +11,7 @@ from ...core.models import has_mlm_head
 from ...errors import UserError
 from ...experiments.mlm import FILL_MASK_SCHEMA, fill_mask
 from ...io.storage import save_results
-from .. import ReportContext, Section, with_fallback
+from .. import ReportContext, Section, on_each_model
 from ..figures import fill_mask_figures
 
 
@@ -26,9 +25,10 @@ def report_section(ctx: ReportContext):
     """Fill-in-the-blank examples for the report (a model without an MLM head hands over to the fallback
     model), and the verdict's item-set measurement on every model of the report with an MLM head."""
     try:
-        sec = with_fallback(ctx, lambda model: _fill_mask_section(ctx, model))
+        secs = on_each_model(ctx, lambda model: _fill_mask_section(ctx, model))
     except UserError as e:
-        sec = Section("Masked-LM: fill in the blank", error=ctx.describe_error(e))
+        secs = [Section("Masked-LM: fill in the blank", error=ctx.describe_error(e))]
+    sec = secs[0]       # carries the verdict's item sets of every model
     measures, corpora = [], None
     for model in ctx.models:
         if not has_mlm_head(model):
@@ -40,7 +40,7 @@ def report_section(ctx: ReportContext):
         if rows:
             sec.tables.append((f"The verdict's item set on {model} (top-1; scorable items only)", rows))
     sec.claim_ids, sec.measures = ["fillmask"], {"fillmask": measures}
-    return sec
+    return sec if len(secs) == 1 else secs
 
 
 def _ngram_corpora(ctx: ReportContext) -> dict[str, list[str]]:
@@ -106,8 +106,9 @@ def _fill_mask_section(ctx: ReportContext, model: str) -> Section:
                         f"and pass its OUT/model directory")
     texts = REPORT_SENTENCES
     res = fill_mask(model, texts, top_k=5, precision=ctx.precision, trust_remote_code=ctx.trust_remote_code)
-    save_results(ctx.out_dir, FILL_MASK_SCHEMA, asdict(res))
-    fig = fill_mask_figures(res, Path(ctx.out_dir))
+    where = ctx.model_dir(model)
+    save_results(where, FILL_MASK_SCHEMA, asdict(res))
+    fig = fill_mask_figures(res, where)
     rows = [{"text": it["text"], "mask": j + 1,
              "top-5": ", ".join(f"{c['token']} ({c['prob']:.2f})" for c in m["candidates"])}
             for it in res.items for j, m in enumerate(it["masks"])]

@@ -83,7 +83,7 @@ def _qa_section(ctx: ReportContext, model_name: str) -> Section:
     save(res, ctx.out_dir)
     figs = [plots.plot_qa_scores(res.scores, LECTURE_DRCD_F1, ctx.out_dir / "qa_scores.png",
                                  title=f"{Path(str(model_name)).name}: English QA training only")]
-    if res.train and res.train.train_log:
+    if res.train and len(res.train.train_log) >= 2:   # a line needs two points
         figs.append(plots.plot_qa_training(res.train, ctx.out_dir / "qa_training.png"))
     rows = [{"eval set": sc.name, "lang": sc.lang, "EM": sc.exact_match, "F1": sc.f1, "questions": sc.total}
             for sc in res.scores]

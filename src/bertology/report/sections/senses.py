@@ -7,7 +7,7 @@ import time
 from ...core.embed import Embedder
 from ...errors import UserError
 from ...experiments.senses import resolve_sentences, save, word_senses
-from .. import ReportContext, Section, model_slug, with_fallback
+from .. import ReportContext, Section, model_slug, on_each_model
 from ..figures import senses_figures
 
 
@@ -31,8 +31,9 @@ def report_section(ctx: ReportContext):
                 embedders[model] = Embedder(model, precision=ctx.precision, trust_remote_code=ctx.trust_remote_code,
                                             progress=False)
             res = word_senses(model, sents, labels, target, seed=ctx.seed, source=source, embedder=embedders[model])
-            save(res, ctx.out_dir / name)
-            sec = Section(title, note, senses_figures(res, ctx.out_dir / name, title=f"{target} — {model}"),
+            where = ctx.model_dir(model, name)
+            save(res, where)
+            sec = Section(title, note, senses_figures(res, where, title=f"{target} — {model}"),
                           [(f"Separation of the senses of {target!r} per layer (best: layer {res.best_layer})",
                             [{"layer": s.layer, "within": s.within, "between": s.between,
                               "separation": s.separation, "silhouette": s.silhouette, "purity": s.purity}
@@ -40,10 +41,12 @@ def report_section(ctx: ReportContext):
             return sec
         t0 = time.perf_counter()
         try:
-            sections.append(with_fallback(ctx, run))
+            done = on_each_model(ctx, run)
         except UserError as e:
-            sections.append(Section(title, error=ctx.describe_error(e)))
-        sections[-1].seconds = time.perf_counter() - t0
+            done = [Section(title, error=ctx.describe_error(e))]
+        for sec in done:
+            sec.seconds = (time.perf_counter() - t0) / len(done)
+        sections += done
     t0 = time.perf_counter()
     sections.append(_study_section(ctx, embedders))
     sections[-1].seconds = time.perf_counter() - t0
