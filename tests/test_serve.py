@@ -80,8 +80,17 @@ def test_models_and_examples(server, tiny_model, tiny_encoder):
     status, ex = server.call("/api/examples?model=" + str(tiny_model))
     # the tiny vocabulary has 蘋 and 果: the lecture's Chinese set is pre-filled, and its Traditional fill-mask
     assert status == 200 and ex["senses"]["set"] == "apple-zh" and ex["senses"]["target"] == "果"
+    assert ex["senses"]["sentences"].splitlines()[0].startswith("水果: ")    # labelled as `label: sentence`
     assert ex["fill_mask"]["text"] == "今天買了蘋[MASK]來吃"
     assert ex["langvec"]["layer"] == 1
+    # chips per view, the lecture's first
+    assert ex["senses"]["chips"][0]["target"] == "果" and ex["fill_mask"]["chips"][0]["text"] == "今天買了蘋[MASK]來吃"
+    assert ex["attention"]["chips"][0]["sentence"] == "我吃了蘋果" and ex["attention"]["target"] == "果"
+    # what each model cannot run, said per view (the page shows one line and a switch button)
+    by_name = {m["name"]: m for m in info["models"]}
+    assert by_name[str(tiny_model)]["cannot"] == {} and by_name[str(tiny_model)]["chinese"]
+    assert set(by_name[str(tiny_encoder)]["cannot"]) == {"fill-mask", "langvec"}
+    assert all(m["load_estimate_s"] > 0 for m in info["models"])
 
 
 def test_senses_matches_the_library(server, tiny_model):
@@ -212,7 +221,7 @@ def test_concurrent_requests_do_not_interfere(server, tiny_model):
 @pytest.mark.parametrize("path, body", [
     ("/api/senses", {"sentences": "an apple", "target": "apple"}), ("/api/fill-mask", {"text": "a [MASK]"}),
     ("/api/neighbours", {"word": "water"}), ("/api/langvec", {"sentence": "no one", "layer": 1, "alpha": 1}),
-    ("/api/examples", None), ("/api/font.css?chars=%E8%98%8B", None), ("/api/models", None)])
+    ("/api/attention", {"sentence": "i ate an apple"}), ("/api/font.css?chars=%E8%98%8B", None)])
 def test_every_model_call_waits_for_the_lock(server, path, body):
     """While the model is held, a request of any view waits, then answers 503 (and the server stays up)."""
     if path in ("/api/neighbours", "/api/langvec") and _data_dir() is None:
@@ -231,6 +240,24 @@ def test_every_model_call_waits_for_the_lock(server, path, body):
         queue.timeout = timeout
     status, _ = server.call(path) if body is None else server.call(path, body)
     assert status == 200
+
+
+def test_model_list_and_examples_answer_while_a_model_loads(server):
+    """They answer from memory: the page draws itself (and its spinner) while the model lock is held, instead of
+    a blank page for the length of a model load. They still count against the queue's bound."""
+    queue = server.explorer.queue
+    queue._model_lock.acquire()
+    try:
+        assert server.call("/api/models", timeout=5)[0] == 200
+        assert server.call("/api/examples", timeout=5)[0] == 200
+        size, queue.max_queue = queue.max_queue, 0
+        try:
+            status, res = server.call("/api/models", timeout=5)
+            assert status == 503 and "busy" in res["error"]
+        finally:
+            queue.max_queue = size
+    finally:
+        queue._model_lock.release()
 
 
 def test_queue_is_bounded_in_count_and_time():
@@ -420,3 +447,168 @@ def test_all_of_127_8_and_ipv6_loopback_are_loopback(tiny_model):
             assert status == 200                 # its own address is a good Host
     except OSError as e:                         # a system without 127.0.0.2 configured
         pytest.skip(f"cannot listen on 127.0.0.2: {e}")
+
+
+# ------------------------------------------------------------------------------------------------ issue 28
+def test_sentences_take_label_colon_lines(server):
+    ex = server.explorer
+    sents, labels = ex.parse_sentences("fruit: I ate an apple\n水果：我吃了蘋果\ncompany\tApple sells phones\n"
+                                       "at 12:30 I ate an apple\nhe said: apple")
+    assert labels == ["fruit", "水果", "company", "", ""]
+    assert sents == ["I ate an apple", "我吃了蘋果", "Apple sells phones", "at 12:30 I ate an apple", "he said: apple"]
+
+
+def test_first_experiment_one_sentence_per_sense_gets_an_answer(server, tiny_model):
+    """Two sentences, one per sense: no separation can be computed, but the cosine across the senses can."""
+    status, res = server.call("/api/senses", {"model": str(tiny_model), "target": "apple",
+                                              "sentences": "fruit: i ate an apple\ncompany: apple sells phones"})
+    assert status == 200, res
+    assert res["counts"] == {"company": 1, "fruit": 1} and all(s["separation"] is None for s in res["scores"])
+    assert "one sentence per sense" in res["message"] and "2 sentences per sense" in res["message"]
+    sim = [l["similarity"][0][1] for l in res["layers"]]
+    assert [l["across"] for l in res["layers"]] == pytest.approx(sim, abs=1e-4)
+    assert res["ranges"]["cosine"] == [0, 1]
+
+
+def test_senses_yardsticks_are_the_verdicts(server, tiny_model):
+    """n per sense, a warning under 6, and the report's position-only baseline computed by the same function."""
+    from types import SimpleNamespace
+
+    from bertology.experiments.senses import position_features, position_purity
+
+    status, res = server.call("/api/senses", {"model": str(tiny_model), "sentences": SENSES_TEXT, "target": "apple"})
+    assert status == 200
+    assert res["counts"] == {"company": 2, "fruit": 2} and "under 6" in res["warning"] and "noise" in res["warning"]
+    occ = [SimpleNamespace(**o) for o in res["occurrences"]]
+    want = position_purity(position_features(res["sentences"], occ), [o.label for o in occ])
+    assert res["position_purity"] == pytest.approx(want) and res["majority"] == 0.5
+    many = "\n".join(f"fruit: i ate apple number {i}" for i in range(6)) + "\n" + \
+           "\n".join(f"company: apple phone number {i}" for i in range(6))
+    status, res = server.call("/api/senses", {"model": str(tiny_model), "sentences": many, "target": "apple"})
+    assert status == 200 and res["warning"] is None and res["message"] is None
+    status, res = server.call("/api/senses", {"model": str(tiny_model), "sentences": "i ate an apple\napple pie",
+                                              "target": "apple"})
+    assert status == 200 and "two or more labels" in res["message"] and "fruit: I ate an apple" in res["message"]
+
+
+def test_unreadable_chinese_names_the_model_to_switch_to(server, tiny_model, tiny_encoder):
+    """An [UNK] refusal on a model that reads little Chinese names one that reads it (the picker's first)."""
+    ex = server.explorer
+    ex.choices[str(tiny_encoder)]["chinese"] = False        # as minilm: the tiny vocabularies both read 蘋果
+    try:
+        status, res = server.call("/api/senses", {"model": str(tiny_encoder), "sentences": "我吃了龍果\n龍果手機",
+                                                  "target": "龍"})
+    finally:
+        ex.choices[str(tiny_encoder)]["chinese"] = True
+    assert status == 400 and "[UNK]" in res["error"] and res["switch"] == str(tiny_model), res
+    assert f"switch to {tiny_model}" in res["error"]
+    status, res = server.call("/api/fill-mask", {"model": str(tiny_encoder), "text": "a [MASK]"})
+    assert status == 400 and res["switch"] == str(tiny_model) and f"switch to {tiny_model}" in res["error"]
+
+
+def test_fill_mask_shows_the_filled_sentence_and_its_tokens(server, tiny_model):
+    status, res = server.call("/api/fill-mask", {"model": str(tiny_model), "text": "i ate a [MASK] today", "k": 3})
+    assert status == 200, res
+    assert res["tokens"][0] == "[CLS]" and res["tokens"][-1] == "[SEP]" and "[MASK]" in res["tokens"]
+    top = res["masks"][0]["candidates"][0]["token"]
+    assert res["mask_positions"] == [res["tokens"].index("[MASK]")]
+    assert res["filled"].startswith("i ate a ") and top.removeprefix("##") in res["filled"] and "[MASK]" not in res["filled"]
+
+
+def test_rank_chance_is_the_random_rankings():
+    from bertology.metrics import random_mrr
+    from bertology.serve.explorer import _rank_chance
+
+    assert _rank_chance(1, 999)["chance_rank"] == 500.0           # one translation: half the candidates
+    assert _rank_chance(2, 1000)["chance_rank"] == pytest.approx(333.7)
+    assert _rank_chance(2, 1000)["chance_mrr"] == pytest.approx(random_mrr([2], 1000), abs=1e-5)
+    assert _rank_chance(0, 1000) == {"chance_rank": None, "chance_mrr": None}
+
+
+def test_neighbours_carry_the_chance_rank(server, tiny_model, data_dir):
+    status, res = server.call("/api/neighbours", {"model": str(tiny_model), "word": "apple", "k": 3})
+    assert status == 200 and res["gold"], res
+    if res["gold_ranked"]:
+        g = len(res["gold_ranked"])
+        assert res["chance_rank"] == pytest.approx((res["candidates"] + 1) / (g + 1), abs=0.05)
+    else:       # the tiny vocabulary has 蘋 but not MUSE's Simplified 苹: said, instead of a column of "–"
+        assert res["chance_rank"] is None and "cannot be shown" in res["notice"]
+
+
+def test_langvec_precision_against_the_verdicts_baselines(server, tiny_model, data_dir):
+    """The typed sentence scored as the verdict scores test words (word_hits), with the unshifted output and the
+    best constant token (constant_output_baseline) beside it."""
+    from bertology.experiments.langvec import constant_output_baseline, word_hits
+
+    status, res = server.call("/api/langvec", {"model": str(tiny_model), "sentence": "the water is good today",
+                                               "layer": 1, "alpha": 3})
+    assert status == 200, res
+    translations = server.explorer._data["langvec-translations"]
+    shifted = word_hits([list(zip(res["tokens"], res["after"]))], translations)
+    assert [(w["word"], w["hit"]) for w in res["scored"]] == [(w, bool(h)) for w, h in shifted]
+    if shifted:
+        token, hits = constant_output_baseline([w for w, _ in shifted], translations)
+        assert res["constant_token"] == token and res["constant_precision"] == pytest.approx(hits.mean())
+        assert res["precision"] == pytest.approx(np.mean([h for _, h in shifted]))
+        assert 0 <= res["unshifted_precision"] <= 1
+
+
+def test_attention_matches_the_library(server, tiny_model):
+    """Every layer and head, rows summing to 1, the same numbers as a direct eager forward pass."""
+    import torch
+
+    from bertology.core.models import load_model, load_tokenizer
+
+    status, res = server.call("/api/attention", {"model": str(tiny_model), "sentence": "我吃了蘋果", "target": "果"})
+    assert status == 200, res
+    assert res["tokens"] == ["[CLS]", "我", "吃", "了", "蘋", "果", "[SEP]"] and res["target_positions"] == [5]
+    att = np.array(res["attentions"])
+    assert att.shape == (2, 2, 7, 7) and np.allclose(att.sum(-1), 1, atol=5e-3) and res["range"] == [0, 1]
+    model = load_model(str(tiny_model), "base", attn_implementation="eager")
+    tok = load_tokenizer(str(tiny_model))
+    with torch.inference_mode():
+        want = model(**tok("我吃了蘋果", return_tensors="pt"), output_attentions=True).attentions
+    assert np.allclose(att, np.stack([a[0].numpy() for a in want]), atol=1e-3)
+    # the explorer's shared model is left on its own attention implementation
+    lm = server.explorer._loaded[str(tiny_model)]
+    assert lm.embedder.model.config._attn_implementation == load_model(str(tiny_model), "base").config._attn_implementation
+    for body, field, words in [({"sentence": ""}, "sentence", "enter a sentence"),
+                               ({"sentence": "我吃了蘋果", "target": "龍"}, "target", "not in the sentence"),
+                               ({"sentence": " ".join(["a"] * 60)}, "sentence", "at most 48")]:
+        status, err = server.call("/api/attention", {"model": str(tiny_model), **body})
+        assert status == 400 and err["field"] == field and words in err["error"], err
+
+
+def test_eager_attention_is_restored(tiny_model):
+    from bertology.core.models import load_model
+    from bertology.experiments.attention import eager_attention
+
+    model = load_model(str(tiny_model), "base")
+    before = model.config._attn_implementation
+    with eager_attention(model):
+        assert model.config._attn_implementation == "eager"
+    assert model.config._attn_implementation == before
+
+
+def test_preload_loads_the_first_models_and_yields_to_requests(tiny_model, tiny_encoder):
+    ex = Explorer(ServeConfig(models=[str(tiny_model), str(tiny_encoder)]))     # no data: those steps are skipped
+    done = ex.preload(pause=0.01)
+    assert done[:2] == [f"load {tiny_model}", f"load {tiny_encoder}"]
+    listed = {m["name"]: m for m in ex.model_list()}
+    assert all(m["loaded"] for m in listed.values())
+    stop = threading.Event()
+    stop.set()
+    fresh = Explorer(ServeConfig(models=[str(tiny_model)]))
+    with fresh.queue.admitted():                 # a request in the queue: the preload waits, then is stopped
+        assert fresh.preload(stop=stop, pause=0.01) == []
+
+
+def test_serve_opens_on_the_bilingual_model():
+    from bertology.core.models import list_models
+    from bertology.serve.server import SERVE_DEFAULT, picker_models
+
+    required, optional = picker_models(None)
+    installed = [r["alias"] for r in list_models() if r["offline"]]
+    assert required == [SERVE_DEFAULT if SERVE_DEFAULT in installed else "minilm"]
+    assert SERVE_DEFAULT not in optional
+    assert picker_models(["minilm"])[0] == ["minilm"]

@@ -51,9 +51,10 @@ def _mlm_alias() -> str | None:
 
 @pytest.fixture(scope="module")
 def models(tiny_model, tiny_encoder):
-    """(default model, a model with an MLM head, one without): the real ones when installed."""
-    default = "minilm" if _installed("minilm") else str(tiny_encoder)
-    return default, _mlm_alias() or str(tiny_model), str(tiny_encoder)
+    """(default model, a model with an MLM head, one without): the real ones when installed. The default is
+    what `bertology serve` opens on: zh-en-mini, which runs every view."""
+    mlm = "zh-en-mini" if _installed("zh-en-mini") else (_mlm_alias() or str(tiny_model))
+    return mlm, mlm, str(tiny_encoder)
 
 
 
@@ -149,18 +150,22 @@ def test_senses_view(page, models, shots):
     assert cos0 != cos
     assert page.locator("#curve-svg circle.point").count() >= 2 and page.locator("#pca-svg circle.point").count() >= n
     # new sentences, new result
-    # typed as a user would: the Tab key writes the label separator inside the sentence list
+    # typed as a user would on a phone: `label: sentence`, and the label list for the last line
     page.fill("#senses-sentences", "")
-    for label, sentence in [("fruit", "i ate an apple"), ("fruit", "apple juice is sweet"),
-                            ("company", "apple sells phones")]:
-        page.type("#senses-sentences", label)
-        page.press("#senses-sentences", "Tab")
-        page.type("#senses-sentences", sentence + "\n")
-    assert page.input_value("#senses-sentences").count("\t") == 3
+    page.type("#senses-sentences", "fruit: i ate an apple\nfruit: apple juice is sweet\napple sells phones")
+    page.fill("#senses-label", "company")
+    page.click("#senses-label-apply")                   # the cursor is on the last line
+    assert page.input_value("#senses-sentences").splitlines()[-1] == "company: apple sells phones"
     page.fill("#senses-target", "apple")
     run_and_wait(page, "senses")
     assert page.locator("#heatmap-svg rect.cell").count() == 9
     assert page.locator("#senses-legend .swatch").count() == 2
+    # its yardstick: n per sense and the small-sample warning
+    assert "fruit 2" in page.inner_text("#senses-result") and "under 6" in page.inner_text("#senses-result")
+    # Tab is not captured in the sentence box: it moves on to the next input
+    page.focus("#senses-sentences")
+    page.keyboard.press("Tab")
+    assert page.evaluate("document.activeElement.id") != "senses-sentences"
     # bad input, explained in place
     page.fill("#senses-sentences", "i ate an apple\nthe sky is blue")
     run_and_wait(page, "senses", "error")
@@ -201,10 +206,15 @@ def test_fill_mask_view(page, models, shots):
     run_and_wait(page, "fill-mask", "error")
     assert "at least one [MASK]" in page.inner_text("#fm-error")
     assert page.get_attribute("#fm-text", "aria-invalid") == "true"
-    # a model without an MLM head: the view says so
+    # a model without an MLM head: the view says so in one line, with a button to switch
     pick_model(page, models[2])
-    wait_state(page, "fill-mask", "error")
-    assert "no masked-LM head" in page.inner_text("#fm-error")
+    wait_state(page, "fill-mask", "unavailable")
+    assert "masked-LM head" in page.inner_text("#fm-notice") and page.is_hidden("#fm-error")
+    page.fill("#fm-text", "the [MASK] is red")
+    page.eval_on_selector("#view-fill-mask", "e => e.dataset.state = 'switching'")
+    page.click("#fm-notice button.switch")
+    wait_state(page, "fill-mask")
+    assert page.input_value("#model") == models[1]
 
 
 def test_neighbours_view(page, models, shots, data_dir):
@@ -215,12 +225,14 @@ def test_neighbours_view(page, models, shots, data_dir):
                   if m["name"] == models[0])["layers"]
     assert page.locator("#nb-table tr.nb-row").count() == layers + 1
     assert "apple" in page.inner_text("#nb-result")
+    if page.locator("#nb-rank-svg").count():       # the translation is ranked: its chance line is drawn
+        assert page.locator("#nb-rank-svg line.chance").count() == 1 and "chance ≈" in page.inner_text("#nb-result")
     screenshot(page, shots, "neighbours")
     page.fill("#nb-word", "water")
     page.fill("#nb-k", "3")
     run_and_wait(page, "neighbours")
     assert "“water”" in page.inner_text("#nb-result")
-    assert page.locator("#nb-table tr.nb-row").first.locator(".chip").count() == 3
+    assert page.locator("#nb-table tr.nb-row").first.locator(".chip-word").count() == 3
     page.fill("#nb-word", "qwzxv")
     run_and_wait(page, "neighbours", "error")
     assert "qwzxv" in page.inner_text("#nb-error")
@@ -235,6 +247,8 @@ def test_langvec_view(page, models, shots, data_dir):
     assert rows.count() == 3
     n_tokens = rows.nth(0).locator("td").count()
     assert n_tokens >= 5 and rows.nth(2).locator("td").count() == n_tokens
+    precision = page.inner_text("#lv-precision")
+    assert "precision" in precision and ("constant token" in precision or "none of this sentence" in precision)
     screenshot(page, shots, "langvec")
     # alpha 0: the decoded tokens are the unshifted ones
     page.eval_on_selector("#view-langvec", "e => e.dataset.state = 'submitted'")
@@ -248,3 +262,124 @@ def test_langvec_view(page, models, shots, data_dir):
     page.fill("#lv-sentence", "")
     run_and_wait(page, "langvec", "error")
     assert "enter an English sentence" in page.inner_text("#lv-error")
+
+
+# ------------------------------------------------------------------------------------------------ issue 28
+YARDSTICK = {"senses": ("#senses-result", "n = "), "fill-mask": ("#fm-filled", "top answers filled in"),
+             "neighbours": ("#nb-result", "rank"), "langvec": ("#lv-precision", "precision"),
+             "attention": ("#at-result", "heads")}
+
+
+def test_default_model_runs_every_view(page, models, server, data_dir):
+    """A new user's first click in every view returns a result with its yardstick, on the default model."""
+    assert page.input_value("#model") == models[0]
+    for view, (box, words) in YARDSTICK.items():
+        page.goto(f"{server.url}/#{view}")
+        page.reload()
+        wait_state(page, view)
+        assert page.is_hidden(f"#{view_prefix(view)}-error") and page.is_hidden(f"#{view_prefix(view)}-notice")
+        assert words in page.inner_text(box), view
+
+
+def view_prefix(view: str) -> str:
+    return {"senses": "senses", "fill-mask": "fm", "neighbours": "nb", "langvec": "lv", "attention": "at"}[view]
+
+
+def test_spinner_and_disabled_run_while_busy(page, server):
+    wait_state(page, "senses")
+    queue = server.explorer.queue
+    queue._model_lock.acquire()             # the model is busy: the request waits
+    try:
+        page.eval_on_selector("#view-senses", "e => e.dataset.state = 'submitted'")
+        page.click("#senses-form button[type=submit]")
+        wait_state(page, "senses", "loading")
+        assert page.is_visible("#senses-status .spinner")
+        assert "running" in page.inner_text("#senses-status") or "loading" in page.inner_text("#senses-status")
+        assert page.is_disabled("#senses-form button[type=submit]")
+    finally:
+        queue._model_lock.release()
+    wait_state(page, "senses")
+    assert page.is_hidden("#senses-status") and page.is_enabled("#senses-form button[type=submit]")
+    # an edit clears the old error at once
+    page.fill("#senses-target", "")
+    run_and_wait(page, "senses", "error")
+    page.fill("#senses-target", "x")
+    assert page.is_hidden("#senses-error")
+
+
+def test_url_state_survives_reload(page, server):
+    wait_state(page, "senses")
+    page.click("#tabs button[data-view=fill-mask]")
+    wait_state(page, "fill-mask")
+    page.fill("#fm-text", "the [MASK] is red")
+    page.fill("#fm-k", "3")
+    run_and_wait(page, "fill-mask")
+    assert "#fill-mask?" in page.url and "k=3" in page.url
+    page.reload()
+    wait_state(page, "fill-mask")
+    assert page.input_value("#fm-text") == "the [MASK] is red" and page.input_value("#fm-k") == "3"
+    assert page.get_attribute("#tabs button[data-view=fill-mask]", "aria-selected") == "true"
+    assert page.locator("#fm-list-0 li").count() == 3
+    # a plain #view link opens that view; the arrow keys move between tabs
+    page.goto(server.url + "/#neighbours")
+    page.reload()
+    page.wait_for_selector("#tabs button[data-view=neighbours][aria-selected=true]")
+    page.focus("#tabs button[data-view=neighbours]")
+    page.keyboard.press("ArrowRight")
+    assert page.get_attribute("#tabs button[data-view=langvec]", "aria-selected") == "true"
+
+
+def test_attention_view(page, models, shots):
+    wait_state(page, "senses")
+    page.click("#tabs button[data-view=attention]")
+    wait_state(page, "attention")
+    info = next(m for m in page.evaluate("fetch('/api/models').then(r => r.json())")["models"] if m["name"] == models[0])
+    page.eval_on_selector("#view-attention", "e => e.dataset.state = 'submitted'")
+    page.click("#at-chips button.chip >> nth=0")        # the lecture's pair: 我吃了蘋果 vs 蘋果發表了新手機
+    wait_state(page, "attention")
+    assert page.locator(".attn-block").count() == 2
+    for s in range(2):
+        grid = page.locator(f"#at-grid-{s} svg.head")
+        assert grid.count() == info["layers"] * info["heads"]
+        assert page.locator(f"#at-grid-{s} rect.target-row").count() == info["layers"] * info["heads"]
+    table = page.inner_text("#at-block-0 table.attn-target")
+    assert "果" in table and "吃" in table
+    page.click("#at-grid-0 svg.head >> nth=1")
+    assert "layer 1, head 1" in page.inner_text("#at-block-0 .attn-detail")
+    screenshot(page, shots, "attention")
+
+
+def test_two_models_side_by_side(page, models, shots):
+    wait_state(page, "senses")
+    page.eval_on_selector_all(".view", "vs => vs.forEach(v => v.dataset.state = 'switching')")
+    page.select_option("#model2", models[2])
+    wait_state(page, "senses")
+    assert page.locator("#senses-columns .column").count() == 2
+    assert page.locator("#heatmap-svg rect.cell").count() > 0 and page.locator("#heatmap-svg-b rect.cell").count() > 0
+    names = page.locator("#senses-columns h2.model-name").all_inner_texts()
+    assert names == [models[0], models[2]]
+    screenshot(page, shots, "compare")
+    # a view the second model cannot run: its column says so, the first still answers
+    page.click("#tabs button[data-view=fill-mask]")
+    wait_state(page, "fill-mask")
+    assert page.locator("#fm-list-0 li").count() == 5
+    assert "cannot run this view" in page.inner_text("#fm-columns .column[data-slot='1']")
+    assert "compare=" in page.url
+
+
+def test_narrow_screen_has_no_horizontal_scroll(browser, server, shots, data_dir):
+    context = browser.new_context(viewport={"width": 420, "height": 900})
+    pg = context.new_page()
+    try:
+        for view in YARDSTICK:
+            pg.goto(f"{server.url}/#{view}")
+            pg.reload()
+            wait_state(pg, view)
+            width = pg.evaluate("[document.documentElement.scrollWidth, window.innerWidth]")
+            assert width[0] <= width[1], (view, width)
+        pg.goto(f"{server.url}/#senses")
+        pg.reload()
+        wait_state(pg, "senses")
+        screenshot(pg, shots, "narrow")
+    finally:
+        context.close()

@@ -1013,7 +1013,7 @@ def align_scale_cmd(
 def serve_cmd(
     model: Optional[List[str]] = typer.Option(None, "--model", "-m", help="Model the page opens with (repeat to "
                                               "offer several); installed aliases from `bertology models` are "
-                                              "offered too. Default: minilm."),
+                                              "offered too. Default: zh-en-mini."),
     host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on; anything but loopback prints a "
                                                          "warning (there is no authentication)."),
     port: int = typer.Option(8000, "--port", help="Port to listen on."),
@@ -1023,8 +1023,8 @@ def serve_cmd(
     threads: Optional[int] = typer.Option(None, "--threads", min=1, help="Cap torch's threads (default: all cores)."),
     trust_remote_code: bool = TrustOpt,
 ):
-    """Interactive explorer in the browser: word senses, fill-mask, neighbours across languages and language
-    vectors, on the models of the picker (see docs/serve.md)."""
+    """Interactive explorer in the browser: word senses, fill-mask, neighbours across languages, language
+    vectors and attention, on the models of the picker, one or two side by side (see docs/serve.md)."""
     from .serve.server import run_server
 
     _set_threads(threads)

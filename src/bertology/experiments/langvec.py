@@ -127,6 +127,34 @@ def score_translation(outputs: list[list[tuple[str, str]]], translations: dict[s
             "changed_rate": changed / total if total else float("nan")}
 
 
+def translation_table(dictionary: Dictionary) -> dict[str, list[str]]:
+    """{lower-cased source word: its translations} counted as real: about half of MUSE en-zh maps a word to
+    itself ("one\tone"), and echoing the input is not translating; a translation must also be in the target's
+    script (Chinese for en->zh)."""
+    tgt_cjk = np.mean([has_cjk(t) for w, t in dictionary.pairs if w.lower() != t.lower()] or [0]) > 0.5
+    translations = {}
+    for w, ts in dictionary.translations().items():
+        ts = [t for t in ts if t.lower() != w.lower() and has_cjk(t) == tgt_cjk]
+        if ts:
+            translations[w.lower()] = ts
+    return translations
+
+
+def constant_output_baseline(words: Sequence[str], translations: dict[str, list[str]],
+                             choose: np.ndarray | None = None) -> tuple[str | None, np.ndarray]:
+    """The best constant output: the one token that, written for every word, translates the most of the words
+    in `choose` (a boolean mask over `words`; all of them by default). Candidates are the translations of those
+    words and their characters. Returns (token or None, its hit per word of `words`)."""
+    choose = np.ones(len(words), dtype=bool) if choose is None else np.asarray(choose, dtype=bool)
+    chosen_types = {w for w, c in zip(words, choose) if c}
+    candidates = sorted({ch for w in chosen_types for t in translations[w] for ch in [t, *t]})
+    marks = {c: np.array([is_translation(c, translations[w]) for w in words], dtype=float) for c in candidates}
+    if not candidates:
+        return None, np.zeros(len(words))
+    best = max(candidates, key=lambda c: (marks[c][choose].mean(), c))
+    return best, marks[best]
+
+
 @dataclass
 class LangvecResult:
     model: str
@@ -177,14 +205,7 @@ def langvec(model: str, corpora: dict[str, Sequence[str]], sentences: Sequence[s
         distance.append({"layer": l, "distance": float(np.linalg.norm(b - a)),
                          "cosine": float(a @ b / (np.linalg.norm(a) * np.linalg.norm(b) + 1e-12)),
                          "norm_source": float(np.linalg.norm(a)), "norm_target": float(np.linalg.norm(b))})
-    # Only real translations count: about half of MUSE en-zh maps a word to itself ("one\tone"), and echoing the
-    # input is not translating; a translation must also be in the target's script (Chinese for en->zh).
-    tgt_cjk = np.mean([has_cjk(t) for w, t in dictionary.pairs if w.lower() != t.lower()] or [0]) > 0.5
-    translations = {}
-    for w, ts in dictionary.translations().items():
-        ts = [t for t in ts if t.lower() != w.lower() and has_cjk(t) == tgt_cjk]
-        if ts:
-            translations[w.lower()] = ts
+    translations = translation_table(dictionary)
     grid, outputs, hits_by_setting, scored_words = [], {}, {}, []
     from tqdm.auto import tqdm
 
@@ -240,10 +261,7 @@ def langvec_measures(result: LangvecResult, seed: int = 0) -> dict:
     chosen = max(shifted, key=lambda k: hits[k][dev].mean())
     layer, alpha = chosen.split("/")
     unshifted = next(v for k, v in hits.items() if float(k.split("/")[1]) == 0)
-    candidates = sorted({ch for w in dev_types for t in wh["translations"][w] for ch in [t, *t]})
-    marks = {c: np.array([is_translation(c, wh["translations"][w]) for w in words], dtype=float) for c in candidates}
-    constant = max(candidates, key=lambda c: (marks[c][dev].mean(), c)) if candidates else None
-    const_hits = marks[constant] if constant else np.zeros(len(words))
+    constant, const_hits = constant_output_baseline(list(words), wh["translations"], dev)
     rival = const_hits if const_hits[test].mean() > unshifted[test].mean() else unshifted
     diff = paired_difference(hits[chosen][test], rival[test], seed=seed)
     return {"precision": float(hits[chosen][test].mean()), "layer": int(layer), "alpha": float(alpha),

@@ -230,6 +230,15 @@ def position_features(sentences: Sequence[str], occ: Sequence[Occurrence]) -> np
                       o.start / max(len(sentences[o.sentence]), 1)] for o in occ])
 
 
+def position_purity(position: np.ndarray, labels: Sequence[str], seed: int = 0) -> float:
+    """The verdict's position-only baseline: the 2-means purity of the standardised position features
+    (`position_features`), clustered like the vectors: what where the word stands says about its sense."""
+    from ..metrics import cluster_purity
+
+    pos_std = (position - position.mean(0)) / np.maximum(position.std(0), 1e-9)
+    return cluster_purity(pos_std, np.asarray(labels), seed)
+
+
 def dev_test_halves(labels: Sequence[str], initial: Sequence[float], seed: int) -> tuple[np.ndarray, np.ndarray]:
     """Indices of a dev and a test half: within each (sense, sentence-initial) cell, a seeded shuffle dealt
     alternately, so both halves keep every sense and the position balance."""
@@ -273,13 +282,11 @@ def score_sense_set(vectors: np.ndarray, labels: Sequence[str], position: np.nda
                      - (sim_0[sub][same & off].mean() - sim_0[sub][~same].mean()))
 
     sep_l, sep_0 = separation_from_similarity(sim_l, lab), separation_from_similarity(sim_0, lab)
-    pos = position[test]
-    pos_std = (pos - pos.mean(0)) / np.maximum(pos.std(0), 1e-9)
     return {"layer": layer, "dev_separation": dev_sep, "separation": sep_l, "layer0": sep_0,
             "effect": sep_l - sep_0, "ci": bootstrap_ci(effect, len(test), reps, seed, strata=lab),
             "purity": cluster_purity(units[layer][test], lab, seed),
             "layer0_purity": cluster_purity(units[0][test], lab, seed),
-            "position_purity": cluster_purity(pos_std, lab, seed), "n_test": int(len(test)),
+            "position_purity": position_purity(position[test], lab, seed), "n_test": int(len(test)),
             "per_sense": {str(k): int((lab == k).sum()) for k in np.unique(lab)},
             "_effect_fn": effect, "_labels": lab}      # for the pooled bootstrap; not saved
 

@@ -1,10 +1,11 @@
 """The web application of `bertology serve`: a JSON API over `Explorer` and one static page.
 
 Routes: `/` the page; `/static/*` its script and style; `GET /api/models`, `GET /api/examples?model=`;
-`POST /api/senses | /api/fill-mask | /api/neighbours | /api/langvec`; `GET /api/font.css?chars=` (a subset of
+`POST /api/senses | /api/fill-mask | /api/neighbours | /api/langvec | /api/attention`; `GET /api/font.css?chars=` (a subset of
 Noto Sans CJK holding just those characters, so Chinese renders where the reader has no CJK font).
 
-Errors are JSON `{"error": message, "field": input name or null}`: 400 for a bad input (shown next to that
+Errors are JSON `{"error": message, "field": input name or null}` (plus `"switch": model` when another model of
+the picker can do what this one cannot): 400 for a bad input (shown next to that
 input), 503 when the model queue is full, 413 for an oversized body, 500 for a bug (logged with its traceback;
 the server keeps serving).
 """
@@ -66,6 +67,11 @@ class NeighboursIn(BaseModel):
     model: str | None = None
     word: str = ""
     k: Any = 5
+
+class AttentionIn(BaseModel):
+    model: str | None = None
+    sentence: str = ""
+    target: str = ""
 
 class LangvecIn(BaseModel):
     model: str | None = None
@@ -165,7 +171,10 @@ def _add_error_handlers(app) -> None:
         # is said as its plain name and the input it names is outlined. A UserError without a field (a model
         # that fails to load, say) is shown without one.
         field = getattr(exc, "field", None) or next(iter(getattr(exc, "fields", ())), None)
-        return JSONResponse({"error": exc.describe(lambda name: name), "field": field}, 400)
+        body = {"error": exc.describe(lambda name: name), "field": field}
+        if getattr(exc, "switch", None):
+            body["switch"] = exc.switch
+        return JSONResponse(body, 400)
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException):
@@ -214,9 +223,11 @@ def _add_routes(app, explorer: Explorer) -> None:
 
     @app.get("/api/models")
     def models():
-        with explorer.queue.turn():     # every endpoint is behind the bounded queue (issue 27.6)
-            return {"models": explorer.model_list(), "default": explorer.model_list()[0]["name"],
-                    "limits": explorer.limits.to_json()}
+        # every endpoint is behind the bounded queue (issue 27.6); this one answers from memory, without
+        # waiting for the model, so the page draws itself while a model loads
+        with explorer.queue.admitted():
+            listed = explorer.model_list()
+            return {"models": listed, "default": listed[0]["name"], "limits": explorer.limits.to_json()}
 
     @app.get("/api/examples")
     def examples(model: str | None = None):
@@ -241,6 +252,11 @@ def _add_routes(app, explorer: Explorer) -> None:
     def langvec(body: LangvecIn):
         _check_texts(body)
         return explorer.langvec(body.model, body.sentence, body.layer, body.alpha)
+
+    @app.post("/api/attention")
+    def attention(body: AttentionIn):
+        _check_texts(body)
+        return explorer.attention(body.model, body.sentence, body.target)
 
     @app.get("/api/font.css")
     def font_css(chars: str = ""):

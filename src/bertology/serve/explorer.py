@@ -7,7 +7,12 @@ neighbour candidates) in a small cache, and serialises model work:
 - fill-mask: `mlm.fill_mask` with the preloaded MLM;
 - neighbours: `align.usable_words` + `align.contextual_vectors` (the alignment experiment's word vectors: the
   mean contextual vector over a word's occurrences in Tatoeba), MUSE en-zh as the gold;
-- language vector: `langvec.language_means` + `langvec.translate`.
+- language vector: `langvec.language_means` + `langvec.translate`, scored with `langvec.word_hits` against the
+  constant-output baseline of the report's verdict (`langvec.constant_output_baseline`);
+- attention: `attention.attention_maps` (every layer and head, eager attention).
+
+Every result carries its yardstick: the measure's fixed range, the chance level or baseline the report's
+verdicts use, and n with a warning when it is small.
 
 Concurrency: one lock guards every model call (PyTorch already uses all cores for one forward pass, and two
 models in flight would double the memory); at most `max_queue` requests may wait for it, and none longer than
@@ -16,7 +21,9 @@ models in flight would double the memory); at most `max_queue` requests may wait
 
 from __future__ import annotations
 
+import re
 import threading
+import time
 from collections import OrderedDict
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -29,11 +36,13 @@ from ..errors import UserError
 
 
 class InputError(UserError):
-    """A bad input from the page; `field` names the input the message belongs next to."""
+    """A bad input from the page; `field` names the input the message belongs next to, `switch` a model of the
+    picker that can do what this one cannot (the page offers a button to switch to it)."""
 
-    def __init__(self, message: str, field: str | None = None):
+    def __init__(self, message: str, field: str | None = None, switch: str | None = None):
         super().__init__(message, (field,) if field else ())
         self.field = field
+        self.switch = switch
 
 
 class Busy(Exception):
@@ -52,6 +61,7 @@ class Limits:
     max_k: int = 20
     max_alpha: float = 5.0
     max_word_chars: int = 40
+    max_attention_tokens: int = 48      # the page draws layers x heads matrices of tokens x tokens
 
     def to_json(self) -> dict:
         return dict(self.__dict__)
@@ -73,12 +83,26 @@ class ServeConfig:
     neighbour_occurrences: int = 2      # occurrences averaged into one word vector (align's K)
 
 
-# The lecture's examples, the first one the model's vocabulary can read is pre-filled (see Explorer.examples).
+# The lecture's examples, the first one the model's vocabulary can read is pre-filled (see Explorer.examples);
+# the page offers them all as chips, the lecture's first.
 SENSES_SETS = ("apple-zh", "apple-en")
 FILL_MASK_EXAMPLES = ("今天買了蘋[MASK]來吃", "今天买了苹[MASK]来吃", "the capital of france is [MASK].")
 NEIGHBOUR_EXAMPLE = "apple"
+NEIGHBOUR_CHIPS = ("apple", "蘋果", "water", "水", "dog", "book")
 LANGVEC_EXAMPLE = "there is no one who can help me."   # the lecture: "no one" -> 無人, "me" -> 我
+LANGVEC_CHIPS = (LANGVEC_EXAMPLE, "i ate an apple today.", "the weather is good today.")
 LANGVEC_ALPHA = 2.0                                   # docs/align.md: most Chinese output at alpha 2
+ATTENTION_EXAMPLES = (("我吃了蘋果", "果"), ("蘋果發表了新手機", "果"), ("i ate an apple", "apple"),
+                      ("apple released a new phone", "apple"))
+# Under this many occurrences per sense, separation and 2-means purity are noise (4 sentences gave purity 1.00).
+MIN_PER_SENSE = 6
+CHINESE_PROBE = "蘋果"       # a model that reads these without [UNK] can run the lecture's Chinese examples
+VIEWS = ("senses", "fill-mask", "neighbours", "langvec", "attention")
+NEEDS_MLM = {"fill-mask": "fill-mask needs a masked-LM head", "langvec": "the language vector needs a masked-LM "
+             "head to read the shifted states back as tokens"}
+# `label: sentence` (an ASCII colon and a space, or a full-width colon), the label one word of at most 24
+# characters, so "12:30" and "he said: ..." stay sentences; `label<TAB>sentence` works too.
+LABEL_LINE = re.compile(r"^([^\s:：]{1,24})(?::\s+|：\s*)(\S.*)$")
 
 
 class ModelQueue:
@@ -89,6 +113,23 @@ class ModelQueue:
         self._model_lock = threading.Lock()
         self._count_lock = threading.Lock()
         self.inside = 0                     # waiting + running
+
+    @contextmanager
+    def admitted(self):
+        """Counted against the queue's bound, but not waiting for the model: for answers from memory (the model
+        list, the examples), so the page can draw itself while a model loads."""
+        with self._count_lock:
+            if self.inside >= self.max_queue:
+                raise Busy(f"the server is busy ({self.inside} requests in the queue); try again in a moment")
+            self.inside += 1
+        try:
+            yield
+        finally:
+            with self._count_lock:
+                self.inside -= 1
+
+    def idle(self) -> bool:
+        return self.inside == 0
 
     @contextmanager
     def turn(self):
@@ -140,28 +181,63 @@ class Explorer:
         self.limits = config.limits
         self.queue = ModelQueue(config.max_queue, config.queue_timeout)
         self.choices: OrderedDict[str, dict] = OrderedDict()
+        self._readable: dict[str, dict] = {}          # per model: which of the lecture's examples it reads
         self.add_models(config.models)
         self._loaded: OrderedDict[str, LoadedModel] = OrderedDict()
         self._data: dict[str, Any] = {}
         self._data_lock = threading.Lock()
+        self.seconds: dict[str, float] = {}           # measured: "load:MODEL", "neighbours:MODEL:en-zh", ...
 
     # ------------------------------------------------------------------------------------------- models
     def add_models(self, names: list[str]) -> None:
-        """Offer these models in the picker, each described as {name, description, mlm, layers}; a model that
-        cannot be found raises UserError. The page can only ever name one of these: the server resolves
+        """Offer these models in the picker, each described as {name, description, mlm, layers, chinese}; a model
+        that cannot be found raises UserError. The page can only ever name one of these: the server resolves
         nothing else, so no path sent by a browser is opened."""
-        from ..core.models import ALIASES, has_mlm_head, load_config
+        from ..core.models import ALIASES, has_mlm_head, load_config, load_tokenizer
 
         for name in dict.fromkeys(names):
             if name in self.choices:
                 continue
             cfg = load_config(name, self.config.trust_remote_code)
             alias = ALIASES.get(name)
+            tok = load_tokenizer(name, self.config.trust_remote_code)   # its own copy: read here, never shared
+
+            def readable(text: str, tok=tok) -> bool:
+                body = text.replace("[MASK]", " ")
+                return tok.unk_token_id not in tok(body, add_special_tokens=False)["input_ids"]
+            from ..io.sentences import DEMO_SETS
+
+            self._readable[name] = {
+                "senses": next((s for s in SENSES_SETS if readable(DEMO_SETS[s][1])), SENSES_SETS[-1]),
+                "fill_mask": next((t for t in FILL_MASK_EXAMPLES if readable(t)), FILL_MASK_EXAMPLES[-1]),
+                "mask_token": tok.mask_token}
             self.choices[name] = {"name": name, "mlm": has_mlm_head(name), "layers": int(cfg.num_hidden_layers),
-                                  "description": alias.description if alias else "local model directory"}
+                                  "heads": int(getattr(cfg, "num_attention_heads", 0) or 0),
+                                  "chinese": readable(CHINESE_PROBE),
+                                  "description": alias.description if alias else "local model directory",
+                                  "load_estimate_s": _load_estimate(name)}
+
+    def cannot(self, name: str) -> dict[str, str]:
+        """{view: why this model cannot run it}, for the views it cannot run."""
+        choice = self.choices[name]
+        return {view: why for view, why in NEEDS_MLM.items() if not choice["mlm"]}
+
+    def suggest(self, view: str, chinese: bool = False, other_than: str | None = None) -> str | None:
+        """The first model of the picker that can run `view` (and reads Chinese, when asked), else None."""
+        for name, choice in self.choices.items():
+            if name != other_than and view not in self.cannot(name) and (choice["chinese"] or not chinese):
+                return name
+        return None
 
     def model_list(self) -> list[dict]:
-        return list(self.choices.values())
+        out = []
+        for name, choice in self.choices.items():
+            load = self.seconds.get(f"load:{name}")
+            out.append({**choice, "cannot": self.cannot(name), "loaded": name in self._loaded,
+                        "load_estimate_s": round(load, 1) if load else choice["load_estimate_s"],
+                        "prepared": sorted(k.split(":", 2)[2] for k in self.seconds
+                                           if k.startswith("prepare:") and k.split(":", 2)[1] == name)})
+        return out
 
     def _model(self, name: str | None) -> LoadedModel:
         """The loaded model for a picker entry (call inside queue.turn())."""
@@ -173,7 +249,9 @@ class Explorer:
             return self._loaded[name]
         while len(self._loaded) >= self.config.max_loaded:
             self._loaded.popitem(last=False)
+        start = time.perf_counter()
         self._loaded[name] = self._load(name)
+        self.seconds[f"load:{name}"] = time.perf_counter() - start
         return self._loaded[name]
 
     def _load(self, name: str) -> LoadedModel:
@@ -194,6 +272,37 @@ class Explorer:
             emb = Embedder(name, tokenizer, precision=self.config.precision, trust_remote_code=trust, progress=False)
         return LoadedModel(name, tokenizer, emb, mlm, emb.num_layers)
 
+    def preload(self, stop: threading.Event | None = None, pause: float = 0.5) -> list[str]:
+        """Background warm-up after start: load the first `max_loaded` models of the picker, then the default
+        model's language means and English->Chinese neighbour index (the slow first calls of those views). Each
+        step is its own queue turn and waits until no request is queued, so a reader's click goes first.
+        Returns the steps done; a step that fails (no data, say) is skipped, its view will say why."""
+        names = list(self.choices)[: self.config.max_loaded]
+        steps = [(f"load {n}", lambda n=n: self._model(n)) for n in names]
+        steps += [(f"language means {names[0]}", lambda: self._language_means(self._model(names[0]))),
+                  (f"neighbours en-zh {names[0]}", lambda: self._candidates(self._model(names[0]), "en-zh"))]
+        done = []
+        for what, step in steps:
+            while not self.queue.idle():
+                if stop is not None and stop.wait(pause):
+                    return done
+                if stop is None:
+                    time.sleep(pause)
+            if stop is not None and stop.is_set():
+                return done
+            try:
+                with self.queue.turn():
+                    step()
+                done.append(what)
+            except (UserError, Busy):
+                continue
+        return done
+
+    def _timed(self, key: str, build):
+        start = time.perf_counter()
+        value = build()
+        self.seconds[key] = time.perf_counter() - start
+        return value
     # ------------------------------------------------------------------------------------------- data
     def _shared(self, key: str, build):
         with self._data_lock:
@@ -233,41 +342,54 @@ class Explorer:
 
     # ------------------------------------------------------------------------------------------- examples
     def examples(self, model: str | None) -> dict:
-        """The lecture's examples, picking for each view the first one this model's vocabulary covers."""
-        from ..io.sentences import DEMO_SETS, read_sentences
+        """The lecture's examples, each view pre-filled with the first one this model's vocabulary covers, and
+        the chips the page offers per view (the lecture's first). Read from memory: no model is loaded."""
+        from ..io.sentences import DEMO_SETS
 
-        with self.queue.turn():   # a fast tokenizer must not be used by two threads at once
-            lm = self._model(model)
-            tok = lm.tokenizer
+        with self.queue.admitted():
+            name = model or next(iter(self.choices))
+            if name not in self.choices:
+                raise InputError(f"unknown model {str(name)[:60]!r}: choose one of {', '.join(self.choices)}",
+                                 "model")
+            readable, choice = self._readable[name], self.choices[name]
+        mask = readable["mask_token"]
 
-            def readable(text: str) -> bool:
-                body = text.replace("[MASK]", " ")
-                return tok.unk_token_id not in tok(body, add_special_tokens=False)["input_ids"]
-            senses_set = next((s for s in SENSES_SETS if readable(DEMO_SETS[s][1])), SENSES_SETS[-1])
-            fill = next((t for t in FILL_MASK_EXAMPLES if readable(t)), FILL_MASK_EXAMPLES[-1])
-        sents, labels, _ = read_sentences(senses_set)
-        if tok.mask_token and tok.mask_token != "[MASK]":
-            fill = fill.replace("[MASK]", tok.mask_token)
-        return {"model": lm.name, "senses": {"set": senses_set, "target": DEMO_SETS[senses_set][1],
-                                             "sentences": "\n".join(f"{l}\t{s}" for l, s in zip(labels, sents))},
-                "fill_mask": {"text": fill, "k": 5},
-                "neighbours": {"word": NEIGHBOUR_EXAMPLE, "k": 5},
-                "langvec": {"sentence": LANGVEC_EXAMPLE, "layer": max(0, lm.num_layers - 1), "alpha": LANGVEC_ALPHA}}
+        def masked(text: str) -> str:
+            return text.replace("[MASK]", mask) if mask and mask != "[MASK]" else text
+        senses_chips = [{"label": f"{DEMO_SETS[s][1]} ({s})", **_senses_example(s)}
+                        for s in ("apple-zh", "apple-en", "zh-da", "en-bank", "en-spring")]
+        senses_chips.insert(2, {"label": "first experiment: one sentence per sense", "target": "apple",
+                                "sentences": "fruit: I ate an apple\ncompany: Apple released a phone"})
+        return {"model": name,
+                "senses": {"set": readable["senses"], **_senses_example(readable["senses"]), "chips": senses_chips},
+                "fill_mask": {"text": masked(readable["fill_mask"]), "k": 5,
+                              "chips": [{"label": t, "text": masked(t)} for t in FILL_MASK_EXAMPLES]},
+                "neighbours": {"word": NEIGHBOUR_EXAMPLE, "k": 5,
+                               "chips": [{"label": w, "word": w} for w in NEIGHBOUR_CHIPS]},
+                "langvec": {"sentence": LANGVEC_EXAMPLE, "layer": max(0, choice["layers"] - 1),
+                            "alpha": LANGVEC_ALPHA, "chips": [{"label": t, "sentence": t} for t in LANGVEC_CHIPS]},
+                "attention": {"sentence": ATTENTION_EXAMPLES[0][0] if choice["chinese"] else ATTENTION_EXAMPLES[2][0],
+                              "target": ATTENTION_EXAMPLES[0][1] if choice["chinese"] else ATTENTION_EXAMPLES[2][1],
+                              "chips": [{"label": s, "sentence": s, "target": t} for s, t in ATTENTION_EXAMPLES]}}
 
     # ------------------------------------------------------------------------------------------- senses
     def parse_sentences(self, text: str) -> tuple[list[str], list[str]]:
-        """One sentence a line, optionally `label<TAB>sentence`; a pasted `label<TAB>sentence` header is skipped."""
+        """One sentence a line, optionally labelled `label: sentence` (or `label<TAB>sentence`); a pasted
+        `label<TAB>sentence` header is skipped."""
         lim = self.limits
         lines = [l.strip() for l in str(text).splitlines() if l.strip()]
         if lines and lines[0].lower().split("\t") == ["label", "sentence"]:
             lines = lines[1:]
         if not lines:
-            raise InputError("enter at least one sentence (one a line, optionally label<TAB>sentence)", "sentences")
+            raise InputError("enter at least one sentence (one a line, optionally label: sentence)", "sentences")
         if len(lines) > lim.max_sentences:
             raise InputError(f"{len(lines)} sentences: at most {lim.max_sentences} per request", "sentences")
         sents, labels = [], []
         for i, line in enumerate(lines, 1):
             label, _, sentence = line.rpartition("\t")
+            labelled = LABEL_LINE.match(line) if not label else None
+            if labelled:
+                label, sentence = labelled.groups()
             label, sentence = label.strip(), sentence.strip()
             if not sentence:
                 raise InputError(f"line {i}: the sentence after the label is empty", "sentences")
@@ -278,13 +400,10 @@ class Explorer:
             labels.append(label)
         return sents, labels
 
-    def senses(self, model: str | None, sentences: str, target: str) -> dict:
+    def _check_target(self, sents: list[str], target: str) -> str:
         from ..core.embed import target_pattern
-        from ..metrics import cosine_matrix
-        from ..experiments.senses import word_senses
 
         lim = self.limits
-        sents, labels = self.parse_sentences(sentences)
         target = str(target).strip()
         if not target:
             raise InputError("enter the target word (or character) to follow through the sentences", "target")
@@ -299,27 +418,50 @@ class Explorer:
                              f"{sents[missing[0] - 1][:80]!r}", "sentences")
         if sum(counts) > lim.max_occurrences:
             raise InputError(f"{sum(counts)} occurrences of {target!r}: at most {lim.max_occurrences}", "target")
+        return target
+
+    def unreadable(self, lm: LoadedModel, view: str, error: UserError, field: str) -> InputError:
+        """A [UNK] refusal, with the model to switch to when the text is Chinese and another model reads it."""
+        from ..io.cjk import has_cjk
+
+        message = str(error)
+        other = self.suggest(view, chinese=True, other_than=lm.name) if "[UNK]" in message else None
+        if other and (has_cjk(message) or not self.choices[lm.name]["chinese"]):
+            message += f" — {lm.name} reads little Chinese: switch to {other}"
+        return InputError(message, field, switch=other)
+
+    def senses(self, model: str | None, sentences: str, target: str) -> dict:
+        from ..experiments.senses import word_senses
+        from ..metrics import cosine_matrix
+
+        sents, labels = self.parse_sentences(sentences)
+        target = self._check_target(sents, target)
         with self.queue.turn():
             lm = self._model(model)
             try:
                 res = word_senses(lm.name, sents, labels, target, source="sentences", embedder=lm.embedder)
             except UserError as e:   # the embedder refuses targets it reads as [UNK]
-                raise InputError(str(e), "target") from None
+                raise self.unreadable(lm, "senses", e, "target") from None
         layers = []
         previous = None
+        occ_labels = np.array([o["label"] for o in res.occurrences])
+        different = occ_labels[:, None] != occ_labels[None, :]
         for layer in range(res.vectors.shape[0]):
             vecs = res.vectors[layer]
             points, explained = _pca_2d(vecs, previous)
             previous = points
-            layers.append({"layer": layer, "similarity": np.round(cosine_matrix(vecs), 4).tolist(),
+            sim = cosine_matrix(vecs)
+            # the cosine across senses: the answer when each sense has one sentence (no within-sense pair)
+            across = float(sim[different].mean()) if different.any() else None
+            layers.append({"layer": layer, "similarity": np.round(sim, 4).tolist(), "across": across,
                            "pca": np.round(points, 4).tolist(), "explained": explained})
         return {"model": lm.name, "target": target, "sentences": sents, "occurrences": res.occurrences,
                 "labels": sorted(set(labels)), "scores": [s.__dict__ for s in res.layers],
-                "best_layer": res.best_layer, "layers": layers}
+                "best_layer": res.best_layer, "layers": layers, **_senses_yardstick(res, occ_labels)}
 
     # ------------------------------------------------------------------------------------------- fill-mask
     def fill_mask(self, model: str | None, text: str, k: int) -> dict:
-        from ..core.adapter import count_masks
+        from ..core.adapter import count_masks, display_tokens, mask_text
         from ..experiments.mlm import fill_mask
 
         lim = self.limits
@@ -328,8 +470,10 @@ class Explorer:
         with self.queue.turn():
             lm = self._model(model)
             if lm.mlm is None:
-                raise InputError(f"model {lm.name!r} has no masked-LM head, so it cannot fill in blanks; pick a "
-                                 f"model pretrained with MLM (e.g. one from `bertology pretrain`)", "model")
+                other = self.suggest("fill-mask")
+                raise InputError(f"model {lm.name!r} has no masked-LM head, so it cannot fill in blanks"
+                                 + (f": switch to {other}" if other else "; pick a model pretrained with MLM (e.g. "
+                                    "one from `bertology pretrain`)"), "model", switch=other)
             mask = lm.tokenizer.mask_token
             if not text:
                 raise InputError(f"enter a sentence with one or more {mask}", "text")
@@ -342,7 +486,23 @@ class Explorer:
                 raise InputError(f"{n} {mask}s: at most {lim.max_masks}", "text")
             res = fill_mask(lm.name, [text], top_k=k, precision=self.config.precision, mlm=lm.mlm,
                             tokenizer=lm.tokenizer)
-        return {"model": lm.name, "text": text, "k": k, "masks": res.items[0]["masks"]}
+            ids = lm.tokenizer(mask_text(text, lm.tokenizer))["input_ids"]
+            tokens = display_tokens(lm.tokenizer, ids)
+            unknown = [t for t, i in zip(tokens, ids) if i == lm.tokenizer.unk_token_id]
+        masks = res.items[0]["masks"]
+        filled = list(tokens)
+        for m in masks:       # the sentence as the model reads it, each blank filled with its top answer
+            filled[m["position"]] = m["candidates"][0]["token"]
+        blanks = {m["position"] for m in masks}
+        body = [t for p, (t, i) in enumerate(zip(filled, ids)) if p in blanks or i not in lm.tokenizer.all_special_ids]
+        out = {"model": lm.name, "text": text, "k": k, "masks": masks, "tokens": tokens,
+               "filled": _join_pieces(body), "mask_positions": [m["position"] for m in masks], "warning": None}
+        if unknown:
+            other = self.suggest("fill-mask", chinese=True, other_than=lm.name)
+            out["warning"] = (f"{len(unknown)} token{'s' * (len(unknown) > 1)} read as {lm.tokenizer.unk_token}: "
+                              f"the model does not see that text" + (f"; switch to {other}" if other else ""))
+            out["switch"] = other
+        return out
 
     # ------------------------------------------------------------------------------------------- neighbours
     def _candidates(self, lm: LoadedModel, direction: str) -> _Candidates:
@@ -352,6 +512,7 @@ class Explorer:
         from ..io.cjk import has_cjk
 
         if direction not in lm.neighbour_index:
+            start = time.perf_counter()
             corpora, d = self._corpora(), self._dictionary(direction)
             target_lang = direction.split("-")[1]
             words = list(dict.fromkeys(t for _, t in d.pairs if has_cjk(t) == (target_lang == "zh")))
@@ -363,6 +524,7 @@ class Explorer:
             sel = WordSet(keep, {w: ws.occurrences[w] for w in keep}, {})
             vecs = contextual_vectors(lm.embedder, corpora[target_lang], sel, list(range(lm.num_layers + 1)))
             lm.neighbour_index[direction] = _Candidates(keep, _unit(vecs))
+            self.seconds[f"prepare:{lm.name}:neighbours-{direction}"] = time.perf_counter() - start
         return lm.neighbour_index[direction]
 
     def neighbours(self, model: str | None, word: str, k: int) -> dict:
@@ -412,13 +574,21 @@ class Explorer:
             out_layers.append({"layer": layer, "gold_rank": rank,
                                "neighbours": [{"word": words[i], "cosine": round(float(cos[i]), 4),
                                                "gold": words[i] in gold_set} for i in top]})
-        return {"model": lm.name, "word": word, "query": query, "direction": direction, "gold": gold,
-                "gold_ranked": [words[i] for i in gold_idx], "candidates": len(words),
-                "occurrences": len(src.occurrences[query]), "layers": out_layers}
+        out = {"model": lm.name, "word": word, "query": query, "direction": direction, "gold": gold,
+               "gold_ranked": [words[i] for i in gold_idx], "candidates": len(words),
+               "occurrences": len(src.occurrences[query]), "layers": out_layers, "notice": None, "switch": None,
+               **_rank_chance(len(gold_idx), len(words))}
+        if gold and not gold_idx:
+            other = self.suggest("neighbours", chinese=True, other_than=lm.name)
+            out["notice"] = (f"{lm.name} reads none of the translations ({', '.join(gold[:4])}) without [UNK] or "
+                             f"finds none in the corpus, so their rank cannot be shown"
+                             + (f": switch to {other}" if other else ""))
+            out["switch"] = other
+        return out
 
     # ------------------------------------------------------------------------------------------- language vector
     def langvec(self, model: str | None, sentence: str, layer, alpha) -> dict:
-        from ..experiments.langvec import language_means, translate
+        from ..experiments.langvec import translate
 
         lim = self.limits
         sentence = str(sentence).strip()
@@ -430,20 +600,169 @@ class Explorer:
         with self.queue.turn():
             lm = self._model(model)
             if lm.mlm is None:
+                other = self.suggest("langvec")
                 raise InputError(f"model {lm.name!r} has no masked-LM head: the shifted hidden states need one to "
-                                 f"be read back as tokens; pick a model pretrained with MLM", "model")
+                                 f"be read back as tokens" + (f"; switch to {other}" if other else
+                                                              "; pick a model pretrained with MLM"),
+                                 "model", switch=other)
             layer = _int(layer, "layer", 0, lm.num_layers)
-            if lm.language_means is None:
-                corpora = self._corpora()
-                lm.language_means = language_means(lm.embedder, {"en": corpora["en"], "zh": corpora["zh"]},
-                                                   list(range(lm.num_layers + 1)), self.config.mean_sentences)
-            direction = lm.language_means["zh"][layer] - lm.language_means["en"][layer]
+            means = self._language_means(lm)
+            direction = means["zh"][layer] - means["en"][layer]
             before = translate(lm.mlm, lm.tokenizer, [sentence], layer, None)[0]
             after = translate(lm.mlm, lm.tokenizer, [sentence], layer, alpha * direction if alpha else None)[0]
+        score = self._translation_score(before, after)
         return {"model": lm.name, "sentence": sentence, "layer": layer, "alpha": alpha,
                 "tokens": [t for t, _ in before], "before": [o for _, o in before], "after": [o for _, o in after],
                 "distance": round(float(np.linalg.norm(direction)), 4),
-                "mean_sentences": min(self.config.mean_sentences, self.config.corpus_lines)}
+                "mean_sentences": min(self.config.mean_sentences, self.config.corpus_lines), **score}
+
+    # ------------------------------------------------------------------------------------------- attention
+    def attention(self, model: str | None, sentence: str, target: str = "") -> dict:
+        """Every layer's and head's attention for the sentence (`attention.attention_maps`), the target's
+        tokens marked (their rows: what the target attends to). Probabilities: the scale is 0..1."""
+        from ..experiments.attention import attention_maps
+
+        lim = self.limits
+        sentence, target = str(sentence).strip(), str(target).strip()
+        if not sentence:
+            raise InputError("enter a sentence", "sentence")
+        if len(sentence) > lim.max_text_chars:
+            raise InputError(f"the sentence has {len(sentence)} characters, at most {lim.max_text_chars}", "sentence")
+        if target and target not in sentence:
+            raise InputError(f"the target {target!r} is not in the sentence", "target")
+        with self.queue.turn():
+            lm = self._model(model)
+            n = len(lm.tokenizer(sentence)["input_ids"])
+            if n > lim.max_attention_tokens:
+                raise InputError(f"the sentence is {n} tokens long: at most {lim.max_attention_tokens} here (each "
+                                 f"head draws a tokens x tokens matrix)", "sentence")
+            try:
+                res = attention_maps(lm.embedder.model, lm.tokenizer, sentence, lm.name)
+            except UserError as e:
+                raise InputError(str(e), "sentence") from None
+        positions = res.token_positions(target) if target else []
+        unk = lm.tokenizer.unk_token
+        out = {"model": lm.name, "sentence": sentence, "target": target, "tokens": res.tokens,
+               "target_positions": positions, "layers": res.num_layers, "heads": res.num_heads, "range": [0, 1],
+               "attentions": np.round(res.attentions, 3).tolist(), "warning": None, "switch": None}
+        if unk and unk in res.tokens:
+            other = self.suggest("attention", chinese=True, other_than=lm.name)
+            out["warning"] = (f"{res.tokens.count(unk)} token(s) read as {unk}: the model does not see that text"
+                              + (f"; switch to {other}" if other else ""))
+            out["switch"] = other
+        if target and not positions:
+            out["warning"] = f"the target {target!r} covers no token of the sentence"
+        return out
+
+    def _language_means(self, lm: LoadedModel) -> dict:
+        from ..experiments.langvec import language_means
+
+        if lm.language_means is None:
+            start = time.perf_counter()
+            corpora = self._corpora()
+            lm.language_means = language_means(lm.embedder, {"en": corpora["en"], "zh": corpora["zh"]},
+                                               list(range(lm.num_layers + 1)), self.config.mean_sentences)
+            self.seconds[f"prepare:{lm.name}:langvec"] = time.perf_counter() - start
+        return lm.language_means
+
+    def _translation_score(self, before: list[tuple[str, str]], after: list[tuple[str, str]]) -> dict:
+        """The sentence scored as the report's verdict scores the test words: a single-token English word the
+        MUSE dictionary knows is a hit when its output token is a translation (or a character of one). The
+        yardsticks are the unshifted output's precision and the best constant output token's (for these words,
+        chosen on them: the strongest constant there can be)."""
+        from ..experiments.langvec import constant_output_baseline, translation_table, word_hits
+
+        dictionary = self._dictionary("en-zh")       # outside _shared: its lock is not re-entrant
+        translations = self._shared("langvec-translations", lambda: translation_table(dictionary))
+        shifted, plain = word_hits([after], translations), word_hits([before], translations)
+        words = [w for w, _ in shifted]
+        out = {"scored": [{"word": w, "hit": bool(h), "translations": translations[w][:4]} for w, h in shifted],
+               "precision": None, "unshifted_precision": None, "constant_token": None, "constant_precision": None}
+        if words:
+            token, hits = constant_output_baseline(words, translations)
+            out.update(precision=float(np.mean([h for _, h in shifted])),
+                       unshifted_precision=float(np.mean([h for _, h in plain])),
+                       constant_token=token, constant_precision=float(hits.mean()))
+        return out
+
+
+def _senses_yardstick(res, occ_labels: np.ndarray) -> dict:
+    """What a senses result is measured against: occurrences per sense (n) and a warning under MIN_PER_SENSE,
+    the report's verdict baselines (the purity of a position-only feature clustered the same way, and the
+    majority share, the purity of one cluster), the measures' fixed ranges, and what to add when there is no
+    separation to show."""
+    from types import SimpleNamespace
+
+    from ..experiments.senses import position_features, position_purity
+
+    counts = {k: int((occ_labels == k).sum()) for k in sorted(set(occ_labels.tolist()))}
+    named = {k: v for k, v in counts.items() if k}
+    out = {"counts": counts, "ranges": {"cosine": [0, 1], "separation": [0, 1]}, "warning": None, "message": None,
+           "position_purity": None, "majority": None}
+    if len(named) < 2:
+        out["message"] = ("give the sentences two or more labels to measure separation, one a line as "
+                          "`fruit: I ate an apple` (or pick a label from the list)")
+    elif min(named.values()) < 2:
+        out["message"] = ("one sentence per sense: the curve shows the cosine across the senses per layer (lower = "
+                          "more different); separation needs 2 sentences per sense, and 6 to trust it")
+    if named and len(named) >= 2 and min(named.values()) < MIN_PER_SENSE:
+        out["warning"] = (f"n = {', '.join(f'{k} {v}' for k, v in named.items())}: under {MIN_PER_SENSE} "
+                          f"occurrences per sense, separation and purity are noise (4 sentences can give purity "
+                          f"1.00); add sentences")
+    if len(named) >= 2 and len(occ_labels) > len(named):
+        occ = [SimpleNamespace(**o) for o in res.occurrences]
+        out["position_purity"] = position_purity(position_features(res.sentences, occ), occ_labels)
+        out["majority"] = max(counts.values()) / len(occ_labels)
+    return out
+
+
+def _rank_chance(n_gold: int, n_candidates: int) -> dict:
+    """Where a random ranking puts the best of `n_gold` translations among `n_candidates` words: the expected
+    rank (N + 1) / (g + 1) (about half the candidates for one translation) and the expected reciprocal rank,
+    `metrics.random_mrr`, the alignment verdict's "random ranking" baseline."""
+    from ..metrics import random_mrr
+
+    if not n_gold:
+        return {"chance_rank": None, "chance_mrr": None}
+    return {"chance_rank": round((n_candidates + 1) / (n_gold + 1), 1),
+            "chance_mrr": round(random_mrr([n_gold], n_candidates), 5)}
+
+
+def _join_pieces(tokens: list[str]) -> str:
+    """Tokens as text: `##` pieces glued to the previous one, CJK characters without spaces between them."""
+    from ..io.cjk import has_cjk
+
+    text = ""
+    for t in tokens:
+        if t.startswith("##"):
+            text += t[2:]
+        elif text and not (has_cjk(t) and has_cjk(text[-1])):
+            text += " " + t
+        else:
+            text += t
+    return text
+
+
+def _senses_example(name: str) -> dict:
+    """A built-in sense set as the sentences box shows it: `label: sentence` lines, and its target."""
+    from ..io.sentences import DEMO_SETS, read_sentences
+
+    sents, labels, _ = read_sentences(name)
+    return {"target": DEMO_SETS[name][1], "sentences": "\n".join(f"{l}: {s}" for l, s in zip(labels, sents))}
+
+
+def _load_estimate(name: str) -> float:
+    """Seconds a first load may take, before one was measured: about 2 s plus 1 s per 10 MB of weights on a
+    laptop CPU (zh-en-mini's 50 MB loaded in 6.8 s on this project's 2 busy cores)."""
+    from pathlib import Path
+
+    from ..core.models import resolve_model
+
+    folder = Path(resolve_model(name))
+    if not folder.is_dir():
+        return 10.0
+    size = sum(f.stat().st_size for f in folder.iterdir() if f.suffix in (".safetensors", ".bin"))
+    return round(2 + size / 10e6, 1)
 
 
 def _int(value, name: str, lo: int, hi: int) -> int:

@@ -4,19 +4,28 @@ from __future__ import annotations
 
 import socket
 import sys
+import threading
 
 from ..errors import UserError
 from .app import create_app, host_warning
 from .explorer import Explorer, ServeConfig
 
 
+# The explorer opens on the shipped bilingual model: it has an MLM head and reads Chinese, so every view runs on
+# it (minilm, the CLI's default, has no MLM head and reads few Chinese characters: half the views failed on it).
+SERVE_DEFAULT = "zh-en-mini"
+
+
 def picker_models(requested: list[str] | None) -> tuple[list[str], list[str]]:
-    """(must-load, optional): the models named with --model (default: the default alias) come first and must
-    load; then every alias `bertology models` lists as installed, offered when it loads."""
+    """(must-load, optional): the models named with --model (default: zh-en-mini when installed, else the CLI's
+    default alias) come first and must load; then every alias `bertology models` lists as installed, offered
+    when it loads."""
     from ..core.models import DEFAULT_MODEL, list_models
 
-    required = list(dict.fromkeys(requested or [DEFAULT_MODEL]))
-    optional = [row["alias"] for row in list_models() if row["offline"] and row["alias"] not in required]
+    installed = [row["alias"] for row in list_models() if row["offline"]]
+    default = SERVE_DEFAULT if SERVE_DEFAULT in installed else DEFAULT_MODEL
+    required = list(dict.fromkeys(requested or [default]))
+    optional = [alias for alias in installed if alias not in required]
     return required, optional
 
 
@@ -65,4 +74,7 @@ def run_server(models: list[str] | None, host: str = "127.0.0.1", port: int = 80
     shown = f"[{host}]" if ":" in host else host
     print(f"bertology explorer on http://{shown}:{port}/ (models: {', '.join(explorer.choices)}); Ctrl-C stops it",
           flush=True)
+    # the models (and the default model's slow first neighbours and language-vector steps) load in the
+    # background while the page opens; every step yields to the reader's requests
+    threading.Thread(target=explorer.preload, name="preload", daemon=True).start()
     uvicorn.run(create_app(explorer, host), host=host, port=port, log_level="warning")

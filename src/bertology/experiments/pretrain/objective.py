@@ -67,7 +67,7 @@ class WordBoundaries:
 
     def __init__(self, tokenizer):
         from ...core.adapter import piece_convention
-        from ...io.dictionaries import has_cjk
+        from ...io.cjk import has_cjk
 
         convention = piece_convention(tokenizer)
         tokens = tokenizer.convert_ids_to_tokens(list(range(len(tokenizer))))
