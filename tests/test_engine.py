@@ -32,6 +32,8 @@ def test_length_batches_cover_everything_once():
         b = length_batches(lengths, 3, shuffle=shuffle, seed=1)
         assert sorted(i for g in b for i in g) == list(range(10))
     assert length_batches(lengths, 3, shuffle=False)[0] == [9, 2, 6]  # longest first
+    # a budget of padded tokens, rows x the batch's longest <= 20: lengths 10+9, 8+7, 6+5+4, 3+2+1
+    assert length_batches(lengths, 3, shuffle=False, max_tokens=20) == [[9, 2], [6, 4], [8, 0, 7], [3, 5, 1]]
 
 
 def test_pad_batch_pads_dynamically():

@@ -40,17 +40,27 @@ from ..io.storage import replace_dir, truncate_jsonl
 
 # --------------------------------------------------------------------------------------------- batching
 def length_batches(lengths: Sequence[int], batch_size: int, shuffle: bool, seed: int = 0,
-                   bucket_factor: int = 50) -> list[list[int]]:
+                   bucket_factor: int = 50, max_tokens: int | None = None) -> list[list[int]]:
     """Group example indices into batches of similar length.
 
     With shuffle: indices are shuffled, cut into chunks of `bucket_factor` batches, each chunk sorted by
     length and cut into batches, then the batch order is shuffled — random, yet little padding. Without
-    shuffle (inference): all examples sorted by length, longest first (so memory peaks come early).
+    shuffle (inference): all examples sorted by length, longest first (so memory peaks come early); with
+    `max_tokens` (inference only) a batch takes examples while rows x its longest (the padded tokens) stays
+    within the budget (`batch_size` is then unused): many short inputs per batch, few long ones.
     """
     idx = list(range(len(lengths)))
     if not shuffle:
         idx.sort(key=lambda i: -lengths[i])
-        return [idx[i:i + batch_size] for i in range(0, len(idx), batch_size)]
+        if max_tokens is None:
+            return [idx[i:i + batch_size] for i in range(0, len(idx), batch_size)]
+        batches, current = [], []
+        for i in idx:                            # longest first: a batch's first row is its longest
+            if current and (len(current) + 1) * max(1, lengths[current[0]]) > max_tokens:
+                batches.append(current)
+                current = []
+            current.append(i)
+        return batches + ([current] if current else [])
     rng = random.Random(seed)
     rng.shuffle(idx)
     chunk = batch_size * bucket_factor
