@@ -9,9 +9,12 @@ a subprocess from a side directory, with the same torch. Create it once (about 1
 
     .venv/bin/python bench/qa_predict.py --model runs/qa/minilm-squad5k/model --n 500 --threads 1
 
-The pipeline is called the usual way, one question at a time, with our settings (max_seq_len 384,
-doc_stride 128, max_answer_len 30) and align_to_words=False (so neither side widens spans to whole words).
-The pipeline runs fp32. Ours runs fp32 with run_qa's span score (raw logits compared across windows), fp32
+The pipeline gets our settings (max_seq_len 384, doc_stride 128, max_answer_len 30) and align_to_words=False
+(so neither side widens spans to whole words), and is timed two ways in every round: with all questions in one
+call and batch_size 16 (--pipeline-batch: equal batch, the one-flag option a user would set; the equal-settings
+row) and one question at a time (as its docs show it: the "as used by default" row). The pipeline runs fp32; on a
+CPU without native bf16 (core.precision.native_bf16) a bf16 row is labelled emulated, and ratios of our bf16 to
+the fp32 pipeline are labelled as unequal precision in the same line. Ours runs fp32 with run_qa's span score (raw logits compared across windows), fp32
 with the pipeline's (probabilities normalised per window: same arithmetic, answers should be identical),
 bf16 (answers may differ where two spans nearly tie) and bf16-verified (bf16, then the questions whose answer
 bf16 rounding could change re-run in fp32), with its default margin and with a tighter 0.1.
@@ -55,17 +58,23 @@ def baseline_worker(args) -> None:
     ds = load_questions(args.n, args.seed)
     pipe = pipeline("question-answering", model=args.model, tokenizer=args.model, device=-1)
 
-    def answer_all(examples):
-        return {e.id: pipe(question=e.question, context=e.context, max_seq_len=384, doc_stride=128,
-                           max_answer_len=30, align_to_words=False)["answer"] for e in examples}
+    def answer_all(examples, batch: int = 1):
+        kw = dict(max_seq_len=384, doc_stride=128, max_answer_len=30, align_to_words=False)
+        if batch == 1:
+            return {e.id: pipe(question=e.question, context=e.context, **kw)["answer"] for e in examples}
+        out = pipe(question=[e.question for e in examples], context=[e.context for e in examples],
+                   batch_size=batch, **kw)
+        return {e.id: o["answer"] for e, o in zip(examples, out if isinstance(out, list) else [out])}
 
     answer_all(ds.examples[:8])                       # the same untimed warm-up as ours: the first 8 questions
+    answer_all(ds.examples[:8], args.pipeline_batch)
     print("ready", flush=True)
     for line in sys.stdin:
-        if line.strip() != "run":
+        if not line.startswith("run"):
             break
+        batch = int(line.split()[1])
         t0 = time.perf_counter()
-        answers = answer_all(ds.examples)
+        answers = answer_all(ds.examples, batch)
         print(json.dumps({"seconds": time.perf_counter() - t0, "answers": answers,
                           "version": transformers.__version__}), flush=True)
 
@@ -76,13 +85,13 @@ class Baseline:
     def __init__(self, args):
         env = {**os.environ, "PYTHONPATH": args.hf4, "OMP_NUM_THREADS": str(args.threads)}
         cmd = [sys.executable, __file__, "--worker", "--model", args.model, "--n", str(args.n), "--seed",
-               str(args.seed), "--threads", str(args.threads)]
+               str(args.seed), "--threads", str(args.threads), "--pipeline-batch", str(args.pipeline_batch)]
         self.proc = subprocess.Popen(cmd, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
         if self.proc.stdout.readline().strip() != "ready":
             sys.exit("bench: the baseline worker failed to start (see its stderr above)")
 
-    def run(self) -> dict:
-        self.proc.stdin.write("run\n")
+    def run(self, batch: int) -> dict:
+        self.proc.stdin.write(f"run {batch}\n")
         self.proc.stdin.flush()
         line = self.proc.stdout.readline()
         if not line:
@@ -160,7 +169,8 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=500)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--repeats", type=int, default=2, help="ABBA rounds (median reported)")
+    ap.add_argument("--repeats", type=int, default=3, help="ABBA rounds, odd (median of paired ratios)")
+    ap.add_argument("--pipeline-batch", type=int, default=16, help="the pipeline's batch_size in the equal row")
     ap.add_argument("--variants", default="fp32/logit,fp32/window-prob,bf16/window-prob,bf16-verified/window-prob,"
                                           "bf16-verified:0.1/window-prob",
                     help="our runs, as PRECISION[:VERIFY_MARGIN]/SPAN_SCORE (see `bertology qa predict --help`)")
@@ -178,8 +188,9 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     sys.path.insert(0, str(ROOT / "src"))
     sys.path.insert(0, str(Path(__file__).parent))
-    from common import machine_load
+    from common import check_odd, machine_load, precision_label
 
+    check_odd(args.repeats)
     print(machine_load())
     from bertology.experiments import qa
     from bertology.metrics import qa_scores
@@ -217,21 +228,26 @@ def main() -> None:
     baseline = Baseline(args)
     times: dict[str, list[float]] = {v: [] for v in variants}
     base_times: list[float] = []
+    batched_times: list[float] = []
     for r in range(args.repeats):
         order = ("base", "ours") if r % 2 == 0 else ("ours", "base")
         for side in order:
             if side == "base":
-                base = baseline.run()
+                batched = baseline.run(args.pipeline_batch)
+                batched_times.append(batched["seconds"])
+                base = baseline.run(1)
                 base_times.append(base["seconds"])
             else:
                 runs = ours_once()
                 for v, (_, secs) in runs.items():
                     times[v].append(secs)
     baseline.close()
-    median = lambda xs: sorted(xs)[len(xs) // 2]   # noqa: E731
+    median = lambda xs: sorted(xs)[len(xs) // 2]   # noqa: E731  (odd repeats: one round's value)
+    paired = lambda ours_t, base_t: median([b / a for a, b in zip(ours_t, base_t)])  # noqa: E731
     base["seconds"] = median(base_times)
     runs = {v: (runs[v][0], median(times[v])) for v in variants}
-    print(f"ABBA x {args.repeats} rounds; medians. Baseline runs (s): "
+    print(f"ABBA x {args.repeats} rounds; medians; ratios from paired rounds. Pipeline runs (s), batch "
+          f"{args.pipeline_batch}: " + ", ".join(f"{t:.2f}" for t in batched_times) + "; one at a time: "
           + ", ".join(f"{t:.2f}" for t in base_times))
     print(machine_load())
 
@@ -241,13 +257,23 @@ def main() -> None:
     print(f"questions: {n} SQuAD dev (seed {args.seed}), model {args.model}, {args.threads} thread(s); batch: the "
           f"pipeline 1 question at a time, ours {qa.QASettings().batch_size} length-sorted windows (and the first "
           f"variant again at batch 1: @batch1); warm-up: the same 8 questions on both sides, untimed")
-    print(f"HF pipeline (transformers {base['version']}, fp32, one question at a time): {base['seconds']:7.2f} s  "
-          f"{n / base['seconds']:6.2f} q/s  EM {f_base['exact_match']:.2f} F1 {f_base['f1']:.2f}")
+    eq = "fp32/window-prob"
+    if eq in runs:
+        same = sum(runs[eq][0].answers[k] == batched["answers"][k] for k in refs)
+        print(f"1. equal settings (fp32, the pipeline's span score, batch {args.pipeline_batch} on both sides; order: "
+              f"ours length-sorted windows, the pipeline in arrival order, it has no sorting option): pipeline "
+              f"{median(batched_times):.2f} s, ours {runs[eq][1]:.2f} s: {paired(times[eq], batched_times):.2f}x "
+              f"(paired rounds), identical answers {same}/{n}")
+    print(f"2. as each is used by default: HF pipeline (transformers {base['version']}, fp32, one question at a time):"
+          f" {base['seconds']:7.2f} s  {n / base['seconds']:6.2f} q/s  EM {f_base['exact_match']:.2f} "
+          f"F1 {f_base['f1']:.2f}")
     for variant, (ours, secs) in runs.items():
         f = qa_scores(refs, ours.answers, "en")
         same = sum(ours.answers[k] == base["answers"][k] for k in refs)
         print(f"bertology qa predict ({variant}): {secs:7.2f} s  {n / secs:6.2f} q/s  EM {f['exact_match']:.2f} "
-              f"F1 {f['f1']:.2f}  ({ours.windows} windows)  speed-up {base['seconds'] / secs:.2f}x  "
+              f"F1 {f['f1']:.2f}  ({ours.windows} windows)  vs the one-at-a-time fp32 pipeline "
+              f"{paired(times[variant], base_times):.2f}x"
+              f"{'' if variant.startswith('fp32') else ' (unequal: ' + precision_label('bf16') + ' vs fp32)'}  "
               f"identical answers {same}/{n} ({100 * same / n:.1f}%)"
               + (f"  re-run in fp32: {ours.rerun}/{n}" if variant.startswith("bf16-verified") else ""))
         for k in [k for k in refs if ours.answers[k] != base["answers"][k]][:3]:

@@ -9,8 +9,9 @@ cache, so every request is a full forward pass and analysis.
 
     .venv/bin/python bench/serve_load.py [--model minilm] [--concurrency 1,4,8] [--requests 100] [--threads 2]
 
-Goal (issue 15): 0 errors, p95 < 1 s on minilm on this CPU. Prints the machine's load average, which matters
-on a shared machine.
+Goal (issue 15): 0 errors, p95 < 1 s on minilm on this CPU. Prints the CPU (model, ISA, native bf16 or not) and
+the machine's load average, which matters on a shared machine. No baseline: there is no other server of these
+analyses to compare with, so it reports latency against its goal, not a ratio.
 """
 
 from __future__ import annotations
@@ -151,7 +152,11 @@ def main() -> None:
         if proc is not None:
             proc.terminate()
             proc.wait(15)
-    report = {"model": args.model, "request": "senses, apple-en: 24 sentences, target 'apple'",
+    sys.path.insert(0, str(Path(__file__).parent))
+    from common import cpu_line
+
+    print(cpu_line())
+    report = {"model": args.model, "request": "senses, apple-en: 24 sentences, target 'apple'", "cpu": cpu_line(),
               "server_threads": args.threads, "cpus": os.cpu_count(),
               "loadavg_1_5_15_before": [round(x, 2) for x in load_before],
               "loadavg_1_5_15_after": [round(x, 2) for x in load_after],

@@ -96,3 +96,24 @@ def test_sentence_means_exclude_special_tokens(tiny_model):
     with torch.no_grad():
         hs = torch.stack(model(**enc, output_hidden_states=True).hidden_states)[:, 0, 1:-1].mean(1)
     np.testing.assert_allclose(m[:, 1], hs.numpy(), atol=1e-5)
+
+
+def test_token_budget_batches_give_the_same_vectors(tiny_model, monkeypatch):
+    """A batch cut by a budget of padded tokens (the default) holds a different number of inputs than one of
+    batch_size inputs, and gives the same vectors and sentence means, to float rounding."""
+    from bertology.core import inference
+
+    sizes = []
+    real = inference.pad_batch
+    monkeypatch.setattr(inference, "pad_batch", lambda items, pad: (sizes.append(len(items)), real(items, pad))[1])
+    words = ["apple", "pear", "an apple a day", "fig"] + SENTENCES
+    budget = Embedder(str(tiny_model), batch_size=2, progress=False)       # 2 x 16 = 32 padded tokens a batch
+    rows = Embedder(str(tiny_model), batch_size=2, progress=False, token_budget=False)
+    by_budget = budget.sentence_means(words)
+    budget_sizes, sizes[:] = list(sizes), []
+    by_rows = rows.sentence_means(words)
+    assert sizes == [2] * 5 and max(budget_sizes) > 2 and len(budget_sizes) < 5   # batched differently
+    np.testing.assert_allclose(by_budget, by_rows, atol=1e-5)
+    occ = find_occurrences(SENTENCES[:3], "apple")
+    np.testing.assert_allclose(budget.occurrence_vectors(SENTENCES[:3], occ),
+                               rows.occurrence_vectors(SENTENCES[:3], occ), atol=1e-5)

@@ -4,7 +4,7 @@ import pytest
 import torch
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-from bertology.core.engine import ExampleBatches, TrainConfig, length_batches, pad_batch, train
+from bertology.core.engine import ExampleBatches, TrainConfig, length_batches, make_optimizer, pad_batch, train
 
 
 def _task(tiny_model):
@@ -32,6 +32,8 @@ def test_length_batches_cover_everything_once():
         b = length_batches(lengths, 3, shuffle=shuffle, seed=1)
         assert sorted(i for g in b for i in g) == list(range(10))
     assert length_batches(lengths, 3, shuffle=False)[0] == [9, 2, 6]  # longest first
+    # a budget of padded tokens, rows x the batch's longest <= 20: lengths 10+9, 8+7, 6+5+4, 3+2+1
+    assert length_batches(lengths, 3, shuffle=False, max_tokens=20) == [[9, 2], [6, 4], [8, 0, 7], [3, 5, 1]]
 
 
 def test_pad_batch_pads_dynamically():
@@ -86,7 +88,8 @@ def test_best_weights_written_at_checkpoints_only_and_fused_adamw(tiny_model, tm
                eval_every=1, checkpoint_every=6)
     evaluate = lambda m: _accuracy(m, ex)  # noqa: E731
     plain, fused = _model(tiny_model), _model(tiny_model)
-    res = train(plain, ExampleBatches(ex, 4, seed=3), TrainConfig(out_dir=tmp_path / "a", **cfg), evaluate=evaluate)
+    res = train(plain, ExampleBatches(ex, 4, seed=3), TrainConfig(out_dir=tmp_path / "a", fused_optimizer=False, **cfg),
+                evaluate=evaluate)
     # 12 evaluations, at most 2 writes of best.safetensors (one per checkpoint), and restore_best still works
     assert len(res.history) == 12 and 1 <= len(writes) <= 2 and (tmp_path / "a" / "best.safetensors").exists()
     # fused AdamW: the same update up to float rounding
@@ -203,3 +206,20 @@ def test_early_stopping_after_patience_evaluations_without_improvement(tiny_mode
                 TrainConfig(max_steps=12, eval_every=2, metric="accuracy", greater_is_better=True, progress=False,
                             restore_best=False), evaluate=lambda m: {"accuracy": next(scores)})
     assert not res.stopped_early and res.steps == 12 and res.best_step == 12
+
+
+def test_fine_tuning_uses_fused_adamw_where_torch_supports_it(tiny_model, monkeypatch):
+    """The default (fused_optimizer=None) builds torch's fused AdamW on CPU (torch >= 2.4: the fine-tuning
+    experiments get it without asking), the plain loop when asked, and falls back to it where torch refuses."""
+    assert make_optimizer(_model(tiny_model), 1e-3, 0.01).defaults["fused"] is True
+    assert not make_optimizer(_model(tiny_model), 1e-3, 0.01, fused=False).defaults["fused"]
+    assert TrainConfig().fused_optimizer is None
+    real = torch.optim.AdamW
+
+    def no_fused(params, lr, fused=None, **kw):
+        if fused:
+            raise RuntimeError("`fused=True` requires all the params to be floating point Tensors of supported devices")
+        return real(params, lr=lr, **kw)
+
+    monkeypatch.setattr(torch.optim, "AdamW", no_fused)
+    assert not make_optimizer(_model(tiny_model), 1e-3, 0.01).defaults["fused"]

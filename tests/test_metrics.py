@@ -71,3 +71,38 @@ def test_cmrc_english_runs_tokenised_as_nltk():
     assert cmrc_segment("don't stop") == ["do", "n't", "stop"]
     # prediction nabo.10h 晶 体, reference nabo.10h 晶 体 水: common run 3, P = 1, R = 3/4, F1 = 6/7
     assert cmrc_f1("NaBO.10H 晶体", "NaBO.10H 晶体 水") == pytest.approx(6 / 7)
+
+
+@pytest.mark.parametrize("m", [1000, 1007, 45])     # divisible by the 16 buckets, a leftover tail, too few
+def test_top_k_by_buckets_is_exactly_topk(m):
+    """The bucket screen gives the same values in the same order as a full topk (so CSLS radii are bitwise the
+    same), also with ties at the k-th value (scores rounded to a few levels) and the k-th best in the tail."""
+    import torch
+
+    from bertology.metrics import top_k_by_buckets
+
+    g = torch.Generator().manual_seed(0)
+    scores = torch.randn(50, m, generator=g)
+    tied = (scores * 2).round() / 2                                    # ~10 levels: many ties at the k-th value
+    tail = scores.clone()
+    tail[:, -1] = 10.0                                                 # the best value in the leftover columns
+    for s in (scores, tied, tail, scores[:, : m - 1]):                  # also a non-contiguous slice
+        for k in (1, 10):
+            assert torch.equal(top_k_by_buckets(s, k), s.topk(k, dim=1).values), (m, k)
+
+
+def test_csls_radii_and_ranks_unchanged_by_the_fp32_screen(monkeypatch):
+    """knn_mean_similarity without the bf16 screen (this CPU) gives bitwise the radii of a plain topk."""
+    import torch
+
+    from bertology import metrics
+
+    rng = np.random.default_rng(1)
+    a, b = rng.normal(size=(300, 24)).astype(np.float32), rng.normal(size=(2000, 24)).astype(np.float32)
+    screened = metrics.knn_mean_similarity(a, b, k=10, screen=False)
+    plain = (torch.as_tensor(unit_rows(a)) @ torch.as_tensor(unit_rows(b)).T).topk(10, dim=1).values.mean(1)
+    assert np.array_equal(screened, plain.numpy())
+    gold = [[i % 2000] for i in range(300)]
+    ranks = retrieval_ranks(a, b, gold, "csls")
+    monkeypatch.setattr(metrics, "top_k_by_buckets", lambda s, k: s.topk(k, dim=1).values)
+    assert np.array_equal(ranks, retrieval_ranks(a, b, gold, "csls"))

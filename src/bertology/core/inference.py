@@ -14,11 +14,13 @@ from .precision import autocast
 
 def batched_inference(model, items: Sequence[dict[str, Any]], batch_size: int, pad_id: int = 0,
                       precision: str = "fp32", device=None, forward: Callable[[dict], Any] | None = None,
-                      progress: bool = False, desc: str = "predict") -> Iterator[tuple[list[int], dict, Any]]:
+                      progress: bool = False, desc: str = "predict",
+                      max_tokens: int | None = None) -> Iterator[tuple[list[int], dict, Any]]:
     """Yield (indices of the items in this batch, the padded batch on `device`, the model's output).
 
     items: tokenised inputs (`input_ids`, optionally `token_type_ids` ...), padded by `engine.pad_batch`.
     forward(batch) -> output; default `model(**batch)`. The caller's model is left in the mode it was in.
+    max_tokens: batches cut by a budget of padded tokens instead of `batch_size` rows (engine.length_batches).
     """
     from tqdm.auto import tqdm
 
@@ -26,7 +28,7 @@ def batched_inference(model, items: Sequence[dict[str, Any]], batch_size: int, p
     forward = forward or (lambda batch: model(**batch))
     was_training = model.training
     model.eval()
-    groups = length_batches([len(it["input_ids"]) for it in items], batch_size, shuffle=False)
+    groups = length_batches([len(it["input_ids"]) for it in items], batch_size, shuffle=False, max_tokens=max_tokens)
     bar = tqdm(total=len(items), desc=desc, unit="input", disable=not progress, dynamic_ncols=True)
     try:
         for group in groups:
