@@ -69,6 +69,21 @@ def test_init_from_an_mlm_model_with_its_own_tokenizer_adds_nothing(tmp_path, ti
     assert ws["added_tokens"] == 0 and "cls.predictions.transform.*" in ws["copied"]
 
 
+def test_init_from_a_bf16_checkpoint_trains_in_fp32(tmp_path, tiny_model, corpora):
+    """zh-en-mini ships in bf16: its config.json says dtype bfloat16, and transformers builds a from_config model
+    in that dtype. The run must still train fp32 parameters (bf16 is autocast's job, and pure-bf16 AdamW updates
+    vanish under the weights' rounding), and export them as such."""
+    from transformers import AutoModelForMaskedLM, AutoTokenizer
+
+    src = tmp_path / "bf16-src"
+    AutoModelForMaskedLM.from_pretrained(tiny_model).to(torch.bfloat16).save_pretrained(src)
+    AutoTokenizer.from_pretrained(tiny_model).save_pretrained(src)
+    assert json.loads((src / "config.json").read_text()).get("dtype") == "bfloat16"
+    assert _run(tmp_path, corpora, src, "--tokenizer", str(src)) == 0
+    weights = load_file(tmp_path / "run" / "model" / "model.safetensors")
+    assert {w.dtype for w in weights.values()} == {torch.float32}
+
+
 @pytest.mark.parametrize("case", ["size", "no-tokenizer", "not-a-model", "config"])
 def test_init_from_bad_sources_exit_2(tmp_path, tiny_encoder, corpora, case, capsys):
     extra: list[str] = []

@@ -75,7 +75,10 @@ def target_config(src_cfg, vocab_size: int, seq_len: int, dropout: float):
     """The run's config: the source architecture with the run's vocabulary size and dropout."""
     from transformers import BertConfig
 
-    cfg = BertConfig(**{k: v for k, v in src_cfg.to_dict().items() if k not in ("architectures", "vocab_size")})
+    # the source's storage dtype is not the run's: a model shipped in bf16 (zh-en-mini) would otherwise be
+    # trained in pure bf16 (transformers builds from_config models in config.dtype), emulated and lossy here
+    cfg = BertConfig(**{k: v for k, v in src_cfg.to_dict().items()
+                        if k not in ("architectures", "vocab_size", "dtype", "torch_dtype")})
     if cfg.max_position_embeddings < seq_len:
         raise UserError(f"`seq_len` {seq_len} exceeds the `init_from` model's {cfg.max_position_embeddings} "
                         f"positions", fields=('seq_len', 'init_from'))

@@ -101,7 +101,8 @@ def make_mlm(config, device: torch.device | str = "cpu"):
 
     if torch.device(device).type == "cpu":
         config._attn_implementation = "eager"
-    return AutoModelForMaskedLM.from_config(config)
+    # parameters are always fp32 (bf16 is autocast's job); a config carrying a storage dtype must not change that
+    return AutoModelForMaskedLM.from_config(config).to(torch.float32)
 
 
 # --------------------------------------------------------------------------------------------- atomic saves
