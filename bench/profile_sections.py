@@ -31,7 +31,7 @@ def qa_section(args, out: Path) -> None:
     from bertology.core.precision import fast_precision
     from bertology.experiments.qa import QASettings, TrainSettings, load_data, predict, train
 
-    s = QASettings(max_len=192, doc_stride=64, precision=fast_precision())
+    s = QASettings(max_length=192, doc_stride=64, precision=fast_precision())
     t = TrainSettings(max_steps=args.steps, batch_size=16, lr=2e-4, checkpoint_every=100000)
     train_set = load_data("squad-train", str(DATA)).sample(16 * args.steps, 0)
     model, tok, res = train(args.model, [train_set], None, out / "qa", s, t, progress=False)

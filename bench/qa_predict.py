@@ -214,7 +214,7 @@ def main() -> None:
         precision, _, margin = precision.partition(":")
         settings[variant] = qa.QASettings(precision=precision, span_score=span_score,
                                           **({"verify_margin": float(margin)} if margin else {}),
-                                          **({"batch_size": 1} if batch1 else {}))
+                                          **({"eval_batch_size": 1} if batch1 else {}))
         qa.predict(model, tok, ds.examples[:8], settings[variant], progress=False)        # warm-up, untimed
 
     def ours_once() -> dict:
@@ -255,7 +255,7 @@ def main() -> None:
     n = len(refs)
     f_base = qa_scores(refs, base["answers"], "en")
     print(f"questions: {n} SQuAD dev (seed {args.seed}), model {args.model}, {args.threads} thread(s); batch: the "
-          f"pipeline 1 question at a time, ours {qa.QASettings().batch_size} length-sorted windows (and the first "
+          f"pipeline 1 question at a time, ours {qa.QASettings().eval_batch_size} length-sorted windows (and the first "
           f"variant again at batch 1: @batch1); warm-up: the same 8 questions on both sides, untimed")
     eq = "fp32/window-prob"
     if eq in runs:

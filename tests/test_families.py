@@ -243,7 +243,7 @@ def test_qa_train_and_predict_every_family(families, tmp_path):
     from test_qa import _toy_examples
 
     train = qa.QADataset("toy", _toy_examples(16, 0))
-    s = qa.QASettings(max_len=600, doc_stride=16, max_query_len=16, max_answer_len=5)
+    s = qa.QASettings(max_length=600, doc_stride=16, max_query_len=16, max_answer_len=5)
     t = qa.TrainSettings(epochs=1, batch_size=8, lr=1e-3, warmup=0.0, seed=0, eval_every=10**6,
                          checkpoint_every=10**6)
     for f in FAMILIES:

@@ -86,7 +86,7 @@ def test_mask_rate_respected_roughly(tok, rate, whole_word, span):
 
 
 def _cfg(corpora, tiny_model, out, **kw) -> PretrainConfig:
-    return PretrainConfig(corpora=corpora, out_dir=str(out), tokenizer=str(tiny_model), size="tiny", seq_len=32,
+    return PretrainConfig(corpora=corpora, out_dir=str(out), tokenizer=str(tiny_model), size="tiny", max_length=32,
                           batch_size=8, max_steps=6, eval_every=3, progress=False, whole_word=True, mask_rate=0.3,
                           seed=3, **kw)
 

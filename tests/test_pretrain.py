@@ -171,7 +171,7 @@ def test_pretrain_cli_exports_loadable_model_and_learns(tmp_path, tiny_model, co
     assert main(args) == 0
     assert "tokenize" not in capsys.readouterr().err       # --no-progress silences every bar, data preparation's too
     doc = json.loads((out / "results.json").read_text())
-    assert doc["schema"] == "bertology.pretrain/1" and doc["steps"] == 60
+    assert doc["schema"] == "bertology.pretrain/2" and doc["steps"] == 60
     assert set(doc["languages"]) == {"en", "zh"} and doc["tokens_seen"] == 60 * 16 * 32
     first, last = doc["history"][0], doc["history"][-1]
     assert all(0 <= h["mrr"] <= 1 and "mrr_random" in h for h in doc["history"])   # --track-alignment logged
@@ -201,7 +201,7 @@ def test_custom_eval_hook_is_called_and_logged(tmp_path, tiny_model, corpora):
         return {"my_metric": step * 2}
 
     res = pretrain(PretrainConfig(corpora=corpora, out_dir=str(tmp_path / "r"), tokenizer=str(tiny_model),
-                                  size="tiny", seq_len=32, batch_size=8, max_steps=6, eval_every=3, progress=False),
+                                  size="tiny", max_length=32, batch_size=8, max_steps=6, eval_every=3, progress=False),
                    eval_hooks=[hook])
     assert calls == [("BertForMaskedLM", 3, True), ("BertForMaskedLM", 6, True)]
     assert [h["my_metric"] for h in res.history] == [6, 12]
@@ -378,7 +378,7 @@ def test_pretrain_compiled_from_tokenizer_only_dir_checkpoints_and_resumes(tmp_p
     tok_dir = tmp_path / "tok"                      # what `bertology tokenizer` writes: no config.json
     AutoTokenizer.from_pretrained(tiny_model).save_pretrained(tok_dir)
     assert not (tok_dir / "config.json").exists()
-    cfg = dict(corpora=corpora, out_dir=str(tmp_path / "r"), tokenizer=str(tok_dir), size="tiny", seq_len=32,
+    cfg = dict(corpora=corpora, out_dir=str(tmp_path / "r"), tokenizer=str(tok_dir), size="tiny", max_length=32,
                batch_size=8, eval_every=2, progress=False, compile=True, precision="bf16")
     pretrain(PretrainConfig(max_steps=2, **cfg))
     keys = set(load_file(str(tmp_path / "r" / "checkpoint" / "model.safetensors")))
@@ -392,7 +392,7 @@ def test_pretrain_compiled_from_tokenizer_only_dir_checkpoints_and_resumes(tmp_p
 def test_bf16_compiled_run_with_dropout_resumes_bit_identically(tmp_path, tiny_model, corpora):
     """The command the README recommends (bf16, --compile), dropout on: interrupted after a checkpoint and
     resumed, it reaches the weights of the uninterrupted run bit for bit."""
-    cfg = dict(corpora=corpora, tokenizer=str(tiny_model), size="tiny", seq_len=32, batch_size=8, max_steps=6,
+    cfg = dict(corpora=corpora, tokenizer=str(tiny_model), size="tiny", max_length=32, batch_size=8, max_steps=6,
                eval_every=2, progress=False, compile=True, precision="bf16", dropout=0.1, seed=5)
     straight = pretrain(PretrainConfig(out_dir=str(tmp_path / "straight"), **cfg))
     assert straight.steps == 6
@@ -422,7 +422,7 @@ def test_compile_failure_is_recorded_in_results_json(monkeypatch, tmp_path, tiny
     monkeypatch.setattr(torch, "compile", _compile_failing_forward)
     with pytest.warns(RuntimeWarning, match="no C\\+\\+ compiler here"):
         pretrain(PretrainConfig(corpora=corpora, out_dir=str(tmp_path / "r"), tokenizer=str(tiny_model), size="tiny",
-                                seq_len=32, batch_size=8, max_steps=2, eval_every=2, progress=False, compile=True))
+                                max_length=32, batch_size=8, max_steps=2, eval_every=2, progress=False, compile=True))
     doc = json.loads((tmp_path / "r" / "results.json").read_text())
     assert doc["config"]["compile"] is True and doc["compiled"] is False
     assert "no C++ compiler here" in doc["compile_error"]

@@ -141,7 +141,7 @@ def minilm_tokenizer():
 
 def test_train_windows_label_the_answer(minilm_tokenizer, data_dir):
     ds = qa.load_data("squad-dev", data_dir).sample(150, 0)
-    s = qa.QASettings(max_len=128, doc_stride=48, max_query_len=32)   # short windows: many contexts split
+    s = qa.QASettings(max_length=128, doc_stride=48, max_query_len=32)   # short windows: many contexts split
     feats = qa.train_features(minilm_tokenizer, ds.examples, s)
     ef = qa.eval_features(minilm_tokenizer, ds.examples, s)
     assert len(feats) == len(ef.items) > 1.5 * len(ds.examples)
@@ -190,7 +190,7 @@ def _toy_examples(n, seed=0):
 def test_training_learns_and_predictions_are_exact_substrings(tiny_encoder, tmp_path):
     train = qa.QADataset("toy", _toy_examples(96, 0))
     dev = qa.QADataset("toy-dev", _toy_examples(32, 1))
-    s = qa.QASettings(max_len=64, doc_stride=16, max_query_len=16, max_answer_len=5)
+    s = qa.QASettings(max_length=64, doc_stride=16, max_query_len=16, max_answer_len=5)
     from bertology.core.models import load_model, load_tokenizer
 
     tok = load_tokenizer(str(tiny_encoder))
@@ -234,7 +234,7 @@ def test_bf16_verified_matches_fp32_where_it_reruns(tiny_encoder):
     with torch.no_grad():   # a random head scores spans in a narrow range; widen it so margins vary
         model.qa_outputs.weight.mul_(40)
     exs = _toy_examples(24, 3)
-    base = dict(max_len=64, doc_stride=16, max_query_len=16, max_answer_len=5, span_score="window-prob")
+    base = dict(max_length=64, doc_stride=16, max_query_len=16, max_answer_len=5, span_score="window-prob")
     fp32 = qa.predict(model, tok, exs, qa.QASettings(**base), progress=False)
     bf16 = qa.predict(model, tok, exs, qa.QASettings(**base, precision="bf16"), progress=False)
     # margin inf: every question re-run in fp32 -> exactly the fp32 answers and n-best
@@ -267,7 +267,7 @@ def test_onednn_fusion_keeps_logits(tiny_encoder):
     from bertology.core.engine import pad_batch
 
     model, tok = _tiny_qa(tiny_encoder)
-    feats = qa.eval_features(tok, _toy_examples(8, 4), qa.QASettings(max_len=64, doc_stride=16, max_query_len=16))
+    feats = qa.eval_features(tok, _toy_examples(8, 4), qa.QASettings(max_length=64, doc_stride=16, max_query_len=16))
     batch = pad_batch(feats.items, 0)
     with torch.inference_mode():
         ref = model(**batch).start_logits
@@ -307,7 +307,7 @@ def test_onednn_swap_skipped_is_warned_and_recorded(tiny_encoder, monkeypatch):
     _, tok = _tiny_qa(tiny_encoder)
     ds = qa.QADataset("toy", _toy_examples(4, 3))
     with pytest.warns(RuntimeWarning, match="oneDNN fusion"):
-        _, _, notes = qa.evaluate_sets(model, tok, {"toy": ds}, qa.QASettings(max_len=64, doc_stride=16,
+        _, _, notes = qa.evaluate_sets(model, tok, {"toy": ds}, qa.QASettings(max_length=64, doc_stride=16,
                                                                             precision="bf16"), progress=False)
     assert any(n.startswith("oneDNN fusion: ") and "kept unfused" in n for n in notes), notes
 
@@ -330,7 +330,7 @@ def test_cli_score_and_errors(tmp_path, capsys):
     preds.write_text(json.dumps({"q1": "mat"}))
     assert main(["qa", "score", "--data", str(data), "--predictions", str(preds), "--out", str(tmp_path / "o")]) == 0
     doc = json.loads((tmp_path / "o" / "results.json").read_text())
-    assert doc["schema"] == "bertology.qa/1"
+    assert doc["schema"] == "bertology.qa/2"
     sc = doc["scores"][0]
     assert (sc["exact_match"], sc["f1"], sc["total"], sc["missing"], sc["lang"]) == (50.0, 50.0, 2, 1, "en")
 
@@ -396,7 +396,7 @@ def test_report_section_runs(tiny_encoder, tmp_path, data_dir, monkeypatch):
     assert names[:2] == ["XQuAD-en", "XQuAD-zh"] and any("lecture" in n for n in names)
     assert all(Path(f).exists() for f in sec.figures) and len(sec.figures) == 2
     doc = json.loads((tmp_path / "r" / "results.json").read_text())
-    assert doc["schema"] == "bertology.qa/1" and doc["train"]["train_questions"] == 4
+    assert doc["schema"] == "bertology.qa/2" and doc["train"]["train_questions"] == 4
     (m,) = sec.measures["qa"]          # the verdict's numbers: one metric, the heuristic on the same questions
     assert m["questions"] == 3 and 0 <= m["heuristic_f1"] <= 100 and len(m["ci"]) == 2
     # a model that already has a span head is evaluated without training

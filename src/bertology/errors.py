@@ -2,7 +2,7 @@
 
 The CLI turns a `UserError` into a one-line message on stderr and exit code 2; anything else is a bug and
 keeps its traceback. Raise it with a message that names the file / line / field at fault. A field is named in
-the library's own terms, in backticks (`seq_len`), and listed in `fields`; whoever presents the message to a
+the library's own terms, in backticks (`max_length`), and listed in `fields`; whoever presents the message to a
 user says it in theirs (`UserError.describe`: the CLI gives flag names, --seq-len).
 """
 
@@ -19,7 +19,7 @@ class UserError(Exception):
         self.fields = tuple(fields)
 
     def describe(self, name: Callable[[str], str]) -> str:
-        """The message with each field (`seq_len`) given as `name(field)` says it (e.g. --seq-len)."""
+        """The message with each field (`max_length`) given as `name(field)` says it (e.g. --max-length)."""
         message = str(self)
         for field in self.fields:
             message = message.replace(f"`{field}`", name(field))

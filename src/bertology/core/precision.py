@@ -22,10 +22,8 @@ import contextlib
 
 import torch
 
+from ..config import PREDICT_PRECISIONS, PRECISIONS  # noqa: F401  (declared with the settings, torch-free)
 from ..errors import UserError
-
-PRECISIONS = ("fp32", "bf16")                           # training and every inference
-PREDICT_PRECISIONS = (*PRECISIONS, "bf16-verified")     # QA prediction
 
 
 def check_precision(precision: str, allowed: tuple[str, ...] = PRECISIONS) -> str:

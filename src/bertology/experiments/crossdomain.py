@@ -39,54 +39,16 @@ import torch
 from ..io.sequences import SequenceData, load_sequences
 from ..io.splits import leak_free_split, normalise_input
 from ..errors import UserError
+from .configs import CONDITIONS, CrossDomainConfig  # noqa: F401  (the settings, declared torch-free)
 from ..io.rundir import finished_run, fingerprint, mark_finished, refuse_unless_resuming
 from ..io.storage import find_dataset, save_results
 
 SCHEMA = "bertology.crossdomain/1"
-CONDITIONS = ("pretrained", "scratch", "rand-embed", "shuffled", "frozen", "composition")
 # Built-in tasks: data set name (storage.DATASETS) and file format.
 TASKS = {"splice": ("splice", "splice"), "multiloc": ("multiloc", "protein-tsv"), "composer": ("composer", "music")}
 
 
 # --------------------------------------------------------------------------------------------- settings / results
-@dataclass
-class CrossDomainConfig:
-    model: str = "minilm"
-    task: str = "splice"                      # splice | multiloc | composer | path to a file
-    conditions: tuple[str, ...] = CONDITIONS
-    seeds: int = 3                            # runs per condition, seeds seed .. seed+seeds-1
-    seed: int = 0                             # also seeds the split, the subset and the mapping
-    # The recipe (docs/crossdomain.md, "Choosing the recipe"): on all of splice, minilm's test accuracy after
-    # 5 epochs was 0.866 at lr 5e-5 with 10% warm-up (the old default), 0.972 at 1e-4 and 0.975 at 2e-4 with 6%
-    # warm-up; 4 epochs at 2e-4 (0.909) and 3 at 1e-4 with batch 16 (0.922) stopped short. Over 3 seeds, 5 epochs
-    # gave 0.938 +- 0.034 (two seeds still climbing) and 8 epochs 0.952 +- 0.009: 8 is what converges.
-    epochs: int = 8
-    patience: int | None = 2                  # early stopping: epochs without dev improvement
-    batch_size: int = 32
-    lr: float = 2e-4
-    # Recipes are chosen on dev, never test: each condition in `tune` first trains at every learning rate of
-    # `lr_grid` on the first seed and keeps the one with the best dev accuracy for all its seeds (the run at the
-    # chosen rate is that seed's run). Tuning scratch is the fair comparison: a baseline left at the pretrained
-    # model's recipe is a weak baseline.
-    lr_grid: tuple[float, ...] = ()
-    tune: tuple[str, ...] = ("scratch",)
-    warmup: float = 0.06                      # < 1: fraction of the steps; >= 1: number of steps
-    precision: str = "fp32"
-    max_length: int = 512                     # tokens per window, [CLS]/[SEP] included
-    max_windows: int = 4                      # training windows per sequence (prediction uses all)
-    kmer: int = 1
-    symbols: str = "auto"                     # chars | tokens | auto
-    format: str = "auto"
-    limit: int | None = None                  # fixed stratified subset of this many examples
-    fractions: tuple[float, float, float] = (0.8, 0.1, 0.1)
-    mapping: str | None = None                # JSON file symbol -> token (or a results.json holding "mapping")
-    skip_bad: bool = False
-    resume: bool = False                      # continue an interrupted experiment in the same out dir
-    data_dir: str | None = None
-    trust_remote_code: bool = False
-    progress: bool = True
-
-
 @dataclass
 class RunResult:
     condition: str

@@ -93,7 +93,7 @@ def data_scale(corpora: list[str], dictionary: str, out_dir: str | Path, sentenc
     runs = []
     for n in sizes:
         cfg = PretrainConfig(corpora=list(corpora), out_dir=str(out_dir / f"n{n}"), tokenizer=str(tok_dir),
-                             size=size, max_sentences_per_lang=n, seq_len=seq_len, batch_size=batch_size,
+                             size=size, max_sentences_per_lang=n, max_length=seq_len, batch_size=batch_size,
                              max_steps=steps, lr=lr, precision=precision, seed=seed, eval_every=eval_every,
                              resume=find_checkpoint(out_dir / f"n{n}") is not None, data_dir=data_dir,
                              progress=progress)

@@ -123,6 +123,18 @@ def similarity_summary(vectors: np.ndarray, labels: Sequence[str], layer: int, s
     return out
 
 
+def summary(result: SensesResult) -> str:
+    """The result as the terminal shows it: the scores of each layer, the best layer, the neighbours."""
+    fmt = lambda v: "   -  " if v is None else f"{v:6.3f}"  # noqa: E731
+    lines = [f"layer {s.layer:2d}  within {fmt(s.within)}  between {fmt(s.between)}  separation "
+             f"{fmt(s.separation)}  silhouette {fmt(s.silhouette)}  purity {fmt(s.purity)}" for s in result.layers]
+    if result.best_layer is not None:
+        lines.append(f"best layer: {result.best_layer}")
+    if result.neighbours:
+        lines.append("nearest neighbours: " + ", ".join(f"{w} {c:.2f}" for w, c in result.neighbours))
+    return "\n".join(lines)
+
+
 def word_senses(model: str, sentences: Sequence[str], labels: Sequence[str], target: str,
                 layer: int | None = None, pool: str = "mean", precision: str = "fp32", batch_size: int = 32,
                 seed: int = 0, trust_remote_code: bool = False, source: str = "sentences",

@@ -80,8 +80,8 @@ def target_config(src_cfg, vocab_size: int, seq_len: int, dropout: float):
     cfg = BertConfig(**{k: v for k, v in src_cfg.to_dict().items()
                         if k not in ("architectures", "vocab_size", "dtype", "torch_dtype")})
     if cfg.max_position_embeddings < seq_len:
-        raise UserError(f"`seq_len` {seq_len} exceeds the `init_from` model's {cfg.max_position_embeddings} "
-                        f"positions", fields=('seq_len', 'init_from'))
+        raise UserError(f"`max_length` {seq_len} exceeds the `init_from` model's {cfg.max_position_embeddings} "
+                        f"positions", fields=('max_length', 'init_from'))
     cfg.vocab_size = vocab_size
     cfg.hidden_dropout_prob = cfg.attention_probs_dropout_prob = dropout
     cfg.architectures = ["BertForMaskedLM"]

@@ -64,6 +64,10 @@ def refuse_unless_resuming(folder: str | Path, holds: str, resume: bool) -> None
                         fields=("resume", "out"))
 
 
+# Settings renamed since checkpoints were first written (issue 24: one name per setting): old key -> new.
+RENAMED_SETTINGS = {"seq_len": "max_length", "max_len": "max_length"}
+
+
 def check_resume(run_dir: str | Path, settings: dict[str, Any], resume: bool) -> None:
     """Called before any work. `settings` are the fields that shape the trained model. A checkpoint continued
     with another data set, length or learning rate would export the old run's model under the new settings
@@ -77,6 +81,8 @@ def check_resume(run_dir: str | Path, settings: dict[str, Any], resume: bool) ->
         refuse_unless_resuming(run_dir, "a checkpoint of an earlier run", resume)
     if started and path.exists():
         before = json.loads(path.read_text(encoding="utf-8"))
+        # a checkpoint from before a setting's rename still has its length checked under today's name
+        before = {RENAMED_SETTINGS.get(k, k): v for k, v in before.items()}
         changed = [k for k in now if k in before and before[k] != now[k]]
         if changed:
             what = ", ".join(f"`{k}` {before[k]!r} (now {now[k]!r})" for k in changed)

@@ -5,7 +5,9 @@ from __future__ import annotations
 import socket
 import sys
 import threading
+from dataclasses import dataclass
 
+from ..config import DataDir, Model, Precision, Threads, setting
 from ..errors import UserError
 from .app import create_app, host_warning
 from .explorer import Explorer, ServeConfig
@@ -60,6 +62,20 @@ def build_explorer(models: list[str] | None, data_dir: str | None = None, precis
         except UserError as e:
             print(f"bertology serve: {name} left out of the model picker: {e}", file=sys.stderr)
     return explorer
+
+
+@dataclass(kw_only=True)
+class ServeCommand(Model, Precision, Threads, DataDir):
+    """`bertology serve`."""
+
+    model: list[str] | None = setting(None, "Model the page opens with (repeat to offer several); installed "
+                                            "aliases from `bertology models` are offered too. Default: zh-en-mini.",
+                                      short="-m")
+    host: str = setting("127.0.0.1", "Address to listen on; anything but loopback prints a warning (there is no "
+                                     "authentication).")
+    port: int = setting(8000, "Port to listen on.")
+    data_dir: str | None = setting(None, "Where Tatoeba and MUSE are found (the neighbours and language-vector "
+                                         "views); default: see README, Data.", kind="data_dir")
 
 
 def run_server(models: list[str] | None, host: str = "127.0.0.1", port: int = 8000, data_dir: str | None = None,

@@ -36,7 +36,7 @@ def pack_lines(token_lists: Sequence[Sequence[int]], seq_len: int, cls_id: int, 
     FULL-SENTENCES; run_mlm's group_texts): no padding at all; a line may continue into the next sequence;
     the incomplete tail is dropped."""
     if seq_len < 8:
-        raise UserError(f"`seq_len` {seq_len}: too short (at least 8)", fields=('seq_len',))
+        raise UserError(f"`max_length` {seq_len}: too short (at least 8)", fields=('max_length',))
     total = sum(len(t) + 1 for t in token_lists)
     stream = np.empty(total, dtype=np.int32)
     pos = 0
@@ -65,7 +65,7 @@ def _leak_free_pack(lang: str, lines: list[str], ids: list[list[int]], seq_len: 
     n_seqs = sum(len(t) + 1 for t in ids) // body
     if n_seqs < 2:
         raise UserError(f"`corpus` {lang}=...: only {n_seqs} sequence(s) of {seq_len} tokens; need more "
-                        f"text or a shorter `seq_len`", fields=('corpus', 'seq_len'))
+                        f"text or a shorter `max_length`", fields=('corpus', 'max_length'))
     want = min(max_heldout, max(1, int(n_seqs * heldout_fraction))) * body
     cut, got = len(ids), 0
     while cut > 1 and got < want:

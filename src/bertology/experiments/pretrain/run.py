@@ -28,9 +28,10 @@ from ...io.rundir import check_resume, save_pretrained_atomically
 from ...io.storage import truncate_jsonl
 from .data import PackedData, PackedMLMBatches, prepare_data, unigram_baseline
 from .objective import SPAN_MAX, SPAN_MEAN, SPAN_P, MaskedLMObjective, evaluate_mlm, make_masker, mlm_loss, require_jieba
+from ..configs import PretrainConfig
 from .tokenizer import SPECIAL_TOKENS, TokenizerResult, learn_tokenizer
 
-SCHEMA = "bertology.pretrain/1"
+SCHEMA = "bertology.pretrain/2"     # 2: config.seq_len is config.max_length (issue 24)
 
 
 # Google's BERT miniatures (Turc et al. 2019): layers x hidden; heads = hidden / 64, FFN = 4 x hidden.
@@ -73,9 +74,9 @@ def model_config(preset: str | None, config_file: str | None, vocab_size: int, s
                                    + _position_offset(model_type, pad_token_id))
     position_offset = _position_offset(cfg.model_type, cfg.pad_token_id)
     if cfg.max_position_embeddings - position_offset < seq_len:
-        raise UserError(f"`seq_len` {seq_len} exceeds the config's max_position_embeddings "
+        raise UserError(f"`max_length` {seq_len} exceeds the config's max_position_embeddings "
                         f"({cfg.max_position_embeddings}{f' - {position_offset}' if position_offset else ''})",
-                        fields=('seq_len',))
+                        fields=('max_length',))
     cfg.hidden_dropout_prob = cfg.attention_probs_dropout_prob = dropout
     cfg.architectures = ["BertForMaskedLM" if cfg.model_type == "bert" else "RobertaPreLayerNormForMaskedLM"]
     return cfg
@@ -129,42 +130,6 @@ def export_model(mlm, tokenizer, out_dir: Path) -> Path:
 
 # --------------------------------------------------------------------------------------------- pretrain()
 @dataclass
-class PretrainConfig:
-    corpora: list[str]                        # LANG=SOURCE[#COL][@MAX] specs (see io/corpora.py)
-    out_dir: str
-    tokenizer: str | None = None              # a tokenizer / model directory; None: train one (vocab_size)
-    init_from: str | None = None              # warm start from this BERT (see bertology.warmstart)
-    vocab_size: int = 16000                   # the zh-en-mini recipe (docs/pretrain.md); was 30000
-    lowercase: bool = True
-    size: str | None = "mini"                 # None only with init_from: the source's architecture
-    model_type: str = "bert"                  # or "roberta-prelayernorm" (pre-LN); see MODEL_TYPES
-    config_file: str | None = None
-    max_sentences_per_lang: int | None = None
-    seq_len: int = 128
-    batch_size: int = 64
-    grad_accum: int = 1
-    max_steps: int = 1000
-    lr: float = 1e-3                          # was 5e-4 / 0.06: that schedule stalled on the plateau
-    warmup: float = 0.03
-    weight_decay: float = 0.01
-    clip: float = 1.0
-    mask_rate: float = 0.15                   # share of tokens predicted (Wettig et al. 2022: 40% helps small budgets)
-    whole_word: bool = False                  # mask words (Chinese: jieba's) as wholes; see objective.WordBoundaries
-    span: bool = False                        # SpanBERT spans of words (or tokens) instead of single ones
-    alpha: float = 0.7                        # language sampling smoothing (mBERT: 0.7)
-    dropout: float = 0.0                      # Cramming (Geiping & Goldstein 2022): none in one-epoch pretraining
-    precision: str = "fp32"
-    compile: bool = False                     # torch.compile the training step (see MaskedLMObjective)
-    seed: int = 0
-    eval_every: int = 500                     # steps between evaluation + export + checkpoint
-    heldout_fraction: float = 0.01
-    max_heldout: int = 200                    # held-out sequences per language, at most
-    resume: bool = False
-    data_dir: str | None = None
-    progress: bool = True
-
-
-@dataclass
 class PretrainResult:
     config: dict
     model_dir: str
@@ -214,8 +179,8 @@ def _check_config(cfg: PretrainConfig):
         raise UserError(f"`model_type` {cfg.model_type!r} is for a model built from --size: --init-from and "
                         f"--config bring their own architecture", fields=('model_type',))
     if cfg.config_file:     # read now, not after minutes of tokenising (the vocabulary size is set later)
-        model_config(None, cfg.config_file, len(SPECIAL_TOKENS), cfg.seq_len, cfg.dropout)
-    for name, value, low in (("seq_len", cfg.seq_len, 8), ("batch_size", cfg.batch_size, 1),
+        model_config(None, cfg.config_file, len(SPECIAL_TOKENS), cfg.max_length, cfg.dropout)
+    for name, value, low in (("max_length", cfg.max_length, 8), ("batch_size", cfg.batch_size, 1),
                              ("max_steps", cfg.max_steps, 1), ("eval_every", cfg.eval_every, 1),
                              ("grad_accum", cfg.grad_accum, 1)):
         if value < low:
@@ -316,18 +281,18 @@ def pretrain(cfg: PretrainConfig, eval_hooks: Iterable[Callable[[Any, int, dict]
         if hasattr(hook, "prepare"):
             hook.prepare(tokenizer)
 
-    data = prepare_data(corpora, tokenizer, cfg.seq_len, cfg.heldout_fraction, cfg.max_heldout,
+    data = prepare_data(corpora, tokenizer, cfg.max_length, cfg.heldout_fraction, cfg.max_heldout,
                         cache_dir=out if is_main else None, progress=cfg.progress and is_main)
     del corpora
     engine.set_seed(cfg.seed)   # the same initial weights on every rank and on resume
     warm = None
     if source is None:
-        mlm = make_mlm(model_config(cfg.size, cfg.config_file, len(tokenizer), cfg.seq_len, cfg.dropout,
+        mlm = make_mlm(model_config(cfg.size, cfg.config_file, len(tokenizer), cfg.max_length, cfg.dropout,
                                     cfg.model_type, tokenizer.pad_token_id), pick_device())
     else:
         from ..warmstart import target_config, warm_start
 
-        mlm = make_mlm(target_config(source[0], len(tokenizer), cfg.seq_len, cfg.dropout), pick_device())
+        mlm = make_mlm(target_config(source[0], len(tokenizer), cfg.max_length, cfg.dropout), pick_device())
         warm = warm_start(mlm, cfg.init_from, source[1], tokenizer, seed=cfg.seed)
     objective = MaskedLMObjective(mlm, compile=cfg.compile)
     masker = make_masker(tokenizer, cfg.mask_rate, cfg.whole_word, cfg.span)

@@ -4,7 +4,7 @@ Modules: features (windows), predict (logits, script conversion), postprocess (a
 scoring (official EM / F1), run (training and the commands' orchestration).
 
 The pipeline follows Hugging Face's run_qa.py, on the shared training engine:
-1. features: each (question, context) pair is tokenised into windows of `max_len` tokens that overlap by
+1. features: each (question, context) pair is tokenised into windows of `max_length` tokens that overlap by
    `doc_stride` tokens (`return_overflowing_tokens` + offset mappings), so long contexts are fully covered.
    Training labels the answer's first/last token in the window that contains the whole answer; windows that
    do not contain it point at [CLS] (index 0), as in BERT's SQuAD recipe.

@@ -1,6 +1,6 @@
 """QA features: the settings that cut (question, context) pairs into windows, and the windows themselves.
 
-Each pair is tokenised into windows of `max_len` tokens that overlap by `doc_stride` tokens
+Each pair is tokenised into windows of `max_length` tokens that overlap by `doc_stride` tokens
 (`return_overflowing_tokens` + offset mappings), so long contexts are fully covered. Training labels the
 answer's first/last token in the window that contains the whole answer; windows that do not contain it point at
 [CLS] (index 0), as in BERT's SQuAD recipe.
@@ -16,26 +16,7 @@ from ...checks import check_number
 from ...core.precision import PREDICT_PRECISIONS, check_precision
 from ...errors import UserError
 from ...io.squad import QAExample
-
-
-@dataclass
-class QASettings:
-    """How questions are cut into windows and answers searched (run_qa.py's defaults)."""
-
-    max_len: int = 384          # tokens per window (question + context + special tokens)
-    doc_stride: int = 128       # tokens shared by consecutive windows of one context
-    max_query_len: int = 64     # longer questions are cut (their start is kept)
-    n_best: int = 20            # spans kept per question (nbest.json)
-    max_answer_len: int = 30    # longest answer, in tokens
-    span_score: str = "logit"   # logit: start + end logit, as run_qa.py; window-prob: log-probabilities
-                                # normalised within each window, as the HF pipeline (matters only when
-                                # a context spans several windows: it makes their scores comparable)
-    batch_size: int = 16        # windows per inference batch (on a CPU, batching gains little beyond this,
-                                # and a wider batch spans more lengths, so more padding)
-    precision: str = "fp32"     # fp32 | bf16 | bf16-verified (bf16, then the near-ties re-run in fp32)
-    verify_margin: float = 0.3   # bf16-verified: questions whose best answer leads a span with a different
-                                 # answer text by less than this (half of it if the two spans overlap;
-                                 # log-probability units) are re-run in fp32; docs/qa.md: how it was calibrated
+from ..configs import QASettings
 
 
 def validate_settings(s: QASettings, precisions: tuple[str, ...] = PREDICT_PRECISIONS) -> QASettings:
@@ -46,29 +27,29 @@ def validate_settings(s: QASettings, precisions: tuple[str, ...] = PREDICT_PRECI
     check_precision(s.precision, precisions)
     # in backticks: the CLI says --verify-margin; inf re-runs every question in fp32, nan none (refused)
     check_number("verify_margin", s.verify_margin, low=0, inf_ok=True)
-    if s.n_best < 1 or s.max_answer_len < 1 or s.batch_size < 1:
-        raise UserError("`n_best`, `max_answer_len` and `batch_size` must be positive",
-                        fields=('n_best', 'max_answer_len', 'batch_size'))
+    if s.n_best < 1 or s.max_answer_len < 1 or s.eval_batch_size < 1:
+        raise UserError("`n_best`, `max_answer_len` and `eval_batch_size` must be positive",
+                        fields=('n_best', 'max_answer_len', 'eval_batch_size'))
     return s
 
 
 def fit_to_model(tokenizer, model_config, s: QASettings) -> QASettings:
-    """Clamp max_len to what the model can take (and the question's share of a short window), and refuse a
+    """Clamp max_length to what the model can take (and the question's share of a short window), and refuse a
     stride that leaves no room for the context. Idempotent: every prediction entry point calls it."""
     from ...core.adapter import usable_length
 
     # the model's positions (less RoBERTa's offset of pad_token_id + 1) and the tokenizer's limit if it has one
-    limits = [s.max_len, usable_length(tokenizer, model_config)]
+    limits = [s.max_length, usable_length(tokenizer, model_config)]
     max_len = min(limits)
     if max_len < 16:
-        raise UserError(f"`max_len` {max_len} is too short for a question and a context "
-                        f"(the model allows at most {min(limits[1:], default=max_len)} tokens)", fields=('max_len',))
+        raise UserError(f"`max_length` {max_len} is too short for a question and a context "
+                        f"(the model allows at most {min(limits[1:], default=max_len)} tokens)", fields=('max_length',))
     query_len = min(s.max_query_len, (max_len - 3) // 2)   # short windows: questions get at most half
     room = max_len - query_len - 3
     if not 0 <= s.doc_stride < room:
         raise UserError(f"`doc_stride` must be at least 0 and below {room} (max-len {max_len} minus the question "
                         f"and 3 special tokens), not {s.doc_stride}", fields=('doc_stride',))
-    return QASettings(**{**asdict(s), "max_len": max_len, "max_query_len": query_len})
+    return QASettings(**{**asdict(s), "max_length": max_len, "max_query_len": query_len})
 
 
 def check_settings(tokenizer, model_config, s: QASettings) -> QASettings:
@@ -95,7 +76,7 @@ def _windows(tokenizer, examples: list[QAExample], s: QASettings, chunk: int = 5
     for lo in range(0, len(examples), chunk):
         part = examples[lo:lo + chunk]
         questions = _cut_questions(tokenizer, [e.question for e in part], s.max_query_len)
-        enc = tokenizer(questions, [e.context for e in part], truncation="only_second", max_length=s.max_len,
+        enc = tokenizer(questions, [e.context for e in part], truncation="only_second", max_length=s.max_length,
                         stride=s.doc_stride, return_overflowing_tokens=True, return_offsets_mapping=True,
                         padding=False)
         for i, ex_i in enumerate(enc["overflow_to_sample_mapping"]):

@@ -32,7 +32,7 @@ def window_logits(model, items: list[dict], s: QASettings, device=None, progress
     run_model, precision = model, WINDOW_PRECISION[s.precision]
     if precision == "bf16" and next(model.parameters()).dtype == torch.float32:
         run_model, precision = fused_bf16_copy(model, device), "fp32"
-    for g, _, res in batched_inference(model, items, s.batch_size, pad_id(model), precision, device,
+    for g, _, res in batched_inference(model, items, s.eval_batch_size, pad_id(model), precision, device,
                                        forward=lambda batch: run_model(**batch), progress=progress):
         starts = res.start_logits.float().cpu().numpy()
         ends = res.end_logits.float().cpu().numpy()

@@ -16,12 +16,13 @@ from ...errors import UserError
 from ...io.rundir import check_resume, save_pretrained_atomically
 from ...io.squad import QADataset, load_squad
 from ...metrics import qa_scores
-from .features import QASettings, fit_to_model, train_features, validate_settings
+from ..configs import QASettings, TrainSettings
+from .features import fit_to_model, train_features, validate_settings
 from .postprocess import Predictions
 from .predict import answer, conversion_changes, pad_id, predict_converted
 from .scoring import QAScore, load_predictions, resolve_lang, score, transfer_measures
 
-SCHEMA = "bertology.qa/1"
+SCHEMA = "bertology.qa/2"     # 2: settings.max_len -> max_length, batch_size -> eval_batch_size
 
 # The lecture's table (F1 on DRCD dev, Traditional Chinese; Hsu, Liu & Lee 2019, "Zero-shot reading
 # comprehension by cross-lingual transfer learning with multi-lingual language representation model").
@@ -34,22 +35,6 @@ LECTURE_DRCD_F1 = {
 
 
 # --------------------------------------------------------------------------------------------- training
-@dataclass
-class TrainSettings:
-    epochs: float = 2.0
-    max_steps: int | None = None
-    batch_size: int = 16
-    lr: float = 5e-5
-    warmup: float = 0.1
-    weight_decay: float = 0.01
-    grad_accum: int = 1
-    eval_every: int | None = None     # steps between dev evaluations (None: once per epoch)
-    checkpoint_every: int = 200
-    patience: int | None = None
-    seed: int = 0
-    resume: bool = False
-
-
 @dataclass
 class QATrainResult:
     model_dir: str                 # the fine-tuned model (a directory any --model accepts)
@@ -120,7 +105,7 @@ def train(model_name: str, train_data: list[QADataset], dev: QADataset | None, o
                                                                 "resume")}
     check_resume(out_dir / "train", {
         "model": model_name, "train": [[d.path, len(d.examples)] for d in train_data],
-        **{k: v for k, v in asdict(s).items() if k in ("max_len", "doc_stride", "precision")}, **shaping},
+        **{k: v for k, v in asdict(s).items() if k in ("max_length", "doc_stride", "precision")}, **shaping},
         t.resume)
     # The new span head (`qa_outputs`) is initialised at random as the model loads: seeded first, so the same
     # --seed gives the same weights (the engine's own seeding comes after the model exists).
@@ -156,7 +141,7 @@ def train(model_name: str, train_data: list[QADataset], dev: QADataset | None, o
 # --------------------------------------------------------------------------------------------- experiments
 @dataclass
 class QAResult:
-    """What every `bertology qa` command saves (schema bertology.qa/1)."""
+    """What every `bertology qa` command saves (schema bertology.qa/2)."""
 
     command: str                      # score | train | predict | eval | crosslingual
     model: str | None
@@ -177,7 +162,7 @@ class QAResult:
 
 
 def save(result: QAResult, out_dir: str | Path) -> Path:
-    """results.json (bertology.qa/1), with predictions.json + nbest.json when there are predictions."""
+    """results.json (bertology.qa/2), with predictions.json + nbest.json when there are predictions."""
     from ...io.storage import atomic_write_json, save_results
 
     out_dir = Path(out_dir)

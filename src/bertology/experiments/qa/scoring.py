@@ -42,6 +42,11 @@ class QAScore:
     windows: int | None = None
     seconds: float | None = None
 
+    def line(self) -> str:
+        """The score as the terminal shows it."""
+        return (f"{self.name:28s} {self.lang}  EM {self.exact_match:6.2f}  F1 {self.f1:6.2f}  "
+                f"({self.total} questions, {self.missing} unanswered)")
+
 
 def score(dataset: QADataset, answers: dict[str, str], lang: str = "auto", name: str | None = None) -> QAScore:
     lang = resolve_lang(lang, dataset.examples)

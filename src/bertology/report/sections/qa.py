@@ -61,7 +61,7 @@ def _qa_section(ctx: ReportContext, model_name: str) -> Section:
                             load_config(model_name, ctx.trust_remote_code), cap=192 if quick else 384)
     # Quick mode trains and predicts in bf16 where the CPU runs it natively (what fits a few minutes there); an
     # AVX2-only CPU emulates bf16 ~20x slower than fp32, so it gets fp32 (core.precision.fast_precision).
-    s = QASettings(max_len=max_len, doc_stride=max_len // 3, precision=fast_precision() if quick else ctx.precision)
+    s = QASettings(max_length=max_len, doc_stride=max_len // 3, precision=fast_precision() if quick else ctx.precision)
     t = TrainSettings(epochs=1 if quick else 2, batch_size=16, lr=2e-4 if quick else 5e-5, seed=ctx.seed,
                       checkpoint_every=100000, resume=True)
     # quick: no DRCD; full: every question of each set (n_eval None)
