@@ -165,6 +165,9 @@ CASES = [
     ("pretrain-lr-inf", ["pretrain", "-c", "en={bad}/corpus.txt", "-o", O, "--lr", "inf"], "--lr"),
     ("pretrain-warmup-inf", ["pretrain", "-c", "en={bad}/corpus.txt", "-o", O, "--warmup", "inf"], "--warmup"),
     ("pretrain-dropout-nan", ["pretrain", "-c", "en={bad}/corpus.txt", "-o", O, "--dropout", "nan"], "--dropout"),
+    # bounds that exclude an end, which pretrain checks itself (a setting's bounds include theirs)
+    ("pretrain-dropout-1", ["pretrain", "-c", "en={bad}/corpus.txt", "-o", O, "--dropout", "1"], "--dropout"),
+    ("pretrain-mask-rate-1", ["pretrain", "-c", "en={bad}/corpus.txt", "-o", O, "--mask-rate", "1"], "--mask-rate"),
     ("tok-alpha-nan", ["tokenizer", "train", "-c", "en={bad}/corpus.txt", "-o", O, "--alpha", "nan"], "--alpha"),
     ("cross-lr-inf", ["crossdomain", "-m", M, "-o", O, "--lr", "inf"], "--lr"),
     ("cross-lr-1e400", ["crossdomain", "-m", M, "-o", O, "--lr", "1e400"], "--lr"),

@@ -97,6 +97,8 @@ def test_a_setting_out_of_bounds_is_refused_at_construction_naming_the_field():
         PretrainConfig(corpora=["en=x"], out_dir="o", precision="fp8")
     with pytest.raises(UserError, match="`lr` must be"):
         PretrainConfig(corpora=["en=x"], out_dir="o", lr=math.nan)
+    with pytest.raises(UserError, match="`batch_size` must be a whole number"):      # a count is whole
+        PretrainConfig(corpora=["en=x"], out_dir="o", batch_size=2.5)
     with pytest.raises(UserError, match="`verify_margin`"):
         QASettings(verify_margin=math.nan)
     assert QASettings(verify_margin=math.inf).verify_margin == math.inf          # inf is meaningful there

@@ -28,6 +28,8 @@ PRECISIONS = ("fp32", "bf16")                           # training and every inf
 PREDICT_PRECISIONS = (*PRECISIONS, "bf16-verified")     # QA prediction
 
 _BOUNDS = ("low", "high", "above", "inf_ok")
+# a field declared so holds a count: 2.5 is refused (the configs' modules postpone annotations, so they are strings)
+_WHOLE_NUMBER_TYPES = (int, "int", "int | None")
 
 
 # What a setting may say about itself, and what it says when it does not.
@@ -77,11 +79,11 @@ def check_settings(cfg: Any) -> None:
         if value is None or not is_setting(f):
             continue
         values = value if isinstance(value, (list, tuple)) else [value]
-        # every number within its bounds, and no float setting NaN or infinite unless it says so
+        # every number within its bounds, a count whole, and no float setting NaN or infinite unless it says so
         if any(meta.get(b) not in (None, False) for b in _BOUNDS) or any(isinstance(v, float) for v in values):
             for v in values:
                 check_number(f.name, v, low=meta["low"], high=meta["high"], above=meta["above"],
-                             inf_ok=meta["inf_ok"])
+                             integer=f.type in _WHOLE_NUMBER_TYPES, inf_ok=meta["inf_ok"])
         if meta.get("choices"):
             for v in values:
                 if v not in meta["choices"]:

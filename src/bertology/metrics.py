@@ -427,46 +427,73 @@ def knn_mean_similarity(a, b, k: int = 10, chunk_bytes: int = 1 << 27, screen: b
     if screen is None:
         screen = groups * keep < m and n * m >= 1 << 22 and fast_precision() == "bf16"
     step = min(n, _chunk_rows(m, chunk_bytes))
-    if screen:
-        eps = bf16_dot_error_bound(a.shape[1])
-        per_group = -(-m // groups)
-        keep = min(keep, per_group)
-        a16 = a.bfloat16()
-        # padded rows make the groups equal; their scores are set to -1 below
-        pad = groups * per_group - m
-        b_pad = torch.cat([b, torch.zeros(pad, b.shape[1])])
-        b16 = b_pad.bfloat16()
-        buf16 = torch.empty(step, groups * per_group, dtype=torch.bfloat16)
-        member = torch.arange(groups)[None, None, :] * per_group              # group j's rows: j + i * per_group
+    screener = _Bf16Screen(a, b, k, keep, groups, step) if screen else None
     buf = None
     for s in range(0, n, step):
         e = min(n, s + step)
-        if not screen:
+        if screener is None:
             buf = torch.empty(step, m) if buf is None else buf
             out[s:e] = top_k_by_buckets(torch.mm(a[s:e], b.T, out=buf[:e - s]), k).mean(1)
             continue
-        scores = torch.mm(a16[s:e], b16.T, out=buf16[:e - s])
-        scores[:, m:] = -1
-        group_best, group = scores.view(e - s, groups, per_group).amax(1).topk(keep, dim=1)
-        idx = (group[:, :, None] + member).reshape(e - s, -1)
-        approx, pos = scores.gather(1, idx).topk(keep, dim=1)
-        idx = idx.gather(1, pos)
-        exact = torch.empty(e - s, keep)
-        for u in range(0, e - s, 64):                                         # gathered rows stay in cache
-            v = min(e - s, u + 64)
-            rows = b_pad.index_select(0, idx[u:v].reshape(-1)).view(v - u, keep, -1)   # faster than b_pad[idx]
-            exact[u:v] = (rows * a[s + u:s + v, None, :]).sum(-1)
-        exact[idx >= m] = -torch.inf
-        top = exact.topk(k, dim=1).values
-        out[s:e] = top.mean(1)
-        bound = torch.maximum(group_best[:, -1], approx[:, -1]).float()
-        unsure = (bound + eps >= top[:, -1]).nonzero().squeeze(1)
-        if len(unsure):
-            out[s + unsure] = top_k_by_buckets(a[s + unsure] @ b.T, k).mean(1)
+        out[s:e], unsure = screener.knn_means(s, e)
         # Vectors whose cosines are all squeezed together (strongly anisotropic layers) leave the bf16 gaps
         # too small to prove anything; when a quarter of a chunk falls back, plain fp32 is cheaper.
-        screen = len(unsure) * 4 < e - s
+        if len(unsure) * 4 >= e - s:
+            screener = None
     return out.numpy()
+
+
+class _Bf16Screen:
+    """knn_mean_similarity's screened path (steps 1 and 2 of its docstring) for one (a, b): the bf16 copies, the
+    padded groups and the score buffer every chunk of rows of `a` reuses."""
+
+    def __init__(self, a, b, k: int, keep: int, groups: int, step: int):
+        import torch
+
+        self.a, self.b, self.k, self.groups = a, b, k, groups
+        self.m = b.shape[0]
+        self.eps = bf16_dot_error_bound(a.shape[1])
+        self.per_group = -(-self.m // groups)
+        self.keep = min(keep, self.per_group)
+        self.a16 = a.bfloat16()
+        # padded rows make the groups equal; their scores are set to -1 below
+        pad = groups * self.per_group - self.m
+        self.b_pad = torch.cat([b, torch.zeros(pad, b.shape[1])])
+        self.b16 = self.b_pad.bfloat16()
+        self.buf16 = torch.empty(step, groups * self.per_group, dtype=torch.bfloat16)
+        self.member = torch.arange(groups)[None, None, :] * self.per_group   # group j's rows: j + i * per_group
+
+    def knn_means(self, s: int, e: int):
+        """(the exact mean of the k best cosines of each of rows s..e of a, the rows whose screen proved
+        nothing: those were recomputed in plain fp32)."""
+        import torch
+
+        scores = torch.mm(self.a16[s:e], self.b16.T, out=self.buf16[:e - s])
+        scores[:, self.m:] = -1
+        group_best, group = scores.view(e - s, self.groups, self.per_group).amax(1).topk(self.keep, dim=1)
+        idx = (group[:, :, None] + self.member).reshape(e - s, -1)
+        approx, pos = scores.gather(1, idx).topk(self.keep, dim=1)
+        idx = idx.gather(1, pos)
+        top = self._rescored(s, idx).topk(self.k, dim=1).values
+        means = top.mean(1)
+        # nothing left out scores above `bound` in bf16, so above bound + eps exactly: below the k-th, proven
+        bound = torch.maximum(group_best[:, -1], approx[:, -1]).float()
+        unsure = (bound + self.eps >= top[:, -1]).nonzero().squeeze(1)
+        if len(unsure):
+            means[unsure] = top_k_by_buckets(self.a[s + unsure] @ self.b.T, self.k).mean(1)
+        return means, unsure
+
+    def _rescored(self, s: int, idx):
+        """fp32 cosines of rows s, s+1, ... of a with the rows `idx` of b (each row its own); padding -inf."""
+        import torch
+
+        exact = torch.empty(idx.shape[0], self.keep)
+        for u in range(0, idx.shape[0], 64):                                  # gathered rows stay in cache
+            v = min(idx.shape[0], u + 64)
+            rows = self.b_pad.index_select(0, idx[u:v].reshape(-1)).view(v - u, self.keep, -1)  # faster than b_pad[idx]
+            exact[u:v] = (rows * self.a[s + u:s + v, None, :]).sum(-1)
+        exact[idx >= self.m] = -torch.inf
+        return exact
 
 
 def retrieval_ranks(queries, candidates, gold: list[list[int]], scoring: str = "cosine", csls_k: int = 10,

@@ -206,12 +206,8 @@ def build_retrieval(dictionary: Dictionary, src: WordSet, tgt: WordSet, max_word
     written in the other side's script (Latin words on the Chinese side); those are not candidates either."""
     rng = np.random.default_rng(seed)
     trans = dictionary.translations()
-    # each side's script = the majority among pairs that are not identical strings (half of MUSE en-zh is)
-    real = [(s, t) for s, t in dictionary.pairs if s.lower() != t.lower()] or dictionary.pairs
-    src_cjk = np.mean([has_cjk(s) for s, _ in real]) > 0.5
-    tgt_cjk = np.mean([has_cjk(t) for _, t in real]) > 0.5
-    in_script = (lambda w, cjk: True) if keep_identical else (lambda w, cjk: has_cjk(w) == cjk)
-    tgt_ok = {t for t in tgt.words if in_script(t, tgt_cjk)}
+    src_script, tgt_script = _script_tests(dictionary, keep_identical)
+    tgt_ok = {t for t in tgt.words if tgt_script(t)}
     skipped: dict[str, int] = {}
 
     def skip(why: str, n: int = 1):
@@ -219,17 +215,7 @@ def build_retrieval(dictionary: Dictionary, src: WordSet, tgt: WordSet, max_word
     sources = []
     for s, ts in trans.items():
         if not keep_identical:
-            same = [t for t in ts if t.lower() == s.lower()]
-            if same:
-                skip("identical strings (a shared token, not a translation)", len(same))
-                ts = [t for t in ts if t.lower() != s.lower()]
-            if ts and not in_script(s, src_cjk):
-                skip("source not in the source language's script", len(ts))
-                continue
-            off = [t for t in ts if not in_script(t, tgt_cjk)]
-            if off:
-                skip("target not in the target language's script", len(off))
-                ts = [t for t in ts if in_script(t, tgt_cjk)]
+            ts = _translations_in_script(s, ts, src_script, tgt_script, skip)
             if not ts:
                 continue
         if s not in src.occurrences:
@@ -247,19 +233,56 @@ def build_retrieval(dictionary: Dictionary, src: WordSet, tgt: WordSet, max_word
         dropped = [s for i, s in enumerate(sources) if i not in keep]
         skip("source not sampled (--max-words)", sum(len([t for t in trans[s] if t in tgt_ok]) for s in dropped))
         sources = [s for i, s in enumerate(sources) if i in keep]
-    golds = list(dict.fromkeys(t for s in sources for t in trans[s] if t in tgt_ok))
-    others = [t for t in tgt.words if t in tgt_ok and t not in set(golds)]
-    if max_candidates and len(golds) + len(others) > max_candidates:
-        n_more = max(0, max_candidates - len(golds))
-        pick = sorted(rng.choice(len(others), min(n_more, len(others)), replace=False).tolist())
-        others = [others[i] for i in pick]
-    candidates = golds + others
+    candidates = _candidates(sources, trans, [t for t in tgt.words if t in tgt_ok], max_candidates, rng)
     index = {t: i for i, t in enumerate(candidates)}
     gold = [[index[t] for t in trans[s] if t in index] for s in sources]
     pairs = {"dictionary_pairs": len(dictionary.pairs), "evaluated_pairs": sum(map(len, gold)),
              "source_words": len(sources), "candidates": len(candidates),
              "skipped_pairs": sum(skipped.values()), "skipped": dict(sorted(skipped.items(), key=lambda kv: -kv[1]))}
     return Retrieval(sources, candidates, gold), pairs
+
+
+def _script_tests(dictionary: Dictionary, keep_identical: bool):
+    """(is this word in the source side's script?, in the target side's?): always yes with keep_identical."""
+    # each side's script = the majority among pairs that are not identical strings (half of MUSE en-zh is)
+    real = [(s, t) for s, t in dictionary.pairs if s.lower() != t.lower()] or dictionary.pairs
+    src_cjk = np.mean([has_cjk(s) for s, _ in real]) > 0.5
+    tgt_cjk = np.mean([has_cjk(t) for _, t in real]) > 0.5
+    if keep_identical:
+        return (lambda w: True), (lambda w: True)
+    return (lambda w: has_cjk(w) == src_cjk), (lambda w: has_cjk(w) == tgt_cjk)
+
+
+def _translations_in_script(source: str, targets: list[str], src_script, tgt_script, skip) -> list[str]:
+    """The targets of `source` that are translations in the expected scripts (none when the source itself is in
+    the wrong script); each pair left out is counted by skip(why, n)."""
+    same = [t for t in targets if t.lower() == source.lower()]
+    if same:
+        skip("identical strings (a shared token, not a translation)", len(same))
+        targets = [t for t in targets if t.lower() != source.lower()]
+    if targets and not src_script(source):
+        skip("source not in the source language's script", len(targets))
+        return []
+    off = [t for t in targets if not tgt_script(t)]
+    if off:
+        skip("target not in the target language's script", len(off))
+        targets = [t for t in targets if tgt_script(t)]
+    return targets
+
+
+def _candidates(sources: list[str], trans: dict[str, list[str]], usable: list[str], max_candidates: int | None,
+                rng: np.random.Generator) -> list[str]:
+    """Every gold of the sources first, then the other `usable` targets: all, or a seeded sample that brings the
+    set to max_candidates."""
+    usable_set = set(usable)
+    golds = list(dict.fromkeys(t for s in sources for t in trans[s] if t in usable_set))
+    gold_set = set(golds)
+    others = [t for t in usable if t not in gold_set]
+    if max_candidates and len(golds) + len(others) > max_candidates:
+        n_more = max(0, max_candidates - len(golds))
+        pick = sorted(rng.choice(len(others), min(n_more, len(others)), replace=False).tolist())
+        others = [others[i] for i in pick]
+    return golds + others
 
 
 def score_layers(src_vecs: np.ndarray, tgt_vecs: np.ndarray, gold: list[list[int]], layers: Sequence[int],

@@ -25,7 +25,6 @@ dominate an epoch); prediction averages the logits of all windows of a sequence.
 from __future__ import annotations
 
 import json
-import math
 import re
 import time
 from collections import Counter
@@ -454,26 +453,14 @@ def summarize(runs: list[RunResult]) -> dict:
 
 # --------------------------------------------------------------------------------------------- the experiment
 def _check_config(cfg: CrossDomainConfig) -> None:
-    from ..core.engine import check_schedule
-    from ..core.precision import check_precision
-
-    check_precision(cfg.precision)
-    bad = [c for c in cfg.conditions if c not in CONDITIONS]
-    if bad or not cfg.conditions:
-        raise UserError(f"`conditions`: unknown {', '.join(bad) or '(none given)'} (known: {', '.join(CONDITIONS)})",
-                        fields=('conditions',))
-    if cfg.seeds < 1 or cfg.epochs < 1 or cfg.batch_size < 1:
-        raise UserError("`seeds`, `epochs` and `batch_size` must be at least 1",
-                        fields=('seeds', 'epochs', 'batch_size'))
-    if any(not (math.isfinite(lr) and lr > 0) for lr in (cfg.lr, *cfg.lr_grid)):
-        raise UserError("`lr` and every rate of `lr_grid` must be finite and above 0", fields=("lr", "lr_grid"))
-    check_schedule(cfg.lr, cfg.warmup, cfg.epochs)
+    """What the config's bounds and choices cannot say, checked before any work (it checked those as it was made:
+    precision, each condition, counts, learning rates, warm-up, max_length)."""
+    if not cfg.conditions:
+        raise UserError(f"`conditions`: none given (known: {', '.join(CONDITIONS)})", fields=('conditions',))
     bad_tune = [c for c in cfg.tune if c not in FINETUNED]
     if bad_tune:
         raise UserError(f"`tune`: {', '.join(bad_tune)} is not fine-tuned (tunable: {', '.join(FINETUNED)})",
                         fields=("tune",))
-    if cfg.max_length < 3:
-        raise UserError("`max_length` must be at least 3 ([CLS], one symbol, [SEP])", fields=('max_length',))
 
 
 @dataclass

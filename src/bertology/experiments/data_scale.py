@@ -59,18 +59,13 @@ def data_scale(corpora: list[str], dictionary: str, out_dir: str | Path, sentenc
 
     t0 = time.perf_counter()
     out_dir = Path(out_dir)
-    sizes = sorted(int(n) for n in sentences)
-    if len(sizes) < 2 or sizes[0] <= 0:
-        raise UserError("`sentences` needs at least two positive sizes, e.g. 10000,50000", fields=('sentences',))
+    sizes = _checked_sizes(sentences)
     started = [out_dir / f"n{n}" for n in sizes if find_checkpoint(out_dir / f"n{n}")]
     if started:
         refuse_unless_resuming(started[0], "a checkpoint of an earlier run", resume)
     tok_dir = out_dir / "tokenizer"
     if not (tok_dir / "tokenizer_config.json").exists():
-        big = load_corpora(PretrainConfig(corpora=list(corpora), out_dir=str(out_dir), seed=seed,
-                                           max_sentences_per_lang=sizes[-1], data_dir=data_dir))
-        train_tokenizer(big, tok_dir, vocab_size, True, seed=seed)
-        del big
+        _train_shared_tokenizer(tok_dir, corpora, out_dir, sizes[-1], vocab_size, seed, data_dir)
     tokenizer = AutoTokenizer.from_pretrained(tok_dir)
     if not (tok_dir / "config.json").exists():
         # pretrain(tokenizer=DIR) resolves DIR as a model directory, which needs a config.json: store the
@@ -83,14 +78,13 @@ def data_scale(corpora: list[str], dictionary: str, out_dir: str | Path, sentenc
                                    max_candidates=align_max_candidates)
     # align records the conversion beside its coverage (AlignResult.convert); this result keeps it in it
     alignment_pairs = {**evaluator.coverage, "convert": evaluator.data.dictionary.convert}
-    # Step 0: the same random initialisation both runs start from (pretrain seeds before building the model).
-    from transformers import BertForMaskedLM
-
-    from ..core.engine import set_seed
-
-    set_seed(seed)
-    init_alignment = evaluator(BertForMaskedLM(model_config(size, None, len(tokenizer), seq_len, 0.1)), 0, {})
+    init_alignment = _untrained_alignment(evaluator, size, len(tokenizer), seq_len, seed)
     runs = []
+
+    def result_so_far() -> DataScaleResult:
+        return DataScaleResult(list(corpora), str(dictionary), size, sizes, steps, runs, evaluator.random_expected_mrr,
+                               alignment_pairs, init_alignment, time.perf_counter() - t0)
+
     for n in sizes:
         cfg = PretrainConfig(corpora=list(corpora), out_dir=str(out_dir / f"n{n}"), tokenizer=str(tok_dir),
                              size=size, max_sentences_per_lang=n, max_length=seq_len, batch_size=batch_size,
@@ -100,18 +94,44 @@ def data_scale(corpora: list[str], dictionary: str, out_dir: str | Path, sentenc
         res = pretrain(cfg, eval_hooks=[evaluator])
         runs.append(DataScaleRun(n, res.model_dir, res.steps, res.tokens_seen, res.wall_time, res.history,
                                  res.train_log))
-        result = DataScaleResult(list(corpora), str(dictionary), size, sizes, steps, runs,
-                                 evaluator.random_expected_mrr, alignment_pairs, init_alignment,
-                                 time.perf_counter() - t0)
-        save(result, out_dir)
-        if after_each_run:
-            after_each_run(result)
-    result = DataScaleResult(list(corpora), str(dictionary), size, sizes, steps, runs,
-                             evaluator.random_expected_mrr, alignment_pairs, init_alignment, time.perf_counter() - t0)
+        _publish(result_so_far(), out_dir, after_each_run)
+    result = result_so_far()
+    _publish(result, out_dir, after_each_run)
+    return result
+
+
+def _checked_sizes(sentences: Sequence[int]) -> list[int]:
+    """The sample sizes, smallest first: at least two, each positive (one size compares nothing)."""
+    sizes = sorted(int(n) for n in sentences)
+    if len(sizes) < 2 or sizes[0] <= 0:
+        raise UserError("`sentences` needs at least two positive sizes, e.g. 10000,50000", fields=('sentences',))
+    return sizes
+
+
+def _train_shared_tokenizer(tok_dir: Path, corpora: list[str], out_dir: Path, largest: int, vocab_size: int,
+                            seed: int, data_dir: str | None) -> None:
+    """One tokenizer for every run, trained on the largest sample, so that only the amount of text differs."""
+    big = load_corpora(PretrainConfig(corpora=list(corpora), out_dir=str(out_dir), seed=seed,
+                                       max_sentences_per_lang=largest, data_dir=data_dir))
+    train_tokenizer(big, tok_dir, vocab_size, True, seed=seed)
+
+
+def _untrained_alignment(evaluator, size: str, vocab_size: int, seq_len: int, seed: int) -> dict:
+    """Step 0: alignment of the same random initialisation every run starts from (pretrain seeds before building
+    the model)."""
+    from transformers import BertForMaskedLM
+
+    from ..core.engine import set_seed
+
+    set_seed(seed)
+    return evaluator(BertForMaskedLM(model_config(size, None, vocab_size, seq_len, 0.1)), 0, {})
+
+
+def _publish(result: DataScaleResult, out_dir: Path, after_each_run) -> None:
+    """results.json saved (so a stopped experiment leaves a readable result) and the caller told."""
     save(result, out_dir)
     if after_each_run:
         after_each_run(result)
-    return result
 
 
 def save(result: DataScaleResult, out_dir: str | Path) -> Path:

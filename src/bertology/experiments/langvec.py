@@ -183,14 +183,7 @@ def langvec(model: str, corpora: dict[str, Sequence[str]], sentences: Sequence[s
     from ..core.engine import set_seed
 
     t0 = time.perf_counter()
-    check_precision(precision)
-    for lang in (source_lang, target_lang):
-        if lang not in corpora:
-            raise UserError(f"no `corpus` {lang}=FILE given (have: {', '.join(corpora) or 'none'})", fields=('corpus',))
-    if not sentences:
-        raise UserError("no source sentences to translate")
-    for alpha in alphas:        # a NaN shift fills every position with NaN logits: a grid of nan precisions
-        check_number("alphas", alpha)
+    _check_inputs(corpora, sentences, source_lang, target_lang, alphas, precision)
     set_seed(seed)
     mlm = load_model(model, "mlm", trust_remote_code, command="langvec")   # UserError (exit 2): no MLM head
     tokenizer = load_tokenizer(model, trust_remote_code)
@@ -199,12 +192,7 @@ def langvec(model: str, corpora: dict[str, Sequence[str]], sentences: Sequence[s
     layers = emb.check_layers(layers)
     means = language_means(emb, {source_lang: corpora[source_lang], target_lang: corpora[target_lang]}, layers,
                            mean_sentences)
-    distance = []
-    for li, l in enumerate(layers):
-        a, b = means[source_lang][li], means[target_lang][li]
-        distance.append({"layer": l, "distance": float(np.linalg.norm(b - a)),
-                         "cosine": float(a @ b / (np.linalg.norm(a) * np.linalg.norm(b) + 1e-12)),
-                         "norm_source": float(np.linalg.norm(a)), "norm_target": float(np.linalg.norm(b))})
+    distance = _mean_distances(means[source_lang], means[target_lang], layers)
     translations = translation_table(dictionary)
     grid, outputs, hits_by_setting, scored_words = [], {}, {}, []
     from tqdm.auto import tqdm
@@ -223,12 +211,7 @@ def langvec(model: str, corpora: dict[str, Sequence[str]], sentences: Sequence[s
     best = max(scored, key=lambda g: (g["precision"], g["target_script_rate"])) if scored else grid[0]
     plain = outputs[(best["layer"], float(alphas[0]))] if alphas[0] == 0 else translate(
         mlm, tokenizer, sentences[:n_examples], best["layer"], None, batch_size)
-    examples = []
-    for i in range(min(n_examples, len(sentences))):
-        examples.append({"sentence": sentences[i],
-                         "tokens": [t for t, _ in outputs[(best["layer"], best["alpha"])][i]],
-                         "shifted": [o for _, o in outputs[(best["layer"], best["alpha"])][i]],
-                         "unshifted": [o for _, o in plain[i]]})
+    examples = _examples(sentences[:max(n_examples, 0)], outputs[(best["layer"], best["alpha"])], plain)
     return LangvecResult(model=str(model), source_lang=source_lang, target_lang=target_lang, layers=list(layers),
                          alphas=[float(a) for a in alphas], sentences=len(sentences),
                          mean_sentences={k: min(mean_sentences, len(v)) for k, v in corpora.items()
@@ -237,6 +220,36 @@ def langvec(model: str, corpora: dict[str, Sequence[str]], sentences: Sequence[s
                          seconds=time.perf_counter() - t0,
                          word_hits={"words": scored_words, "settings": hits_by_setting,
                                     "translations": {w: translations[w] for w in dict.fromkeys(scored_words)}})
+
+
+def _check_inputs(corpora: dict[str, Sequence[str]], sentences: Sequence[str], source_lang: str, target_lang: str,
+                  alphas: Sequence[float], precision: str) -> None:
+    """Refuse what would fail only after the model loads: a language without a corpus, nothing to translate."""
+    check_precision(precision)
+    for lang in (source_lang, target_lang):
+        if lang not in corpora:
+            raise UserError(f"no `corpus` {lang}=FILE given (have: {', '.join(corpora) or 'none'})", fields=('corpus',))
+    if not sentences:
+        raise UserError("no source sentences to translate")
+    for alpha in alphas:        # a NaN shift fills every position with NaN logits: a grid of nan precisions
+        check_number("alphas", alpha)
+
+
+def _mean_distances(source_means: np.ndarray, target_means: np.ndarray, layers: Sequence[int]) -> list[dict]:
+    """Per layer: how far apart the two language means are (distance, cosine) and how long each is."""
+    distance = []
+    for li, l in enumerate(layers):
+        a, b = source_means[li], target_means[li]
+        distance.append({"layer": l, "distance": float(np.linalg.norm(b - a)),
+                         "cosine": float(a @ b / (np.linalg.norm(a) * np.linalg.norm(b) + 1e-12)),
+                         "norm_source": float(np.linalg.norm(a)), "norm_target": float(np.linalg.norm(b))})
+    return distance
+
+
+def _examples(sentences: Sequence[str], shifted: list, unshifted: list) -> list[dict]:
+    """The first sentences shown token by token: what the model outputs with the best shift and without one."""
+    return [{"sentence": sentence, "tokens": [t for t, _ in shifted[i]], "shifted": [o for _, o in shifted[i]],
+             "unshifted": [o for _, o in unshifted[i]]} for i, sentence in enumerate(sentences)]
 
 
 def langvec_measures(result: LangvecResult, seed: int = 0) -> dict:

@@ -167,10 +167,6 @@ def load_corpora(cfg: PretrainConfig) -> dict[str, list[str]]:
 def _check_config(cfg: PretrainConfig):
     """Fail on bad options before minutes of reading and tokenising. Returns the --init-from source
     (config, tokenizer), validated with the rest, or None."""
-    from ...core.engine import check_schedule
-    from ...core.precision import check_precision
-
-    check_precision(cfg.precision)
     source = _warm_start_source(cfg)
     if source is None and cfg.config_file is None and cfg.size not in PRESETS:
         raise UserError(f"`size` {cfg.size!r}: choose one of {', '.join(PRESETS)}", fields=('size',))
@@ -180,16 +176,12 @@ def _check_config(cfg: PretrainConfig):
                         f"--config bring their own architecture", fields=('model_type',))
     if cfg.config_file:     # read now, not after minutes of tokenising (the vocabulary size is set later)
         model_config(None, cfg.config_file, len(SPECIAL_TOKENS), cfg.max_length, cfg.dropout)
-    for name, value, low in (("max_length", cfg.max_length, 8), ("batch_size", cfg.batch_size, 1),
-                             ("max_steps", cfg.max_steps, 1), ("eval_every", cfg.eval_every, 1),
-                             ("grad_accum", cfg.grad_accum, 1)):
-        if value < low:
-            raise UserError(f"`{name}` {value}: must be at least {low}", fields=(name,))
-    check_schedule(cfg.lr, cfg.warmup)
+    # The config checked every other bound as it was made; these two exclude an end, which a setting's bounds
+    # cannot say (a mask rate of 1 leaves nothing to predict from, a dropout of 1 zeroes every activation).
     if not 0 < cfg.mask_rate < 1:
         raise UserError(f"`mask_rate` {cfg.mask_rate}: must be in (0, 1)", fields=('mask_rate',))
-    if not 0 <= cfg.alpha <= 1 or not 0 <= cfg.dropout < 1:
-        raise UserError("`alpha` must be in [0, 1], `dropout` in [0, 1)", fields=('alpha', 'dropout'))
+    if cfg.dropout >= 1:
+        raise UserError(f"`dropout` {cfg.dropout}: must be below 1", fields=('dropout',))
     if cfg.whole_word:
         require_jieba()
     return source
@@ -268,57 +260,23 @@ def pretrain(cfg: PretrainConfig, eval_hooks: Iterable[Callable[[Any, int, dict]
     rank, world = engine.init_distributed(pick_device())
     is_main = rank == 0
     if is_main:
-        out.mkdir(parents=True, exist_ok=True)
-        # max_steps and eval_every may change on resume (train longer); nothing that shapes the model may
-        check_resume(out, {k: v for k, v in asdict(cfg).items()
-                               if k not in ("max_steps", "eval_every", "resume", "progress",
-                                            "out_dir", "data_dir", "compile")}, cfg.resume)
+        _claim_out_dir(cfg, out)
     corpora = load_corpora(cfg)
 
     tokenizer = _run_tokenizer(cfg, corpora, out, is_main, world, source)
-    eval_hooks = list(eval_hooks)
-    for hook in eval_hooks:      # a hook that needs the tokenizer checks it now, before minutes of packing
-        if hasattr(hook, "prepare"):
-            hook.prepare(tokenizer)
-
+    eval_hooks = _prepared_hooks(eval_hooks, tokenizer)
     data = prepare_data(corpora, tokenizer, cfg.max_length, cfg.heldout_fraction, cfg.max_heldout,
                         cache_dir=out if is_main else None, progress=cfg.progress and is_main)
     del corpora
     engine.set_seed(cfg.seed)   # the same initial weights on every rank and on resume
-    warm = None
-    if source is None:
-        mlm = make_mlm(model_config(cfg.size, cfg.config_file, len(tokenizer), cfg.max_length, cfg.dropout,
-                                    cfg.model_type, tokenizer.pad_token_id), pick_device())
-    else:
-        from ..warmstart import target_config, warm_start
-
-        mlm = make_mlm(target_config(source[0], len(tokenizer), cfg.max_length, cfg.dropout), pick_device())
-        warm = warm_start(mlm, cfg.init_from, source[1], tokenizer, seed=cfg.seed)
+    mlm, warm = _build_model(cfg, tokenizer, source)
     objective = MaskedLMObjective(mlm, compile=cfg.compile)
-    masker = make_masker(tokenizer, cfg.mask_rate, cfg.whole_word, cfg.span)
-    # The held-out loss is always measured under 15% token masking, whatever the run trains with: a loss at 40%
-    # whole-word masking is a different (harder) task, and recipes are compared by this one number.
-    eval_masker = make_masker(tokenizer, EVAL_MASK_RATE, False, False)
-    batches = PackedMLMBatches(data.train, cfg.batch_size, masker, cfg.alpha, cfg.seed)
-    if len(batches(0, rank, world)) == 0:
-        raise UserError(f"`batch_size` {cfg.batch_size} x {world} process(es) exceeds the "
-                        f"{sum(len(s) for s in data.train.values())} training sequences", fields=('batch_size',))
-
-    def export_hook(model, step, metrics):
-        export_model(mlm, tokenizer, out / "model")
-        with open(out / "eval.jsonl", "a", encoding="utf-8") as f:
-            f.write(json.dumps({"step": step, **metrics}) + "\n")
-
-    hooks = [lambda m, s, met, h=h: h(mlm, s, met) for h in eval_hooks] + [export_hook]
+    batches, eval_masker = _maskers_and_batches(cfg, tokenizer, data, rank, world)
+    hooks = [lambda m, s, met, h=h: h(mlm, s, met) for h in eval_hooks] + [_export_hook(mlm, tokenizer, out)]
     if cfg.resume and is_main and (ckpt := engine.find_checkpoint(out)):
         truncate_jsonl(out / "eval.jsonl", engine.read_checkpoint_state(ckpt)["step"])
-    tc = engine.TrainConfig(out_dir=out, lr=cfg.lr, weight_decay=cfg.weight_decay, warmup=cfg.warmup,
-                            max_steps=cfg.max_steps, grad_accum=cfg.grad_accum, clip=cfg.clip,
-                            precision=cfg.precision, seed=cfg.seed, eval_every=cfg.eval_every,
-                            checkpoint_every=None, metric="eval_loss", restore_best=False, resume=cfg.resume,
-                            progress=cfg.progress, log_every=10, fused_optimizer=True)
-    result = engine.train(objective, batches, tc, evaluate=lambda m: evaluate_mlm(m, data.heldout, eval_masker,
-                                                                                   seed=cfg.seed),
+    result = engine.train(objective, batches, _train_config(cfg, out),
+                          evaluate=lambda m: evaluate_mlm(m, data.heldout, eval_masker, seed=cfg.seed),
                           on_evaluate=hooks, loss_fn=mlm_loss)
 
     res = _pretrain_result(cfg, out, mlm, data, batches.shares(), result, tokenizer, warm, objective)
@@ -331,6 +289,74 @@ def pretrain(cfg: PretrainConfig, eval_hooks: Iterable[Callable[[Any, int, dict]
     gc.collect()
     engine.shutdown_distributed()
     return res
+
+
+def _claim_out_dir(cfg: PretrainConfig, out: Path) -> None:
+    """Create OUT, refusing a checkpoint there from other settings (or any checkpoint without --resume)."""
+    out.mkdir(parents=True, exist_ok=True)
+    # max_steps and eval_every may change on resume (train longer); nothing that shapes the model may
+    check_resume(out, {k: v for k, v in asdict(cfg).items()
+                       if k not in ("max_steps", "eval_every", "resume", "progress",
+                                    "out_dir", "data_dir", "compile")}, cfg.resume)
+
+
+def _prepared_hooks(eval_hooks: Iterable, tokenizer) -> list:
+    """The hooks as a list, each that needs the tokenizer given it now: it checks it before minutes of packing."""
+    eval_hooks = list(eval_hooks)
+    for hook in eval_hooks:
+        if hasattr(hook, "prepare"):
+            hook.prepare(tokenizer)
+    return eval_hooks
+
+
+def _build_model(cfg: PretrainConfig, tokenizer, source):
+    """(the masked-LM to train, the warm-start report or None): built from --size / --config, or from the
+    --init-from `source` with its weights copied in."""
+    from ...core.models import pick_device
+
+    if source is None:
+        mlm = make_mlm(model_config(cfg.size, cfg.config_file, len(tokenizer), cfg.max_length, cfg.dropout,
+                                    cfg.model_type, tokenizer.pad_token_id), pick_device())
+        return mlm, None
+    from ..warmstart import target_config, warm_start
+
+    mlm = make_mlm(target_config(source[0], len(tokenizer), cfg.max_length, cfg.dropout), pick_device())
+    return mlm, warm_start(mlm, cfg.init_from, source[1], tokenizer, seed=cfg.seed)
+
+
+def _maskers_and_batches(cfg: PretrainConfig, tokenizer, data: PackedData, rank: int, world: int):
+    """(the training batches, masked as the recipe says; the held-out evaluation's masker), refusing a batch
+    larger than this process's share of the training sequences."""
+    masker = make_masker(tokenizer, cfg.mask_rate, cfg.whole_word, cfg.span)
+    # The held-out loss is always measured under 15% token masking, whatever the run trains with: a loss at 40%
+    # whole-word masking is a different (harder) task, and recipes are compared by this one number.
+    eval_masker = make_masker(tokenizer, EVAL_MASK_RATE, False, False)
+    batches = PackedMLMBatches(data.train, cfg.batch_size, masker, cfg.alpha, cfg.seed)
+    if len(batches(0, rank, world)) == 0:
+        raise UserError(f"`batch_size` {cfg.batch_size} x {world} process(es) exceeds the "
+                        f"{sum(len(s) for s in data.train.values())} training sequences", fields=('batch_size',))
+    return batches, eval_masker
+
+
+def _export_hook(mlm, tokenizer, out: Path):
+    """The last hook of each evaluation: OUT/model exported and the metrics appended to OUT/eval.jsonl."""
+    def export_hook(model, step, metrics):
+        export_model(mlm, tokenizer, out / "model")
+        with open(out / "eval.jsonl", "a", encoding="utf-8") as f:
+            f.write(json.dumps({"step": step, **metrics}) + "\n")
+
+    return export_hook
+
+
+def _train_config(cfg: PretrainConfig, out: Path):
+    """The engine's settings for this run: a resumable checkpoint at each evaluation, the last weights kept."""
+    from ...core import engine
+
+    return engine.TrainConfig(out_dir=out, lr=cfg.lr, weight_decay=cfg.weight_decay, warmup=cfg.warmup,
+                              max_steps=cfg.max_steps, grad_accum=cfg.grad_accum, clip=cfg.clip,
+                              precision=cfg.precision, seed=cfg.seed, eval_every=cfg.eval_every,
+                              checkpoint_every=None, metric="eval_loss", restore_best=False, resume=cfg.resume,
+                              progress=cfg.progress, log_every=10, fused_optimizer=True)
 
 
 def _warm_start_source(cfg: PretrainConfig):

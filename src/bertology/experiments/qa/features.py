@@ -12,7 +12,6 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from ...checks import check_number
 from ...core.precision import PREDICT_PRECISIONS, check_precision
 from ...errors import UserError
 from ...io.squad import QAExample
@@ -22,14 +21,8 @@ from ..configs import QASettings
 def validate_settings(s: QASettings, precisions: tuple[str, ...] = PREDICT_PRECISIONS) -> QASettings:
     """Refuse settings no model can honour; where a user's settings enter (once per command, before the model
     loads). `precisions`: what the command runs in (training: fp32 | bf16; prediction also bf16-verified)."""
-    if s.span_score not in ("logit", "window-prob"):
-        raise UserError(f"`span_score` must be logit or window-prob, not {s.span_score!r}", fields=('span_score',))
+    # QASettings checked its bounds and choices as it was made; what it allows depends on the command
     check_precision(s.precision, precisions)
-    # in backticks: the CLI says --verify-margin; inf re-runs every question in fp32, nan none (refused)
-    check_number("verify_margin", s.verify_margin, low=0, inf_ok=True)
-    if s.n_best < 1 or s.max_answer_len < 1 or s.eval_batch_size < 1:
-        raise UserError("`n_best`, `max_answer_len` and `eval_batch_size` must be positive",
-                        fields=('n_best', 'max_answer_len', 'eval_batch_size'))
     return s
 
 

@@ -52,9 +52,28 @@ def _qa_section(ctx: ReportContext, model_name: str) -> Section:
     A model that already has a QA head (from `qa train`) is evaluated as it is, without training."""
     quick = ctx.quick
     n_train, n_eval = REPORT_QUICK if quick else REPORT_FULL
+    s, t = _report_settings(ctx, model_name)
+    # quick: no DRCD; full: every question of each set (n_eval None)
+    evals = load_sets({"XQuAD-en": "xquad-en", "XQuAD-zh": "xquad-zh", **({} if quick else {"DRCD dev": "drcd-dev"})},
+                      ctx.data_dir, n_eval, ctx.seed)
+    res, how = _answer_eval_sets(ctx, model_name, n_train, evals, s, t)
+    save(res, ctx.out_dir)
+    figs = [plots.plot_qa_scores(res.scores, LECTURE_DRCD_F1, ctx.out_dir / "qa_scores.png",
+                                 title=f"{Path(str(model_name)).name}: English QA training only")]
+    if res.train and len(res.train.train_log) >= 2:   # a line needs two points
+        figs.append(plots.plot_qa_training(res.train, ctx.out_dir / "qa_training.png"))
+    m = {"model": model_name, **measure_transfer(ctx.out_dir, evals["XQuAD-zh"], evals["XQuAD-en"],
+                                                 "XQuAD-zh", "XQuAD-en")}
+    return Section(f"Cross-lingual zero-shot QA on {model_name}", _qa_explanation(how, res, m), figs,
+                   [("EM / F1 (0-100)", _score_rows(res, m))], claim_ids=["qa"], measures={"qa": [m]})
+
+
+def _report_settings(ctx: ReportContext, model_name: str) -> tuple[QASettings, TrainSettings]:
+    """How the report cuts windows and trains: sized to the model, small and fast in quick mode."""
     from ...core.adapter import usable_length
     from ...core.models import load_tokenizer
 
+    quick = ctx.quick
     # the model's usable length (its tokenizer's limit and its positions): zh-en-mini reads 128 tokens, and a
     # stride computed from a longer window would not fit beside the question
     max_len = usable_length(load_tokenizer(model_name, ctx.trust_remote_code),
@@ -64,31 +83,40 @@ def _qa_section(ctx: ReportContext, model_name: str) -> Section:
     s = QASettings(max_length=max_len, doc_stride=max_len // 3, precision=fast_precision() if quick else ctx.precision)
     t = TrainSettings(epochs=1 if quick else 2, batch_size=16, lr=2e-4 if quick else 5e-5, seed=ctx.seed,
                       checkpoint_every=100000, resume=True)
-    # quick: no DRCD; full: every question of each set (n_eval None)
-    evals = load_sets({"XQuAD-en": "xquad-en", "XQuAD-zh": "xquad-zh", **({} if quick else {"DRCD dev": "drcd-dev"})},
-                      ctx.data_dir, n_eval, ctx.seed)
-    convert = None if quick else "t2s"
+    return s, t
+
+
+def _answer_eval_sets(ctx: ReportContext, model_name: str, n_train: int, evals: dict, s: QASettings,
+                      t: TrainSettings):
+    """(the cross-lingual result, a sentence saying how the model came to answer): a model with a QA head
+    answers as it is; any other is fine-tuned on n_train English SQuAD questions first."""
+    convert = None if ctx.quick else "t2s"
     if has_qa_head(model_name):
         res = evaluate_model(model_name, evals, ctx.out_dir, s, convert, ctx.trust_remote_code, progress=False)
-        how = "This model already has a trained span head, so it was evaluated as it is (no fine-tuning)."
-    else:
-        train_set = load_data("squad-train", ctx.data_dir, limit=n_train, seed=ctx.seed)
-        res = crosslingual(model_name, {"en": train_set}, evals, ctx.out_dir, s, t, convert=convert,
-                           trust_remote_code=ctx.trust_remote_code, progress=False)
-        if not ctx.keep_models:   # ~90 MB of weights and optimizer state: the report keeps results only
-            for d in ("model", "train"):
-                shutil.rmtree(ctx.out_dir / d, ignore_errors=True)
-        how = (f"The model was fine-tuned for extractive QA on {len(train_set.examples)} English SQuAD questions "
-               f"only ({res.train.steps} steps, {res.train.wall_time:.0f} s).")
-    save(res, ctx.out_dir)
-    figs = [plots.plot_qa_scores(res.scores, LECTURE_DRCD_F1, ctx.out_dir / "qa_scores.png",
-                                 title=f"{Path(str(model_name)).name}: English QA training only")]
-    if res.train and len(res.train.train_log) >= 2:   # a line needs two points
-        figs.append(plots.plot_qa_training(res.train, ctx.out_dir / "qa_training.png"))
+        return res, "This model already has a trained span head, so it was evaluated as it is (no fine-tuning)."
+    train_set = load_data("squad-train", ctx.data_dir, limit=n_train, seed=ctx.seed)
+    res = crosslingual(model_name, {"en": train_set}, evals, ctx.out_dir, s, t, convert=convert,
+                       trust_remote_code=ctx.trust_remote_code, progress=False)
+    if not ctx.keep_models:   # ~90 MB of weights and optimizer state: the report keeps results only
+        for d in ("model", "train"):
+            shutil.rmtree(ctx.out_dir / d, ignore_errors=True)
+    return res, (f"The model was fine-tuned for extractive QA on {len(train_set.examples)} English SQuAD questions "
+                 f"only ({res.train.steps} steps, {res.train.wall_time:.0f} s).")
+
+
+def _score_rows(res, m: dict) -> list[dict]:
+    """The table: each eval set's EM / F1, the lecture's DRCD numbers, and the model-free heuristic's F1."""
     rows = [{"eval set": sc.name, "lang": sc.lang, "EM": sc.exact_match, "F1": sc.f1, "questions": sc.total}
             for sc in res.scores]
     rows += [{"eval set": f"lecture: {k}", "lang": "zh", "EM": "", "F1": v, "questions": "DRCD dev"}
              for k, v in LECTURE_DRCD_F1.items()]
+    rows.append({"eval set": "XQuAD-zh: character-overlap heuristic (no model)", "lang": "zh", "EM": "",
+                 "F1": m["heuristic_f1"], "questions": m["questions"]})
+    return rows
+
+
+def _qa_explanation(how: str, res, m: dict) -> str:
+    """The section's text: what was run, what the lecture found, and what this run's numbers can say."""
     en_f1 = next((sc.f1 for sc in res.scores if sc.lang == "en"), None)
     unk = "; ".join(n for n in res.notes if "[UNK]" in n)
     expl = (f"{how} It then answered the same XQuAD questions in English and in their Chinese translation. "
@@ -100,12 +128,7 @@ def _qa_section(ctx: ReportContext, model_name: str) -> Section:
                  f"even in English, so the Chinese score says nothing about transfer yet. Longer runs (docs/qa.md: "
                  f"minilm on 5,000 SQuAD questions reaches 56.9 F1 on SQuAD dev, 13.4 on XQuAD-zh), or "
                  f"`bertology report --model DIR` with a model from `bertology qa train`, show it.")
-    m = {"model": model_name, **measure_transfer(ctx.out_dir, evals["XQuAD-zh"], evals["XQuAD-en"],
-                                                 "XQuAD-zh", "XQuAD-en")}
-    rows.append({"eval set": "XQuAD-zh: character-overlap heuristic (no model)", "lang": "zh", "EM": "",
-                 "F1": m["heuristic_f1"], "questions": m["questions"]})
     expl += (f"The verdict scores both languages with the same (CMRC) F1 on the same {m['questions']} questions: "
              f"English {m['en_f1']:.1f}, Chinese {m['zh_f1']:.1f}, against {m['heuristic_f1']:.1f} for a model-free "
              f"heuristic (the 6 characters after the context window that shares most characters with the question).")
-    return Section(f"Cross-lingual zero-shot QA on {model_name}", expl, figs, [("EM / F1 (0-100)", rows)],
-                   claim_ids=["qa"], measures={"qa": [m]})
+    return expl
