@@ -152,6 +152,12 @@ def word_senses(model: str, sentences: Sequence[str], labels: Sequence[str], tar
     return result
 
 
+def load_embedder(cfg: "SensesConfig", progress: bool = True) -> Embedder:   # noqa: F821
+    """The config's contextual model, loaded once to run several sentence sets (`run(cfg, embedder=...)`)."""
+    return Embedder(cfg.model, precision=cfg.precision, batch_size=cfg.batch_size,
+                    trust_remote_code=cfg.trust_remote_code, progress=progress)
+
+
 def run(cfg: "SensesConfig", embedder: Embedder | None = None) -> SensesResult:   # noqa: F821 (configs imports us)
     """The senses of the config's target in its sentences: on its contextual model, or on its CBOW model when
     `static` is given. `embedder`: an already loaded model to reuse (it must be cfg.model)."""
