@@ -157,9 +157,9 @@ def pretrain_cmd(cfg: PretrainCommand):
 @command(app, "fill-mask", FillMaskConfig)
 def fill_mask_cmd(cfg: FillMaskConfig):
     """Fill in the blank: the top-k tokens and probabilities for every [MASK] (needs a model with an MLM head)."""
-    from .experiments.mlm import FILL_MASK_SCHEMA, fill_mask
+    from .experiments import mlm
 
-    res = fill_mask(cfg.model, cfg.texts, cfg.top_k, cfg.precision, cfg.trust_remote_code, cfg.convert)
+    res = mlm.run(cfg)
     for it in res.items:
         print(it["text"])
         for j, m in enumerate(it["masks"]):
@@ -167,7 +167,7 @@ def fill_mask_cmd(cfg: FillMaskConfig):
     if cfg.out is not None:
         from .report.figures import fill_mask_figures
 
-        save_results(cfg.out, FILL_MASK_SCHEMA, asdict(res))
+        save_results(cfg.out, mlm.FILL_MASK_SCHEMA, asdict(res))
         fill_mask_figures(res, cfg.out)
 
 
