@@ -293,7 +293,7 @@ def test_report_section_tests_pretrained_against_scratch_paired(tmp_path, monkey
                                summarize(runs), majority_accuracy={"test": 0.5}, test_labels=truth,
                                lr_search={"scratch": {"dev": {"0.0001": 0.5, "0.0002": 0.5}, "chosen": 1e-4}})
     monkeypatch.setattr(section, "RECORDED", tmp_path / "none.json")
-    sec = section._section(result, "a test")
+    sec = section.present(result, "a test")
     paired = sec.measures["transfer"][0]["paired"]["scratch"]
     assert paired["p"] == pytest.approx(2 * 0.5 ** 50) and paired["ci"][0] > 0.3
     assert "McNemar" in sec.explanation and len(sec.tables) == 1
@@ -302,14 +302,14 @@ def test_report_section_tests_pretrained_against_scratch_paired(tmp_path, monkey
                                                    "date": "2026-11-30", "machine": "2 cores", "wall_minutes": 50,
                                                    "summary": result.summary, "majority_accuracy": {"test": 0.5}}))
     monkeypatch.setattr(section, "RECORDED", tmp_path / "rec.json")
-    sec = section._section(result, "a test")
+    sec = section.present(result, "a test")
     assert len(sec.tables) == 2 and "recorded full-scale run" in sec.tables[1][0]
     rows = [c for c in verdicts([sec]) if c["id"] == "transfer"]
     assert rows[0]["verdict"] == "shown" and "McNemar p" in rows[0]["this_run"]
     assert rows[1]["recorded"] and rows[1]["verdict"] == "not run"
     # the same numbers with scratch left at pretrained's recipe: not a fair baseline, so not run, with the reason
     result.lr_search = {}
-    row = next(c for c in verdicts([section._section(result, "a test")]) if c["id"] == "transfer")
+    row = next(c for c in verdicts([section.present(result, "a test")]) if c["id"] == "transfer")
     assert row["verdict"] == "not run" and "not tuned on dev" in row["reason"]
 
 

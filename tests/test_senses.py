@@ -101,6 +101,19 @@ def test_cbow_progress_bar_and_window_check(tmp_path, capsys):
         train_cbow(["a b"], tmp_path / "x", window=0)
 
 
+def test_cbow_sentences_join_the_corpus_so_senses_static_finds_the_target(tmp_path):
+    """--sentences trains on a sense set too (the report's CBOW baseline): 'apple', absent from the corpus, gets
+    a vector and neighbours, and `senses --static` on the same set runs."""
+    corpus = _write(tmp_path / "c.txt", "the cat sat on the mat\n" * 20)
+    base = ["cbow", "--corpus", str(corpus), "--epochs", "1", "--min-count", "1", "--target", "apple"]
+    assert main(base + ["--out", str(tmp_path / "without")]) == 2        # 'apple' is not in the vocabulary
+    assert main(base + ["--out", str(tmp_path / "o"), "--sentences", "apple-en"]) == 0
+    saved = json.loads((tmp_path / "o" / "results.json").read_text())
+    assert len(saved["neighbours"]["apple"]) == 10 and all(w != "apple" for w, _ in saved["neighbours"]["apple"])
+    assert main(["senses", "--sentences", "apple-en", "--static", str(tmp_path / "o"), "--out",
+                 str(tmp_path / "s")]) == 0
+
+
 def _write(path, text):
     path.write_text(text, encoding="utf-8")
     return path

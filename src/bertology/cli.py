@@ -72,13 +72,7 @@ def senses_cmd(cfg: SensesConfig):
     from .experiments import senses
     from .report.figures import senses_figures
 
-    sents, labels, source, target = senses.resolve_sentences(cfg.sentences, cfg.target)
-    if cfg.static is not None:
-        result = senses.static_senses(cfg.static, sents, labels, target, seed=cfg.seed, source=source)
-    else:
-        result = senses.word_senses(cfg.model, sents, labels, target, layer=cfg.layer, pool=cfg.pool,
-                                    precision=cfg.precision, batch_size=cfg.batch_size, seed=cfg.seed,
-                                    trust_remote_code=cfg.trust_remote_code, source=source)
+    result = senses.run(cfg)
     senses.save(result, cfg.out)
     senses_figures(result, cfg.out)
     typer.echo(senses.summary(result) + f"\nwrote {cfg.out}/results.json")
@@ -89,16 +83,12 @@ def cbow_cmd(cfg: CbowConfig):
     """Train a static word2vec CBOW baseline (gensim): one vector per word, whatever its context.
     Use it with `bertology senses --static OUT`."""
     from .experiments import cbow
-    from .experiments.senses import nearest_neighbours
 
-    lines = cbow.corpus_lines(cfg.corpus, cfg.max_lines)
-    result = cbow.train_cbow(lines, cfg.out, segment=cfg.segment, vector_size=cfg.dim, window=cfg.window,
-                             min_count=cfg.min_count, epochs=cfg.epochs, seed=cfg.seed)
-    kv, meta = cbow.load_cbow(cfg.out)
-    neighbours = {t: nearest_neighbours(kv, t, meta["segment"]) for t in cfg.target}
-    cbow.save(result, cfg.out, neighbours)
+    done = cbow.run(cfg)
+    result = done.result
+    cbow.save(result, cfg.out, done.neighbours)
     typer.echo(f"CBOW: {result.vocab_size:,} words from {result.sentences:,} lines in {result.seconds:.1f} s")
-    for t, near in neighbours.items():
+    for t, near in done.neighbours.items():
         typer.echo(f"{t}: " + ", ".join(f"{w} {c:.2f}" for w, c in near))
     typer.echo(f"wrote {cfg.out}/cbow.bin and {cfg.out}/results.json")
 
@@ -167,9 +157,9 @@ def pretrain_cmd(cfg: PretrainCommand):
 @command(app, "fill-mask", FillMaskConfig)
 def fill_mask_cmd(cfg: FillMaskConfig):
     """Fill in the blank: the top-k tokens and probabilities for every [MASK] (needs a model with an MLM head)."""
-    from .experiments.mlm import FILL_MASK_SCHEMA, fill_mask
+    from .experiments import mlm
 
-    res = fill_mask(cfg.model, cfg.texts, cfg.top_k, cfg.precision, cfg.trust_remote_code, cfg.convert)
+    res = mlm.run(cfg)
     for it in res.items:
         print(it["text"])
         for j, m in enumerate(it["masks"]):
@@ -177,7 +167,7 @@ def fill_mask_cmd(cfg: FillMaskConfig):
     if cfg.out is not None:
         from .report.figures import fill_mask_figures
 
-        save_results(cfg.out, FILL_MASK_SCHEMA, asdict(res))
+        save_results(cfg.out, mlm.FILL_MASK_SCHEMA, asdict(res))
         fill_mask_figures(res, cfg.out)
 
 

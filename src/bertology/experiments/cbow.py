@@ -23,6 +23,7 @@ import numpy as np
 
 from ..errors import UserError
 from ..io.cjk import CJK_RANGES, has_cjk
+from ..io.sentences import read_sentences
 from ..io.storage import atomic_write_json, read_lines, save_results
 
 SCHEMA = "bertology.cbow/1"
@@ -190,6 +191,32 @@ def word_vector(kv, target: str, segment: str) -> np.ndarray:
     if not parts or missing:
         raise UserError(f"target {target!r} is not in the CBOW vocabulary (missing: {', '.join(missing or [target])})")
     return np.mean([kv[p] for p in parts], axis=0).astype(np.float32)
+
+
+def nearest_neighbours(kv, target: str, segment: str, k: int = 10) -> list[tuple[str, float]]:
+    """The k words closest to `target` (cosine), leaving out the target and its own pieces."""
+    vec = word_vector(kv, target, segment)
+    pieces = set(target.lower().split()) | ({target.lower()} if segment != "char" else set(target))
+    return [(w, float(c)) for w, c in kv.similar_by_vector(vec, topn=k + len(pieces)) if w not in pieces][:k]
+
+
+@dataclass
+class CbowRun:
+    """What `run` returns: the trained model's description and the nearest neighbours of each target."""
+
+    result: CbowResult
+    neighbours: dict[str, list[tuple[str, float]]]
+
+
+def run(cfg: "CbowConfig", progress: bool = True) -> CbowRun:   # noqa: F821 (configs imports this module)
+    """Train CBOW on the config's corpus (and its sentence set) into cfg.out, and find the targets' neighbours."""
+    lines = corpus_lines(cfg.corpus, cfg.max_lines)
+    if cfg.sentences is not None:
+        lines += read_sentences(cfg.sentences)[0]
+    result = train_cbow(lines, cfg.out, segment=cfg.segment, vector_size=cfg.dim, window=cfg.window,
+                        min_count=cfg.min_count, epochs=cfg.epochs, seed=cfg.seed, progress=progress)
+    kv, meta = load_cbow(cfg.out)
+    return CbowRun(result, {t: nearest_neighbours(kv, t, meta["segment"]) for t in cfg.target})
 
 
 def corpus_lines(files: Sequence[str | Path], max_lines: int | None = None) -> list[str]:

@@ -174,6 +174,9 @@ class CbowConfig(Seed, Out):
     min_count: int = setting(2, "Words seen fewer times are dropped.", low=1)
     epochs: int = setting(5, "Passes over the corpus.", low=1)
     target: list[str] = setting(help="Print and save nearest neighbours of these.", factory=list, short="-t")
+    sentences: str | None = setting(None, "Also train on these sentences (a sentence file, or a built-in set: "
+                                          "apple-zh, apple-en), so that `bertology senses --static` finds their "
+                                          "target in the vocabulary.")
 
 
 @dataclass(kw_only=True)

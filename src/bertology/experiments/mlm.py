@@ -55,6 +55,11 @@ def fill_mask(model: str, texts: Sequence[str], top_k: int = 5, precision: str =
                           items=[fill_mask_text(mlm, tok, text, top_k, precision) for text in texts])
 
 
+def run(cfg: "FillMaskConfig") -> FillMaskResult:   # noqa: F821 (experiments.configs; `bertology fill-mask`)
+    """The top-k candidates of every [MASK] of the config's texts."""
+    return fill_mask(cfg.model, cfg.texts, cfg.top_k, cfg.precision, cfg.trust_remote_code, cfg.convert)
+
+
 def fill_mask_text(mlm, tok, text: str, top_k: int, precision: str) -> dict:
     """One text's masks: {text, masks: [{position, candidates: [{token, id, prob}]}]}. `[MASK]` stands for the
     model's own mask token (`<mask>` for RoBERTa); tokens are printed as text (adapter.display_token)."""

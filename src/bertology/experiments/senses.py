@@ -152,10 +152,27 @@ def word_senses(model: str, sentences: Sequence[str], labels: Sequence[str], tar
     return result
 
 
+def load_embedder(cfg: "SensesConfig", progress: bool = True) -> Embedder:   # noqa: F821
+    """The config's contextual model, loaded once to run several sentence sets (`run(cfg, embedder=...)`)."""
+    return Embedder(cfg.model, precision=cfg.precision, batch_size=cfg.batch_size,
+                    trust_remote_code=cfg.trust_remote_code, progress=progress)
+
+
+def run(cfg: "SensesConfig", embedder: Embedder | None = None) -> SensesResult:   # noqa: F821 (configs imports us)
+    """The senses of the config's target in its sentences: on its contextual model, or on its CBOW model when
+    `static` is given. `embedder`: an already loaded model to reuse (it must be cfg.model)."""
+    sents, labels, source, target = resolve_sentences(cfg.sentences, cfg.target)
+    if cfg.static is not None:
+        return static_senses(cfg.static, sents, labels, target, seed=cfg.seed, source=source)
+    return word_senses(cfg.model, sents, labels, target, layer=cfg.layer, pool=cfg.pool, precision=cfg.precision,
+                       batch_size=cfg.batch_size, seed=cfg.seed, trust_remote_code=cfg.trust_remote_code,
+                       source=source, embedder=embedder)
+
+
 def static_senses(cbow_path: str | Path, sentences: Sequence[str], labels: Sequence[str], target: str,
                   seed: int = 0, source: str = "sentences", neighbours: int = 10) -> SensesResult:
     """The same analysis with a static CBOW model: one vector per word type, so all occurrences coincide."""
-    from .cbow import load_cbow, word_vector
+    from .cbow import load_cbow, nearest_neighbours, word_vector
 
     kv, meta = load_cbow(cbow_path)
     occ = find_occurrences(sentences, target, labels, source=source)
@@ -164,14 +181,6 @@ def static_senses(cbow_path: str | Path, sentences: Sequence[str], labels: Seque
     near = nearest_neighbours(kv, target, meta["segment"], neighbours)
     return _score(f"cbow:{cbow_path}", target, sentences, labels, occ, vectors, [0], 0, seed, static=True,
                   neighbours=near)
-
-
-def nearest_neighbours(kv, target: str, segment: str, k: int = 10) -> list[tuple[str, float]]:
-    from .cbow import word_vector
-
-    vec = word_vector(kv, target, segment)
-    pieces = set(target.lower().split()) | ({target.lower()} if segment != "char" else set(target))
-    return [(w, float(c)) for w, c in kv.similar_by_vector(vec, topn=k + len(pieces)) if w not in pieces][:k]
 
 
 def save(result: SensesResult, out_dir: str | Path) -> Path:

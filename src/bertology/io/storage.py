@@ -278,6 +278,14 @@ def data_dirs(data_dir: str | os.PathLike | None = None) -> list[Path]:
     return dirs
 
 
+def corpus_files(name_or_path: str | os.PathLike, data_dir: str | os.PathLike | None = None,
+                 max_files: int | None = None) -> list[Path]:
+    """The text shards of a corpus data set (its *.txt.gz, in name order, the first `max_files`), or the one file
+    a path names."""
+    found = find_dataset(name_or_path, data_dir)
+    return sorted(found.glob("*.txt.gz"))[:max_files] if found.is_dir() else [found]
+
+
 def find_dataset(name_or_path: str | os.PathLike, data_dir: str | os.PathLike | None = None,
                  download: bool = True) -> Path:
     """Resolve a data set name (see DATASETS) or a path to an existing file/directory."""

@@ -44,23 +44,28 @@ def report_section(ctx: ReportContext):
     size = (f"the earlier run {html.escape(str(reused))} (task {html.escape(result.task)}, model "
             f"{html.escape(result.model)}, {n} sequences, {max(s['n'] for s in result.summary.values())} seed(s); "
             f"shown as saved, not recomputed)")
-    return _section(result, size)
+    return present(result, size)
+
+
+def preset(ctx: ReportContext, model: str) -> CrossDomainConfig:
+    """`bertology crossdomain` at the report's settings. Quick: pretrained / scratch / composition, one seed, one
+    epoch, without early stopping, in the precision this CPU runs fastest; full: every condition, 3 seeds."""
+    # Chosen by measurement (docs/crossdomain.md, "The report's quick run"): one epoch over all of splice
+    # beats 4 epochs over a subset, because the pretrained model's advantage is fastest early.
+    common = dict(model=model, task="splice", seed=ctx.seed, data_dir=ctx.data_dir,
+                  trust_remote_code=ctx.trust_remote_code, progress=False,
+                  resume=True)    # a report re-run reuses the runs it already finished
+    if ctx.quick:
+        return CrossDomainConfig(conditions=("pretrained", "scratch", "composition"), seeds=1, epochs=1,
+                                 patience=None, precision=fast_precision(), **common)
+    return CrossDomainConfig(seeds=3, precision=ctx.precision, **common)
 
 
 def _on_each_model(ctx: ReportContext) -> list[Section]:
     """This machine's run on every chosen model of the report, one section each (the recorded run beside the
     first); a model that cannot run it is named with its reason in the first section."""
     def run(model: str) -> Section:
-        # Chosen by measurement (docs/crossdomain.md, "The report's quick run"): one epoch over all of splice
-        # beats 4 epochs over a subset, because the pretrained model's advantage is fastest early.
-        common = dict(model=model, task="splice", seed=ctx.seed, data_dir=ctx.data_dir,
-                      trust_remote_code=ctx.trust_remote_code, progress=False,
-                      resume=True)    # a report re-run reuses the runs it already finished
-        if ctx.quick:
-            cfg = CrossDomainConfig(conditions=("pretrained", "scratch", "composition"), seeds=1, epochs=1,
-                                    patience=None, precision=fast_precision(), **common)
-        else:
-            cfg = CrossDomainConfig(seeds=3, precision=ctx.precision, **common)
+        cfg = preset(ctx, model)
         where = ctx.model_dir(model)
         result = run_crossdomain(cfg, where)
         crossdomain_figures(result, where)
@@ -69,7 +74,7 @@ def _on_each_model(ctx: ReportContext) -> list[Section]:
                 "result, 3 seeds and every control, is in the second table when recorded, and in "
                 "docs/crossdomain.md)" if ctx.quick else
                 "all 3,190 splice-junction sequences, 3 seeds, up to 8 epochs with early stopping")
-        return _section(result, size, recorded=model == ctx.chosen_models[0])
+        return present(result, size, recorded=model == ctx.chosen_models[0])
 
     try:
         return on_each_model(ctx, run)
@@ -139,7 +144,7 @@ def _dev_curve_text(runs: list[dict]) -> str:
             + ", ".join(f"{c} {np.mean(v):.3f}" for c, v in last.items()) + ".")
 
 
-def _section(result, size: str, recorded: bool = True) -> Section:
+def present(result, size: str, recorded: bool = True) -> Section:
     s = result.summary
     runs = [asdict(r) for r in result.runs]
     numbers = transfer_measures(s, runs, result.test_labels, result.majority_accuracy.get("test", 0.0),

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import functools
 from dataclasses import asdict
+from pathlib import Path
 
 import numpy as np
 
 from ...core.models import has_mlm_head
 from ...errors import UserError
-from ...experiments.mlm import FILL_MASK_SCHEMA, fill_mask
-from ...io.storage import save_results
+from ...experiments import mlm
+from ...experiments.configs import FillMaskConfig
+from ...experiments.mlm import fill_mask
+from ...io.storage import corpus_files, save_results
 from .. import ReportContext, Section, on_each_model
 from ..figures import fill_mask_figures
 
@@ -54,12 +57,10 @@ def _corpus_sample(data_dir: str | None, n: int) -> dict[str, list[str]]:
     import opencc
 
     from ...experiments.cbow import corpus_lines
-    from ...io.storage import find_dataset
 
     out = {}
     for lang in ("en", "zh"):
-        d = find_dataset(f"corpus-{lang}", data_dir)
-        files = sorted(d.glob("*.txt.gz")) if d.is_dir() else [d]
+        files = corpus_files(f"corpus-{lang}", data_dir)
         out[lang] = corpus_lines(files, n // len(files))
     cc = opencc.OpenCC("s2t")
     out["zh"] += [cc.convert(line) for line in out["zh"]]
@@ -99,16 +100,25 @@ def _item_set_measures(ctx: ReportContext, model: str, corpora) -> tuple[dict, l
             "bigram": float(np.mean(base["bigram"])), "ci": diff["ci"], "effect": diff["mean"]}, rows
 
 
+def preset(ctx: ReportContext, model: str) -> FillMaskConfig:
+    """`bertology fill-mask` at the report's settings: the report's sentences, the top 5 of each blank."""
+    return FillMaskConfig(model=model, texts=REPORT_SENTENCES, top_k=5, precision=ctx.precision,
+                          trust_remote_code=ctx.trust_remote_code, out=ctx.model_dir(model))
+
+
 def _fill_mask_section(ctx: ReportContext, model: str) -> Section:
     if not has_mlm_head(model):
         raise UserError(f"model {model!r} has no masked-LM head (its checkpoint holds no weights of its "
                         f"*ForMaskedLM head), so it cannot fill in blanks; pretrain one with `bertology pretrain` "
                         f"and pass its OUT/model directory")
-    texts = REPORT_SENTENCES
-    res = fill_mask(model, texts, top_k=5, precision=ctx.precision, trust_remote_code=ctx.trust_remote_code)
-    where = ctx.model_dir(model)
-    save_results(where, FILL_MASK_SCHEMA, asdict(res))
-    fig = fill_mask_figures(res, where)
+    cfg = preset(ctx, model)
+    res = mlm.run(cfg)
+    save_results(cfg.out, mlm.FILL_MASK_SCHEMA, asdict(res))
+    return present(res, fill_mask_figures(res, cfg.out))
+
+
+def present(res: mlm.FillMaskResult, figure: Path) -> Section:
+    """The fill-in-the-blank section: the top-5 candidates of every [MASK] and their probabilities."""
     rows = [{"text": it["text"], "mask": j + 1,
              "top-5": ", ".join(f"{c['token']} ({c['prob']:.2f})" for c in m["candidates"])}
             for it in res.items for j, m in enumerate(it["masks"])]
@@ -117,4 +127,4 @@ def _fill_mask_section(ctx: ReportContext, model: str) -> Section:
                                "Each row shows the model's five most probable tokens for a [MASK] and their "
                                "probabilities; a model that learnt the language puts the obvious word first "
                                "with most of the probability mass.",
-                   figures=[fig], tables=[("Top-5 candidates per [MASK]", rows)])
+                   figures=[figure], tables=[("Top-5 candidates per [MASK]", rows)])
