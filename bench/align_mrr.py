@@ -217,7 +217,7 @@ def main() -> None:
         # the FLOPs of the two products ours does (radii: m x n x d, ranks: n x m x d) against the fp32 peak
         flops = 2 * 2 * n * m * q.shape[1]
         print(f"  ours: {flops / t_ours / 1e9:.1f} GFLOP/s in its two products, "
-              f"{peak_fraction(flops / t_ours, 'fp32', args.threads, 'square')}")
+              f"{peak_fraction(flops / t_ours, 'fp32', args.threads)}")
     ratio = float(np.median([b / a for a, b in zip(tot["ours"], tot["numpy"])]))
     loop_ratio = float(np.median([b / a for a, b in zip(tot["ours_vs_loop"], tot["loop"])]))
     print(f"all {len(vectors)} layers (equal settings: same vectors, threads, fp32, CSLS without query radii on "

@@ -62,7 +62,7 @@ def main() -> None:
     from pathlib import Path
 
     sys.path.insert(0, str(Path(__file__).parent))
-    from common import check_odd, machine_load, precision_label, set_threads
+    from common import check_odd, encoder_flops_per_token, machine_load, peak_fraction, precision_label, set_threads
 
     check_odd(args.repeats)
     set_threads(args.threads)
@@ -72,7 +72,7 @@ def main() -> None:
     transformers.utils.logging.set_verbosity_error()
 
     from bertology.core.engine import ExampleBatches, TrainConfig, length_batches, train
-    from bertology.core.models import load_tokenizer
+    from bertology.core.models import load_config, load_tokenizer
     from bertology.core.precision import fast_precision
     from bertology.experiments.crossdomain import (build_model, encode, load_task, make_mapping, predict_logits,
                                                    split_indices, stratified_subset)
@@ -143,6 +143,10 @@ def main() -> None:
         last_model[name] = model
 
     majority = max(np.bincount(ev.labels)) / len(ev.labels)
+    # Useful training FLOPs a run: forward + backward (3x the forward) of the encoder over the real (unpadded)
+    # tokens of n_step average examples; padding and the classifier head are not credited.
+    mean_len = real / len(lengths)
+    run_flops = 3 * encoder_flops_per_token(load_config(args.model), mean_len) * mean_len * n_step
     rows = [("1. equal settings (length-grouped, fused AdamW, same precision/batch/threads/compile)",
              "equal engine", lambda k: run_engine("equal engine", k),
              "equal Trainer group_by_length fused", lambda k: run_trainer("equal trainer", "group_by_length",
@@ -165,7 +169,8 @@ def main() -> None:
         for name in (a, b):
             med = float(np.median(times[name]))
             print(f"  {name:38s} median {med:7.1f} s ({min(times[name]):.1f}-{max(times[name]):.1f}), "
-                  f"{n_step / med:6.2f} examples/s")
+                  f"{n_step / med:6.2f} examples/s"
+                  f", MFU {peak_fraction(run_flops / med, precision, args.threads)}")
         acc = {k: score(m) for k, m in last_model.items() if k.split()[0] == a.split()[0]}
         print(f"  engine / Trainer: {float(np.median(ratios)):.2f}x examples/s (paired rounds "
               f"{min(ratios):.2f}-{max(ratios):.2f}; goal >= 1.3x at equal settings)")
