@@ -94,9 +94,8 @@ def data_scale(corpora: list[str], dictionary: str, out_dir: str | Path, sentenc
         res = pretrain(cfg, eval_hooks=[evaluator])
         runs.append(DataScaleRun(n, res.model_dir, res.steps, res.tokens_seen, res.wall_time, res.history,
                                  res.train_log))
-        _publish(result_so_far(), out_dir, after_each_run)
-    result = result_so_far()
-    _publish(result, out_dir, after_each_run)
+        result = result_so_far()
+        _publish(result, out_dir, after_each_run)    # after every run, the last one included: saved once each
     return result
 
 
