@@ -206,3 +206,19 @@ def test_sense_file_needs_two_senses_of_two_sentences(tmp_path, rows, message, c
     assert main(["senses", "--sentences", str(bad), "--target", "apple", "--out", str(tmp_path / "o")]) == 2
     err = capsys.readouterr().err.strip()
     assert message in err and "one.tsv" in err and len(err.splitlines()) == 1
+
+
+def test_typed_sentences_are_read_as_the_file_is_but_not_refused_for_one_per_sense():
+    """`SensesSettings.typed` (the explorer's sentences box): the same sentences, labels and target as the file
+    would give; one sentence per sense is the explorer's first experiment, not an error; none at all is."""
+    from bertology.experiments.configs import SensesSettings
+    from bertology.experiments.senses import resolve_sentences
+
+    typed = (("fruit", "I ate an apple"), ("co", "Apple stock fell"))
+    assert resolve_sentences("sentences", "apple", typed) == (["I ate an apple", "Apple stock fell"], ["fruit", "co"],
+                                                              "sentences", "apple")
+    with pytest.raises(UserError, match="^sentences: no sentences$"):
+        resolve_sentences("sentences", "apple", ())
+    with pytest.raises(UserError, match="`target` is required"):
+        resolve_sentences("sentences", None, typed)
+    assert SensesSettings(sentences="sentences", typed=typed, target="apple").typed == typed    # no --out needed

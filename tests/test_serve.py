@@ -153,6 +153,59 @@ def test_fill_mask_matches_the_library(server, tiny_model, tiny_encoder):
     assert status == 400 and "no masked-LM head" in err["error"] and err["field"] == "model"
 
 
+def test_senses_and_fill_mask_are_the_commands_runs(server, tiny_model, tmp_path, monkeypatch):
+    """The explorer's senses and fill-mask are `bertology senses` / `bertology fill-mask`: for the same input
+    the runs the commands call (senses.run on the typed set written to a TSV and read as the CLI reads it,
+    mlm.run) give the same numbers, and the explorer reuses its loaded model instead of loading one."""
+    from bertology.experiments import mlm, senses
+    from bertology.experiments.configs import FillMaskConfig, SensesConfig
+
+    typed = "\n".join(f"{label}: {sentence}" for label, sentence in (l.split("\t") for l in SENSES_TEXT.splitlines()))
+    body = {"model": str(tiny_model), "sentences": typed, "target": "apple"}
+    text = "i ate a [MASK] for [MASK] today"
+    assert server.call("/api/senses", body)[0] == 200          # the model is loaded (outside the patch below)
+
+    def loads(*args, **kwargs):
+        raise AssertionError("the explorer loaded a model it holds")
+    monkeypatch.setattr("bertology.core.models.load_model", loads)
+    monkeypatch.setattr("bertology.experiments.senses.Embedder", loads)
+    status, got = server.call("/api/senses", body)
+    assert status == 200, got
+    status, filled = server.call("/api/fill-mask", {"model": str(tiny_model), "text": text, "k": 3})
+    assert status == 200, filled
+    monkeypatch.undo()
+
+    tsv = tmp_path / "typed.tsv"
+    tsv.write_text("label\tsentence\n" + SENSES_TEXT + "\n", encoding="utf-8")
+    want = senses.run(SensesConfig(model=str(tiny_model), sentences=str(tsv), target="apple", out=tmp_path / "o"))
+    assert got["occurrences"] == want.occurrences and got["best_layer"] == want.best_layer
+    for row, layer in zip(got["scores"], want.layers, strict=True):
+        assert row == pytest.approx(layer.__dict__, abs=1e-6)
+    assert np.allclose(got["layers"][-1]["similarity"], want.similarity["matrix"], atol=1e-4)
+    lib = mlm.run(FillMaskConfig(model=str(tiny_model), texts=[text], top_k=3)).items[0]["masks"]
+    assert [[(c["token"], c["id"]) for c in m["candidates"]] for m in filled["masks"]] == \
+           [[(c["token"], c["id"]) for c in m["candidates"]] for m in lib]
+    assert [c["prob"] for m in filled["masks"] for c in m["candidates"]] == \
+           pytest.approx([c["prob"] for m in lib for c in m["candidates"]], abs=1e-6)
+
+
+def test_senses_refuses_an_unreadable_target_as_the_command_does(server, tiny_model, tmp_path):
+    """A target the vocabulary reads as [UNK]: the explorer's refusal is the run's own message (the source named
+    `sentences`, the box, instead of the file)."""
+    from bertology.experiments import senses
+    from bertology.experiments.configs import SensesConfig
+
+    status, res = server.call("/api/senses", {"model": str(tiny_model), "sentences": "a: 我吃了龍果\nb: 龍果手機",
+                                              "target": "龍"})
+    assert status == 400 and res["field"] == "target", res
+    tsv = tmp_path / "unk.tsv"
+    tsv.write_text("label\tsentence\na\t我吃了龍果\na\t龍在天上\nb\t龍果手機\nb\t龍舟\n", encoding="utf-8")
+    with pytest.raises(UserError) as cli:
+        senses.run(SensesConfig(model=str(tiny_model), sentences=str(tsv), target="龍", out=tmp_path / "o"))
+    assert str(cli.value).startswith(f"{tsv}: sentence 1: ")
+    assert res["error"].startswith("sentences: " + str(cli.value).removeprefix(f"{tsv}: ")), (res, str(cli.value))
+
+
 def test_langvec_matches_the_library(server, tiny_model, data_dir):
     from bertology.experiments.langvec import translate
 

@@ -180,8 +180,9 @@ class CbowConfig(Seed, Out):
 
 
 @dataclass(kw_only=True)
-class SensesConfig(ModelRun, Out):
-    """`bertology senses`: the occurrences of one target, embedded at every layer."""
+class SensesSettings(ModelRun):
+    """What `senses.run` computes from: the occurrences of one target, embedded at every layer. `bertology senses`
+    adds the output folder (SensesConfig); `bertology serve` runs these on the sentences typed in its page."""
 
     sentences: str = setting(help="TSV with header 'label<TAB>sentence' (label may be empty), plain text with one "
                                   "sentence a line, or a built-in set: apple-zh, apple-en.", short="-s")
@@ -192,6 +193,15 @@ class SensesConfig(ModelRun, Out):
     static: Path | None = setting(None, "Use a CBOW model (from `bertology cbow`) instead of the contextual "
                                         "model.")
     batch_size: int = setting(32, "Sentences per forward pass.", low=1)
+    # Not a flag: sentences held in memory as (label, sentence) pairs (the explorer's sentences box), read instead
+    # of the file `sentences`, which then only names them in messages. The front end that took them checked them
+    # against its own limits; see senses.resolve_sentences for what is checked here.
+    typed: tuple[tuple[str, str], ...] | None = None
+
+
+@dataclass(kw_only=True)
+class SensesConfig(SensesSettings, Out):
+    """`bertology senses`: the settings and the output folder."""
 
 
 # --------------------------------------------------------------------------------------------- cross-disciplinary transfer

@@ -55,9 +55,11 @@ def fill_mask(model: str, texts: Sequence[str], top_k: int = 5, precision: str =
                           items=[fill_mask_text(mlm, tok, text, top_k, precision) for text in texts])
 
 
-def run(cfg: "FillMaskConfig") -> FillMaskResult:   # noqa: F821 (experiments.configs; `bertology fill-mask`)
-    """The top-k candidates of every [MASK] of the config's texts."""
-    return fill_mask(cfg.model, cfg.texts, cfg.top_k, cfg.precision, cfg.trust_remote_code, cfg.convert)
+def run(cfg: "FillMaskConfig", mlm=None, tokenizer=None) -> FillMaskResult:   # noqa: F821 (experiments.configs)
+    """The top-k candidates of every [MASK] of the config's texts. mlm, tokenizer: cfg.model already loaded, to
+    reuse (`bertology serve` keeps it in memory); by default both are loaded from cfg.model."""
+    return fill_mask(cfg.model, cfg.texts, cfg.top_k, cfg.precision, cfg.trust_remote_code, cfg.convert,
+                     mlm=mlm, tokenizer=tokenizer)
 
 
 def fill_mask_text(mlm, tok, text: str, top_k: int, precision: str) -> dict:

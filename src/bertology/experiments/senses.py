@@ -152,16 +152,17 @@ def word_senses(model: str, sentences: Sequence[str], labels: Sequence[str], tar
     return result
 
 
-def load_embedder(cfg: "SensesConfig", progress: bool = True) -> Embedder:   # noqa: F821
+def load_embedder(cfg: "SensesSettings", progress: bool = True) -> Embedder:   # noqa: F821
     """The config's contextual model, loaded once to run several sentence sets (`run(cfg, embedder=...)`)."""
     return Embedder(cfg.model, precision=cfg.precision, batch_size=cfg.batch_size,
                     trust_remote_code=cfg.trust_remote_code, progress=progress)
 
 
-def run(cfg: "SensesConfig", embedder: Embedder | None = None) -> SensesResult:   # noqa: F821 (configs imports us)
-    """The senses of the config's target in its sentences: on its contextual model, or on its CBOW model when
-    `static` is given. `embedder`: an already loaded model to reuse (it must be cfg.model)."""
-    sents, labels, source, target = resolve_sentences(cfg.sentences, cfg.target)
+def run(cfg: "SensesSettings", embedder: Embedder | None = None) -> SensesResult:   # noqa: F821 (configs imports us)
+    """The senses of the config's target in its sentences (the file or set `sentences`, or the `typed` ones): on
+    its contextual model, or on its CBOW model when `static` is given. `embedder`: an already loaded model to
+    reuse (it must be cfg.model; `bertology serve` keeps one per model)."""
+    sents, labels, source, target = resolve_sentences(cfg.sentences, cfg.target, cfg.typed)
     if cfg.static is not None:
         return static_senses(cfg.static, sents, labels, target, seed=cfg.seed, source=source)
     return word_senses(cfg.model, sents, labels, target, layer=cfg.layer, pool=cfg.pool, precision=cfg.precision,
@@ -205,10 +206,21 @@ def check_senses(labels: Sequence[str], source: str) -> None:
                             f"at least 2 are needed")
 
 
-def resolve_sentences(sentences: str, target: str | None) -> tuple[list[str], list[str], str, str]:
-    """A sentence file or demo set name -> (sentences, labels, source, target)."""
-    sents, labels, source = read_sentences(sentences)
-    check_senses(labels, source)
+def resolve_sentences(sentences: str, target: str | None,
+                      typed: Sequence[tuple[str, str]] | None = None) -> tuple[list[str], list[str], str, str]:
+    """A sentence file or demo set name, or `typed` (label, sentence) pairs named `sentences` in messages ->
+    (sentences, labels, source, target).
+
+    A file must give 2 sentences per sense (check_senses); typed pairs need not: the explorer answers one
+    sentence per sense, or a single label, with what can be measured (the cosine across senses; the scores that
+    need pairs are None) and says what to add, where a file for results.json is refused instead."""
+    if typed is None:
+        sents, labels, source = read_sentences(sentences)
+        check_senses(labels, source)
+    else:
+        labels, sents, source = [label for label, _ in typed], [s for _, s in typed], sentences
+        if not sents:
+            raise UserError(f"{source}: no sentences")
     if target is None:
         if sentences not in DEMO_SETS:
             raise UserError("`target` is required (which word or character to embed)", fields=('target',))

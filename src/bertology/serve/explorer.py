@@ -3,8 +3,9 @@
 Every experiment is the library's own function; this module only parses the page's input, enforces the input
 limits, keeps loaded models (and what is expensive to recompute per model: the language means and the
 neighbour candidates) in a small cache, and serialises model work:
-- senses: `senses.word_senses` (its `vectors` give every layer's heatmap and PCA without a second pass);
-- fill-mask: `mlm.fill_mask` with the preloaded MLM;
+- senses: `senses.run`, the run of `bertology senses`, on the typed sentences (`SensesSettings.typed`) with the
+  preloaded embedder (its `vectors` give every layer's heatmap and PCA without a second pass);
+- fill-mask: `mlm.run`, the run of `bertology fill-mask`, with the preloaded MLM;
 - neighbours: `align.usable_words` + `align.contextual_vectors` (the alignment experiment's word vectors: the
   mean contextual vector over a word's occurrences in Tatoeba), MUSE en-zh as the gold;
 - language vector: `langvec.language_means` + `langvec.translate`, scored with `langvec.word_hits` against the
@@ -431,15 +432,20 @@ class Explorer:
         return InputError(message, field, switch=other)
 
     def senses(self, model: str | None, sentences: str, target: str) -> dict:
-        from ..experiments.senses import word_senses
+        from ..experiments import senses
+        from ..experiments.configs import SensesSettings
         from ..metrics import cosine_matrix
 
         sents, labels = self.parse_sentences(sentences)
         target = self._check_target(sents, target)
         with self.queue.turn():
             lm = self._model(model)
+            # `bertology senses` at its defaults on the typed set ("sentences", the box, named in its messages)
+            cfg = SensesSettings(model=lm.name, sentences="sentences", typed=tuple(zip(labels, sents)),
+                                 target=target, precision=self.config.precision,
+                                 trust_remote_code=self.config.trust_remote_code)
             try:
-                res = word_senses(lm.name, sents, labels, target, source="sentences", embedder=lm.embedder)
+                res = senses.run(cfg, embedder=lm.embedder)
             except UserError as e:   # the embedder refuses targets it reads as [UNK]
                 raise self.unreadable(lm, "senses", e, "target") from None
         layers = []
@@ -462,7 +468,8 @@ class Explorer:
     # ------------------------------------------------------------------------------------------- fill-mask
     def fill_mask(self, model: str | None, text: str, k: int) -> dict:
         from ..core.adapter import count_masks, display_tokens, mask_text
-        from ..experiments.mlm import fill_mask
+        from ..experiments import mlm
+        from ..experiments.configs import FillMaskConfig
 
         lim = self.limits
         text = str(text).strip()
@@ -484,8 +491,9 @@ class Explorer:
                 raise InputError(f"put at least one {mask} in the sentence: it marks the word to guess", "text")
             if n > lim.max_masks:
                 raise InputError(f"{n} {mask}s: at most {lim.max_masks}", "text")
-            res = fill_mask(lm.name, [text], top_k=k, precision=self.config.precision, mlm=lm.mlm,
-                            tokenizer=lm.tokenizer)
+            cfg = FillMaskConfig(model=lm.name, texts=[text], top_k=k, precision=self.config.precision,
+                                 trust_remote_code=self.config.trust_remote_code)     # `bertology fill-mask`
+            res = mlm.run(cfg, mlm=lm.mlm, tokenizer=lm.tokenizer)
             ids = lm.tokenizer(mask_text(text, lm.tokenizer))["input_ids"]
             tokens = display_tokens(lm.tokenizer, ids)
             unknown = [t for t, i in zip(tokens, ids) if i == lm.tokenizer.unk_token_id]
