@@ -17,6 +17,7 @@ from typing import Any, Callable, Optional
 import typer
 
 from .checks import check_number
+from . import config
 from .config import flag_of, is_setting
 from .errors import UserError
 
@@ -131,11 +132,13 @@ def option(f: dataclasses.Field, hint: Any) -> tuple[Any, Any]:
 
 
 def cli_fields(cls: type, omit: tuple[str, ...] = ()) -> list[dataclasses.Field]:
-    """The config's settings in --help order: the command's own first, then the shared ones it inherits."""
+    """The config's settings in --help order: the experiment's own first (those of its settings classes too,
+    e.g. SensesSettings under SensesConfig), then the shared ones from bertology.config (model, precision,
+    seed, out...)."""
     own = [f for f in dataclasses.fields(cls) if is_setting(f) and f.name not in omit]
-    inherited = {f.name for base in cls.__mro__[1:] if dataclasses.is_dataclass(base)
-                 for f in dataclasses.fields(base)}
-    return [f for f in own if f.name not in inherited] + [f for f in own if f.name in inherited]
+    shared = {f.name for base in cls.__mro__[1:] if dataclasses.is_dataclass(base)
+              and base.__module__ == config.__name__ for f in dataclasses.fields(base)}
+    return [f for f in own if f.name not in shared] + [f for f in own if f.name in shared]
 
 
 def config_from_cli(cls: type, values: dict[str, Any]) -> Any:
