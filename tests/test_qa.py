@@ -444,3 +444,81 @@ def test_cli_qa_crosslingual(tiny_encoder, tmp_path, data_dir):
     assert set(scores) == {"xquad-en", "xquad-zh"} and all(s["total"] == 5 for s in scores.values())
     assert scores["xquad-en"]["lang"] == "en" and scores["xquad-zh"]["lang"] == "zh"
     assert (out / "predictions_xquad-zh.json").exists()
+    # a model that already has a trained span head: fine-tuned again by default, evaluated as it is (no training
+    # set even read: this one does not exist) with --reuse-trained-head
+    trained = doc["train"]["model_dir"]
+    common = ["--eval", "xquad-zh=xquad-zh", "--limit", "5", "--max-length", "64", "--doc-stride", "24",
+              "--data-dir", str(data_dir)]
+    assert main(["qa", "crosslingual", "--model", trained, "--train", "en=no-such-set", "--reuse-trained-head",
+                 *common, "--out", str(tmp_path / "as-is")]) == 0
+    doc = json.loads((tmp_path / "as-is" / "results.json").read_text())
+    assert doc["command"] == "eval" and doc["train"] is None and "evaluated as it is" in doc["notes"][0]
+    assert doc["scores"][0]["total"] == 5 and not (tmp_path / "as-is" / "model").exists()
+    assert main(["qa", "crosslingual", "--model", trained, "--train", "en=squad-dev", "--max-train", "8",
+                 "--max-steps", "1", *common, "--out", str(tmp_path / "again")]) == 0
+    assert json.loads((tmp_path / "again" / "results.json").read_text())["train"]["steps"] == 1
+
+
+def _command_line(cfg, path: list[str]) -> list[str]:
+    """The arguments of the command `path` that spell out `cfg`; a setting the command has no option for must be
+    at its default (what the command then uses)."""
+    import dataclasses
+
+    import typer
+
+    from bertology.cli import app
+
+    cmd = typer.main.get_command(app)
+    for part in path:
+        cmd = cmd.commands[part]
+    options = {p.name: p for p in cmd.params}
+    argv = list(path)
+    for f in dataclasses.fields(cfg):
+        value = getattr(cfg, f.name)
+        if f.name not in options:
+            default = f.default_factory() if f.default is dataclasses.MISSING else f.default
+            assert value == default, (f.name, value, default)
+        elif isinstance(value, bool):     # --flag, or --no-flag where there is one (else off is its default)
+            argv += options[f.name].opts[:1] if value else options[f.name].secondary_opts[:1]
+        elif value is not None:
+            argv += [a for v in (value if isinstance(value, list) else [value]) for a in (options[f.name].opts[0],
+                                                                                        str(v))]
+    return argv
+
+
+def test_report_and_cli_run_one_crosslingual_experiment(tiny_encoder, tmp_path, data_dir, monkeypatch):
+    """The report's QA section runs run_crosslingual on its preset, a valid QACrosslingualConfig (quick and full);
+    `bertology qa crosslingual` given that preset as flags builds the same config and runs it through the same
+    function. (The run itself is replaced by a recorder: both runs are tested in full above.)"""
+    import bertology.core.vocab
+    from bertology.experiments.configs import QACrosslingualConfig
+    from bertology.report import ReportContext
+    from bertology.report.sections import qa as qa_section
+
+    assert qa_section.run_crosslingual is qa.run_crosslingual
+
+    class Ran(Exception):
+        pass
+
+    ran = []
+
+    def record(cfg, progress=True):
+        ran.append(cfg)
+        raise Ran
+
+    monkeypatch.setattr(bertology.core.vocab, "UNKNOWN_LIMIT", 1.0)   # the tiny vocabulary: the training path
+    monkeypatch.setattr(qa_section, "run_crosslingual", record)
+    monkeypatch.setattr(qa, "run_crosslingual", record)
+    for quick in (True, False):
+        ctx = ReportContext(model=str(tiny_encoder), out_dir=tmp_path / f"quick-{quick}", data_dir=str(data_dir),
+                            quick=quick)
+        with pytest.raises(Ran):
+            qa_section.report_section(ctx)
+        preset = ran.pop()
+        assert type(preset) is QACrosslingualConfig and preset == qa_section.preset(ctx, str(tiny_encoder))
+        assert preset.reuse_trained_head and preset.max_train == (qa_section.REPORT_QUICK if quick
+                                                                    else qa_section.REPORT_FULL)[0]
+        assert ("DRCD dev=drcd-dev" in preset.eval) == (not quick) and preset.convert == (None if quick else "t2s")
+        with pytest.raises(Ran):
+            main(_command_line(preset, ["qa", "crosslingual"]))
+        assert ran.pop() == preset

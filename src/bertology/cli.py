@@ -18,7 +18,7 @@ from .errors import UserError
 from .experiments.configs import (AlignConfig, CbowConfig, ClozeConfig, CrossDomainCommand, CrossDomainConfig,
                                   DataScaleConfig, FillMaskConfig, LangvecConfig, PretrainCommand, PretrainConfig,
                                   QACrosslingualConfig, QAPredictConfig, QAScoreConfig, QASettings, QATrainConfig,
-                                  SensesConfig, TokenizerConfig, named_sets)
+                                  SensesConfig, TokenizerConfig)
 from .io.storage import save_results
 from .report import ReportConfig
 from .serve.server import ServeCommand
@@ -280,14 +280,7 @@ def qa_crosslingual_cmd(cfg: QACrosslingualConfig):
     (mBERT en->zh DRCD 78.8 F1); writes results.json, qa_scores.png, qa_training.png, predictions_*.json."""
     from .experiments import qa
 
-    s, t = cfg.settings()
-    train_sets = qa.load_sets(dict(named_sets(cfg.train, "--train")), cfg.data_dir, cfg.max_train, cfg.seed,
-                              skip_bad=cfg.skip_bad)
-    evals = qa.load_sets(dict(named_sets(cfg.eval, "--eval")), cfg.data_dir, cfg.limit, cfg.seed,
-                         skip_bad=cfg.skip_bad, check_offsets=False)
-    dev_set = cfg.read(cfg.dev, cfg.max_dev, check_offsets=False) if cfg.dev else None
-    result = qa.crosslingual(cfg.model, train_sets, evals, cfg.out, s, t, dev=dev_set, convert=cfg.convert,
-                             trust_remote_code=cfg.trust_remote_code)
+    result = qa.run_crosslingual(cfg)
     _qa_save(result, cfg.out)
     for sc in result.scores:
         typer.echo(sc.line())

@@ -388,6 +388,10 @@ class QACrosslingualConfig(QATrainConfig):
     limit: int | None = setting(None, "Use a seeded random sample of this many questions per eval set.", low=1)
     convert: str | None = setting(None, "t2s or s2t: also score each Chinese eval set after OpenCC conversion "
                                         "(Traditional DRCD for a Simplified model).", choices=("t2s", "s2t"))
+    # off by default: a model given to `qa crosslingual` is fine-tuned, whatever it has. The report sets it, so that
+    # `bertology report --model OUT/model` measures a model from `qa train` instead of training it again
+    reuse_trained_head: bool = setting(False, "A --model that already has a trained span head (OUT/model of `qa "
+                                              "train`) is evaluated as it is: no fine-tuning, no --train set read.")
 
 
 # --------------------------------------------------------------------------------------------- cross-lingual alignment and language vectors

@@ -1,7 +1,8 @@
 """Extractive question answering, and the lecture's cross-lingual result: fine-tune on English SQuAD, answer
 Chinese questions (multilingual BERT: 78.8 F1 on DRCD without seeing one Chinese training example).
 Modules: features (windows), predict (logits, script conversion), postprocess (answer extraction, n-best),
-scoring (official EM / F1), run (training and the commands' orchestration).
+scoring (official EM / F1), run (training and the commands' orchestration; run_crosslingual, on a
+configs.QACrosslingualConfig, is the cross-lingual experiment every front end runs).
 
 The pipeline follows Hugging Face's run_qa.py, on the shared training engine:
 1. features: each (question, context) pair is tokenised into windows of `max_length` tokens that overlap by
@@ -30,8 +31,8 @@ from .features import (EvalFeatures, QASettings, check_settings, eval_features, 
 from .postprocess import Predictions, add_spans, answer_margins, needs_fp32, rank_answers, top_spans
 from .predict import answer, convert_dataset, conversion_changes, pad_id, predict, predict_converted, window_logits
 from .run import (LECTURE_DRCD_F1, SCHEMA, QAResult, QATrainResult, TrainSettings, check_train_settings,
-                  crosslingual, evaluate_model, evaluate_sets, load_data, load_qa_model, load_sets, measure_transfer,
-                  predict_file, predictions_path, save, train, write_predictions)
+                  crosslingual, eval_sets, evaluate_model, evaluate_sets, load_data, load_qa_model, load_sets,
+                  measure_transfer, predict_file, predictions_path, run_crosslingual, save, train, write_predictions)
 from .scoring import (QAScore, detect_lang, load_predictions, overlap_heuristic_answer, per_question_f1,
                       resolve_lang, score, transfer_measures)
 
@@ -40,8 +41,9 @@ __all__ = [
     "validate_settings", "Predictions", "add_spans", "answer_margins", "needs_fp32", "rank_answers", "top_spans",
     "answer", "convert_dataset", "conversion_changes", "pad_id", "predict", "predict_converted", "window_logits",
     "LECTURE_DRCD_F1", "SCHEMA", "QAResult", "QATrainResult", "TrainSettings", "check_train_settings",
-    "crosslingual", "evaluate_model", "evaluate_sets", "load_data", "load_qa_model", "load_sets",
-    "measure_transfer", "predict_file", "predictions_path", "save", "train", "write_predictions", "QAScore",
+    "crosslingual", "eval_sets", "evaluate_model", "evaluate_sets", "load_data", "load_qa_model", "load_sets",
+    "measure_transfer", "predict_file", "predictions_path", "run_crosslingual", "save", "train", "write_predictions",
+    "QAScore",
     "detect_lang", "load_predictions", "overlap_heuristic_answer", "per_question_f1", "resolve_lang", "score",
     "transfer_measures",
 ]

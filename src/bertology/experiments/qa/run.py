@@ -16,7 +16,7 @@ from ...errors import UserError
 from ...io.rundir import check_resume, save_pretrained_atomically
 from ...io.squad import QADataset, load_squad
 from ...metrics import qa_scores
-from ..configs import QASettings, TrainSettings
+from ..configs import QACrosslingualConfig, QASettings, TrainSettings, named_sets
 from .features import fit_to_model, train_features, validate_settings
 from .postprocess import Predictions
 from .predict import answer, conversion_changes, pad_id, predict_converted
@@ -273,6 +273,43 @@ def crosslingual(model_name: str, train_sets: dict[str, QADataset], eval_sets: d
     return QAResult("crosslingual", model_name, asdict(s), scores, tr, {}, notes=notes)
 
 
+def run_crosslingual(cfg: QACrosslingualConfig, progress: bool = True) -> QAResult:
+    """The cross-lingual experiment as configured (`bertology qa crosslingual` and the report's QA section both run
+    this): its data assembled from the config (the --train LANG=FILE sets, each a seeded sample of --max-train
+    questions; the eval sets, `eval_sets`; the dev set, --max-dev questions), one fine-tuning run (`crosslingual`),
+    every eval set scored zero-shot and its predictions written to cfg.out. With `reuse_trained_head`, a model that
+    already has a trained span head (OUT/model of `qa train`) is evaluated as it is instead: no training set is
+    read, nothing is trained, and the result's command is "eval"."""
+    from ...core.models import has_qa_head
+
+    s, t = cfg.settings()
+    if cfg.reuse_trained_head and has_qa_head(cfg.model):
+        result = evaluate_model(cfg.model, eval_sets(cfg), cfg.out, s, cfg.convert, cfg.trust_remote_code, progress)
+        result.notes.insert(0, "the model already has a trained span head: evaluated as it is, not fine-tuned")
+        return result
+    train_sets = load_sets(dict(named_sets(cfg.train, "--train")), cfg.data_dir, cfg.max_train, cfg.seed,
+                           skip_bad=cfg.skip_bad)
+    evals = eval_sets(cfg)
+    dev = cfg.read(cfg.dev, cfg.max_dev, check_offsets=False) if cfg.dev else None
+    return crosslingual(cfg.model, train_sets, evals, cfg.out, s, t, dev=dev, convert=cfg.convert,
+                        trust_remote_code=cfg.trust_remote_code, progress=progress)
+
+
+def eval_sets(cfg: QACrosslingualConfig, only: tuple[str, ...] | None = None) -> dict[str, QADataset]:
+    """The config's eval sets (--eval NAME=FILE; `only`: just those names), each a seeded sample of --limit
+    questions (parallel files such as XQuAD en / zh give the same questions). Their answer offsets are not checked
+    (check_offsets=False): eval answers are only scored, by their text, as the official SQuAD v1.1 and CMRC 2018
+    scripts do, so an answer whose `answer_start` is off (or whose text is not verbatim in the context) is still a
+    question to answer, not a reason to stop."""
+    named = dict(named_sets(cfg.eval, "--eval"))
+    if only is not None:
+        missing = [n for n in only if n not in named]
+        if missing:
+            raise UserError(f"`eval` names no set {missing[0]!r} (it has {', '.join(named)})", ("eval",))
+        named = {n: named[n] for n in only}
+    return load_sets(named, cfg.data_dir, cfg.limit, cfg.seed, skip_bad=cfg.skip_bad, check_offsets=False)
+
+
 def predictions_path(out_dir: str | Path, name: str) -> Path:
     """Where `write_predictions` puts one eval set's official predictions JSON."""
     safe = "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in name).strip("_")
@@ -286,7 +323,9 @@ def write_predictions(out_dir: str | Path, preds_by_name: dict[str, Predictions]
         atomic_write_json(predictions_path(out_dir, name), p.answers)
 
 
-def measure_transfer(out_dir: str | Path, zh: QADataset, en: QADataset, zh_name: str, en_name: str) -> dict:
-    """scoring.transfer_measures of the predictions a run wrote to out_dir for the parallel sets zh and en."""
-    return transfer_measures(zh.examples, load_predictions(predictions_path(out_dir, zh_name)),
-                             en.examples, load_predictions(predictions_path(out_dir, en_name)))
+def measure_transfer(cfg: QACrosslingualConfig, zh_name: str, en_name: str) -> dict:
+    """scoring.transfer_measures of the predictions that run_crosslingual(cfg) wrote to cfg.out for two of its eval
+    sets, parallel ones (XQuAD zh / en: the same questions for the same seed), read again as the run read them."""
+    sets = eval_sets(cfg, only=(zh_name, en_name))
+    return transfer_measures(sets[zh_name].examples, load_predictions(predictions_path(cfg.out, zh_name)),
+                             sets[en_name].examples, load_predictions(predictions_path(cfg.out, en_name)))

@@ -1,14 +1,15 @@
-"""The report's cross-lingual zero-shot QA section."""
+"""The report's cross-lingual zero-shot QA section: `bertology qa crosslingual` at the report's settings (preset),
+run by the same experiments.qa.run_crosslingual as the command, then presented."""
 
 from __future__ import annotations
 
 import shutil
 from pathlib import Path
 
-from ...core.models import has_qa_head, load_config
+from ...core.models import load_config
 from ...core.precision import fast_precision
-from ...experiments.qa import (LECTURE_DRCD_F1, QASettings, TrainSettings, crosslingual, evaluate_model, load_data,
-                               load_sets, measure_transfer, save)
+from ...experiments.configs import QACrosslingualConfig
+from ...experiments.qa import LECTURE_DRCD_F1, load_data, measure_transfer, run_crosslingual, save
 from .. import ReportContext, Section, plots
 
 # (SQuAD train questions, XQuAD questions per language). Quick: chosen by measurement so that minilm learns the task
@@ -18,6 +19,7 @@ REPORT_QUICK = (2400, 150)
 REPORT_FULL = (20000, None)   # None: every question
 
 CLAIM_IDS = ["qa"]   # decided by this module's sections (report.claims)
+EN, ZH = "XQuAD-en", "XQuAD-zh"   # the parallel eval sets (the same questions) the verdict compares
 
 
 def report_section(ctx: ReportContext):
@@ -46,62 +48,60 @@ def report_section(ctx: ReportContext):
     return sec
 
 
-def _qa_section(ctx: ReportContext, model_name: str) -> Section:
-    """Quick: fine-tune on 2,400 SQuAD train questions (one epoch, bf16 where the CPU runs it natively), then answer the same 150 XQuAD
-    questions in English and in their Chinese translation. Full: 20,000 questions, all of XQuAD, DRCD dev.
+def preset(ctx: ReportContext, model: str) -> QACrosslingualConfig:
+    """`bertology qa crosslingual` at the report's settings, sized to the model. Quick: fine-tune on 2,400 SQuAD
+    train questions (one epoch, lr 2e-4, windows of up to 192 tokens, bf16 where the CPU runs it natively), then
+    answer the same 150 XQuAD questions in English and in their Chinese translation. Full: 20,000 questions, two
+    epochs at lr 5e-5, windows of up to 384 tokens, all of XQuAD and DRCD dev (also scored after t2s conversion).
     A model that already has a QA head (from `qa train`) is evaluated as it is, without training."""
-    quick = ctx.quick
-    n_train, n_eval = REPORT_QUICK if quick else REPORT_FULL
-    s, t = _report_settings(ctx, model_name)
-    # quick: no DRCD; full: every question of each set (n_eval None)
-    evals = load_sets({"XQuAD-en": "xquad-en", "XQuAD-zh": "xquad-zh", **({} if quick else {"DRCD dev": "drcd-dev"})},
-                      ctx.data_dir, n_eval, ctx.seed)
-    res, how = _answer_eval_sets(ctx, model_name, n_train, evals, s, t)
-    save(res, ctx.out_dir)
-    figs = [plots.plot_qa_scores(res.scores, LECTURE_DRCD_F1, ctx.out_dir / "qa_scores.png",
-                                 title=f"{Path(str(model_name)).name}: English QA training only")]
-    if res.train and len(res.train.train_log) >= 2:   # a line needs two points
-        figs.append(plots.plot_qa_training(res.train, ctx.out_dir / "qa_training.png"))
-    m = {"model": model_name, **measure_transfer(ctx.out_dir, evals["XQuAD-zh"], evals["XQuAD-en"],
-                                                 "XQuAD-zh", "XQuAD-en")}
-    return Section(f"Cross-lingual zero-shot QA on {model_name}", _qa_explanation(how, res, m), figs,
-                   [("EM / F1 (0-100)", _score_rows(res, m))], claim_ids=["qa"], measures={"qa": [m]})
-
-
-def _report_settings(ctx: ReportContext, model_name: str) -> tuple[QASettings, TrainSettings]:
-    """How the report cuts windows and trains: sized to the model, small and fast in quick mode."""
     from ...core.adapter import usable_length
     from ...core.models import load_tokenizer
 
     quick = ctx.quick
+    n_train, n_eval = REPORT_QUICK if quick else REPORT_FULL
     # the model's usable length (its tokenizer's limit and its positions): zh-en-mini reads 128 tokens, and a
     # stride computed from a longer window would not fit beside the question
-    max_len = usable_length(load_tokenizer(model_name, ctx.trust_remote_code),
-                            load_config(model_name, ctx.trust_remote_code), cap=192 if quick else 384)
-    # Quick mode trains and predicts in bf16 where the CPU runs it natively (what fits a few minutes there); an
-    # AVX2-only CPU emulates bf16 ~20x slower than fp32, so it gets fp32 (core.precision.fast_precision).
-    s = QASettings(max_length=max_len, doc_stride=max_len // 3, precision=fast_precision() if quick else ctx.precision)
-    t = TrainSettings(epochs=1 if quick else 2, batch_size=16, lr=2e-4 if quick else 5e-5, seed=ctx.seed,
-                      checkpoint_every=100000, resume=True)
-    return s, t
+    max_length = usable_length(load_tokenizer(model, ctx.trust_remote_code), load_config(model, ctx.trust_remote_code),
+                               cap=192 if quick else 384)
+    return QACrosslingualConfig(
+        model=model, trust_remote_code=ctx.trust_remote_code, seed=ctx.seed, data_dir=ctx.data_dir, out=ctx.out_dir,
+        train=["en=squad-train"], max_train=n_train, limit=n_eval,    # n_eval None: every question of each set
+        eval=[f"{EN}=xquad-en", f"{ZH}=xquad-zh", *([] if quick else ["DRCD dev=drcd-dev"])],
+        convert=None if quick else "t2s", reuse_trained_head=True,
+        max_length=max_length, doc_stride=max_length // 3,
+        # Quick mode trains and predicts in bf16 where the CPU runs it natively (what fits a few minutes there); an
+        # AVX2-only CPU emulates bf16 ~20x slower than fp32, so it gets fp32 (core.precision.fast_precision).
+        precision=fast_precision() if quick else ctx.precision,
+        epochs=1 if quick else 2, batch_size=16, lr=2e-4 if quick else 5e-5,
+        # no mid-run checkpoint in a minutes-long run; a report re-run over a kept checkpoint continues it
+        checkpoint_every=100000, resume=True)
 
 
-def _answer_eval_sets(ctx: ReportContext, model_name: str, n_train: int, evals: dict, s: QASettings,
-                      t: TrainSettings):
-    """(the cross-lingual result, a sentence saying how the model came to answer): a model with a QA head
-    answers as it is; any other is fine-tuned on n_train English SQuAD questions first."""
-    convert = None if ctx.quick else "t2s"
-    if has_qa_head(model_name):
-        res = evaluate_model(model_name, evals, ctx.out_dir, s, convert, ctx.trust_remote_code, progress=False)
-        return res, "This model already has a trained span head, so it was evaluated as it is (no fine-tuning)."
-    train_set = load_data("squad-train", ctx.data_dir, limit=n_train, seed=ctx.seed)
-    res = crosslingual(model_name, {"en": train_set}, evals, ctx.out_dir, s, t, convert=convert,
-                       trust_remote_code=ctx.trust_remote_code, progress=False)
-    if not ctx.keep_models:   # ~90 MB of weights and optimizer state: the report keeps results only
+def _qa_section(ctx: ReportContext, model_name: str) -> Section:
+    """The experiment on one model: run, saved in the section's folder, drawn and presented."""
+    cfg = preset(ctx, model_name)
+    res = run_crosslingual(cfg, progress=False)
+    if res.train and not ctx.keep_models:   # ~90 MB of weights and optimizer state: the report keeps results only
         for d in ("model", "train"):
-            shutil.rmtree(ctx.out_dir / d, ignore_errors=True)
-    return res, (f"The model was fine-tuned for extractive QA on {len(train_set.examples)} English SQuAD questions "
-                 f"only ({res.train.steps} steps, {res.train.wall_time:.0f} s).")
+            shutil.rmtree(cfg.out / d, ignore_errors=True)
+    save(res, cfg.out)
+    figs = [plots.plot_qa_scores(res.scores, LECTURE_DRCD_F1, cfg.out / "qa_scores.png",
+                                 title=f"{Path(str(model_name)).name}: English QA training only")]
+    if res.train and len(res.train.train_log) >= 2:   # a line needs two points
+        figs.append(plots.plot_qa_training(res.train, cfg.out / "qa_training.png"))
+    return present(res, {"model": model_name, **measure_transfer(cfg, ZH, EN)}, figs)
+
+
+def present(res, m: dict, figures: list[Path]) -> Section:
+    """The section: the scores table beside the lecture's, and the verdict's measures `m` (measure_transfer on the
+    parallel XQuAD sets, with the model's name)."""
+    if res.train is None:
+        how = "This model already has a trained span head, so it was evaluated as it is (no fine-tuning)."
+    else:
+        how = (f"The model was fine-tuned for extractive QA on {res.train.train_questions} English SQuAD questions "
+               f"only ({res.train.steps} steps, {res.train.wall_time:.0f} s).")
+    return Section(f"Cross-lingual zero-shot QA on {res.model}", _qa_explanation(how, res, m), figures,
+                   [("EM / F1 (0-100)", _score_rows(res, m))], claim_ids=["qa"], measures={"qa": [m]})
 
 
 def _score_rows(res, m: dict) -> list[dict]:
