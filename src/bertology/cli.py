@@ -173,15 +173,34 @@ def fill_mask_cmd(cfg: FillMaskConfig):
 
 @command(app, "cloze", ClozeConfig)
 def cloze_cmd(cfg: ClozeConfig):
-    """Cloze accuracy: top-1 / top-5 of the masked-LM head on fill-in-the-blank items, per language."""
-    from .experiments.cloze import CLOZE_SCHEMA, cloze_accuracy, read_cloze_items
+    """Cloze accuracy: top-1 / top-5 of the masked-LM head on fill-in-the-blank items, per language; with
+    --baselines, top-1 against unigram and left-neighbour bigram predictors from the pretraining corpora."""
+    from .experiments import cloze
 
-    res = cloze_accuracy(cfg.model, read_cloze_items(cfg.items), cfg.precision, cfg.trust_remote_code)
+    res = cloze.run(cfg)
     for lang, s in res.summary.items():
         print(f"{lang}: top-1 {_measured(s['top1'])}  top-5 {_measured(s['top5'])}  ({s['n']} items, "
               f"{s['unscorable']} answers not a single token)")
+    for line in _cloze_baseline_lines(res):
+        print(line)
     if cfg.out is not None:
-        save_results(cfg.out, CLOZE_SCHEMA, asdict(res))
+        cloze.save(res, cfg.out)
+
+
+def _cloze_baseline_lines(res) -> list[str]:
+    """With --baselines: the n-gram predictors' top-1 beside the model's, and the model's paired advantage."""
+    b = res.baselines
+    if not b:
+        return []
+    if "not_applicable" in b:
+        return [f"baselines: not applicable: {b['not_applicable']}"]
+    lines = ", ".join(f"{n:,} {lang}" for lang, n in b["corpus_lines"].items())
+    ci = ", ".join("not measured" if v is None or v != v else f"{v:+.3f}" for v in b["ci"])   # v != v: NaN
+    rank = res.lecture["rank"]
+    return [f"top-1 on the {b['items']} scorable items {b['top1']:.3f}; unigram {b['unigram']:.3f}, left-neighbour "
+            f"bigram {b['bigram']:.3f} (counted on {lines} corpus lines)",
+            f"model − {b['stronger']}: {b['effect']:+.3f}, 95% CI [{ci}]; {res.lecture['sentence']} → "
+            f"{res.lecture['answer']} " + (f"at rank {rank}" if rank else "not in the top 5")]
 
 
 # ==== cross-disciplinary transfer ==============================================================================

@@ -5,17 +5,25 @@ fixed item set (the built-in `cloze-en-zh`: 35 Chinese items in both scripts, 22
 recipes and models can be compared by. Items whose answer is not a single token of the model's vocabulary *in
 the sentence* (see `answer_piece`) count as misses (a model cannot predict a word it cannot write) and are
 counted separately.
+
+`run(cfg)` is the one entry of every front end (`bertology cloze`, the report's verdict): the item set (with
+Simplified copies of the Chinese items if asked), the accuracies, the rank of 果 in the lecture's sentence, and
+with `baselines` two n-gram predictors counted on the pretraining corpora and the model's paired advantage over
+the stronger one.
 """
 
 from __future__ import annotations
 
 import csv
-from dataclasses import dataclass
+import functools
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from ..errors import UserError
+from .configs import ClozeConfig
 
-CLOZE_SCHEMA = "bertology.cloze/1"
+# /2: `settings`, `lecture` and `baselines` added; with baselines, each item row carries its `unigram` / `bigram` hit
+CLOZE_SCHEMA = "bertology.cloze/2"
 _DEMO = Path(__file__).resolve().parents[1] / "demo"
 # cloze-items: 40 zh (Traditional) + 40 en blanks written so that the answer follows from the sentence, not from
 # the character before the blank (the verdict's item set; demo/senses/README.md says how they were written)
@@ -29,11 +37,21 @@ class ClozeItem:
     answer: str
 
 
+# The lecture's example: where the model ranks 果 (the verdict's table reports it beside the item set's top-1)
+LECTURE_ITEM = ClozeItem("zh", "今天買了蘋[MASK]來吃", "果")
+# the pretraining corpora the n-gram baselines are counted on, by language (data set names, under --data-dir)
+BASELINE_CORPORA = {"en": "corpus-en", "zh": "corpus-zh"}
+
+
 @dataclass
 class ClozeResult:
     model: str
     items: list[dict]                 # lang, sentence, answer, top5 (tokens), hit1, hit5, scorable
+                                      # (+ unigram, bigram with baselines: None where the item is unscorable)
     summary: dict[str, dict]          # per language: n, top1, top5, unscorable
+    lecture: dict | None = None       # LECTURE_ITEM's sentence, answer, top5, rank (1-5, None: not in the top 5)
+    baselines: dict | None = None     # None: not asked; else the n-gram comparison (`compare_with_ngrams`)
+    settings: dict = field(default_factory=dict)
 
 
 def read_cloze_items(source: str | Path = "cloze-en-zh") -> list[ClozeItem]:
@@ -63,35 +81,140 @@ def read_cloze_items(source: str | Path = "cloze-en-zh") -> list[ClozeItem]:
 
 def cloze_accuracy(model: str, items: list[ClozeItem], precision: str = "fp32",
                    trust_remote_code: bool = False) -> ClozeResult:
-    """Top-1 / top-5 accuracy of `model`'s masked-LM head on `items`, per language (via `fill_mask`)."""
+    """Top-1 / top-5 accuracy of `model`'s masked-LM head on `items`, per language (via `fill_mask`), and where
+    it ranks 果 in the lecture's sentence (scored in the same pass: one sentence more, not a second model load)."""
     from ..core.models import load_tokenizer
     from .mlm import fill_mask
 
     tok = load_tokenizer(model, trust_remote_code)
-    filled = fill_mask(model, [it.sentence for it in items], top_k=5, precision=precision,
+    filled = fill_mask(model, [it.sentence for it in [*items, LECTURE_ITEM]], top_k=5, precision=precision,
                        trust_remote_code=trust_remote_code, command="cloze")
-    rows, summary = [], {}
-    for it, out in zip(items, filled.items):
-        answer = answer_piece(tok, it)
-        scorable = answer is not None
-        cands = out["masks"][0]["candidates"] if out["masks"] else []
-        top5 = [c["token"] for c in cands]
-        ids = [c["id"] for c in cands]
-        hit1 = scorable and ids[:1] == [answer]
-        hit5 = scorable and answer in ids
-        rows.append({"lang": it.lang, "sentence": it.sentence, "answer": it.answer, "top5": top5,
-                     "hit1": hit1, "hit5": hit5, "scorable": scorable})
-        s = summary.setdefault(it.lang, {"n": 0, "top1": 0.0, "top5": 0.0, "unscorable": 0})
+    rows = [_scored_row(tok, it, out) for it, out in zip(items, filled.items)]
+    summary = {}
+    for row in rows:
+        s = summary.setdefault(row["lang"], {"n": 0, "top1": 0.0, "top5": 0.0, "unscorable": 0})
         s["n"] += 1
-        s["top1"] += hit1
-        s["top5"] += hit5
-        s["unscorable"] += not scorable
+        s["top1"] += row["hit1"]
+        s["top5"] += row["hit5"]
+        s["unscorable"] += not row["scorable"]
     for s in summary.values():
         # no answer of this language is a single token of the vocabulary: not measured, not an accuracy of 0
         measured = s["n"] > s["unscorable"]
         s["top1"] = s["top1"] / s["n"] if measured else None
         s["top5"] = s["top5"] / s["n"] if measured else None
-    return ClozeResult(model=str(model), items=rows, summary=summary)
+    lecture = _top5(filled.items[-1])
+    return ClozeResult(model=str(model), items=rows, summary=summary,
+                       lecture={"sentence": LECTURE_ITEM.sentence, "answer": LECTURE_ITEM.answer, "top5": lecture,
+                                "rank": next((k for k, t in enumerate(lecture, 1) if t == LECTURE_ITEM.answer), None)})
+
+
+def _top5(filled_text: dict) -> list[str]:
+    """The candidate tokens (as text) of a filled text's first [MASK]."""
+    return [c["token"] for c in filled_text["masks"][0]["candidates"]] if filled_text["masks"] else []
+
+
+def _scored_row(tokenizer, item: ClozeItem, filled_text: dict) -> dict:
+    """One item's row: its top 5, and whether the answer (as its piece in context) is first / among them."""
+    answer = answer_piece(tokenizer, item)
+    ids = [c["id"] for c in filled_text["masks"][0]["candidates"]] if filled_text["masks"] else []
+    scorable = answer is not None
+    return {"lang": item.lang, "sentence": item.sentence, "answer": item.answer, "top5": _top5(filled_text),
+            "hit1": scorable and ids[:1] == [answer], "hit5": scorable and answer in ids, "scorable": scorable}
+
+
+def run(cfg: ClozeConfig) -> ClozeResult:
+    """`bertology cloze` and the report's verdict: the item set (Simplified copies of its Chinese items added when
+    `add_simplified`), scored; with `baselines`, compared with the n-gram predictors on the scorable items."""
+    items = read_cloze_items(cfg.items)
+    if cfg.add_simplified:
+        items += simplified_copies(items)
+    result = cloze_accuracy(cfg.model, items, cfg.precision, cfg.trust_remote_code)
+    result.settings = {k: v for k, v in asdict(cfg).items() if k not in ("out", "threads")}
+    if cfg.baselines:
+        if any(row["scorable"] for row in result.items):
+            from ..core.models import load_tokenizer
+
+            result.baselines = compare_with_ngrams(result, items, load_tokenizer(cfg.model, cfg.trust_remote_code),
+                                                   baseline_corpora(cfg.data_dir, cfg.baseline_lines))
+        else:   # no item can be measured on this vocabulary: the comparison does not apply, and says why
+            result.baselines = {"not_applicable": f"none of the {len(items)} items' answers is a single token of "
+                                                  f"its vocabulary", "items": 0, "unscorable": len(items)}
+    return result
+
+
+def save(result: ClozeResult, out_dir: str | Path) -> Path:
+    """OUT/results.json (schema `CLOZE_SCHEMA`, docs/results.md)."""
+    from ..io.storage import save_results
+
+    return save_results(out_dir, CLOZE_SCHEMA, asdict(result))
+
+
+def simplified_copies(items: list[ClozeItem]) -> list[ClozeItem]:
+    """A Simplified copy (OpenCC t2s) of every zh item, in order: the same question in the script most Chinese
+    pretraining text is in (an item with nothing to convert is copied as it is, and so counted twice)."""
+    import opencc
+
+    cc = opencc.OpenCC("t2s")
+    return [ClozeItem("zh", cc.convert(it.sentence), cc.convert(it.answer)) for it in items if it.lang == "zh"]
+
+
+def compare_with_ngrams(result: ClozeResult, items: list[ClozeItem], tokenizer,
+                        corpora: dict[str, list[str]]) -> dict:
+    """The model's top-1 on the scorable items against the unigram and left-neighbour bigram predictors
+    (`ngram_hits`): their hit rates, overall and per language, and the paired difference model − the stronger
+    predictor with its bootstrap 95% CI over items. Each scorable row of `result.items` gets its two n-gram hits
+    (an unscorable row None: no predictor can write its answer, and it is left out of the comparison)."""
+    import numpy as np
+
+    from ..metrics import paired_difference
+
+    keep = [i for i, row in enumerate(result.items) if row["scorable"]]
+    hits = ngram_hits(tokenizer, [items[i] for i in keep], corpora)
+    for row in result.items:
+        row["unigram"] = row["bigram"] = None
+    for k, i in enumerate(keep):
+        result.items[i]["unigram"], result.items[i]["bigram"] = hits["unigram"][k], hits["bigram"][k]
+    model_hits = np.array([result.items[i]["hit1"] for i in keep], dtype=float)
+    stronger = max(hits, key=lambda name: np.mean(hits[name]))     # a tie goes to the unigram
+    diff = paired_difference(model_hits, np.array(hits[stronger], dtype=float))
+    return {"items": len(keep), "unscorable": len(items) - len(keep),
+            "corpus_lines": {lang: len(lines) for lang, lines in corpora.items()},
+            "top1": float(model_hits.mean()), **{name: float(np.mean(h)) for name, h in hits.items()},
+            "stronger": stronger, "effect": diff["mean"], "ci": diff["ci"],
+            "per_language": per_language_rates([result.items[i] for i in keep])}
+
+
+def per_language_rates(rows: list[dict]) -> list[dict]:
+    """Top-1 of the model and of each n-gram predictor per language, over scored rows (languages in item order)."""
+    import numpy as np
+
+    langs = dict.fromkeys(row["lang"] for row in rows)
+    return [{"lang": lang, "items": sum(row["lang"] == lang for row in rows),
+             **{name: float(np.mean([row[key] for row in rows if row["lang"] == lang]))
+                for name, key in (("model", "hit1"), ("unigram", "unigram"), ("bigram", "bigram"))}}
+            for lang in langs]
+
+
+@functools.lru_cache(maxsize=2)
+def baseline_corpora(data_dir: str | None, lines: int) -> dict[str, tuple[str, ...]]:
+    """The pretraining-corpus lines the n-gram baselines are counted on: `lines` per language, spread evenly over
+    its files, and the Chinese lines once more in Traditional (the corpus is Simplified; the items are in both
+    scripts). Read once per process: every model of a report counts on the same lines."""
+    import opencc
+
+    from ..io.storage import corpus_files
+    from .cbow import corpus_lines
+
+    out = {}
+    for lang, name in BASELINE_CORPORA.items():
+        files = corpus_files(name, data_dir)
+        out[lang] = corpus_lines(files, max(1, lines // len(files))) if files else []
+        if not out[lang]:     # a unigram predictor needs at least one token to predict
+            raise UserError(f"{name}: no text lines found (the data set under `data_dir`, read for `baselines`)",
+                            ("data_dir",))
+    cc = opencc.OpenCC("s2t")
+    out["zh"] += [cc.convert(line) for line in out["zh"]]
+    return {lang: tuple(found) for lang, found in out.items()}
 
 
 def answer_piece(tokenizer, item: ClozeItem) -> int | None:

@@ -153,11 +153,21 @@ class FillMaskConfig(Model, Precision, Threads, OptionalOut):
 
 
 @dataclass(kw_only=True)
-class ClozeConfig(Model, Precision, Threads, OptionalOut):
-    """`bertology cloze`."""
+class ClozeConfig(Model, Precision, Threads, DataDir, OptionalOut):
+    """`bertology cloze`: top-1 / top-5 on an item set; with `baselines`, the report's verdict measurement."""
 
     items: str = setting("cloze-en-zh", "TSV with header lang<TAB>sentence<TAB>answer (one [MASK] a sentence, "
-                                        "single-token answers), or the built-in set cloze-en-zh.")
+                                        "single-token answers), or a built-in set: cloze-en-zh, cloze-items (the "
+                                        "verdict's: 40 zh in Traditional, 40 en).")
+    add_simplified: bool = setting(False, "Also score a Simplified copy (OpenCC t2s) of every zh item (the "
+                                          "verdict does: cloze-items is Traditional, most Chinese text Simplified).")
+    baselines: bool = setting(False, "Also score two n-gram predictors on the scorable items, counted with the "
+                                     "model's tokenizer on the pretraining corpora (corpus-en, corpus-zh under "
+                                     "--data-dir): the most frequent token, and the most frequent token after "
+                                     "the one left of the blank; and the model's top-1 minus the stronger one "
+                                     "with a bootstrap 95% CI over items.")
+    baseline_lines: int = setting(20_000, "Corpus lines per language counted for --baselines, spread evenly over "
+                                          "the corpus's files (the report: 20,000 quick, 200,000 --full).", low=1)
 
 
 # --------------------------------------------------------------------------------------------- word senses

@@ -1,20 +1,16 @@
-"""The report's masked-LM section: fill in the blank."""
+"""The report's masked-LM section: fill in the blank, and the verdict's cloze item-set measurement."""
 
 from __future__ import annotations
 
-import functools
 from dataclasses import asdict
 from pathlib import Path
 
-import numpy as np
-
 from ...core.models import has_mlm_head
 from ...errors import UserError
-from ...experiments import mlm
-from ...experiments.configs import FillMaskConfig
-from ...experiments.mlm import fill_mask
-from ...io.storage import corpus_files, save_results
-from .. import ReportContext, Section, on_each_model
+from ...experiments import cloze, mlm
+from ...experiments.configs import ClozeConfig, FillMaskConfig
+from ...io.storage import save_results
+from .. import ReportContext, Section, model_slug, on_each_model
 from ..figures import fill_mask_figures
 
 
@@ -32,72 +28,42 @@ def report_section(ctx: ReportContext):
     except UserError as e:
         secs = [Section("Masked-LM: fill in the blank", error=ctx.describe_error(e))]
     sec = secs[0]       # carries the verdict's item sets of every model
-    measures, corpora = [], None
+    measures = []
     for model in ctx.models:
         if not has_mlm_head(model):
             measures.append({"model": model, "not_applicable": "no masked-LM head: it cannot fill in blanks"})
             continue
-        corpora = corpora or _ngram_corpora(ctx)
-        m, rows = _item_set_measures(ctx, model, corpora)
+        cfg = cloze_preset(ctx, model)
+        res = cloze.run(cfg)
+        cloze.save(res, cfg.out)
+        m, table = present_cloze(res)
         measures.append(m)
-        if rows:
-            sec.tables.append((f"The verdict's item set on {model} (top-1; scorable items only)", rows))
+        if table:
+            sec.tables.append(table)
     sec.claim_ids, sec.measures = ["fillmask"], {"fillmask": measures}
     return sec if len(secs) == 1 else secs
 
 
-def _ngram_corpora(ctx: ReportContext) -> dict[str, list[str]]:
-    return _corpus_sample(ctx.data_dir, 20_000 if ctx.quick else 200_000)
+def cloze_preset(ctx: ReportContext, model: str) -> ClozeConfig:
+    """`bertology cloze --baselines` at the report's settings: the verdict's item set with its Chinese items in
+    both scripts, the n-gram baselines counted on 20,000 corpus lines a language (200,000 with --full; the
+    corpus lines are read once and shared by the report's models)."""
+    return ClozeConfig(model=model, items="cloze-items", add_simplified=True, baselines=True,
+                       baseline_lines=20_000 if ctx.quick else 200_000, data_dir=ctx.data_dir,
+                       precision=ctx.precision, trust_remote_code=ctx.trust_remote_code,
+                       out=ctx.out_dir / "cloze" / model_slug(model))
 
 
-@functools.lru_cache(maxsize=2)
-def _corpus_sample(data_dir: str | None, n: int) -> dict[str, list[str]]:
-    """Pretraining-corpus lines for the unigram / bigram baselines: English, and Chinese in both scripts (the
-    corpus is Simplified; the items are in both). Read once per process: every model of the report shares it."""
-    import opencc
-
-    from ...experiments.cbow import corpus_lines
-
-    out = {}
-    for lang in ("en", "zh"):
-        files = corpus_files(f"corpus-{lang}", data_dir)
-        out[lang] = corpus_lines(files, n // len(files))
-    cc = opencc.OpenCC("s2t")
-    out["zh"] += [cc.convert(line) for line in out["zh"]]
-    return out
-
-
-def _item_set_measures(ctx: ReportContext, model: str, corpora) -> tuple[dict, list[dict]]:
-    """Top-1 on the cloze item set (zh in Traditional and Simplified, en) against the n-gram predictors."""
-    import opencc
-
-    from ...core.models import load_tokenizer
-    from ...experiments.cloze import ClozeItem, cloze_accuracy, ngram_hits, read_cloze_items
-    from ...metrics import paired_difference
-
-    items = read_cloze_items("cloze-items")
-    cc = opencc.OpenCC("t2s")
-    items += [ClozeItem("zh", cc.convert(it.sentence), cc.convert(it.answer)) for it in items if it.lang == "zh"]
-    res = cloze_accuracy(model, items, precision=ctx.precision, trust_remote_code=ctx.trust_remote_code)
-    keep = [i for i, r in enumerate(res.items) if r["scorable"]]
-    if not keep:
-        return {"model": model, "not_applicable": f"none of the {len(items)} items' answers is a single token of "
-                                                  f"its vocabulary"}, []
-    base = ngram_hits(load_tokenizer(model, ctx.trust_remote_code), [items[i] for i in keep], corpora)
-    model_hits = np.array([res.items[i]["hit1"] for i in keep], dtype=float)
-    best = max(base, key=lambda k: np.mean(base[k]))
-    diff = paired_difference(model_hits, np.array(base[best], dtype=float))
-    rows = [{"lang": lang, "items": int(sum(res.items[i]["lang"] == lang for i in keep)),
-             "model": float(np.mean([res.items[i]["hit1"] for i in keep if res.items[i]["lang"] == lang])),
-             **{k: float(np.mean([h for h, i in zip(v, keep) if res.items[i]["lang"] == lang])) for k, v in base.items()}}
-            for lang in ("zh", "en") if any(res.items[i]["lang"] == lang for i in keep)]
-    tok = load_tokenizer(model, ctx.trust_remote_code)
-    lecture = fill_mask(model, [REPORT_SENTENCES[0].replace("[MASK]", tok.mask_token)], top_k=5,
-                        precision=ctx.precision, trust_remote_code=ctx.trust_remote_code).items[0]["masks"][0]
-    rank = next((i for i, c in enumerate(lecture["candidates"], 1) if c["token"] == "果"), None)
-    return {"model": model, "top1": float(model_hits.mean()), "items": len(keep), "lecture_rank": rank,
-            "unscorable": len(items) - len(keep), "unigram": float(np.mean(base["unigram"])),
-            "bigram": float(np.mean(base["bigram"])), "ci": diff["ci"], "effect": diff["mean"]}, rows
+def present_cloze(res: cloze.ClozeResult) -> tuple[dict, tuple[str, list[dict]] | None]:
+    """The verdict's measures of one model (claims.py's `fillmask` rule reads them), and its per-language table
+    of top-1 against the n-gram predictors (None when no item is scorable)."""
+    b = res.baselines
+    if "not_applicable" in b:
+        return {"model": res.model, "not_applicable": b["not_applicable"]}, None
+    measures = {"model": res.model, "top1": b["top1"], "items": b["items"], "lecture_rank": res.lecture["rank"],
+                "unscorable": b["unscorable"], "unigram": b["unigram"], "bigram": b["bigram"], "ci": b["ci"],
+                "effect": b["effect"]}
+    return measures, (f"The verdict's item set on {res.model} (top-1; scorable items only)", b["per_language"])
 
 
 def preset(ctx: ReportContext, model: str) -> FillMaskConfig:
