@@ -376,6 +376,59 @@ def test_cli_langvec_succeeds(tiny_model, tmp_path, capsys):
     assert "best: layer" in capsys.readouterr().out
 
 
+def _cli_and_config(command: str, tmp_path: Path) -> tuple[list[str], dict]:
+    """The same run twice: as the command's flags, and as its config's fields (`out` aside)."""
+    corpus = _corpus(tmp_path)
+    if command == "align":     # the identity dictionary on one corpus: every word found, so the halves are full
+        d = tmp_path / "identity.txt"
+        d.write_text("".join(f"{w}\t{w}\n" for w in WORDS), encoding="utf-8")
+        return (["--corpus", f"en={corpus}", "--corpus", f"zh={corpus}", "--dict", str(d), "--k", "2", "--no-cbow",
+                 "--keep-identical", "--at-initialisation", "--layers", "0,2", "--seed", "3"],
+                dict(corpus=[f"en={corpus}", f"zh={corpus}"], dict_path=str(d), k=2, cbow=False, keep_identical=True,
+                     at_initialisation=True, layers="0,2", seed=3))
+    zh = tmp_path / "zh.txt"
+    zh.write_text("\n".join(SENTS[9:]) + "\n", encoding="utf-8")
+    d = tmp_path / "dict.txt"
+    d.write_text("apple\t蘋果\ntoday\t今天\ni\t我\nhe\t他\n", encoding="utf-8")
+    return (["-c", f"en={corpus}", "-c", f"zh={zh}", "--dict", str(d), "--convert", "none", "--sentences",
+             f"en={corpus}@4", "--alphas", "0,1", "--layers", "1,2", "--mean-sentences", "5"],
+            dict(corpus=[f"en={corpus}", f"zh={zh}"], dict_path=str(d), convert="none", sentences=[f"en={corpus}@4"],
+                 alphas=(0, 1), layers="1,2", mean_sentences=5))
+
+
+@pytest.mark.parametrize("command", ["align", "langvec"])
+def test_cli_writes_what_run_returns(command, tiny_model, tmp_path):
+    """The command is wiring: its results.json is `run(cfg)` of the config its flags name, saved (timing
+    aside); align's --at-initialisation adds the untrained model and the verdict's numbers."""
+    from bertology.experiments.configs import AlignConfig, LangvecConfig
+
+    flags, fields = _cli_and_config(command, tmp_path)
+    assert main([command, "--model", str(tiny_model), *flags, "--out", str(tmp_path / "cli")]) == 0
+    module, config = (align, AlignConfig) if command == "align" else (langvec, LangvecConfig)
+    module.save(module.run(config(model=str(tiny_model), out=tmp_path / "lib", **fields), progress=False),
+                tmp_path / "lib")
+    cli, lib = (json.loads((tmp_path / where / "results.json").read_text()) for where in ("cli", "lib"))
+    assert cli.pop("seconds") > 0 and lib.pop("seconds") > 0
+    assert cli == lib
+    if command == "align":
+        assert {"at initialisation", "layer 0", "word alone", "random vectors"} <= set(cli["measures"])
+        assert [row["layer"] for row in cli["at_initialisation"]["contextual"]["cosine"]] == [0, 2]
+    else:
+        assert len(cli["grid"]) == 2 * 2
+
+
+def test_align_without_at_initialisation_saves_no_verdict(tiny_model, tmp_path):
+    """results.json as before the setting existed: no `at_initialisation` or `measures` key unless asked."""
+    from bertology.experiments.configs import AlignConfig
+
+    _, fields = _cli_and_config("align", tmp_path)
+    res = align.run(AlignConfig(model=str(tiny_model), out=tmp_path, **{**fields, "at_initialisation": False}),
+                    progress=False)
+    assert res.at_initialisation is None and res.measures is None
+    doc = json.loads(align.save(res, tmp_path).read_text())
+    assert "at_initialisation" not in doc and "measures" not in doc and doc["best"]["mrr"] == 1.0
+
+
 # Two languages in one script: the script checks cannot exclude "apple -> apple", only the identical-pair rule
 # can (a test with Chinese as the target would pass even with that rule broken).
 _LATIN_DICT = [("apple", "apple"), ("cat", "cat"), ("dog", "bank"), ("book", "river")]

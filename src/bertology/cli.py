@@ -319,19 +319,10 @@ def align_cmd(cfg: AlignConfig):
     from .experiments import align
     from .report.figures import align_figures
 
-    data = cfg.read(cfg.max_lines)
-    source, target = data.source, data.target
-    res = align.align(cfg.model, data.dictionary, data.corpora, source, target, cfg.layer_list(), k=cfg.k,
-                      max_words=cfg.max_words or None, max_candidates=cfg.max_candidates or None, csls_k=cfg.csls_k,
-                      precision=cfg.precision, batch_size=cfg.batch_size, max_length=cfg.max_length, cbow=cfg.cbow,
-                      seed=cfg.seed, work_dir=None, trust_remote_code=cfg.trust_remote_code,
-                      keep_identical=cfg.keep_identical)
+    res = align.run(cfg)
     align.save(res, cfg.out)
     align_figures(res, cfg.out)
-    b = res.best
-    print(f"{res.coverage['source_words']} {source} words vs {res.coverage['candidates']} {target} candidates "
-          f"({res.coverage['evaluated_pairs']} pairs; {res.coverage['skipped_pairs']} skipped). Best layer {b['layer']}: "
-          f"MRR {b['mrr']:.3f} (random ranking {res.baselines['random_expected_mrr']:.4f}). Results in {cfg.out}")
+    print(align.summary(res, cfg.out))
 
 
 @command(app, "langvec", LangvecConfig)
@@ -342,17 +333,12 @@ def langvec_cmd(cfg: LangvecConfig):
     from .experiments import langvec
     from .report.figures import langvec_figures
 
-    data = cfg.read(cfg.max_lines)
-    target = data.target
-    sents = cfg.read_sentences(data.source, target)
-    res = langvec.langvec(cfg.model, data.corpora, sents, data.dictionary, data.source, target, cfg.layer_list(),
-                          cfg.alphas, cfg.mean_sentences, cfg.precision, cfg.batch_size, seed=cfg.seed,
-                          trust_remote_code=cfg.trust_remote_code)
+    res = langvec.run(cfg)
     langvec.save(res, cfg.out)
     langvec_figures(res, cfg.out)
     b = res.best
     print(f"best: layer {b['layer']}, α {b['alpha']:g}: precision {b['precision']:.3f} over {b['scored_words']} "
-          f"words, {b['target_script_rate']:.2f} of tokens in {target} script. Results in {cfg.out}")
+          f"words, {b['target_script_rate']:.2f} of tokens in {res.target_lang} script. Results in {cfg.out}")
 
 
 @command(app, "align-scale", DataScaleConfig)

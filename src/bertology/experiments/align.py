@@ -15,7 +15,8 @@ per language (two unrelated spaces: retrieval should be at chance) and random ve
 expected MRR of a random ranking over the same candidates.
 
 The measurement itself is `AlignmentEvaluator`: prepared once from the data and a tokenizer, then called on a
-model. `align` runs it with its baselines; `bertology pretrain --track-alignment` (`AlignmentTracker`) and the
+model. `align` runs it with its baselines, and `run(cfg)` runs `align` from an AlignConfig (the `align`
+command and the report's section both call it); `bertology pretrain --track-alignment` (`AlignmentTracker`) and the
 data-scale experiment (data_scale.py) call it on the model being trained at every evaluation.
 Language vectors and the mean-shift translation live in langvec.py.
 """
@@ -319,6 +320,11 @@ class AlignResult:
     # per source word (task order), its cosine rank: {"contextual": [[per word] per layer], "context_free": ...,
     # "random_vectors": [per word], "sources": [words]}
     word_ranks: dict = field(default_factory=dict)
+    # with `at_initialisation` (run): the same words on the architecture at initialisation ({"contextual":
+    # {scoring: rows per layer}, "best"}) and the verdict's numbers against it (alignment_measures); not in
+    # results.json when not measured
+    at_initialisation: dict | None = None
+    measures: dict | None = None
 
 
 class AlignmentEvaluator:
@@ -430,6 +436,28 @@ def align(model: str, dictionary: Dictionary, corpora: dict[str, Sequence[str]],
                        seconds=time.perf_counter() - t0, word_ranks=word_ranks)
 
 
+def run(cfg: "AlignConfig", data: BilingualData | None = None, progress: bool = True) -> AlignResult:  # noqa: F821
+    """`align` with every setting of the config (configs imports us: the annotation is a name only), on its
+    corpora and dictionary (`data`: already read by cfg.read(cfg.max_lines), to share them between runs). With
+    cfg.at_initialisation, the same words are measured on the architecture at initialisation too, and the
+    verdict's numbers against it are computed (the result's `at_initialisation` and `measures`)."""
+    if data is None:
+        data = cfg.read(cfg.max_lines)
+    settings = dict(layers=cfg.layer_list(), k=cfg.k, max_words=cfg.max_words or None,
+                    max_candidates=cfg.max_candidates or None, csls_k=cfg.csls_k, precision=cfg.precision,
+                    batch_size=cfg.batch_size, max_length=cfg.max_length, seed=cfg.seed,
+                    trust_remote_code=cfg.trust_remote_code, progress=progress, keep_identical=cfg.keep_identical)
+    res = align(cfg.model, data.dictionary, data.corpora, data.source, data.target, cbow=cfg.cbow, **settings)
+    if cfg.at_initialisation:
+        untrained = initialised_embedder(cfg.model, cfg.seed, cfg.trust_remote_code, precision=cfg.precision,
+                                         batch_size=cfg.batch_size, max_length=cfg.max_length, progress=progress)
+        init = align(cfg.model, data.dictionary, data.corpora, data.source, data.target, cbow=False,
+                     context_free=False, embedder=untrained, **settings)
+        res.at_initialisation = {"contextual": init.contextual, "best": init.best}
+        res.measures = alignment_measures(res, init, cfg.seed)
+    return res
+
+
 def _cbow_baseline(evaluator: AlignmentEvaluator, work_dir: Path | None, seed: int) -> dict:
     """The task scored on CBOW vectors trained on each language's corpus separately (two unrelated spaces)."""
     import tempfile
@@ -490,10 +518,30 @@ def _examples(sv: np.ndarray, tv: np.ndarray, task: Retrieval, n: int = 8) -> li
              "top5": [task.candidates[j] for j in top[i]]} for i in range(min(n, len(task.sources)))]
 
 
+def summary(result: AlignResult, out_dir: str | Path) -> str:
+    """What `bertology align` prints: the coverage and the best layer; the verdict's numbers when measured."""
+    cov, b = result.coverage, result.best
+    text = (f"{cov['source_words']} {result.source_lang} words vs {cov['candidates']} {result.target_lang} candidates "
+            f"({cov['evaluated_pairs']} pairs; {cov['skipped_pairs']} skipped). Best layer {b['layer']}: MRR "
+            f"{b['mrr']:.3f} (random ranking {result.baselines['random_expected_mrr']:.4f}). Results in {out_dir}")
+    m = result.measures
+    if m is None or "mrr" not in m:
+        return text
+    baselines = ", ".join(f"{k} {m[k]:.3f}" for k in ("layer 0", "word alone", "at initialisation", "random vectors")
+                          if k in m)
+    return (text + f"\nLayer {m['layer']} chosen on {m['dev_words']} source words; on the other {m['test_words']}: "
+            f"MRR {m['mrr']:.3f} ({baselines}); against {m['strongest']}: {m['effect']:+.3f}, 95% CI "
+            f"[{m['ci'][0]:+.3f}, {m['ci'][1]:+.3f}]")
+
+
 def save(result: AlignResult, out_dir: str | Path) -> Path:
     from ..io.storage import save_results
 
-    return save_results(out_dir, SCHEMA, asdict(result))
+    doc = asdict(result)
+    for key in ("at_initialisation", "measures"):     # measured on request only: absent, not null, without it
+        if doc[key] is None:
+            del doc[key]
+    return save_results(out_dir, SCHEMA, doc)
 
 
 # --------------------------------------------------------------------------------------------- during training

@@ -462,6 +462,12 @@ class AlignConfig(BilingualSettings, ModelRun, DataDir, Out):
                                           "needed for the identity-dictionary sanity check).")
     batch_size: int = setting(64, "Sentences per forward pass.", low=1)
     max_length: int = setting(64, "Tokens per window around an occurrence.", low=8)
+    # the report's verdict (report.claims "align") needs this baseline; results.json gains `at_initialisation`
+    # and `measures` (align.alignment_measures)
+    at_initialisation: bool = setting(False, "Also measure the same architecture at initialisation (seeded fresh "
+                                             "weights, same words) and the verdict's numbers: the layer chosen on "
+                                             "half of the source words, its MRR on the other half against layer 0, "
+                                             "the word alone, random vectors and the untrained model.")
 
 
 @dataclass(kw_only=True)

@@ -12,6 +12,8 @@ head fill in Chinese ("no one" → 無人, "me" → 我). Here:
    on the module call that computes hidden state L, found by core.adapter for any BERT-family model).
 3. `langvec`: sweep L and α; score each setting by token-translation precision against a dictionary (a source
    word whose output token is one of its translations, or, for Chinese, a character of one), report the best.
+
+`run(cfg)` runs `langvec` from a LangvecConfig: the `langvec` command and the report's section both call it.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
+from ..io.bilingual import BilingualData
 from ..io.cjk import has_cjk
 from ..io.dictionaries import Dictionary
 from ..core.embed import Embedder
@@ -32,6 +35,7 @@ from ..errors import UserError
 from ..core.models import load_model, load_tokenizer
 from ..core.adapter import display_tokens, hook_hidden_state, usable_length, word_marked_pieces
 from ..core.precision import cast_in_place, check_precision
+from .configs import LangvecConfig  # noqa: F401  (the settings, declared torch-free; re-exported)
 
 SCHEMA = "bertology.langvec/1"
 
@@ -220,6 +224,17 @@ def langvec(model: str, corpora: dict[str, Sequence[str]], sentences: Sequence[s
                          seconds=time.perf_counter() - t0,
                          word_hits={"words": scored_words, "settings": hits_by_setting,
                                     "translations": {w: translations[w] for w in dict.fromkeys(scored_words)}})
+
+
+def run(cfg: LangvecConfig, data: BilingualData | None = None, progress: bool = True) -> LangvecResult:
+    """`langvec` with every setting of the config: its corpora and dictionary (`data`: already read by
+    cfg.read(cfg.max_lines), to share them between runs) and its source sentences (cfg.read_sentences)."""
+    if data is None:
+        data = cfg.read(cfg.max_lines)
+    sentences = cfg.read_sentences(data.source, data.target)
+    return langvec(cfg.model, data.corpora, sentences, data.dictionary, data.source, data.target, cfg.layer_list(),
+                   cfg.alphas, cfg.mean_sentences, cfg.precision, cfg.batch_size, seed=cfg.seed,
+                   trust_remote_code=cfg.trust_remote_code, progress=progress)
 
 
 def _check_inputs(corpora: dict[str, Sequence[str]], sentences: Sequence[str], source_lang: str, target_lang: str,
