@@ -429,6 +429,30 @@ def test_align_without_at_initialisation_saves_no_verdict(tiny_model, tmp_path):
     assert "at_initialisation" not in doc and "measures" not in doc and doc["best"]["mrr"] == 1.0
 
 
+@pytest.mark.parametrize("quick", [True, False])
+def test_report_presets_are_the_commands_configs(quick, tmp_path):
+    """The report runs `align` and `langvec` from configs the commands also accept (validated as made), at its
+    quick and full settings, on one shared read of the corpora and dictionary."""
+    from dataclasses import fields as dataclass_fields
+
+    from bertology.experiments.configs import AlignConfig, BilingualSettings, LangvecConfig
+    from bertology.report import ReportContext
+    from bertology.report.sections.align import QUICK_LINES, align_preset, langvec_preset
+
+    ctx = ReportContext(model="minilm", out_dir=tmp_path, data_dir="somewhere", seed=4, quick=quick)
+    a, lv = align_preset(ctx, "minilm"), langvec_preset(ctx, "minilm")
+    assert isinstance(a, AlignConfig) and isinstance(lv, LangvecConfig)
+    lines = QUICK_LINES if quick else 30000
+    assert (a.k, a.max_words, a.max_lines) == ((3, 300, lines) if quick else (5, 2000, lines))
+    assert a.at_initialisation and a.cbow and a.layer_list() is None and a.seed == lv.seed == 4
+    assert lv.alphas == ((0, 1, 2, 3) if quick else (0, 0.5, 1, 1.5, 2, 3))
+    assert lv.mean_sentences == (300 if quick else 1000) and lv.sentences == [f"en=tatoeba-cmn-eng#0@{lv.mean_sentences}"]
+    shared = [f.name for f in dataclass_fields(BilingualSettings)] + ["max_lines", "model", "precision"]
+    assert {n: getattr(a, n) for n in shared} == {n: getattr(lv, n) for n in shared}   # one read serves both
+    assert a.corpus == [f"en=tatoeba-cmn-eng#0@{lines}", f"zh=tatoeba-cmn-eng#1@{lines}"]
+    assert a.out != lv.out
+
+
 # Two languages in one script: the script checks cannot exclude "apple -> apple", only the identical-pair rule
 # can (a test with Chinese as the target would pass even with that rule broken).
 _LATIN_DICT = [("apple", "apple"), ("cat", "cat"), ("dog", "bank"), ("book", "river")]

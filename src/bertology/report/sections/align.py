@@ -6,35 +6,61 @@ import time
 
 from pathlib import Path
 
-from ...core.models import has_mlm_head
+from ...core.models import has_mlm_head, load_tokenizer
+from ...experiments import align
 from ...experiments import langvec as lv
-from ...core.models import load_tokenizer
-from ...experiments.align import align, alignment_measures, initialised_embedder, save
-from ...io.corpora import read_corpora
-from ...io.bilingual import read_bilingual
+from ...experiments.configs import AlignConfig, LangvecConfig
+from ...io.bilingual import BilingualData
 from ...errors import UserError
 from .. import ReportContext, Section, model_slug
 from ..figures import align_figures, langvec_figures
 
 QUICK_LINES = 5000     # Tatoeba lines per language at quick settings (the corpora and language means)
+FULL_LINES = 30000
+CORPORA = ("en=tatoeba-cmn-eng#0", "zh=tatoeba-cmn-eng#1")    # Tatoeba's English and Chinese sides
 CLAIM_IDS = ["align", "langvec"]   # decided by this module's sections (report.claims)
+
+
+def _bilingual_settings(ctx: ReportContext, model: str) -> dict:
+    """What align and langvec share in the report: the model, Tatoeba's two sides as the corpora, MUSE en-zh
+    (converted to Simplified, as the corpora are), so that one read of the data serves both."""
+    lines = QUICK_LINES if ctx.quick else FULL_LINES
+    return dict(model=model, corpus=[f"{spec}@{lines}" for spec in CORPORA], dict_path="muse-en-zh", max_lines=lines,
+                data_dir=ctx.data_dir, precision=ctx.precision, seed=ctx.seed,
+                trust_remote_code=ctx.trust_remote_code)
+
+
+def align_preset(ctx: ReportContext, model: str) -> AlignConfig:
+    """`bertology align` at the report's settings: quick, 3 occurrences a word and 300 source words (full: 5 and
+    2,000), measured at initialisation too for the verdict."""
+    return AlignConfig(**_bilingual_settings(ctx, model), k=3 if ctx.quick else 5,
+                       max_words=300 if ctx.quick else 2000, at_initialisation=True,
+                       out=ctx.out_dir / model_slug(model))
+
+
+def langvec_preset(ctx: ReportContext, model: str) -> LangvecConfig:
+    """`bertology langvec` at the report's settings: quick, 300 English sentences translated and 300 averaged into
+    each language mean, α in 0..3 (full: 1,000 each, α in steps of 0.5)."""
+    sentences = 300 if ctx.quick else 1000
+    return LangvecConfig(**_bilingual_settings(ctx, model), sentences=[f"{CORPORA[0]}@{sentences}"],
+                         alphas=(0, 1, 2, 3) if ctx.quick else (0, 0.5, 1, 1.5, 2, 3), mean_sentences=sentences,
+                         out=ctx.out_dir / "langvec" / model_slug(model))
 
 
 def report_section(ctx: ReportContext):
     """Alignment on every model of the report that reads Chinese (and language vectors on every one with an MLM
     head), at quick settings: Tatoeba's English and Chinese sides as the corpora, MUSE en-zh converted to
-    Simplified. The first model that ran draws the figures; every model's numbers go to the verdict."""
+    Simplified, read once for every run. The first model that ran draws the figures; every model's numbers go
+    to the verdict."""
     t0 = time.perf_counter()
-    lines = QUICK_LINES if ctx.quick else 30000
-    data = read_bilingual([f"en=tatoeba-cmn-eng#0@{lines}", f"zh=tatoeba-cmn-eng#1@{lines}"], "muse-en-zh",
-                          data_dir=ctx.data_dir)
-    corpora, d = data.corpora, data.dictionary
+    first = align_preset(ctx, ctx.models[0])
+    data = first.read(first.max_lines)      # the presets of every model and of langvec name the same data
     sec, measures = None, []
     for model in ctx.models:
-        m, res = _align_model(ctx, model, corpora, d)
+        m, res = _align_model(ctx, model, data)
         measures.append(m)
         if sec is None and res is not None:
-            sec = _align_presentation(ctx, res)
+            sec = present_align(res, align_preset(ctx, model).out)
     if sec is None:
         sec = Section("Cross-lingual alignment (MRR per layer)",
                       error="; ".join(f"{m['model']}: {m['not_applicable']}" for m in measures))
@@ -48,35 +74,40 @@ def report_section(ctx: ReportContext):
                                  "random vectors": m["random vectors"], "random ranking": m["random ranking"]})}
                                for m in measures]))
     t1 = time.perf_counter()
-    lsec = _langvec_sections(ctx, corpora, d)
+    lsec = _langvec_sections(ctx, data)
     lsec.seconds = time.perf_counter() - t1
     return [sec, lsec]
 
 
-def _align_model(ctx: ReportContext, model: str, corpora, d):
-    """(the verdict's numbers, the AlignResult) for one model; (reason, None) when it cannot read Chinese."""
+def unreadable_chinese(ctx: ReportContext, model: str, chinese: list[str]) -> str | None:
+    """Why `model` cannot be measured on Chinese text (its tokenizer does not load, or reads more than
+    UNKNOWN_LIMIT of the text's tokens as [UNK]: its alignment would be an artefact), or None when it can."""
     from ...core.vocab import UNKNOWN_LIMIT, unknown_token_share
 
-    quick = ctx.quick
     try:
-        share = unknown_token_share(load_tokenizer(model, ctx.trust_remote_code), corpora["zh"][:1000])
+        share = unknown_token_share(load_tokenizer(model, ctx.trust_remote_code), chinese[:1000])
     except UserError as e:
-        return {"model": model, "not_applicable": ctx.describe_error(e)}, None
+        return ctx.describe_error(e)
     if share > UNKNOWN_LIMIT:
-        return {"model": model, "not_applicable": f"{share:.0%} of the Chinese corpus's tokens are [UNK] to its "
-                                                  f"vocabulary (limit {UNKNOWN_LIMIT:.0%})"}, None
-    kw = dict(k=3 if quick else 5, max_words=300 if quick else 2000, precision=ctx.precision, seed=ctx.seed,
-              progress=False)
-    res = align(model, d, corpora, "en", "zh", trust_remote_code=ctx.trust_remote_code, **kw)
-    save(res, ctx.out_dir / model_slug(model))
-    init = align(model, d, corpora, "en", "zh", cbow=False, context_free=False,
-                 embedder=initialised_embedder(model, ctx.seed, ctx.trust_remote_code, precision=ctx.precision,
-                                               progress=False, max_length=64), **kw)
-    return {"model": model, **alignment_measures(res, init, ctx.seed)}, res
+        return (f"{share:.0%} of the Chinese corpus's tokens are [UNK] to its vocabulary "
+                f"(limit {UNKNOWN_LIMIT:.0%})")
+    return None
 
 
-def _align_presentation(ctx: ReportContext, res) -> Section:
-    out = ctx.out_dir / model_slug(res.model)
+def _align_model(ctx: ReportContext, model: str, data: BilingualData):
+    """(the verdict's numbers, the AlignResult) for one model; (reason, None) when it cannot read Chinese."""
+    reason = unreadable_chinese(ctx, model, data.corpora[data.target])
+    if reason is not None:
+        return {"model": model, "not_applicable": reason}, None
+    cfg = align_preset(ctx, model)
+    res = align.run(cfg, data, progress=False)
+    align.save(res, cfg.out)
+    return {"model": model, **res.measures}, res
+
+
+def present_align(res: align.AlignResult, out: Path) -> Section:
+    """The alignment section of one model's result: its figures (drawn in `out`), MRR per layer, the baselines
+    and the nearest candidates."""
     paths = [align_figures(res, out)]
     cov = res.coverage
     rows = [{"layer": c["layer"], "MRR cosine": c["mrr"], "MRR CSLS": s["mrr"], "P@1": c["p_at_1"], "P@5": c["p_at_5"],
@@ -107,13 +138,13 @@ def _align_presentation(ctx: ReportContext, res) -> Section:
                                                                    "top 5": " ".join(e["top5"])} for e in res.examples])])
 
 
-def _langvec_sections(ctx: ReportContext, corpora, d) -> Section:
+def _langvec_sections(ctx: ReportContext, data: BilingualData) -> Section:
     """Language vectors on every model of the report with an MLM head; the first one draws the section."""
     title = "Language vectors: mean-shift translation"
     sec, measures = None, []
     for model in ctx.models:
         try:
-            s = _langvec_section(ctx, model, title, corpora, d)
+            s = _langvec_section(ctx, model, title, data)
         except UserError as e:
             measures.append({"model": model, "not_applicable": ctx.describe_error(e)})
             continue
@@ -124,21 +155,23 @@ def _langvec_sections(ctx: ReportContext, corpora, d) -> Section:
     return sec
 
 
-def _langvec_section(ctx: ReportContext, model: str, title: str, corpora, d) -> Section:
-    quick = ctx.quick
+def _langvec_section(ctx: ReportContext, model: str, title: str, data: BilingualData) -> Section:
     if not has_mlm_head(model):
         raise UserError(f"model {model!r} has no masked-LM head: the shifted hidden states must be decoded into "
                         f"tokens by one (run on a model from `bertology pretrain`)")
-    sents = read_corpora([f"en=tatoeba-cmn-eng#0@{300 if quick else 1000}"], ctx.data_dir)["en"]
-    lres = lv.langvec(model, corpora, sents, d, "en", "zh", alphas=(0, 1, 2, 3) if quick else (0, 0.5, 1, 1.5, 2, 3),
-                      mean_sentences=300 if quick else 1000, precision=ctx.precision,
-                      trust_remote_code=ctx.trust_remote_code, progress=False, seed=ctx.seed)
-    out = Path(ctx.out_dir) / "langvec" / model_slug(model)
-    lv.save(lres, out)
+    cfg = langvec_preset(ctx, model)
+    lres = lv.run(cfg, data, progress=False)
+    lv.save(lres, cfg.out)
+    return present_langvec(lres, lv.langvec_measures(lres, cfg.seed), cfg.out, title)
+
+
+def present_langvec(lres: lv.LangvecResult, m: dict, out: Path, title: str) -> Section:
+    """The language-vector section of one model's result: the grid figure (drawn in `out`), the best setting
+    and the verdict's numbers `m` (langvec.langvec_measures) in words, and the examples."""
+    model = lres.model
     lpaths = [langvec_figures(lres, out)]
     b = lres.best
     plain = next(g for g in lres.grid if g["layer"] == b["layer"] and g["alpha"] == 0)
-    m = lv.langvec_measures(lres, ctx.seed)
     return Section(
         f"{title} on {model}", claim_ids=["langvec"], measures={"langvec": [{"model": model, **m}]},
         explanation=(f"The mean hidden state of each language (μ_en, μ_zh, per layer) is added as α·(μ_zh − μ_en) at "
