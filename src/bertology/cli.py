@@ -14,7 +14,6 @@ import typer
 
 from .cli_options import command, describe_error, quiet_libraries, run_app
 from .config import narrowed
-from .errors import UserError
 from .experiments.configs import (AlignConfig, CbowConfig, ClozeConfig, CrossDomainCommand, CrossDomainConfig,
                                   DataScaleConfig, FillMaskConfig, LangvecConfig, PretrainCommand, PretrainConfig,
                                   QACrosslingualConfig, QAPredictConfig, QAScoreConfig, QASettings, QATrainConfig,
