@@ -332,3 +332,21 @@ def test_lr_grid_chooses_on_dev_and_reuses_the_chosen_run(tiny_encoder, tmp_path
     assert res.split_report["cross_part_duplicates"] == 0 and res.split_report["examples"] == 60
     with pytest.raises(UserError, match="lr_grid"):
         run_crossdomain(CrossDomainConfig(**{**cfg.__dict__, "lr_grid": (float("nan"),)}), tmp_path / "o2")
+
+
+def test_fresh_models_of_a_bf16_stored_checkpoint_are_fp32(tmp_path, tiny_model):
+    """zh-en-mini's config.json says dtype bfloat16, and transformers 5 builds from_config models in that dtype:
+    `scratch` then trained in pure bf16 (on an AVX2-only CPU ~25x slower than fp32, 29 s a step in the report),
+    and alignment's "at initialisation" baseline drew its weights in bf16. Every freshly initialised model is fp32."""
+    import torch
+    from transformers import AutoModelForMaskedLM, AutoTokenizer
+
+    from bertology.experiments.crossdomain import build_model
+
+    src = tmp_path / "bf16"
+    AutoModelForMaskedLM.from_pretrained(tiny_model).to(torch.bfloat16).save_pretrained(src)
+    AutoTokenizer.from_pretrained(tiny_model).save_pretrained(src)
+    assert json.loads((src / "config.json").read_text()).get("dtype") == "bfloat16"
+    for condition in ("scratch", "pretrained", "shuffled"):
+        dtypes = {p.dtype for p in build_model(condition, str(src), 2, seed=0).parameters()}
+        assert dtypes == {torch.float32}, (condition, dtypes)

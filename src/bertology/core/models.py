@@ -354,6 +354,14 @@ def _warn_unexpected_random_weights(name: str, head: str, missing) -> None:
                       + ", ".join(odd[:5]) + (" ..." if len(odd) > 5 else ""), stacklevel=3)
 
 
+def fresh_model(auto_class, config, trust_remote_code: bool = False):
+    """A freshly initialised `auto_class` model of `config`, with fp32 parameters whatever storage dtype the
+    config carries. transformers 5 builds `from_config` models in `config.dtype`: zh-en-mini's config says
+    bfloat16, and a from-scratch model of it trained (and ran) in pure bf16, which this project keeps to autocast
+    (and which an AVX2-only CPU emulates ~25x slower than fp32). Initialised in fp32 directly, not cast after."""
+    return auto_class.from_config(config, dtype=torch.float32, trust_remote_code=trust_remote_code)
+
+
 def load_config(name: str, trust_remote_code: bool = False):
     from transformers import AutoConfig
 

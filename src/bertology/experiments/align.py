@@ -503,11 +503,11 @@ def initialised_embedder(model: str, seed: int = 0, trust_remote_code: bool = Fa
     import torch
     from transformers import AutoModel
 
-    from ..core.models import load_config, load_tokenizer
+    from ..core.models import fresh_model, load_config, load_tokenizer
 
     config = load_config(model, trust_remote_code)
     torch.manual_seed(seed)
-    net = AutoModel.from_config(config, trust_remote_code=trust_remote_code)
+    net = fresh_model(AutoModel, config, trust_remote_code)
     return Embedder(net, load_tokenizer(model, trust_remote_code), **kwargs)
 
 

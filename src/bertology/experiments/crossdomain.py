@@ -290,13 +290,13 @@ def build_model(condition: str, model_name: str, num_labels: int, seed: int, tru
     from transformers import AutoModelForSequenceClassification
 
     from ..core.engine import set_seed
-    from ..core.models import load_config, load_model
+    from ..core.models import fresh_model, load_config, load_model
 
     set_seed(seed)  # the fresh classifier head (and everything in `scratch`) draws from the global RNG
     if condition == "scratch":
         config = load_config(model_name, trust_remote_code=trust_remote_code)
         config.num_labels = num_labels
-        model = AutoModelForSequenceClassification.from_config(config, trust_remote_code=trust_remote_code)
+        model = fresh_model(AutoModelForSequenceClassification, config, trust_remote_code)
     else:
         model = load_model(model_name, head="classify", trust_remote_code=trust_remote_code, num_labels=num_labels)
     gen = torch.Generator().manual_seed(seed + 31337)

@@ -23,6 +23,7 @@ from typing import Any, Callable, Iterable
 import numpy as np
 import torch
 
+from ...core.models import fresh_model
 from ...errors import UserError
 from ...io.rundir import check_resume, save_pretrained_atomically
 from ...io.storage import truncate_jsonl
@@ -103,7 +104,7 @@ def make_mlm(config, device: torch.device | str = "cpu"):
     if torch.device(device).type == "cpu":
         config._attn_implementation = "eager"
     # parameters are always fp32 (bf16 is autocast's job); a config carrying a storage dtype must not change that
-    return AutoModelForMaskedLM.from_config(config).to(torch.float32)
+    return fresh_model(AutoModelForMaskedLM, config)
 
 
 # --------------------------------------------------------------------------------------------- atomic saves
