@@ -101,8 +101,9 @@ class PretrainConfig(Precision, Seed, DataDir, Resume):
     # Cramming (Geiping & Goldstein 2022): none in one-epoch pretraining
     dropout: float = setting(0.0, "Hidden and attention dropout (default 0, as Cramming BERT found best for short "
                                   "single-epoch pretraining; Google's BERT used 0.1).", low=0, high=1)
-    compile: bool = setting(False, "torch.compile the training step (~2x tokens/s on CPU after a few seconds of "
-                                   "compilation; falls back to eager if compilation fails).",
+    compile: bool = setting(False, "torch.compile the training step (after tens of seconds of compilation; "
+                                   "falls back to eager if compilation fails). Off by default: its gain was "
+                                   "measured only on a CPU with native bf16 (docs/performance.md).",
                             flag="--compile/--no-compile")    # see MaskedLMObjective
     eval_every: int = setting(500, "Steps between held-out evaluation, export of OUT/model and checkpoint.",
                               low=1)
