@@ -31,7 +31,6 @@ MANY_PARAMETERS_TO_SPLIT = {
     "bertology.experiments.pretrain.run._pretrain_result",
     "bertology.experiments.pretrain.run.train_tokenizer",
     "bertology.experiments.pretrain.tokenizer.learn_tokenizer",
-    "bertology.experiments.qa.run.crosslingual",
     "bertology.experiments.qa.run.train",
     "bertology.experiments.senses._score",
     "bertology.experiments.senses.word_senses",

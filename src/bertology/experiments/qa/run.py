@@ -255,22 +255,22 @@ def evaluate_model(model_name: str, eval_sets: dict[str, QADataset], out_dir: st
     return QAResult("eval", model_name, asdict(s), scores, notes=notes)
 
 
-def crosslingual(model_name: str, train_sets: dict[str, QADataset], eval_sets: dict[str, QADataset],
-                 out_dir: str | Path, s: QASettings = QASettings(), t: TrainSettings = TrainSettings(),
-                 dev: QADataset | None = None, convert: str | None = None, trust_remote_code: bool = False,
-                 progress: bool = True) -> QAResult:
-    """One fine-tuning run on `train_sets` (e.g. {"en": SQuAD}), evaluated zero-shot on every eval set."""
-    model, tokenizer, tr = train(model_name, list(train_sets.values()), dev, out_dir, s, t,
-                                 trust_remote_code=trust_remote_code, progress=progress)
+def crosslingual(cfg: QACrosslingualConfig, train_sets: dict[str, QADataset], evals: dict[str, QADataset],
+                 dev: QADataset | None = None, progress: bool = True) -> QAResult:
+    """One fine-tuning run of `cfg` on `train_sets` (e.g. {"en": SQuAD}), evaluated zero-shot on every eval set;
+    the data already assembled (run_crosslingual assembles it from the config)."""
+    s, t = cfg.settings()
+    model, tokenizer, tr = train(cfg.model, list(train_sets.values()), dev, cfg.out, s, t,
+                                 trust_remote_code=cfg.trust_remote_code, progress=progress)
     s = fit_to_model(tokenizer, model.config, s)
-    scores, preds, notes = evaluate_sets(model, tokenizer, eval_sets, s, convert=convert, progress=progress)
-    for name, ds in eval_sets.items():
+    scores, preds, notes = evaluate_sets(model, tokenizer, evals, s, convert=cfg.convert, progress=progress)
+    for name, ds in evals.items():
         if resolve_lang("auto", ds.examples) == "zh":
             rate = unknown_token_share(tokenizer, list(dict.fromkeys(e.context for e in ds.examples))[:200])
             notes.append(f"{name}: {100 * rate:.1f}% of context tokens are [UNK] for this tokenizer")
-    write_predictions(out_dir, preds)
+    write_predictions(cfg.out, preds)
     notes.insert(0, "trained on " + ", ".join(f"{k}={len(v.examples)} questions" for k, v in train_sets.items()))
-    return QAResult("crosslingual", model_name, asdict(s), scores, tr, {}, notes=notes)
+    return QAResult("crosslingual", cfg.model, asdict(s), scores, tr, {}, notes=notes)
 
 
 def run_crosslingual(cfg: QACrosslingualConfig, progress: bool = True) -> QAResult:
@@ -282,17 +282,15 @@ def run_crosslingual(cfg: QACrosslingualConfig, progress: bool = True) -> QAResu
     read, nothing is trained, and the result's command is "eval"."""
     from ...core.models import has_qa_head
 
-    s, t = cfg.settings()
     if cfg.reuse_trained_head and has_qa_head(cfg.model):
-        result = evaluate_model(cfg.model, eval_sets(cfg), cfg.out, s, cfg.convert, cfg.trust_remote_code, progress)
+        result = evaluate_model(cfg.model, eval_sets(cfg), cfg.out, cfg.settings()[0], cfg.convert, cfg.trust_remote_code, progress)
         result.notes.insert(0, "the model already has a trained span head: evaluated as it is, not fine-tuned")
         return result
     train_sets = load_sets(dict(named_sets(cfg.train, "--train")), cfg.data_dir, cfg.max_train, cfg.seed,
                            skip_bad=cfg.skip_bad)
     evals = eval_sets(cfg)
     dev = cfg.read(cfg.dev, cfg.max_dev, check_offsets=False) if cfg.dev else None
-    return crosslingual(cfg.model, train_sets, evals, cfg.out, s, t, dev=dev, convert=cfg.convert,
-                        trust_remote_code=cfg.trust_remote_code, progress=progress)
+    return crosslingual(cfg, train_sets, evals, dev, progress)
 
 
 def eval_sets(cfg: QACrosslingualConfig, only: tuple[str, ...] | None = None) -> dict[str, QADataset]:
