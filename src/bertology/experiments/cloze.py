@@ -80,13 +80,13 @@ def read_cloze_items(source: str | Path = "cloze-en-zh") -> list[ClozeItem]:
 
 
 def cloze_accuracy(model: str, items: list[ClozeItem], precision: str = "fp32",
-                   trust_remote_code: bool = False) -> ClozeResult:
+                   trust_remote_code: bool = False, tokenizer=None) -> ClozeResult:
     """Top-1 / top-5 accuracy of `model`'s masked-LM head on `items`, per language (via `fill_mask`), and where
     it ranks 果 in the lecture's sentence (scored in the same pass: one sentence more, not a second model load)."""
     from ..core.models import load_tokenizer
     from .mlm import fill_mask
 
-    tok = load_tokenizer(model, trust_remote_code)
+    tok = tokenizer if tokenizer is not None else load_tokenizer(model, trust_remote_code)
     filled = fill_mask(model, [it.sentence for it in [*items, LECTURE_ITEM]], top_k=5, precision=precision,
                        trust_remote_code=trust_remote_code, command="cloze")
     rows = [_scored_row(tok, it, out) for it, out in zip(items, filled.items)]
@@ -125,16 +125,17 @@ def _scored_row(tokenizer, item: ClozeItem, filled_text: dict) -> dict:
 def run(cfg: ClozeConfig) -> ClozeResult:
     """`bertology cloze` and the report's verdict: the item set (Simplified copies of its Chinese items added when
     `add_simplified`), scored; with `baselines`, compared with the n-gram predictors on the scorable items."""
+    from ..core.models import load_tokenizer
+
     items = read_cloze_items(cfg.items)
     if cfg.add_simplified:
         items += simplified_copies(items)
-    result = cloze_accuracy(cfg.model, items, cfg.precision, cfg.trust_remote_code)
+    tokenizer = load_tokenizer(cfg.model, cfg.trust_remote_code)    # one load: the scoring and the baselines share it
+    result = cloze_accuracy(cfg.model, items, cfg.precision, cfg.trust_remote_code, tokenizer)
     result.settings = {k: v for k, v in asdict(cfg).items() if k not in ("out", "threads")}
     if cfg.baselines:
         if any(row["scorable"] for row in result.items):
-            from ..core.models import load_tokenizer
-
-            result.baselines = compare_with_ngrams(result, items, load_tokenizer(cfg.model, cfg.trust_remote_code),
+            result.baselines = compare_with_ngrams(result, items, tokenizer,
                                                    baseline_corpora(cfg.data_dir, cfg.baseline_lines))
         else:   # no item can be measured on this vocabulary: the comparison does not apply, and says why
             result.baselines = {"not_applicable": f"none of the {len(items)} items' answers is a single token of "
