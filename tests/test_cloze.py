@@ -103,7 +103,9 @@ def test_baselines_on_a_tiny_model(tiny_model, tmp_path, items_file):
 
 def test_simplified_copies_are_added_after_the_items(tiny_model):
     res = cloze.run(ClozeConfig(model=str(tiny_model), items="cloze-items", add_simplified=True))
-    assert res.summary["zh"]["n"] == 80 and res.summary["en"]["n"] == 40
+    # 2 of the 40 zh items read the same in both scripts: they get no copy (they would be counted twice)
+    assert res.summary["zh"]["n"] == 78 and res.summary["en"]["n"] == 40
+    assert len({(r["sentence"], r["answer"]) for r in res.items}) == len(res.items)
     assert res.items[0]["sentence"] == "太陽每天早上從[MASK]方升起。" and res.items[80]["sentence"] == "太阳每天早上从[MASK]方升起。"
     assert res.baselines is None and res.settings["add_simplified"] is True
 

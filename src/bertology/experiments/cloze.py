@@ -152,11 +152,14 @@ def save(result: ClozeResult, out_dir: str | Path) -> Path:
 
 def simplified_copies(items: list[ClozeItem]) -> list[ClozeItem]:
     """A Simplified copy (OpenCC t2s) of every zh item, in order: the same question in the script most Chinese
-    pretraining text is in (an item with nothing to convert is copied as it is, and so counted twice)."""
+    pretraining text is in. An item with nothing to convert (already the same in both scripts) gets no copy: it
+    would be scored, and counted, twice."""
     import opencc
 
     cc = opencc.OpenCC("t2s")
-    return [ClozeItem("zh", cc.convert(it.sentence), cc.convert(it.answer)) for it in items if it.lang == "zh"]
+    copies = [ClozeItem("zh", cc.convert(it.sentence), cc.convert(it.answer)) for it in items if it.lang == "zh"]
+    have = {(it.sentence, it.answer) for it in items}
+    return [c for c in copies if (c.sentence, c.answer) not in have]
 
 
 def compare_with_ngrams(result: ClozeResult, items: list[ClozeItem], tokenizer,

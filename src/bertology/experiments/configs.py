@@ -160,8 +160,9 @@ class ClozeConfig(Model, Precision, Threads, DataDir, OptionalOut):
     items: str = setting("cloze-en-zh", "TSV with header lang<TAB>sentence<TAB>answer (one [MASK] a sentence, "
                                         "single-token answers), or a built-in set: cloze-en-zh, cloze-items (the "
                                         "verdict's: 40 zh in Traditional, 40 en).")
-    add_simplified: bool = setting(False, "Also score a Simplified copy (OpenCC t2s) of every zh item (the "
-                                          "verdict does: cloze-items is Traditional, most Chinese text Simplified).")
+    add_simplified: bool = setting(False, "Also score a Simplified copy (OpenCC t2s) of every zh item that changes "
+                                          "(the verdict does: cloze-items is Traditional, most Chinese text "
+                                          "Simplified).")
     baselines: bool = setting(False, "Also score two n-gram predictors on the scorable items, counted with the "
                                      "model's tokenizer on the pretraining corpora (corpus-en, corpus-zh under "
                                      "--data-dir): the most frequent token, and the most frequent token after "
