@@ -68,7 +68,7 @@ def main() -> int:
     if not rows:
         sys.exit(f"{args.out}: no transfer or QA training results under it (crossdomain/*/results.json, "
                  "qa/results.json)")
-    print(f"\n| training | tokens | floor (s) | measured (s) | of peak |\n|---|---|---|---|---|")
+    print("\n| training | tokens | floor (s) | measured (s) | of peak |\n|---|---|---|---|---|")
     for name, tokens, floor, measured in rows:
         floor_total += floor
         measured_total += measured
